@@ -1,0 +1,71 @@
+"""rama-core: services, layers, context, errors and graceful shutdown.
+
+The service model every other rama package builds on::
+
+    from rama_core import Context, Stack, service_fn
+    from rama_core.layers import TimeoutLayer
+
+    @service_fn
+    async def hello(ctx: Context, name: str) -> str:
+        return f"hello {name}"
+
+    svc = Stack(TimeoutLayer(1.0)).layer(hello)
+    await svc.serve(Context(), "world")
+"""
+
+from .context import Context
+from .errors import (
+    BoxError,
+    MissingExtension,
+    Overloaded,
+    RamaError,
+    ServiceTimeout,
+    error_chain,
+    error_context,
+    format_error_chain,
+)
+from .executor import Executor, NoTaskGroupError
+from .layer import Identity, Layer, LayerFn, Stack, layer_fn, optional, stack, when
+from .matcher import AllOf, Always, AnyOf, FnMatcher, Matcher, Never, Not, matcher_fn
+from .service import BoxService, Service, ServiceFn, service_fn
+from .shutdown import DEFAULT_SIGNALS, Shutdown, ShutdownGuard, ShutdownReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SIGNALS",
+    "AllOf",
+    "Always",
+    "AnyOf",
+    "BoxError",
+    "BoxService",
+    "Context",
+    "Executor",
+    "FnMatcher",
+    "Identity",
+    "Layer",
+    "LayerFn",
+    "Matcher",
+    "MissingExtension",
+    "Never",
+    "NoTaskGroupError",
+    "Not",
+    "Overloaded",
+    "RamaError",
+    "Service",
+    "ServiceFn",
+    "ServiceTimeout",
+    "Shutdown",
+    "ShutdownGuard",
+    "ShutdownReport",
+    "Stack",
+    "error_chain",
+    "error_context",
+    "format_error_chain",
+    "layer_fn",
+    "matcher_fn",
+    "optional",
+    "service_fn",
+    "stack",
+    "when",
+]
