@@ -239,7 +239,14 @@ class Shutdown:
             self.trigger("error")
         tg.cancel_scope.cancel()
         self._task_group = self._stack = None
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps the body's own error; hand it back unwrapped
+            # when nothing else failed, as a plain `async with` would.
+            if exc is not None and group.exceptions == (exc,):
+                raise exc from exc.__cause__
+            raise
 
     async def _drain(self) -> None:
         await self._wait_until(lambda: self.is_triggered or not self._active)
