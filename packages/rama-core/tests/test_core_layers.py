@@ -128,6 +128,7 @@ async def test_concurrency_limit_reject_policy() -> None:
         await anyio.sleep(0.02)
         with pytest.raises(Overloaded, match="limit of 1"):
             await svc.serve(Context(), "second")
+        assert active[0] == 1  # the rejected call never reached the inner service
         release.set()
     # the slot is free again
     assert await svc.serve(Context(), "third") == "third"
