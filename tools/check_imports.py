@@ -98,7 +98,9 @@ def check(root: Path) -> list[Violation]:
                     rel = path.relative_to(root)
                     if name not in ALLOWED[owner]:
                         violations.append(
-                            Violation(rel, line, f"{owner} must not import {name} (upward/sideways)")
+                            Violation(
+                                rel, line, f"{owner} must not import {name} (upward/sideways)"
+                            )
                         )
                     elif name not in declared:
                         violations.append(

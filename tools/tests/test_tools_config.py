@@ -19,7 +19,9 @@ def test_hatch_default_env_mirrors_requirements_and_packages() -> None:
     tools = [d for d in deps if "@" not in d]
     assert sorted(tools) == sorted(_requirements())
     local = {d.split(" @ ")[0] for d in deps if "@" in d}
-    assert local == {p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists()}
+    assert local == {
+        p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists()
+    }
 
 
 def test_every_package_has_the_required_layout() -> None:
