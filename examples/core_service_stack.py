@@ -14,7 +14,6 @@ import argparse
 from dataclasses import dataclass
 
 import anyio
-
 from rama_core import Context, Shutdown, Stack, matcher_fn, service_fn
 from rama_core.layers import (
     AddExtensionLayer,

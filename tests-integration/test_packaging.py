@@ -1,4 +1,4 @@
-"""Packages are independent distributions: they build, install alone, and the umbrella re-exports."""
+"""Packages are independent distributions: they build, install alone; the umbrella re-exports."""
 
 from __future__ import annotations
 
@@ -47,8 +47,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
         "-w", out, *dirs,
     )  # fmt: skip
-    built = {w.name.split("-")[0].replace("_", "-"): w for w in out.glob("*.whl")}
-    return built
+    return {w.name.split("-")[0].replace("_", "-"): w for w in out.glob("*.whl")}
 
 
 def test_every_package_builds_a_typed_wheel_with_only_its_code(wheels: dict[str, Path]) -> None:

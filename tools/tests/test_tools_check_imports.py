@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def load_checker() -> ModuleType:
     spec = importlib.util.spec_from_file_location("check_imports", ROOT / "tools/check_imports.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["check_imports"] = module
     spec.loader.exec_module(module)
