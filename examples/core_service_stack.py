@@ -14,6 +14,7 @@ import argparse
 from dataclasses import dataclass
 
 import anyio
+
 from rama_core import Context, Shutdown, Stack, matcher_fn, service_fn
 from rama_core.layers import (
     AddExtensionLayer,

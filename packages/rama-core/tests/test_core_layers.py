@@ -4,6 +4,7 @@ import logging
 
 import anyio
 import pytest
+
 from rama_core import (
     Context,
     Overloaded,

@@ -7,6 +7,7 @@ import time
 
 import anyio
 import pytest
+
 from rama_core import Context, Executor, NoTaskGroupError, Shutdown
 
 
