@@ -1,0 +1,56 @@
+"""Limits and timeouts shared by the HTTP/1.1, h2 and auto servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Http1Engine", "ServerConfig"]
+
+Http1Engine = Literal["auto", "fast", "h11", "httptools"]
+"""Which HTTP/1.1 parser to use: ``auto`` is ``fast`` (pure Python, tuned)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Limits of an HTTP server. Every limit has a default; None disables one."""
+
+    # -- HTTP/1.x ----------------------------------------------------------------------
+    http1_engine: Http1Engine = "auto"
+    """The HTTP/1.1 engine; all engines pass the same conformance suite."""
+    max_request_line: int = 8 * 1024
+    """Longest request line (method, target, version); longer gets 414."""
+    max_header_size: int = 64 * 1024
+    """Largest request head (request line plus header fields); larger gets 431."""
+    max_headers: int = 100
+    """Most header fields in one request; more gets 431."""
+    max_body_size: int | None = 16 * 1024 * 1024
+    """Largest request body a server accepts; larger gets 413 (None: unlimited)."""
+    header_read_timeout: float | None = 10.0
+    """Seconds a client has to send a complete request head once it started; 408 after."""
+    keep_alive_timeout: float | None = 30.0
+    """Seconds an idle keep-alive connection is kept open waiting for the next request."""
+    body_read_timeout: float | None = 60.0
+    """Seconds a client may stay silent while the handler waits for body bytes."""
+    write_timeout: float | None = 60.0
+    """Seconds a write may wait for a peer that does not read."""
+    max_pipelined: int = 32
+    """Requests read ahead while a response is pending before reading pauses."""
+    server_header: str | None = None
+    """Value of a Server header added to responses (None: none added)."""
+    date_header: bool = True
+    """Add a Date header to responses that lack one."""
+
+    # -- h2 (used by rama_http.server.h2) --------------------------------------------------
+    h2_max_concurrent_streams: int = 100
+    """SETTINGS_MAX_CONCURRENT_STREAMS announced to clients."""
+    h2_max_header_list_size: int = 64 * 1024
+    """SETTINGS_MAX_HEADER_LIST_SIZE announced to clients."""
+    h2_initial_window_size: int = 1024 * 1024
+    """Initial per-stream receive window."""
+    h2_max_frame_size: int = 16 * 1024
+    """SETTINGS_MAX_FRAME_SIZE announced to clients."""
+
+    # -- shutdown ------------------------------------------------------------------------
+    shutdown_grace: float = 10.0
+    """Seconds a connection gets to finish its in-flight request once shutdown starts."""
