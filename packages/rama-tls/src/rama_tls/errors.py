@@ -1,0 +1,64 @@
+"""Typed errors of rama-tls.
+
+Parsing errors derive from both :class:`~rama_core.RamaError` and
+:class:`ValueError`, so callers may catch either; I/O-side errors (handshake
+failures, timeouts, certificate resolution) derive from :class:`TlsError`.
+"""
+
+from __future__ import annotations
+
+from rama_core import RamaError
+
+__all__ = [
+    "CertificateError",
+    "ClientHelloError",
+    "ClientHelloTooLarge",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "MalformedClientHello",
+    "NotTlsError",
+    "TlsError",
+]
+
+
+class TlsError(RamaError):
+    """Base class of every rama-tls error."""
+
+
+class ClientHelloError(TlsError, ValueError):
+    """The bytes are not a ClientHello rama-tls can parse."""
+
+    def __init__(self, message: str, *, offset: int | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} (at byte {offset})")
+        self.offset = offset
+
+
+class NotTlsError(ClientHelloError):
+    """The stream does not start with a TLS handshake record carrying a ClientHello.
+
+    Protocol detection uses this to fall back to plain text (HTTP, SOCKS...).
+    """
+
+
+class MalformedClientHello(ClientHelloError):
+    """A length, vector or value inside the records or the ClientHello is invalid."""
+
+
+class ClientHelloTooLarge(ClientHelloError):
+    """The ClientHello exceeds the configured size limit."""
+
+
+class HandshakeError(TlsError):
+    """A TLS handshake failed (bad certificate, protocol mismatch, peer reset...)."""
+
+
+class HandshakeTimeout(HandshakeError, TimeoutError):
+    """The TLS handshake did not complete within its deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"TLS handshake timed out after {seconds:g}s")
+        self.seconds = seconds
+
+
+class CertificateError(TlsError):
+    """A certificate or key could not be created, loaded or resolved."""

@@ -1,0 +1,140 @@
+"""JA4 TLS client fingerprint (FoxIO), with its raw and original-order variants.
+
+Follows the FoxIO specification (technical_details/JA4.md):
+
+``JA4 = a_b_c`` where ``a`` is transport (``t`` TCP, ``q`` QUIC, ``d`` DTLS),
+two-character version (highest non-GREASE supported_versions entry, else the
+hello's legacy version), ``d``/``i`` for SNI present/absent, two-digit counts
+of cipher suites and extensions (GREASE excluded, capped at 99) and the first
+and last character of the first ALPN value (``00`` if none); ``b`` is the
+truncated SHA-256 of the sorted cipher list and ``c`` of the sorted extension
+list without SNI and ALPN, followed by ``_`` and the signature algorithms in
+wire order. ``JA4_r`` shows the lists instead of hashes; ``JA4_o``/``JA4_ro``
+keep wire order and keep SNI and ALPN. Empty lists hash to twelve zeros.
+
+ALPN values whose first or last byte is not an ASCII letter or digit are
+rendered as the first and last character of their hex form, as the current
+specification text says (implementations disagree on this corner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .client_hello import ClientHello
+from .extensions import ExtensionType, SupportedVersions
+from .grease import is_grease
+
+__all__ = ["Ja4", "Ja4Transport", "ja4", "ja4_alpn_chars", "ja4_version"]
+
+_VERSIONS = {
+    0x0304: "13",
+    0x0303: "12",
+    0x0302: "11",
+    0x0301: "10",
+    0x0300: "s3",
+    0x0002: "s2",
+    0xFEFF: "d1",
+    0xFEFD: "d2",
+    0xFEFC: "d3",
+}
+_SNI = ExtensionType.SERVER_NAME
+_ALPN = ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION
+
+
+class Ja4Transport(StrEnum):
+    """First character of a JA4: the transport the hello travelled on."""
+
+    TCP = "t"
+    QUIC = "q"
+    DTLS = "d"
+
+
+@dataclass(frozen=True, slots=True)
+class Ja4:
+    """The four JA4 renderings of one ClientHello."""
+
+    ja4: str
+    """Sorted and hashed: ``t13d1516h2_8daaf6152771_e5627efa2ab1``."""
+    ja4_r: str
+    """Sorted, raw lists instead of hashes."""
+    ja4_o: str
+    """Original (wire) order, hashed; SNI and ALPN kept in the extension list."""
+    ja4_ro: str
+    """Original order, raw."""
+
+    def __str__(self) -> str:
+        return self.ja4
+
+
+def _hash12(text: str) -> str:
+    if not text:
+        return "000000000000"
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+
+
+def _hex_list(values: Sequence[int]) -> str:
+    return ",".join(f"{v:04x}" for v in values)
+
+
+def ja4_version(hello: ClientHello) -> str:
+    """The two-character version part of a JA4."""
+    version = hello.legacy_version
+    if hello.find(SupportedVersions) is not None:
+        offered = [v for v in hello.supported_versions if not is_grease(v)]
+        if offered:
+            version = max(offered)
+    return _VERSIONS.get(version, "00")
+
+
+def _is_alnum(byte: int) -> bool:
+    return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+
+
+def ja4_alpn_chars(first_alpn: bytes | None) -> str:
+    """The two ALPN characters of a JA4 for the first offered protocol."""
+    if not first_alpn:
+        return "00"
+    first, last = first_alpn[0], first_alpn[-1]
+    if _is_alnum(first) and _is_alnum(last):
+        return chr(first) + chr(last)
+    hexed = first_alpn.hex()
+    return hexed[0] + hexed[-1]
+
+
+def ja4(hello: ClientHello, transport: Ja4Transport | None = None) -> Ja4:
+    """Compute JA4, JA4_r, JA4_o and JA4_ro of a ClientHello.
+
+    ``transport`` defaults to QUIC when the hello carries
+    quic_transport_parameters, else TCP.
+    """
+    if transport is None:
+        has_quic = hello.extension(ExtensionType.QUIC_TRANSPORT_PARAMETERS) is not None
+        transport = Ja4Transport.QUIC if has_quic else Ja4Transport.TCP
+    ciphers = [c for c in hello.cipher_suites if not is_grease(c)]
+    exts = [e for e in hello.extension_types if not is_grease(e)]
+    sigs = [s for s in hello.signature_algorithms if not is_grease(s)]
+    alpn = hello.alpn_protocols
+    prefix = (
+        f"{transport.value}{ja4_version(hello)}"
+        f"{'d' if _SNI in exts else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}"
+        f"{ja4_alpn_chars(alpn[0] if alpn else None)}"
+    )
+    sig_part = f"_{_hex_list(sigs)}" if sigs else ""
+
+    sorted_ciphers = _hex_list(sorted(ciphers))
+    sorted_exts = _hex_list(sorted(e for e in exts if e not in (_SNI, _ALPN)))
+    sorted_c = f"{sorted_exts}{sig_part}" if sorted_exts else ""
+    wire_ciphers = _hex_list(ciphers)
+    wire_c = f"{_hex_list(exts)}{sig_part}" if exts else ""
+
+    return Ja4(
+        ja4=f"{prefix}_{_hash12(sorted_ciphers)}_{_hash12(sorted_c)}",
+        ja4_r=f"{prefix}_{sorted_ciphers}_{sorted_exts}{sig_part}",
+        ja4_o=f"{prefix}_{_hash12(wire_ciphers)}_{_hash12(wire_c)}",
+        ja4_ro=f"{prefix}_{wire_ciphers}_{_hex_list(exts)}{sig_part}",
+    )

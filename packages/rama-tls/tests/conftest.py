@@ -1,0 +1,117 @@
+"""Fixtures for rama-tls tests: capture real ClientHellos from real clients on loopback."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from rama_tls.record import ClientHelloComplete, ClientHelloReader
+
+CaptureFn = Callable[[Callable[[int], object]], bytes]
+
+
+def _serve_once(listener: socket.socket, out: list[bytes], deadline: float) -> None:
+    listener.settimeout(max(0.1, deadline - time.monotonic()))
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return
+    with conn:
+        reader = ClientHelloReader()
+        data = bytearray()
+        while time.monotonic() < deadline:
+            conn.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            if isinstance(reader.feed(chunk), ClientHelloComplete):
+                break
+        out.append(bytes(data))
+
+
+@pytest.fixture
+def capture_client_hello() -> CaptureFn:
+    """Run ``client(port)`` against a loopback listener; return the first bytes it sent.
+
+    The listener reads until a whole ClientHello arrived, then closes the
+    connection, so every client sees a failed handshake and exits.
+    """
+
+    def capture(client: Callable[[int], object]) -> bytes:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        out: list[bytes] = []
+        deadline = time.monotonic() + 10
+        thread = threading.Thread(target=_serve_once, args=(listener, out, deadline))
+        thread.start()
+        try:
+            client(port)
+        finally:
+            thread.join(timeout=12)
+            listener.close()
+        assert out, "client never connected"
+        return out[0]
+
+    return capture
+
+
+def _run_peer(argv: list[str], timeout: float = 10) -> None:
+    """Run a peer program, ignoring its (expected) handshake failure."""
+    subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def run_peer() -> Iterator[Callable[[list[str]], None]]:
+    """``run(argv)``: run a peer program to completion, bounded in time."""
+    yield _run_peer
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _pcap_of_client_payload(payload: bytes, *, dst_port: int = 443) -> bytes:
+    """A one-packet pcap (Ethernet/IPv4/TCP) carrying ``payload`` from client to server.
+
+    Lets tshark dissect bytes captured by a test without capture privileges.
+    """
+    tcp = struct.pack("!HHIIBBHHH", 50000, dst_port, 1, 1, 5 << 4, 0x18, 65535, 0, 0)
+    total = 20 + len(tcp) + len(payload)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
+    )
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    frame = b"\0\1\2\3\4\5" + b"\0\1\2\3\4\6" + b"\x08\x00" + ip + tcp + payload
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    record = struct.pack("<IIII", 0, 0, len(frame), len(frame))
+    return header + record + frame
+
+
+@pytest.fixture
+def make_pcap() -> Callable[[bytes], bytes]:
+    """``make_pcap(payload)``: a one-packet pcap of client bytes to port 443."""
+    return _pcap_of_client_payload
