@@ -1,0 +1,632 @@
+"""The h2 server side of one connection, on the ``h2`` library.
+
+Each request runs in its own task; responses respect the peer's flow-control
+windows; request bodies return window only as the handler reads them. A
+failing handler resets its stream (RST_STREAM), never the connection. On
+graceful shutdown the connection sends GOAWAY, finishes the streams it
+already accepted and closes. What the client sent before its first request
+(SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header order) is recorded into the
+Context for fingerprinting.
+
+Entry point: :func:`serve_h2`, usually reached through
+:class:`rama_http.server.auto.HttpServer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import functools
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from anyio.abc import ByteStream, TaskGroup
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+
+from rama_core import Context, Service
+
+from ..body import Body
+from ..errors import BodyTooLarge, HttpError
+from ..h2.config import H2Config
+from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
+from ..h2.record import H2PrefaceRecord, H2PrefaceRecorder, PseudoHeaderOrder
+from ..headers import Headers
+from ..message import Request, Response
+from ..uri import Uri
+from ..version import Version
+from .config import ServerConfig
+
+__all__ = ["ExtendedConnectProtocol", "H2ServerConnection", "serve_h2"]
+
+_log = logging.getLogger("rama.http.h2")
+
+# Connection-specific fields must not appear in h2 messages (RFC 9113 section 8.2.2).
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+class ExtendedConnectProtocol(str):
+    """The ``:protocol`` of an RFC 8441 extended CONNECT (``websocket``, ...).
+
+    A per-request Context extension.
+    """
+
+    __slots__ = ()
+
+
+class _StreamGone(Exception):
+    """The stream can no longer be written (reset by the peer or connection closed)."""
+
+
+class _Stream:
+    __slots__ = ("body", "headers_sent", "id", "reset_code", "scope", "window")
+
+    def __init__(self, stream_id: int, body: H2InboundData) -> None:
+        self.id = stream_id
+        self.body = body
+        self.scope = anyio.CancelScope()
+        self.headers_sent = False
+        self.reset_code: int | None = None
+        self.window: anyio.Event | None = None
+
+    def wake(self) -> None:
+        if self.window is not None:
+            self.window.set()
+            self.window = None
+
+
+class _DateCache:
+    __slots__ = ("second", "value")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.value = email.utils.formatdate(now, usegmt=True).encode()
+        return self.value
+
+
+_DATE = _DateCache()
+
+
+class H2ServerConnection:
+    """Drives one server-side h2 connection over a ByteStream."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        stream: ByteStream,
+        service: Service[Request, Response],
+        config: ServerConfig | None = None,
+        h2_config: H2Config | None = None,
+    ) -> None:
+        self._config = config or ServerConfig()
+        self._h2c = h2_config or H2Config.from_server_config(self._config)
+        self._ctx = ctx.fork()
+        self._stream = stream
+        self._service = service
+        self.recorder = H2PrefaceRecorder()
+        self._ctx.insert(self.recorder.record, key=H2PrefaceRecord)
+
+        cfg = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            # Outbound fields are lowercased and filtered here; h2 need not recheck them.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        conn = h2.connection.H2Connection(config=cfg)
+        settings: dict[SettingCodes, int] = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: self._h2c.max_frame_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: self._h2c.max_header_list_size,
+        }
+        if self._h2c.enable_connect_protocol:
+            settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        # Replacing local_settings before the preface makes the limits apply from the
+        # first frame, instead of only after the client acknowledged them.
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        conn.decoder.max_header_list_size = self._h2c.max_header_list_size
+        self._conn = conn
+
+        self._streams: dict[int, _Stream] = {}
+        self._tg: TaskGroup | None = None
+        self._want_write = anyio.Event()
+        self._send_lock = anyio.Lock()
+        self._unsent = 0
+        self._extra_out = bytearray()
+        self._goaway_sent = False
+        self._last_stream_id = 0
+        self._stop = anyio.CancelScope()
+        self._idle_since: float | None = time.monotonic()
+        self._idle_changed = anyio.Event()
+        self._closed = False
+
+    @property
+    def context(self) -> Context:
+        """The connection's Context (holds the :class:`H2PrefaceRecord`)."""
+        return self._ctx
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self, initial: bytes = b"") -> None:
+        """Serve the connection until it closes; never raises for peer misbehaviour."""
+        conn = self._conn
+        conn.initiate_connection()
+        extra_window = self._h2c.connection_window_size - 65535
+        if extra_window > 0:
+            conn.increment_flow_control_window(extra_window)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._writer_loop)
+                tg.start_soon(self._watch_shutdown)
+                tg.start_soon(self._watch_idle)
+                self._want_write.set()
+                with self._stop:
+                    if initial:
+                        self._receive(initial)
+                    await self._read_loop()
+                self._closed = True
+                for st in list(self._streams.values()):
+                    st.body.fail(StreamResetError(st.id, ErrorCodes.CANCEL))
+                    st.scope.cancel()
+                with anyio.move_on_after(1.0):
+                    await self._flush()
+                tg.cancel_scope.cancel()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            _log.debug("h2 connection lost: %r", e)
+        finally:
+            self._closed = True
+            with anyio.CancelScope(shield=True):
+                await _close_quietly(self._stream)
+
+    async def _read_loop(self) -> None:
+        read_size = self._h2c.read_size
+        while True:
+            try:
+                data = await self._stream.receive(read_size)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            if not self._receive(data):
+                return
+
+    def _receive(self, data: bytes) -> bool:
+        """Feed bytes to h2; False when the connection must end."""
+        self.recorder.feed(data)
+        try:
+            events = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            # h2 queued a GOAWAY with the right error code; it goes out on the final flush.
+            _log.info("h2 protocol error from peer: %s", e)
+            return False
+        try:
+            for event in events:
+                self._on_event(event)
+        except h2.exceptions.ProtocolError as e:
+            _log.info("h2 protocol error: %s", e)
+            return False
+        self._want_write.set()
+        return True
+
+    # -- events ---------------------------------------------------------------------------
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            st = self._streams.get(event.stream_id)
+            if st is not None:
+                st.body.end()
+        elif isinstance(event, h2.events.TrailersReceived):
+            st = self._streams.get(event.stream_id)
+            if st is not None:
+                st.body.trailers = _to_headers(event.headers or [])
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._on_window(event.stream_id)
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._on_window(0)
+        elif isinstance(event, h2.events.StreamReset):
+            st = self._streams.get(event.stream_id)
+            if st is not None:
+                code = int(event.error_code or 0)
+                st.reset_code = code
+                st.body.fail(StreamResetError(st.id, code))
+                st.wake()
+                # Nobody can read the answer any more: stop the handler.
+                st.scope.cancel()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            # The client is going away: no new streams; the ones it keeps get finished.
+            self._goaway_sent = True
+            if not self._streams:
+                self._stop.cancel()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        raw = event.headers or []
+        if self._goaway_sent or self._closed:
+            self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        self._last_stream_id = max(self._last_stream_id, sid)
+        pseudo: dict[bytes, bytes] = {}
+        order: list[str] = []
+        fields: list[tuple[str, str]] = []
+        for name, value in raw:
+            n, v = bytes(name), bytes(value)
+            if n[:1] == b":":
+                pseudo[n] = v
+                order.append(n.decode("latin-1"))
+            else:
+                fields.append((n.decode("latin-1"), v.decode("latin-1")))
+        names = tuple(order)
+        self.recorder.set_pseudo_header_order(names)
+
+        inbound = H2InboundData(
+            functools.partial(self._ack, sid),
+            limit=self._config.max_body_size,
+            timeout=self._config.body_read_timeout,
+        )
+        st = _Stream(sid, inbound)
+        self._streams[sid] = st
+        self._idle_since = None
+
+        method = pseudo.get(b":method", b"GET").decode("latin-1")
+        scheme = pseudo.get(b":scheme")
+        authority = pseudo.get(b":authority")
+        path = pseudo.get(b":path")
+        headers = Headers.from_trusted(fields)
+        content_length = headers.get("content-length")
+        length = int(content_length) if content_length and content_length.isdigit() else None
+        body = Body.from_iter(inbound, length=length)
+        target = (
+            path.decode("latin-1")
+            if path is not None
+            else (authority.decode("latin-1") if authority is not None else "")
+        )
+        req = Request._trusted(method, target, headers, body, Version.HTTP_2)
+        try:
+            req.uri = Uri.from_parts(
+                scheme=scheme.decode("latin-1") if scheme is not None else None,
+                authority=authority.decode("latin-1") if authority is not None else None,
+                path_and_query=target if path is not None else "",
+            )
+            req.target = target
+        except ValueError:
+            # Keep the raw target; Request.uri reports the problem if a handler asks.
+            pass
+
+        req_ctx = self._ctx.fork()
+        req_ctx.insert(PseudoHeaderOrder(names))
+        protocol = pseudo.get(b":protocol")
+        if protocol is not None:
+            req_ctx.insert(ExtendedConnectProtocol(protocol.decode("latin-1")))
+        if event.stream_ended is not None:
+            inbound.end()
+        assert self._tg is not None
+        self._tg.start_soon(self._run_stream, st, req, req_ctx, name=f"h2 stream {sid}")
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id
+        flow = int(event.flow_controlled_length or 0)
+        st = self._streams.get(sid)
+        if st is None:
+            if flow:
+                self._conn.acknowledge_received_data(flow, sid)
+            return
+        try:
+            st.body.push(bytes(event.data or b""), flow)
+        except BodyTooLarge:
+            # The handler's next read raises BodyTooLarge; the upload is refused.
+            self._reset(st, ErrorCodes.CANCEL)
+
+    def _on_window(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for st in self._streams.values():
+                st.wake()
+        else:
+            one = self._streams.get(stream_id)
+            if one is not None:
+                one.wake()
+
+    def _ack(self, stream_id: int, n: int) -> None:
+        if self._closed:
+            return
+        try:
+            self._conn.acknowledge_received_data(n, stream_id)
+        except h2.exceptions.ProtocolError:
+            return
+        self._want_write.set()
+
+    def _reset(self, st: _Stream, code: int) -> None:
+        if st.reset_code is not None:
+            return
+        st.reset_code = code
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._conn.reset_stream(st.id, code)
+        st.body.fail(StreamResetError(st.id, code))
+        st.wake()
+        self._want_write.set()
+
+    # -- one request ----------------------------------------------------------------------
+    async def _run_stream(self, st: _Stream, req: Request, ctx: Context) -> None:
+        try:
+            with st.scope:
+                try:
+                    resp = await self._service.serve(ctx, req)
+                    await self._send_response(st, req, resp)
+                except _StreamGone:
+                    pass
+                except StreamResetError:
+                    pass
+                except Exception as e:
+                    self._on_handler_error(st, req, e)
+        finally:
+            st.body.close_now()
+            if st.reset_code is None and not self._closed:
+                if not st.headers_sent:
+                    self._reset(st, ErrorCodes.INTERNAL_ERROR)
+                elif not st.body.ended:
+                    # Answered before the upload finished: tell the client to stop sending.
+                    self._reset(st, ErrorCodes.NO_ERROR)
+            self._streams.pop(st.id, None)
+            if not self._streams:
+                self._idle_since = time.monotonic()
+                self._idle_changed.set()
+                if self._goaway_sent:
+                    self._stop.cancel()
+
+    def _on_handler_error(self, st: _Stream, req: Request, e: Exception) -> None:
+        if isinstance(e, HttpError) and not st.headers_sent and self._open(st):
+            _log.info("h2 stream %d: %s -> %d", st.id, e, e.status)
+            text = (str(e) or "error").encode() + b"\n"
+            self._conn.send_headers(
+                st.id,
+                [
+                    (b":status", str(e.status).encode()),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(text)).encode()),
+                ],
+            )
+            st.headers_sent = True
+            if req.method != "HEAD":
+                self._conn.send_data(st.id, text, end_stream=True)
+            else:
+                self._conn.end_stream(st.id)
+            self._want_write.set()
+            return
+        _log.error("h2 stream %d: handler failed for %r", st.id, req, exc_info=e)
+        self._reset(st, ErrorCodes.INTERNAL_ERROR)
+
+    def _open(self, st: _Stream) -> bool:
+        return st.reset_code is None and not self._closed
+
+    async def _send_response(self, st: _Stream, req: Request, resp: Response) -> None:
+        if not self._open(st):
+            raise _StreamGone
+        head: list[tuple[bytes, bytes]] = [(b":status", str(resp.status).encode())]
+        date = self._config.date_header
+        server = self._config.server_header
+        for name, value in resp.headers:
+            lname = name.lower()
+            if lname in _HOP_BY_HOP:
+                continue
+            if lname == "date":
+                date = False
+            elif lname == "server":
+                server = None
+            head.append((lname.encode("latin-1"), value.encode("latin-1")))
+        if date:
+            head.append((b"date", _DATE.get()))
+        if server:
+            head.append((b"server", server.encode("latin-1")))
+
+        body = resp.body
+        if (
+            body.length is not None
+            and resp.status >= 200
+            and resp.status not in _NO_BODY_STATUS
+            and "content-length" not in resp.headers
+        ):
+            head.append((b"content-length", str(body.length).encode()))
+        tunnel = resp.on_upgrade is not None and req.method == "CONNECT"
+        if tunnel and 200 <= resp.status < 300:
+            self._conn.send_headers(st.id, head)
+            st.headers_sent = True
+            await self._write(0)
+            await self._run_tunnel(st, resp)
+            return
+        no_body = req.method == "HEAD" or resp.status in _NO_BODY_STATUS or resp.status < 200
+        data = body.bytes_now()
+        if no_body or (data is not None and not data and body.trailers is None):
+            self._conn.send_headers(st.id, head, end_stream=True)
+            st.headers_sent = True
+            await self._write(0)
+            if no_body:
+                await body.aclose()
+            return
+        self._conn.send_headers(st.id, head)
+        st.headers_sent = True
+        if data is not None and body.trailers is None:
+            await self._send_data(st, data, end=True)
+            return
+        try:
+            async for chunk in body:
+                if chunk:
+                    await self._send_data(st, chunk, end=False)
+        finally:
+            await body.aclose()
+        trailers = body.trailers
+        if trailers:
+            fields = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in trailers]
+            with self._on_stream(st):
+                self._conn.send_headers(st.id, fields, end_stream=True)
+        else:
+            with self._on_stream(st):
+                self._conn.end_stream(st.id)
+        await self._write(0)
+
+    async def _run_tunnel(self, st: _Stream, resp: Response) -> None:
+        async def send(data: bytes, end: bool) -> None:
+            await self._send_data(st, data, end=end)
+
+        io = H2StreamIO(st.body, send, lambda: self._reset(st, ErrorCodes.CANCEL))
+        assert resp.on_upgrade is not None
+        try:
+            await resp.on_upgrade(io)
+        finally:
+            if not io._eof_sent and self._open(st):
+                await io.send_eof()
+
+    @contextlib.contextmanager
+    def _on_stream(self, st: _Stream) -> Iterator[None]:
+        """Guard an h2 call on a stream that the peer may have reset meanwhile."""
+        if not self._open(st):
+            raise _StreamGone
+        try:
+            yield
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+            raise _StreamGone from e
+
+    async def _send_data(self, st: _Stream, data: bytes, *, end: bool) -> None:
+        """Send ``data`` as DATA frames within the peer's windows; waits for WINDOW_UPDATE."""
+        conn = self._conn
+        view = memoryview(data)
+        while True:
+            if not self._open(st):
+                raise _StreamGone
+            if not view:
+                if end:
+                    with self._on_stream(st):
+                        conn.end_stream(st.id)
+                    await self._write(0)
+                return
+            try:
+                window = conn.local_flow_control_window(st.id)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+                raise _StreamGone from e
+            if window <= 0:
+                st.window = ev = anyio.Event()
+                await ev.wait()
+                continue
+            n = min(window, conn.max_outbound_frame_size, len(view))
+            last = n == len(view)
+            with self._on_stream(st):
+                conn.send_data(st.id, view[:n], end_stream=end and last)
+            view = view[n:]
+            await self._write(n)
+            if last:
+                return
+
+    # -- writing --------------------------------------------------------------------------
+    async def _write(self, n: int) -> None:
+        """Account for ``n`` queued bytes; write now when the buffer is full, else soon."""
+        self._unsent += n
+        if self._unsent >= self._h2c.max_write_buffer:
+            await self._flush()
+        else:
+            self._want_write.set()
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._want_write.wait()
+            self._want_write = anyio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            data = self._conn.data_to_send()
+            if self._extra_out:
+                data += bytes(self._extra_out)
+                self._extra_out.clear()
+            self._unsent = 0
+            if data:
+                timeout = self._config.write_timeout
+                with anyio.fail_after(timeout):
+                    await self._stream.send(data)
+
+    # -- shutdown and idleness --------------------------------------------------------------
+    def goaway(self, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """Announce GOAWAY: no new streams; accepted ones finish, then the connection closes."""
+        if self._goaway_sent:
+            return
+        self._goaway_sent = True
+        # h2's close_connection would stop all further sending; the frame is queued by
+        # hand so accepted streams can still finish (RFC 9113 section 6.8).
+        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=error_code)
+        self._extra_out += frame.serialize()
+        self._want_write.set()
+        if not self._streams:
+            self._stop.cancel()
+
+    async def _watch_shutdown(self) -> None:
+        await self._ctx.executor.wait_shutdown()
+        self.goaway()
+        await anyio.sleep(self._config.shutdown_grace)
+        _log.info("h2 connection: shutdown grace over, cancelling %d streams", len(self._streams))
+        self._stop.cancel()
+
+    async def _watch_idle(self) -> None:
+        timeout = self._h2c.keep_alive_timeout
+        if timeout is None:
+            return
+        while True:
+            since = self._idle_since
+            if since is None:
+                self._idle_changed = ev = anyio.Event()
+                await ev.wait()
+                continue
+            remaining = since + timeout - time.monotonic()
+            if remaining <= 0 and self._idle_since is not None:
+                _log.debug("h2 connection idle for %gs: closing", timeout)
+                self.goaway()
+                self._stop.cancel()
+                return
+            await anyio.sleep(max(remaining, 0.01))
+
+
+def _to_headers(raw: list[tuple[bytes, bytes]] | Any) -> Headers:
+    return Headers.from_trusted(
+        [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in raw]
+    )
+
+
+async def _close_quietly(stream: ByteStream) -> None:
+    try:
+        with anyio.move_on_after(1.0):
+            await stream.aclose()
+    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+
+
+async def serve_h2(
+    ctx: Context,
+    stream: ByteStream,
+    service: Service[Request, Response],
+    config: ServerConfig | None = None,
+    *,
+    initial: bytes = b"",
+) -> None:
+    """Serve one h2 connection (prior knowledge or ALPN ``h2``) until it closes.
+
+    ``initial`` holds bytes already read from ``stream`` (a peeked preface).
+    """
+    await H2ServerConnection(ctx, stream, service, config).run(initial)
