@@ -29,6 +29,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from anyio.abc import ByteStream, TaskGroup
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
@@ -215,8 +216,12 @@ class H2ServerConnection:
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
-            # h2 queued a GOAWAY with the right error code; it goes out on the final flush.
+            # h2 queues a GOAWAY for most errors; not for a bad preface, which gets one here.
             _log.info("h2 protocol error from peer: %s", e)
+            if self._conn.state_machine.state is not ConnectionState.CLOSED:
+                code = getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
+                self._goaway_sent = True
+                self._extra_out += GoAwayFrame(0, last_stream_id=0, error_code=code).serialize()
             return False
         try:
             for event in events:
@@ -440,13 +445,6 @@ class H2ServerConnection:
             head.append((b"server", server.encode("latin-1")))
 
         body = resp.body
-        if (
-            body.length is not None
-            and resp.status >= 200
-            and resp.status not in _NO_BODY_STATUS
-            and "content-length" not in resp.headers
-        ):
-            head.append((b"content-length", str(body.length).encode()))
         tunnel = resp.on_upgrade is not None and req.method == "CONNECT"
         if tunnel and 200 <= resp.status < 300:
             self._conn.send_headers(st.id, head)
@@ -454,6 +452,13 @@ class H2ServerConnection:
             await self._write(0)
             await self._run_tunnel(st, resp)
             return
+        if (
+            body.length is not None
+            and resp.status >= 200
+            and resp.status not in _NO_BODY_STATUS
+            and "content-length" not in resp.headers
+        ):
+            head.append((b"content-length", str(body.length).encode()))
         no_body = req.method == "HEAD" or resp.status in _NO_BODY_STATUS or resp.status < 200
         data = body.bytes_now()
         if no_body or (data is not None and not data and body.trailers is None):

@@ -1,0 +1,609 @@
+"""The h2 server connection over real loopback sockets.
+
+Normal traffic goes through httpx (h2 prior knowledge); edge cases through a
+raw client built on the ``h2`` library, or hand-made frames where ``h2``
+would refuse to misbehave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import hpack
+import httpx
+import pytest
+from anyio.abc import ByteStream, SocketAttribute
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame
+
+from rama_core import Context, Shutdown, service_fn
+from rama_http import Body, HttpError, Request, Response
+from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
+from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
+from rama_http.server.config import ServerConfig
+from rama_http.server.h2 import ExtendedConnectProtocol, serve_h2
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[Context, Request], Any]
+
+
+@asynccontextmanager
+async def h2_server(
+    handler: Handler,
+    config: ServerConfig | None = None,
+    shutdown: Shutdown | None = None,
+) -> AsyncIterator[int]:
+    """Serve h2 (prior knowledge) on an ephemeral loopback port."""
+    svc = service_fn(handler)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(SocketAttribute.local_port)
+
+    async def conn(stream: ByteStream) -> None:
+        ctx = shutdown.context() if shutdown is not None else Context()
+        await serve_h2(ctx, stream, svc, config)
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, conn)
+        try:
+            yield port
+        finally:
+            tg.cancel_scope.cancel()
+
+
+class RawH2:
+    """A test client on the h2 library: full control over frames and timing."""
+
+    def __init__(self, stream: ByteStream, conn: h2.connection.H2Connection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.events: list[h2.events.Event] = []
+        self.closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, port: int, *, settings: dict[int, int] | None = None, window: int = 0
+    ) -> AsyncIterator[RawH2]:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        if settings:
+            conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+        conn.initiate_connection()
+        if window:
+            conn.increment_flow_control_window(window)
+        client = cls(stream, conn)
+        await client.flush()
+        try:
+            yield client
+        finally:
+            await stream.aclose()
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.stream.send(data)
+
+    async def pump(self) -> None:
+        """Read once and process what arrived."""
+        try:
+            data = await self.stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            self.closed = True
+            return
+        self.events.extend(self.conn.receive_data(data))
+        await self.flush()
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+        with anyio.fail_after(timeout):
+            while not cond():
+                if self.closed:
+                    raise AssertionError(f"connection closed; events: {self.events}")
+                await self.pump()
+
+    async def request(
+        self,
+        path: str = "/",
+        method: str = "GET",
+        *,
+        body: bytes | None = None,
+        extra: list[tuple[str, str]] | None = None,
+        end: bool = True,
+    ) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        headers = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        self.conn.send_headers(sid, headers + (extra or []), end_stream=end and body is None)
+        if body is not None:
+            size = self.conn.max_outbound_frame_size
+            for i in range(0, max(len(body), 1), size):
+                last = i + size >= len(body)
+                self.conn.send_data(sid, body[i : i + size], end_stream=end and last)
+        await self.flush()
+        return sid
+
+    def of(self, sid: int, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind) and e.stream_id == sid]
+
+    def ended(self, sid: int) -> bool:
+        return bool(self.of(sid, h2.events.StreamEnded) or self.of(sid, h2.events.StreamReset))
+
+    def body(self, sid: int) -> bytes:
+        return b"".join(e.data for e in self.of(sid, h2.events.DataReceived))
+
+    def status(self, sid: int) -> int:
+        (resp,) = self.of(sid, h2.events.ResponseReceived)
+        return int(dict(resp.headers)[b":status"])
+
+    def goaway(self) -> h2.events.ConnectionTerminated | None:
+        found = [e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)]
+        return found[0] if found else None
+
+    def ack_all(self) -> None:
+        for e in self.events:
+            if isinstance(e, h2.events.DataReceived) and not getattr(e, "_acked", False):
+                e._acked = True  # type: ignore[attr-defined]
+                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+
+
+async def _hello(ctx: Context, req: Request) -> Response:
+    return Response.from_text("hello\n")
+
+
+async def _echo(ctx: Context, req: Request) -> Response:
+    data = await req.read()
+    return Response.from_bytes(data)
+
+
+def _client(port: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(http1=False, http2=True, base_url=f"http://127.0.0.1:{port}")
+
+
+# -- ordinary traffic -----------------------------------------------------------------------
+async def test_httpx_gets_hello_over_h2_and_handler_sees_the_request() -> None:
+    seen: list[Request] = []
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        seen.append(req)
+        return Response.from_text("hello\n", headers=[("X-Custom-Header", "v")])
+
+    async with h2_server(handler) as port, _client(port) as client:
+        r = await client.get("/a/b?x=1", headers={"X-Trace": "t1"})
+    assert r.http_version == "HTTP/2"
+    assert r.status_code == 200
+    assert r.text == "hello\n"
+    assert r.headers["x-custom-header"] == "v"
+    assert r.headers["content-length"] == "6"
+    assert "date" in r.headers
+    (req,) = seen
+    assert str(req.version) == "HTTP/2"
+    assert req.method == "GET"
+    assert req.target == "/a/b?x=1"
+    assert req.path == "/a/b"
+    assert req.query == "x=1"
+    assert req.uri.scheme == "http"
+    assert req.authority == f"127.0.0.1:{port}"
+    assert req.headers.get("x-trace") == "t1"
+
+
+async def test_streams_are_handled_concurrently() -> None:
+    running = 0
+    peak = 0
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.3)
+        running -= 1
+        return Response.from_text(req.path)
+
+    async with h2_server(handler) as port, _client(port) as client:
+        results: dict[int, str] = {}
+
+        async def one(i: int) -> None:
+            results[i] = (await client.get(f"/{i}")).text
+
+        with anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(one, i)
+    assert results == {i: f"/{i}" for i in range(20)}
+    assert peak == 20
+
+
+async def test_multi_megabyte_upload_and_download_respect_windows() -> None:
+    up = bytes(range(256)) * (6 * 4096)  # 6 MiB, larger than every window involved
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/down":
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for i in range(80):
+                    yield bytes([i]) * 100_000
+
+            return Response(200, body=Body.from_iter(chunks()))
+        digest = hashlib.sha256()
+        async for chunk in req.body:
+            digest.update(chunk)
+        return Response.from_text(digest.hexdigest())
+
+    async with h2_server(handler) as port, _client(port) as client:
+        with anyio.fail_after(30):
+            r = await client.post("/up", content=up)
+            assert r.text == hashlib.sha256(up).hexdigest()
+            d = await client.get("/down")
+    assert len(d.content) == 8_000_000
+    assert d.content[-1] == 79
+
+
+async def test_request_and_response_trailers() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        data = await req.read()
+        assert req.body.trailers is not None
+        sent = req.body.trailers.get("x-checksum")
+        writer, body = Body.channel(1)
+
+        async def produce() -> None:
+            async with writer:
+                await writer.send(data.upper())
+                from rama_http import Headers
+
+                await writer.send_trailers(Headers([("x-got", sent or "none")]))
+
+        ctx.executor.with_task_group(tg).spawn(produce)
+        return Response(200, body=body)
+
+    async with anyio.create_task_group() as tg:
+        async with h2_server(handler) as port, RawH2.connect(port) as c:
+            sid = await c.request("/t", "POST", body=b"abc", end=False)
+            c.conn.send_headers(sid, [("x-checksum", "c1")], end_stream=True)
+            await c.flush()
+            await c.until(lambda: c.ended(sid))
+            assert c.status(sid) == 200
+            assert c.body(sid) == b"ABC"
+            (trailers,) = c.of(sid, h2.events.TrailersReceived)
+            assert (b"x-got", b"c1") in trailers.headers
+
+
+# -- failures stay on their stream ------------------------------------------------------------
+async def test_handler_error_resets_only_its_stream() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/boom":
+            raise RuntimeError("handler bug")
+        if req.path == "/teapot":
+            raise _Teapot("short and stout")
+        return Response.from_text("ok")
+
+    async with h2_server(handler) as port, RawH2.connect(port) as c:
+        bad = await c.request("/boom")
+        tea = await c.request("/teapot")
+        good = await c.request("/fine")
+        await c.until(lambda: c.ended(bad) and c.ended(good) and c.ended(tea))
+        (reset,) = c.of(bad, h2.events.StreamReset)
+        assert reset.error_code == ErrorCodes.INTERNAL_ERROR
+        assert c.status(tea) == 418
+        assert c.body(good) == b"ok"
+        assert c.goaway() is None
+
+
+class _Teapot(HttpError):
+    status = 418
+
+
+async def test_client_reset_cancels_the_handler_and_connection_goes_on() -> None:
+    cancelled = anyio.Event()
+    started = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/slow":
+            started.set()
+            try:
+                await anyio.sleep(30)
+            finally:
+                cancelled.set()
+        return Response.from_text("ok")
+
+    async with h2_server(handler) as port, RawH2.connect(port) as c:
+        slow = await c.request("/slow")
+        with anyio.fail_after(5):
+            await started.wait()
+        c.conn.reset_stream(slow, ErrorCodes.CANCEL)
+        await c.flush()
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.body(after) == b"ok"
+
+
+async def test_bad_preface_closes_that_connection_only() -> None:
+    async with h2_server(_hello) as port:
+        bad = await anyio.connect_tcp("127.0.0.1", port)
+        await bad.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 40)
+        got = b""
+        with anyio.fail_after(5):
+            try:
+                while True:
+                    got += await bad.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+        await bad.aclose()
+        # A server SETTINGS, then GOAWAY(PROTOCOL_ERROR = 1), then close.
+        assert b"\x07\x00\x00\x00\x00\x00" in got
+        async with _client(port) as client:
+            assert (await client.get("/")).text == "hello\n"
+
+
+async def test_oversized_header_list_ends_connection_with_enhance_your_calm() -> None:
+    config = ServerConfig(h2_max_header_list_size=4096)
+    async with h2_server(_hello, config) as port:
+        async with RawH2.connect(port) as c:
+            await c.until(lambda: c.conn.remote_settings.max_header_list_size == 4096)
+            # Ignore the advertised limit on purpose (h2 itself does not enforce it).
+            await c.request("/", extra=[("x-big", "v" * 8000)])
+            await c.until(lambda: c.goaway() is not None)
+            goaway = c.goaway()
+            assert goaway is not None
+            assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        async with _client(port) as client:
+            assert (await client.get("/", headers={"x-ok": "v" * 1000})).status_code == 200
+
+
+async def test_too_many_concurrent_streams_is_a_protocol_error() -> None:
+    release = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        await release.wait()
+        return Response.from_text("ok")
+
+    config = ServerConfig(h2_max_concurrent_streams=2)
+    async with h2_server(handler, config) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        enc = hpack.Encoder()
+        frames = CONNECTION_PREFACE + SettingsFrame(0).serialize()
+        for sid in (1, 3, 5):
+            block = enc.encode(
+                [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")]
+            )
+            f = HeadersFrame(sid, block)
+            f.flags.add("END_HEADERS")
+            f.flags.add("END_STREAM")
+            frames += f.serialize()
+        await stream.send(frames)
+        got = b""
+        with anyio.fail_after(5):
+            try:
+                while True:
+                    got += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+        await stream.aclose()
+        release.set()
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        events = c.receive_data(got)
+        (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+        settings = [e for e in events if isinstance(e, h2.events.RemoteSettingsChanged)]
+        assert settings[0].changed_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS]
+
+
+async def test_flow_control_stall_blocks_one_stream_not_the_connection() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/big":
+            return Response.from_bytes(b"x" * 200_000)
+        return Response.from_text("small")
+
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}
+    async with h2_server(handler) as port, RawH2.connect(port, settings=settings) as c:
+        big = await c.request("/big")
+        await c.until(lambda: len(c.body(big)) >= 1000)
+        await anyio.sleep(0.2)
+        assert len(c.body(big)) == 1000  # exactly the window: the server waits
+        small = await c.request("/small")
+        await c.until(lambda: c.ended(small))
+        assert c.body(small) == b"small"
+        assert not c.ended(big)
+        # Open the windows; the rest arrives.
+        for _ in range(400):
+            c.ack_all()
+            await c.flush()
+            if c.ended(big):
+                break
+            await c.pump()
+        assert len(c.body(big)) == 200_000
+
+
+async def test_unread_upload_stops_at_the_stream_window() -> None:
+    got_headers = anyio.Event()
+    release = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        got_headers.set()
+        await release.wait()
+        return Response.from_text(str(len(await req.read())))
+
+    config = ServerConfig(h2_initial_window_size=65535)
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        await c.until(lambda: c.conn.remote_settings.initial_window_size == 65535)
+        sid = await c.request("/up", "POST", end=False)
+        with anyio.fail_after(5):
+            await got_headers.wait()
+        sent = 0
+        while c.conn.local_flow_control_window(sid) > 0:
+            n = min(c.conn.local_flow_control_window(sid), 16384)
+            c.conn.send_data(sid, b"u" * n)
+            sent += n
+        await c.flush()
+        await anyio.sleep(0.2)
+        assert sent == 65535
+        assert c.conn.local_flow_control_window(sid) == 0  # no window came back unread
+        release.set()
+        for _ in range(200):
+            await c.pump()
+            window = c.conn.local_flow_control_window(sid)
+            if window:
+                break
+        c.conn.send_data(sid, b"z", end_stream=True)
+        await c.flush()
+        await c.until(lambda: c.ended(sid))
+        assert c.body(sid) == b"65536"
+
+
+async def test_body_limit_resets_the_upload() -> None:
+    config = ServerConfig(max_body_size=10_000)
+    async with h2_server(_echo, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/up", "POST", body=b"a" * 20_000)
+        await c.until(lambda: c.ended(sid))
+        assert c.of(sid, h2.events.StreamReset)
+        ok = await c.request("/up", "POST", body=b"small")
+        await c.until(lambda: c.ended(ok))
+        assert c.body(ok) == b"small"
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+async def _read_frames(stream: ByteStream, until: Callable[[list[Any]], bool]) -> list[Any]:
+    """Parse server frames with hyperframe: h2's client refuses frames after GOAWAY."""
+    frames: list[Any] = []
+    buf = b""
+    with anyio.fail_after(5):
+        while not until(frames):
+            try:
+                buf += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                frames.append("EOF")
+                break
+            while len(buf) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buf[9 : 9 + length]))
+                frames.append(frame)
+                buf = buf[9 + length :]
+    return frames
+
+
+async def test_graceful_shutdown_sends_goaway_and_finishes_in_flight() -> None:
+    started = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        started.set()
+        await anyio.sleep(0.5)
+        return Response.from_text("finished")
+
+    async with Shutdown(deadline=5, signals=None) as shutdown:
+        async with h2_server(handler, shutdown=shutdown) as port:
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            block = hpack.Encoder().encode(
+                [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")]
+            )
+            f = HeadersFrame(1, block)
+            f.flags.add("END_HEADERS")
+            f.flags.add("END_STREAM")
+            await stream.send(CONNECTION_PREFACE + SettingsFrame(0).serialize() + f.serialize())
+            with anyio.fail_after(5):
+                await started.wait()
+            shutdown.trigger()
+            frames = await _read_frames(stream, lambda fs: "EOF" in fs)
+            await stream.aclose()
+    kinds = [type(f).__name__ if not isinstance(f, str) else f for f in frames]
+    goaway = kinds.index("GoAwayFrame")
+    assert frames[goaway].last_stream_id == 1
+    assert frames[goaway].error_code == ErrorCodes.NO_ERROR
+    # The in-flight response comes after the GOAWAY, then the server closes.
+    assert goaway < kinds.index("HeadersFrame") < kinds.index("DataFrame")
+    data = [f for f in frames if isinstance(f, DataFrame)]
+    assert b"".join(f.data for f in data) == b"finished"
+    assert "END_STREAM" in data[-1].flags
+    assert kinds[-1] == "EOF"
+
+
+async def test_idle_connection_is_closed_with_goaway() -> None:
+    config = ServerConfig(keep_alive_timeout=0.3)
+    async with h2_server(_hello, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/")
+        await c.until(lambda: c.ended(sid))
+        with anyio.fail_after(5):
+            while not c.closed:
+                await c.pump()
+        assert c.goaway() is not None
+
+
+# -- recording and extended CONNECT ---------------------------------------------------------
+async def test_preface_and_pseudo_header_order_are_recorded() -> None:
+    seen: list[tuple[H2PrefaceRecord, PseudoHeaderOrder]] = []
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        seen.append((ctx.require(H2PrefaceRecord), ctx.require(PseudoHeaderOrder)))
+        return Response.from_text("ok")
+
+    settings = {
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 77,
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 123456,
+    }
+    async with h2_server(handler) as port, RawH2.connect(port, settings=settings, window=9999) as c:
+        sid = await c.request("/")
+        await c.until(lambda: c.ended(sid))
+        sid2 = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(
+            sid2,
+            [(":path", "/2"), (":authority", "t"), (":method", "GET"), (":scheme", "http")],
+            end_stream=True,
+        )
+        await c.flush()
+        await c.until(lambda: c.ended(sid2))
+    (record, first), (_, second) = seen
+    assert (3, 77) in record.settings
+    assert (4, 123456) in record.settings
+    assert record.window_update == 9999
+    assert first.names == (":method", ":scheme", ":authority", ":path")
+    assert second.names == (":path", ":authority", ":method", ":scheme")
+    fp = AkamaiH2Fingerprint.from_record(record)
+    assert fp.text.endswith("|9999|0|m,s,a,p")
+
+
+async def test_extended_connect_tunnel() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        assert req.method == "CONNECT"
+        assert ctx.get(ExtendedConnectProtocol) == "websocket"
+
+        async def echo(io: ByteStream) -> None:
+            try:
+                while True:
+                    await io.send((await io.receive()).upper())
+            except anyio.EndOfStream:
+                pass
+
+        return Response(200, on_upgrade=echo)
+
+    async with h2_server(handler) as port, RawH2.connect(port) as c:
+        await c.until(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(
+            sid,
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", "/chat"),
+                (":authority", "t"),
+            ],
+        )
+        c.conn.send_data(sid, b"ping")
+        await c.flush()
+        await c.until(lambda: c.body(sid) == b"PING")
+        assert c.status(sid) == 200
+        c.conn.send_data(sid, b"more", end_stream=True)
+        await c.flush()
+        await c.until(lambda: c.ended(sid))
+        assert c.body(sid) == b"PINGMORE"
