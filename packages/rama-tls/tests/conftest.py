@@ -82,7 +82,7 @@ def _run_peer(argv: list[str], timeout: float = 10) -> None:
 @pytest.fixture
 def run_peer() -> Iterator[Callable[[list[str]], None]]:
     """``run(argv)``: run a peer program to completion, bounded in time."""
-    yield _run_peer
+    return _run_peer
 
 
 def _checksum(data: bytes) -> int:

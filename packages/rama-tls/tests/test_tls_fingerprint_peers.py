@@ -30,12 +30,26 @@ def _parse(data: bytes) -> ClientHello:
     return result.client_hello
 
 
-def _tshark_ja3(tmp_path: Path, data: bytes, make_pcap: Callable[[bytes], bytes]) -> tuple[str, str]:
+def _tshark_ja3(
+    tmp_path: Path, data: bytes, make_pcap: Callable[[bytes], bytes]
+) -> tuple[str, str]:
     pcap = tmp_path / "hello.pcap"
     pcap.write_bytes(make_pcap(data))
     out = subprocess.run(
-        ["tshark", "-n", "-r", str(pcap), "-T", "fields", "-E", "separator=|"]
-        + ["-e", "tls.handshake.ja3_full", "-e", "tls.handshake.ja3"],
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(pcap),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "tls.handshake.ja3_full",
+            "-e",
+            "tls.handshake.ja3",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,8 +91,16 @@ def test_curl(
     curl = require_peer("curl")
     data = capture_client_hello(
         lambda port: run_peer(
-            [curl, "-sk", "--max-time", "5", *flags]
-            + ["--resolve", f"{HOST}:{port}:127.0.0.1", f"https://{HOST}:{port}/"]
+            [
+                curl,
+                "-sk",
+                "--max-time",
+                "5",
+                *flags,
+                "--resolve",
+                f"{HOST}:{port}:127.0.0.1",
+                f"https://{HOST}:{port}/",
+            ]
         )
     )
     hello = _parse(data)
@@ -102,8 +124,15 @@ def test_openssl_s_client(
     openssl = require_peer("openssl")
     data = capture_client_hello(
         lambda port: run_peer(
-            [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST]
-            + [f"-tls{version}"]
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-servername",
+                HOST,
+                f"-tls{version}",
+            ]
         )
     )
     hello = _parse(data)
