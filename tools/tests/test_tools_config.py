@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _requirements() -> list[str]:
     lines = (ROOT / "tools/requirements-dev.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    reqs = (ln.split("#", 1)[0].strip() for ln in lines)
+    return [r for r in reqs if r]
 
 
 def test_hatch_default_env_mirrors_requirements_and_packages() -> None:
