@@ -1,5 +1,83 @@
-"""Addresses, TCP/UDP servers and connectors, DNS, forwarding and stream middleware for rama."""
+"""rama-net: addresses, TCP/UDP servers and connectors, DNS, forwarding, stream middleware."""
+
+from .address import (
+    DEFAULT_PORTS,
+    AddressError,
+    Authority,
+    Domain,
+    Host,
+    IpAddress,
+    SocketAddress,
+    default_port,
+)
+from .dns import (
+    CachingResolver,
+    DnsAnswer,
+    DnsError,
+    DnsPythonResolver,
+    DnsTimeout,
+    InMemoryResolver,
+    NoRecords,
+    RecordType,
+    Resolver,
+    SystemResolver,
+    resolve_host,
+)
+from .peek import PeekError, PeekStream
+from .stream import ByteStream, ProtocolStream, Stream, on_asyncio, raw_socket_of, wrap_socket
+from .tcp import (
+    ConnectError,
+    ConnectionId,
+    ConnectRefused,
+    ConnectTimeout,
+    EstablishedConnection,
+    ResolveError,
+    SocketInfo,
+    TcpConnector,
+    TcpListener,
+    TcpServerConfig,
+    connect_tcp,
+)
 
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    "DEFAULT_PORTS",
+    "AddressError",
+    "Authority",
+    "ByteStream",
+    "CachingResolver",
+    "ConnectError",
+    "ConnectRefused",
+    "ConnectTimeout",
+    "ConnectionId",
+    "DnsAnswer",
+    "DnsError",
+    "DnsPythonResolver",
+    "DnsTimeout",
+    "Domain",
+    "EstablishedConnection",
+    "Host",
+    "InMemoryResolver",
+    "IpAddress",
+    "NoRecords",
+    "PeekError",
+    "PeekStream",
+    "ProtocolStream",
+    "RecordType",
+    "ResolveError",
+    "Resolver",
+    "SocketAddress",
+    "SocketInfo",
+    "Stream",
+    "SystemResolver",
+    "TcpConnector",
+    "TcpListener",
+    "TcpServerConfig",
+    "connect_tcp",
+    "default_port",
+    "on_asyncio",
+    "raw_socket_of",
+    "resolve_host",
+    "wrap_socket",
+]

@@ -1,0 +1,277 @@
+"""Byte streams: the anyio ByteStream interface with a fast asyncio transport.
+
+Every rama stream is an :class:`anyio.abc.ByteStream`: ``receive(max_bytes)``
+(raising :class:`anyio.EndOfStream` at EOF), ``send``, ``send_eof``,
+``aclose`` and typed ``extra`` attributes, so anyio's TLSStream and any
+anyio stream compose with rama code.
+
+Why a second implementation: an anyio ``SocketStream.receive`` on asyncio
+pays a scheduling checkpoint and a future per chunk, about four times the
+cost of a Protocol callback. :class:`ProtocolStream` buffers what the
+transport delivers and returns it without suspending when data is already
+there; it only awaits when the buffer is empty or the peer is slow to read.
+Unlike anyio streams, a ``receive`` that finds data buffered is therefore not
+a cancellation checkpoint. On trio (or with ``fast=False``) the portable anyio
+socket stream is used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
+
+__all__ = [
+    "ByteStream",
+    "ProtocolStream",
+    "Stream",
+    "on_asyncio",
+    "raw_socket_of",
+    "wrap_socket",
+]
+
+Stream = ByteStream
+"""The stream type rama services take: any anyio ByteStream."""
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Collects received chunks and tracks writability for one ProtocolStream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.lost: BaseException | None = None
+        self.closed = False
+        self.read_paused = False
+        self.write_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.last_activity = loop.time()
+
+    # -- transport callbacks -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _HIGH_WATER and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return True  # keep the write side open: half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.eof = True
+        if exc is not None:
+            self.lost = exc
+        self._wake_reader()
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- helpers for ProtocolStream ------------------------------------------------------
+    def _wake_reader(self) -> None:
+        waiter, self._read_waiter = self._read_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_readable(self) -> None:
+        waiter = self.loop.create_future()
+        self._read_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
+
+    async def wait_drained(self) -> None:
+        waiter = self.loop.create_future()
+        self._drain_waiter = waiter
+        await waiter
+
+    def consumed(self, n: int) -> None:
+        self.buffered -= n
+        if self.read_paused and self.buffered <= _LOW_WATER and self.transport is not None:
+            self.read_paused = False
+            if not self.closed:
+                self.transport.resume_reading()
+
+
+class ProtocolStream(ByteStream):
+    """A ByteStream over an asyncio transport, with buffered non-suspending reads."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+
+    @classmethod
+    async def from_socket(cls, sock: socket.socket) -> ProtocolStream:
+        """Take over a connected socket (accepted or dialled) on the running asyncio loop."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_accepted_socket(
+            lambda: _StreamProtocol(loop), sock
+        )
+        return cls(transport, protocol)
+
+    # -- ByteStream ----------------------------------------------------------------------
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return buffered bytes at once, or wait for the next chunk."""
+        proto = self._protocol
+        if not proto.chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if proto.eof:
+                if proto.lost is not None:
+                    raise anyio.BrokenResourceError from proto.lost
+                raise anyio.EndOfStream
+            await proto.wait_readable()
+            if not proto.chunks:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if proto.lost is not None:
+                    raise anyio.BrokenResourceError from proto.lost
+                raise anyio.EndOfStream
+        chunk = proto.chunks.popleft()
+        if len(chunk) > max_bytes:
+            proto.chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        proto.consumed(len(chunk))
+        return chunk
+
+    def receive_nowait(self) -> bytes | None:
+        """Fast path: all buffered bytes joined, or None when nothing is buffered."""
+        proto = self._protocol
+        if not proto.chunks:
+            return None
+        data = proto.chunks.popleft() if len(proto.chunks) == 1 else b"".join(proto.chunks)
+        proto.chunks.clear()
+        proto.consumed(len(data))
+        return data
+
+    async def send(self, item: bytes) -> None:
+        """Write ``item``; waits only while the peer is not keeping up."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        proto = self._protocol
+        if proto.closed or self._transport.is_closing():
+            raise anyio.BrokenResourceError from proto.lost
+        self._transport.write(item)
+        proto.last_activity = proto.loop.time()
+        if proto.write_paused:
+            await proto.wait_drained()
+            if proto.closed and proto.lost is not None:
+                raise anyio.BrokenResourceError from proto.lost
+
+    def send_nowait(self, item: bytes) -> None:
+        """Fast path: queue ``item`` without waiting for the peer (check ``write_paused``)."""
+        if self._closed or self._protocol.closed:
+            raise anyio.ClosedResourceError if self._closed else anyio.BrokenResourceError
+        self._transport.write(item)
+
+    @property
+    def last_activity(self) -> float:
+        """Event-loop time of the last byte received or send call."""
+        return self._protocol.last_activity
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport's write buffer is above its high-water mark."""
+        return self._protocol.write_paused
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its high-water mark."""
+        if self._protocol.write_paused and not self._protocol.closed:
+            await self._protocol.wait_drained()
+
+    async def send_eof(self) -> None:
+        """Half-close: the peer sees EOF, we can still receive."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._transport.can_write_eof() and not self._transport.is_closing():
+            self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        """Close the connection; pending writes are flushed by the transport."""
+        if self._closed:
+            return
+        self._closed = True
+        self._transport.close()
+        self._protocol._wake_reader()
+
+    def abort(self) -> None:
+        """Close at once, discarding unsent data (RST when the OS does that)."""
+        self._closed = True
+        self._transport.abort()
+        self._protocol._wake_reader()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock: socket.socket = self._transport.get_extra_info("socket")
+        attrs: dict[Any, Callable[[], Any]] = {
+            SocketAttribute.raw_socket: lambda: sock,
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: lambda: sock.getsockname(),
+        }
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            attrs[SocketAttribute.local_port] = lambda: sock.getsockname()[1]
+            peer = self._transport.get_extra_info("peername")
+            if peer is not None:
+                attrs[SocketAttribute.remote_address] = lambda: peer
+                attrs[SocketAttribute.remote_port] = lambda: peer[1]
+        return attrs
+
+
+def on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (or uvloop's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def wrap_socket(sock: socket.socket, *, fast: bool = True) -> ByteStream:
+    """Wrap a connected socket: :class:`ProtocolStream` on asyncio, anyio's stream elsewhere."""
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if fast and on_asyncio():
+        return await ProtocolStream.from_socket(sock)
+    stream: SocketStream = await SocketStream.from_socket(sock)
+    return stream
+
+
+def raw_socket_of(stream: ByteStream) -> socket.socket | None:
+    """The OS socket under ``stream`` if it is a plain (unwrapped) socket stream."""
+    if not isinstance(stream, ProtocolStream | SocketStream):
+        return None
+    sock = stream.extra(SocketAttribute.raw_socket, None)
+    return sock if isinstance(sock, socket.socket) else None
