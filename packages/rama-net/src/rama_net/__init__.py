@@ -23,6 +23,16 @@ from .dns import (
     SystemResolver,
     resolve_host,
 )
+from .forward import ForwardStats, forward, zero_copy_supported
+from .metrics import TransportMetrics, transport_metrics
+from .middleware import (
+    ByteCounters,
+    ByteCountLayer,
+    CountingStream,
+    RateLimitedStream,
+    RateLimitLayer,
+    TokenBucket,
+)
 from .peek import PeekError, PeekStream
 from .stream import ByteStream, ProtocolStream, Stream, on_asyncio, raw_socket_of, wrap_socket
 from .tcp import (
@@ -34,29 +44,36 @@ from .tcp import (
     ResolveError,
     SocketInfo,
     TcpConnector,
+    TcpForwarder,
     TcpListener,
     TcpServerConfig,
     connect_tcp,
 )
+from .udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_udp
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_PORTS",
     "AddressError",
     "Authority",
+    "ByteCountLayer",
+    "ByteCounters",
     "ByteStream",
     "CachingResolver",
     "ConnectError",
     "ConnectRefused",
     "ConnectTimeout",
     "ConnectionId",
+    "CountingStream",
+    "DEFAULT_PORTS",
+    "Datagram",
     "DnsAnswer",
     "DnsError",
     "DnsPythonResolver",
     "DnsTimeout",
     "Domain",
     "EstablishedConnection",
+    "ForwardStats",
     "Host",
     "InMemoryResolver",
     "IpAddress",
@@ -64,6 +81,8 @@ __all__ = [
     "PeekError",
     "PeekStream",
     "ProtocolStream",
+    "RateLimitLayer",
+    "RateLimitedStream",
     "RecordType",
     "ResolveError",
     "Resolver",
@@ -72,12 +91,22 @@ __all__ = [
     "Stream",
     "SystemResolver",
     "TcpConnector",
+    "TcpForwarder",
     "TcpListener",
     "TcpServerConfig",
+    "TokenBucket",
+    "TransportMetrics",
+    "UdpConnector",
+    "UdpListener",
+    "UdpServerConfig",
     "connect_tcp",
+    "connect_udp",
     "default_port",
+    "forward",
     "on_asyncio",
     "raw_socket_of",
     "resolve_host",
+    "transport_metrics",
     "wrap_socket",
+    "zero_copy_supported",
 ]

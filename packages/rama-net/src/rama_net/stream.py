@@ -54,10 +54,13 @@ class _StreamProtocol(asyncio.Protocol):
         self.lost: BaseException | None = None
         self.closed = False
         self.read_paused = False
+        self.detached = False
         self.write_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
-        self.last_activity = loop.time()
+        self.last_activity = self.last_received = loop.time()
+        self.bytes_received = 0
+        self.bytes_sent = 0
 
     # -- transport callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,7 +68,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.loop.time()
+        self.last_activity = self.last_received = self.loop.time()
+        self.bytes_received += len(data)
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > _HIGH_WATER and not self.read_paused and self.transport is not None:
@@ -93,6 +97,7 @@ class _StreamProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.last_activity = self.loop.time()  # the peer is reading: not idle
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -118,7 +123,12 @@ class _StreamProtocol(asyncio.Protocol):
 
     def consumed(self, n: int) -> None:
         self.buffered -= n
-        if self.read_paused and self.buffered <= _LOW_WATER and self.transport is not None:
+        if (
+            self.read_paused
+            and not self.detached
+            and self.buffered <= _LOW_WATER
+            and self.transport is not None
+        ):
             self.read_paused = False
             if not self.closed:
                 self.transport.resume_reading()
@@ -127,10 +137,17 @@ class _StreamProtocol(asyncio.Protocol):
 class ProtocolStream(ByteStream):
     """A ByteStream over an asyncio transport, with buffered non-suspending reads."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        protocol: _StreamProtocol,
+        sock: socket.socket | None = None,
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
         self._closed = False
+        # asyncio only exposes a TransportSocket; keep the real one for splice
+        self._sock = sock
 
     @classmethod
     async def from_socket(cls, sock: socket.socket) -> ProtocolStream:
@@ -139,15 +156,15 @@ class ProtocolStream(ByteStream):
         transport, protocol = await loop.connect_accepted_socket(
             lambda: _StreamProtocol(loop), sock
         )
-        return cls(transport, protocol)
+        return cls(transport, protocol, sock)
 
     # -- ByteStream ----------------------------------------------------------------------
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return buffered bytes at once, or wait for the next chunk."""
         proto = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
         if not proto.chunks:
-            if self._closed:
-                raise anyio.ClosedResourceError
             if proto.eof:
                 if proto.lost is not None:
                     raise anyio.BrokenResourceError from proto.lost
@@ -184,6 +201,7 @@ class ProtocolStream(ByteStream):
         if proto.closed or self._transport.is_closing():
             raise anyio.BrokenResourceError from proto.lost
         self._transport.write(item)
+        proto.bytes_sent += len(item)
         proto.last_activity = proto.loop.time()
         if proto.write_paused:
             await proto.wait_drained()
@@ -195,11 +213,33 @@ class ProtocolStream(ByteStream):
         if self._closed or self._protocol.closed:
             raise anyio.ClosedResourceError if self._closed else anyio.BrokenResourceError
         self._transport.write(item)
+        self._protocol.bytes_sent += len(item)
 
     @property
     def last_activity(self) -> float:
         """Event-loop time of the last byte received or send call."""
         return self._protocol.last_activity
+
+    @property
+    def last_received(self) -> float:
+        """Event-loop time of the last byte received."""
+        return self._protocol.last_received
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received from the peer so far."""
+        return self._protocol.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes handed to the transport so far."""
+        return self._protocol.bytes_sent
+
+    def account(self, *, received: int = 0, sent: int = 0) -> None:
+        """Add bytes moved around this stream (e.g. by splice) to its counters."""
+        self._protocol.bytes_received += received
+        self._protocol.bytes_sent += sent
+        self._protocol.last_activity = self._protocol.loop.time()
 
     @property
     def write_paused(self) -> bool:
@@ -210,6 +250,33 @@ class ProtocolStream(ByteStream):
         """Wait until the write buffer is below its high-water mark."""
         if self._protocol.write_paused and not self._protocol.closed:
             await self._protocol.wait_drained()
+
+    async def flush(self) -> None:
+        """Wait until every written byte has been handed to the kernel."""
+        transport, proto = self._transport, self._protocol
+        if transport.get_write_buffer_size() == 0:
+            return
+        # with a zero high-water mark the transport reports "paused" until fully drained
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while transport.get_write_buffer_size() > 0 and not proto.closed:
+                await proto.wait_drained()
+        finally:
+            if not proto.closed:
+                transport.set_write_buffer_limits()
+
+    def detach_reader(self) -> bytes:
+        """Stop the transport from reading and return the bytes it had buffered.
+
+        Used before handing the socket to a zero-copy path (splice): afterwards
+        the kernel buffer holds everything not yet returned.
+        """
+        proto = self._protocol
+        proto.detached = True  # consumed() must never resume reading again
+        if not proto.closed and not proto.read_paused:
+            self._transport.pause_reading()
+        proto.read_paused = True
+        return self.receive_nowait() or b""
 
     async def send_eof(self) -> None:
         """Half-close: the peer sees EOF, we can still receive."""
@@ -234,7 +301,7 @@ class ProtocolStream(ByteStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        sock: socket.socket = self._transport.get_extra_info("socket")
+        sock: Any = self._sock or self._transport.get_extra_info("socket")
         attrs: dict[Any, Callable[[], Any]] = {
             SocketAttribute.raw_socket: lambda: sock,
             SocketAttribute.family: lambda: sock.family,

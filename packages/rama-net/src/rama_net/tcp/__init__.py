@@ -9,6 +9,7 @@ from .connector import (
     TcpConnector,
     connect_tcp,
 )
+from .forwarder import TcpForwarder
 from .server import ConnectionId, SocketInfo, TcpListener, TcpServerConfig
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ResolveError",
     "SocketInfo",
     "TcpConnector",
+    "TcpForwarder",
     "TcpListener",
     "TcpServerConfig",
     "connect_tcp",

@@ -24,6 +24,7 @@ from rama_core import Context, RamaError, Service
 from rama_core.errors import format_error_chain
 
 from ..address import Authority, Host, SocketAddress
+from ..metrics import TransportMetrics, transport_metrics
 from ..stream import ProtocolStream, wrap_socket
 
 __all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
@@ -58,6 +59,10 @@ class TcpServerConfig:
     """Accepting pauses while this many connections are open (None: unlimited)."""
     idle_timeout: float | None = 300.0
     """Close a connection after this many seconds without bytes either way."""
+    read_timeout: float | None = None
+    """Close a connection after this many seconds without a byte from the peer."""
+    metrics: TransportMetrics | None = None
+    """Where to record transport metrics (default: the process-wide instruments)."""
     fast_streams: bool = True
     """Use the Protocol-backed stream on asyncio (see rama_net.stream)."""
 
@@ -93,20 +98,25 @@ class _Slots:
 
 
 class _ActivityStream(ByteStream):
-    """Tracks the time of the last byte for streams that do not do it themselves."""
+    """Tracks activity and byte counts for streams that do not do it themselves."""
 
     def __init__(self, inner: ByteStream) -> None:
         self.inner = inner
-        self.last_activity = anyio.current_time()
+        self.last_activity = self.last_received = anyio.current_time()
+        self.bytes_received = 0
+        self.bytes_sent = 0
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         data = await self.inner.receive(max_bytes)
-        self.last_activity = anyio.current_time()
+        self.last_activity = self.last_received = anyio.current_time()
+        self.bytes_received += len(data)
         return data
 
     async def send(self, item: bytes) -> None:
+        self.last_activity = anyio.current_time()
         await self.inner.send(item)
         self.last_activity = anyio.current_time()
+        self.bytes_sent += len(item)
 
     async def send_eof(self) -> None:
         await self.inner.send_eof()
@@ -134,6 +144,26 @@ def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool
         sock.close()
         raise
     return sock
+
+
+def _bind_all(infos: list[Any], port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for family, _, _, _, sockaddr in infos:
+            key = (family, str(sockaddr[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            # with port 0 and several addresses, reuse the first pick everywhere
+            addr = (sockaddr[0], port or (sockets[0].getsockname()[1] if sockets else 0))
+            addr = (*addr, *sockaddr[2:])
+            sockets.append(_bind_one(family, addr, backlog, reuse_port))
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
 
 
 class TcpListener:
@@ -172,23 +202,15 @@ class TcpListener:
         infos = socket.getaddrinfo(
             str(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        sockets: list[socket.socket] = []
-        seen: set[tuple[int, str]] = set()
-        try:
-            for family, _, _, _, sockaddr in infos:
-                key = (family, str(sockaddr[0]))
-                if key in seen:
-                    continue
-                seen.add(key)
-                # with port 0 and several addresses, reuse the first pick everywhere
-                addr = (sockaddr[0], port or (sockets[0].getsockname()[1] if sockets else 0))
-                addr = (*addr, *sockaddr[2:])
-                sockets.append(_bind_one(family, addr, backlog, reuse_port))
-        except OSError:
-            for s in sockets:
-                s.close()
-            raise
-        return cls(sockets)
+        # With port 0 and several addresses the port picked for the first may be
+        # taken on another family: pick again a few times.
+        for attempt in range(8):
+            try:
+                return cls(_bind_all(infos, port, backlog, reuse_port))
+            except OSError as exc:
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 7:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def local_addrs(self) -> list[SocketAddress]:
@@ -251,8 +273,10 @@ class TcpListener:
             async with anyio.create_task_group() as loops:
                 for sock in self.sockets:
                     loops.start_soon(self._accept_loop, sock, service, ctx, cfg, slots, conns)
-                if cfg.idle_timeout is not None:
-                    conns.start_soon(self._sweep_idle, cfg.idle_timeout, name="idle-sweeper")
+                if cfg.idle_timeout is not None or cfg.read_timeout is not None:
+                    conns.start_soon(
+                        self._sweep_idle, cfg.idle_timeout, cfg.read_timeout, name="idle-sweeper"
+                    )
                 await _first_of(self._stop.wait, ctx.executor.wait_shutdown)
                 loops.cancel_scope.cancel()
             self._closed = True
@@ -304,16 +328,18 @@ class TcpListener:
         guard: Any,
     ) -> None:
         conn_id = ConnectionId(next(_ids))
-        stream: ByteStream | None = None
+        stream: ProtocolStream | _ActivityStream | None = None
+        metrics = cfg.metrics or transport_metrics()
+        metrics.connection_opened("tcp")
+        started = anyio.current_time()
         with guard, anyio.CancelScope() as scope:
             try:
                 info = SocketInfo(
                     peer_addr=SocketAddress.from_sockaddr(conn.getpeername()),
                     local_addr=SocketAddress.from_sockaddr(conn.getsockname()),
                 )
-                stream = await wrap_socket(conn, fast=cfg.fast_streams)
-                if cfg.idle_timeout is not None and not isinstance(stream, ProtocolStream):
-                    stream = _ActivityStream(stream)
+                raw = await wrap_socket(conn, fast=cfg.fast_streams)
+                stream = raw if isinstance(raw, ProtocolStream) else _ActivityStream(raw)
                 self._scopes[conn_id.value] = (scope, stream)
                 ctx = parent.fork()
                 ctx.insert(info)
@@ -335,14 +361,23 @@ class TcpListener:
                         await stream.aclose()
                     else:
                         conn.close()
+                metrics.connection_closed(
+                    "tcp",
+                    anyio.current_time() - started,
+                    stream.bytes_received if stream is not None else 0,
+                    stream.bytes_sent if stream is not None else 0,
+                )
 
-    async def _sweep_idle(self, idle_timeout: float) -> None:
-        period = min(max(idle_timeout / 4, 0.01), 1.0)
+    async def _sweep_idle(self, idle_timeout: float | None, read_timeout: float | None) -> None:
+        shortest = min(t for t in (idle_timeout, read_timeout) if t is not None)
+        period = min(max(shortest / 4, 0.01), 1.0)
         while True:
             await anyio.sleep(period)
-            deadline = anyio.current_time() - idle_timeout
+            now = anyio.current_time()
             for scope, stream in list(self._scopes.values()):
-                if stream.last_activity < deadline:
+                if (idle_timeout is not None and stream.last_activity < now - idle_timeout) or (
+                    read_timeout is not None and stream.last_received < now - read_timeout
+                ):
                     scope.cancel()
 
 
