@@ -166,6 +166,26 @@ def _bind_all(infos: list[Any], port: int, backlog: int, reuse_port: bool) -> li
     return sockets
 
 
+class _ThreadlessEvent:
+    """An event usable before any event loop runs (bind() is synchronous)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
 class TcpListener:
     """One or more bound, listening TCP sockets and the loop that serves them."""
 
@@ -173,8 +193,11 @@ class TcpListener:
         if not sockets:
             raise ValueError("a listener needs at least one socket")
         self.sockets = sockets
+        # kept after close, for logs and for tests asserting on what was bound
+        self._local_addrs = [SocketAddress.from_sockaddr(s.getsockname()) for s in sockets]
         self._closed = False
         self._stop: anyio.Event | None = None
+        self._sockets_closed = _ThreadlessEvent()
         self._scopes: dict[int, tuple[anyio.CancelScope, Any]] = {}
 
     @classmethod
@@ -215,7 +238,7 @@ class TcpListener:
     @property
     def local_addrs(self) -> list[SocketAddress]:
         """Every bound address (port 0 resolved to the real port)."""
-        return [SocketAddress.from_sockaddr(s.getsockname()) for s in self.sockets]
+        return list(self._local_addrs)
 
     @property
     def local_addr(self) -> SocketAddress:
@@ -240,10 +263,16 @@ class TcpListener:
     def _close_sockets(self) -> None:
         for s in self.sockets:
             s.close()
+        self._sockets_closed.set()
 
     async def aclose(self) -> None:
-        """Async form of :meth:`close`."""
+        """Stop accepting and wait until the listening sockets are closed.
+
+        Unlike :meth:`close`, a connect attempt after this returns is refused.
+        Open connections keep running (graceful drain).
+        """
         self.close()
+        await self._sockets_closed.wait()
 
     async def __aenter__(self) -> TcpListener:
         return self
