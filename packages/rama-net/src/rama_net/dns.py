@@ -194,8 +194,9 @@ class DnsPythonResolver:
             raise DnsTimeout(
                 f"{server[0]}:{server[1]} did not answer in {self.timeout:g}s"
             ) from exc
-        except OSError as exc:
-            raise DnsError(f"{server[0]}:{server[1]}: {exc}") from exc
+        except (OSError, anyio.BrokenResourceError) as exc:
+            # a connected UDP socket reports ICMP port-unreachable as a broken stream
+            raise DnsError(f"{server[0]}:{server[1]}: {exc!r}") from exc
         return response
 
     async def _query_tcp(self, wire: bytes, server: tuple[str, int]) -> dns.message.Message:
