@@ -14,6 +14,7 @@ from anyio.abc import ByteStream
 from rama_core import Context, Shutdown, service_fn
 from rama_net import (
     ConnectionId,
+    ConnectRefused,
     SocketInfo,
     TcpListener,
     TcpServerConfig,
@@ -209,7 +210,7 @@ async def test_close_drains_in_flight_connections() -> None:
         await client.send(b"go")
         await anyio.sleep(0.05)
         await listener.aclose()
-        with pytest.raises(OSError):  # no longer accepting
+        with pytest.raises(ConnectRefused):  # no longer accepting
             await connect_tcp(addr, connect_timeout=1)
         assert await client.receive() == b"done"
         await client.aclose()
@@ -247,7 +248,7 @@ async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
     assert second.local_addr.port == port
     first.close()
     second.close()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="in use"):
         taken = TcpListener.bind("127.0.0.1:0")
         try:
             TcpListener.bind(("127.0.0.1", taken.local_addr.port))
