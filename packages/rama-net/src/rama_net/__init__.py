@@ -34,7 +34,15 @@ from .middleware import (
     TokenBucket,
 )
 from .peek import PeekError, PeekStream
-from .stream import ByteStream, ProtocolStream, Stream, on_asyncio, raw_socket_of, wrap_socket
+from .stream import (
+    ByteStream,
+    ProtocolStream,
+    Stream,
+    TrackedStream,
+    on_asyncio,
+    raw_socket_of,
+    wrap_socket,
+)
 from .tcp import (
     ConnectError,
     ConnectionId,
@@ -95,6 +103,7 @@ __all__ = [
     "TcpListener",
     "TcpServerConfig",
     "TokenBucket",
+    "TrackedStream",
     "TransportMetrics",
     "UdpConnector",
     "UdpListener",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
-from .stream import ProtocolStream
+from .stream import ProtocolStream, TrackedStream
 
 __all__ = ["ForwardStats", "forward", "zero_copy_supported"]
 
@@ -175,9 +175,11 @@ async def _forward_copy(
 
 # -- splice path ---------------------------------------------------------------------------
 def _spliceable_socket(stream: ByteStream) -> socket.socket | None:
-    plain = isinstance(stream, ProtocolStream) or (
-        isinstance(stream, SocketStream) and not _on_asyncio_transport(stream)
-    )
+    if isinstance(stream, TrackedStream):
+        inner = stream.inner
+        plain = isinstance(inner, SocketStream) and not _on_asyncio_transport(inner)
+    else:
+        plain = isinstance(stream, ProtocolStream)
     if not plain:
         return None
     sock = stream.extra(SocketAttribute.raw_socket, None)
@@ -227,11 +229,17 @@ async def _forward_spliced(
     lsock, rsock = _dup(pair[0]), _dup(pair[1])
     try:
 
+        def add_left_to_right(n: int) -> None:
+            stats.left_to_right += n
+
+        def add_right_to_left(n: int) -> None:
+            stats.right_to_left += n
+
         async def left_to_right() -> None:
-            stats.left_to_right += await _pump(lsock, rsock, from_left, activity, left, right)
+            await _pump(lsock, rsock, from_left, activity, left, right, add_left_to_right)
 
         async def right_to_left() -> None:
-            stats.right_to_left += await _pump(rsock, lsock, from_right, activity, right, left)
+            await _pump(rsock, lsock, from_right, activity, right, left, add_right_to_left)
 
         await _both(left_to_right, right_to_left, stats)
     finally:
@@ -249,9 +257,9 @@ async def _send_all(dst: socket.socket, data: bytes) -> None:
 
 
 def _count(src: ByteStream, dst: ByteStream, n: int) -> None:
-    if isinstance(src, ProtocolStream):
+    if isinstance(src, ProtocolStream | TrackedStream):
         src.account(received=n)
-    if isinstance(dst, ProtocolStream):
+    if isinstance(dst, ProtocolStream | TrackedStream):
         dst.account(sent=n)
 
 
@@ -262,11 +270,12 @@ async def _pump(
     activity: _Activity,
     src_stream: ByteStream,
     dst_stream: ByteStream,
-) -> int:
-    """Move bytes src -> dst through a pipe until EOF; returns the byte count."""
-    total = len(pending)
+    add: Callable[[int], None],
+) -> None:
+    """Move bytes src -> dst through a pipe until EOF, reporting each batch to ``add``."""
     if pending:
         await _send_all(dst, pending)
+        add(len(pending))
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         with contextlib.suppress(OSError):
@@ -280,7 +289,7 @@ async def _pump(
             if n == 0:
                 with contextlib.suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
-                return total
+                return
             activity.touch()
             left = n
             while left:
@@ -293,7 +302,7 @@ async def _pump(
                         await anyio.wait_writable(dst)
                         continue
                     raise
-            total += n
+            add(n)
             _count(src_stream, dst_stream, n)
     finally:
         os.close(rfd)

@@ -30,6 +30,7 @@ __all__ = [
     "ByteStream",
     "ProtocolStream",
     "Stream",
+    "TrackedStream",
     "on_asyncio",
     "raw_socket_of",
     "wrap_socket",
@@ -240,6 +241,8 @@ class ProtocolStream(ByteStream):
         self._protocol.bytes_received += received
         self._protocol.bytes_sent += sent
         self._protocol.last_activity = self._protocol.loop.time()
+        if received:
+            self._protocol.last_received = self._protocol.last_activity
 
     @property
     def write_paused(self) -> bool:
@@ -316,6 +319,54 @@ class ProtocolStream(ByteStream):
         return attrs
 
 
+class TrackedStream(ByteStream):
+    """Adds activity times and byte counters to a stream that lacks them.
+
+    The listener wraps anyio's socket stream in this on trio, so idle
+    timeouts, metrics and the zero-copy forwarding path work on both backends.
+    """
+
+    def __init__(self, inner: ByteStream) -> None:
+        self.inner = inner
+        self.last_activity = self.last_received = anyio.current_time()
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Receive from the inner stream, counting."""
+        data = await self.inner.receive(max_bytes)
+        self.last_activity = self.last_received = anyio.current_time()
+        self.bytes_received += len(data)
+        return data
+
+    async def send(self, item: bytes) -> None:
+        """Send on the inner stream, counting."""
+        self.last_activity = anyio.current_time()
+        await self.inner.send(item)
+        self.last_activity = anyio.current_time()
+        self.bytes_sent += len(item)
+
+    def account(self, *, received: int = 0, sent: int = 0) -> None:
+        """Add bytes moved around this stream (e.g. by splice) to its counters."""
+        self.bytes_received += received
+        self.bytes_sent += sent
+        self.last_activity = anyio.current_time()
+        if received:
+            self.last_received = self.last_activity
+
+    async def send_eof(self) -> None:
+        """Half-close the inner stream."""
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        """Close the inner stream."""
+        await self.inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.inner.extra_attributes
+
+
 def on_asyncio() -> bool:
     """Whether the running event loop is asyncio's (or uvloop's)."""
     try:
@@ -325,19 +376,21 @@ def on_asyncio() -> bool:
     return True
 
 
-async def wrap_socket(sock: socket.socket, *, fast: bool = True) -> ByteStream:
-    """Wrap a connected socket: :class:`ProtocolStream` on asyncio, anyio's stream elsewhere."""
+async def wrap_socket(sock: socket.socket, *, fast: bool = True) -> ProtocolStream | TrackedStream:
+    """Wrap a connected socket: :class:`ProtocolStream` on asyncio, else anyio's socket
+    stream inside a :class:`TrackedStream` (both count bytes and track activity)."""
     sock.setblocking(False)
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if fast and on_asyncio():
         return await ProtocolStream.from_socket(sock)
-    stream: SocketStream = await SocketStream.from_socket(sock)
-    return stream
+    return TrackedStream(await SocketStream.from_socket(sock))
 
 
 def raw_socket_of(stream: ByteStream) -> socket.socket | None:
     """The OS socket under ``stream`` if it is a plain (unwrapped) socket stream."""
+    if isinstance(stream, TrackedStream):
+        stream = stream.inner
     if not isinstance(stream, ProtocolStream | SocketStream):
         return None
     sock = stream.extra(SocketAttribute.raw_socket, None)

@@ -13,7 +13,7 @@ import errno
 import itertools
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from rama_core.errors import format_error_chain
 
 from ..address import Authority, Host, SocketAddress
 from ..metrics import TransportMetrics, transport_metrics
-from ..stream import ProtocolStream, wrap_socket
+from ..stream import ProtocolStream, TrackedStream, wrap_socket
 
 __all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
 
@@ -95,38 +95,6 @@ class _Slots:
             if self._freed is None:
                 self._freed = anyio.Event()
             await self._freed.wait()
-
-
-class _ActivityStream(ByteStream):
-    """Tracks activity and byte counts for streams that do not do it themselves."""
-
-    def __init__(self, inner: ByteStream) -> None:
-        self.inner = inner
-        self.last_activity = self.last_received = anyio.current_time()
-        self.bytes_received = 0
-        self.bytes_sent = 0
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self.inner.receive(max_bytes)
-        self.last_activity = self.last_received = anyio.current_time()
-        self.bytes_received += len(data)
-        return data
-
-    async def send(self, item: bytes) -> None:
-        self.last_activity = anyio.current_time()
-        await self.inner.send(item)
-        self.last_activity = anyio.current_time()
-        self.bytes_sent += len(item)
-
-    async def send_eof(self) -> None:
-        await self.inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.inner.extra_attributes
 
 
 def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool) -> socket.socket:
@@ -357,7 +325,7 @@ class TcpListener:
         guard: Any,
     ) -> None:
         conn_id = ConnectionId(next(_ids))
-        stream: ProtocolStream | _ActivityStream | None = None
+        stream: ProtocolStream | TrackedStream | None = None
         metrics = cfg.metrics or transport_metrics()
         metrics.connection_opened("tcp")
         started = anyio.current_time()
@@ -367,8 +335,7 @@ class TcpListener:
                     peer_addr=SocketAddress.from_sockaddr(conn.getpeername()),
                     local_addr=SocketAddress.from_sockaddr(conn.getsockname()),
                 )
-                raw = await wrap_socket(conn, fast=cfg.fast_streams)
-                stream = raw if isinstance(raw, ProtocolStream) else _ActivityStream(raw)
+                stream = await wrap_socket(conn, fast=cfg.fast_streams)
                 self._scopes[conn_id.value] = (scope, stream)
                 ctx = parent.fork()
                 ctx.insert(info)

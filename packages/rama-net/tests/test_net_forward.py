@@ -1,0 +1,238 @@
+"""forward(): both directions, half-close, counters, idle timeout, splice and copy paths."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import ByteStream
+
+from rama_core import Context, service_fn
+from rama_net import (
+    CountingStream,
+    ForwardStats,
+    ProtocolStream,
+    TcpForwarder,
+    TcpListener,
+    connect_tcp,
+    forward,
+    zero_copy_supported,
+)
+
+pytestmark = pytest.mark.anyio
+
+paths = pytest.mark.parametrize("zero_copy", [True, False], ids=["splice", "copy"])
+
+
+@asynccontextmanager
+async def serving(service: Any) -> AsyncIterator[TcpListener]:
+    listener = TcpListener.bind("127.0.0.1:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, service)
+        try:
+            yield listener
+        finally:
+            listener.close()
+
+
+@service_fn
+async def digest_then_reply(ctx: Context, stream: ByteStream) -> None:
+    """Reads to EOF, then answers with the size and sha256 (needs half-close to work)."""
+    h = hashlib.sha256()
+    size = 0
+    async for chunk in stream:
+        h.update(chunk)
+        size += len(chunk)
+    await stream.send(f"{size} {h.hexdigest()}".encode())
+
+
+@asynccontextmanager
+async def relay_to(target: TcpListener, **options: Any) -> AsyncIterator[tuple[TcpListener, list]]:
+    stats: list[ForwardStats] = []
+
+    @service_fn
+    async def relay(ctx: Context, stream: ByteStream) -> None:
+        upstream = await connect_tcp(str(target.local_addr))
+        stats.append(await forward(stream, upstream, **options))
+
+    async with serving(relay) as listener:
+        yield listener, stats
+
+
+async def _upload(addr: str, payload: bytes) -> bytes:
+    client = await connect_tcp(addr)
+    async with client:
+
+        async def send() -> None:
+            view = memoryview(payload)
+            for i in range(0, len(view), 1 << 20):
+                await client.send(bytes(view[i : i + (1 << 20)]))
+            await client.send_eof()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            reply = b""
+            with anyio.fail_after(30):
+                try:
+                    while True:
+                        reply += await client.receive()
+                except anyio.EndOfStream:
+                    pass
+        return reply
+
+
+@paths
+async def test_large_transfer_with_half_close_is_byte_exact(
+    zero_copy: bool, anyio_backend: str
+) -> None:
+    payload = os.urandom(1 << 20) * 24  # 24 MiB
+    async with (
+        serving(digest_then_reply) as sink,
+        relay_to(sink, zero_copy=zero_copy) as (
+            relay,
+            stats,
+        ),
+    ):
+        reply = await _upload(str(relay.local_addr), payload)
+        assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+        with anyio.fail_after(5):
+            while not stats:
+                await anyio.sleep(0.01)
+    (result,) = stats
+    assert result.left_to_right == len(payload)
+    assert result.right_to_left == len(reply)
+    assert result.zero_copy == (zero_copy and zero_copy_supported())
+    assert result.error is None
+    assert not result.idle_timed_out
+
+
+@paths
+async def test_bytes_buffered_before_forwarding_are_not_lost(zero_copy: bool) -> None:
+    """Data the server already read into its stream buffer must reach the target."""
+    async with serving(digest_then_reply) as sink:
+        done: list[ForwardStats] = []
+
+        @service_fn
+        async def late_relay(ctx: Context, stream: ByteStream) -> None:
+            await anyio.sleep(0.2)  # let the client's bytes pile up in our buffers
+            upstream = await connect_tcp(str(sink.local_addr))
+            done.append(await forward(stream, upstream, zero_copy=zero_copy))
+
+        async with serving(late_relay) as relay:
+            payload = os.urandom(3 << 20)
+            reply = await _upload(str(relay.local_addr), payload)
+            assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+
+
+@paths
+async def test_idle_timeout_ends_forwarding(zero_copy: bool) -> None:
+    @service_fn
+    async def silent(ctx: Context, stream: ByteStream) -> None:
+        async for _ in stream:  # reads, never answers; ends when the relay closes
+            pass
+
+    async with (
+        serving(silent) as sink,
+        relay_to(sink, idle_timeout=0.2, zero_copy=zero_copy) as (
+            relay,
+            stats,
+        ),
+    ):
+        client = await connect_tcp(str(relay.local_addr))
+        await client.send(b"anyone?")
+        with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await client.receive()
+        await client.aclose()
+        with anyio.fail_after(5):
+            while not stats:
+                await anyio.sleep(0.01)
+    assert stats[0].idle_timed_out
+    assert stats[0].left_to_right == 7
+
+
+@paths
+async def test_reset_by_one_side_ends_both(zero_copy: bool) -> None:
+    @service_fn
+    async def resetter(ctx: Context, stream: ByteStream) -> None:
+        await stream.receive()
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        if isinstance(stream, ProtocolStream):
+            stream.abort()
+        else:
+            await stream.aclose()
+
+    async with serving(resetter) as sink, relay_to(sink, zero_copy=zero_copy) as (relay, stats):
+        client = await connect_tcp(str(relay.local_addr))
+        await client.send(b"x")
+        with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            while True:
+                await client.receive()
+        await client.aclose()
+        with anyio.fail_after(5):
+            while not stats:
+                await anyio.sleep(0.01)
+
+
+async def test_wrapped_streams_take_the_copy_path_and_keep_counts_exact() -> None:
+    payload = os.urandom(2 << 20)
+    async with serving(digest_then_reply) as sink:
+        counted: list[CountingStream] = []
+        stats: list[ForwardStats] = []
+
+        @service_fn
+        async def relay(ctx: Context, stream: ByteStream) -> None:
+            wrapped = CountingStream(stream)
+            counted.append(wrapped)
+            upstream = await connect_tcp(str(sink.local_addr))
+            stats.append(await forward(wrapped, upstream))
+
+        async with serving(relay) as listener:
+            reply = await _upload(str(listener.local_addr), payload)
+            with anyio.fail_after(5):
+                while not stats:
+                    await anyio.sleep(0.01)
+    assert not stats[0].zero_copy
+    assert counted[0].counters.received == len(payload)
+    assert counted[0].counters.sent == len(reply)
+
+
+@paths
+async def test_tcp_forwarder_service(zero_copy: bool) -> None:
+    async with serving(digest_then_reply) as sink:
+        forwarder = TcpForwarder(str(sink.local_addr), zero_copy=zero_copy, idle_timeout=10)
+        async with serving(forwarder) as relay:
+            payload = os.urandom(500_000)
+            reply = await _upload(str(relay.local_addr), payload)
+    assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+
+
+async def test_forward_without_close_leaves_streams_open() -> None:
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    left_peer = await anyio.abc.SocketStream.from_socket(a1)
+    left = await anyio.abc.SocketStream.from_socket(a2)
+    right = await anyio.abc.SocketStream.from_socket(b1)
+    right_peer = await anyio.abc.SocketStream.from_socket(b2)
+    async with left_peer, left, right, right_peer, anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            await forward(left, right, close=False, zero_copy=False)
+
+        tg.start_soon(run)
+        await left_peer.send(b"to-right")
+        assert await right_peer.receive() == b"to-right"
+        await left_peer.send_eof()
+        await right_peer.send_eof()
+        with pytest.raises(anyio.EndOfStream):
+            await right_peer.receive()
+        with pytest.raises(anyio.EndOfStream):
+            await left_peer.receive()
+    # forward returned without closing: the streams still work for writing
+    assert left_peer is not None
