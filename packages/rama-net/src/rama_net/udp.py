@@ -66,6 +66,7 @@ class UdpListener:
         """Datagrams dropped because ``max_in_flight`` were being served."""
         self._closed = False
         self._stop: anyio.Event | None = None
+        self._send_lock: anyio.Lock | None = None
 
     @classmethod
     async def bind(
@@ -94,7 +95,11 @@ class UdpListener:
 
     async def send_to(self, payload: bytes, peer: SocketAddress) -> None:
         """Send one datagram from the listening socket."""
-        await self.socket.sendto(payload, str(peer.ip), peer.port)
+        if self._send_lock is None:
+            self._send_lock = anyio.Lock()
+        # anyio sockets allow one writer at a time; handlers reply concurrently
+        async with self._send_lock:
+            await self.socket.sendto(payload, str(peer.ip), peer.port)
 
     def close(self) -> None:
         """Stop serving; in-flight datagram handlers finish."""
