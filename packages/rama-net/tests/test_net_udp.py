@@ -100,4 +100,5 @@ async def test_shutdown_of_the_context_stops_the_listener() -> None:
             shutdown.spawn(listener.serve, upper, shutdown.context())
             await anyio.sleep(0.05)
             shutdown.trigger()
-    assert shutdown.report is not None and shutdown.report.clean
+    assert shutdown.report is not None
+    assert shutdown.report.clean
