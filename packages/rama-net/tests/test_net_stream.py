@@ -1,0 +1,147 @@
+"""ProtocolStream (asyncio fast path) and TrackedStream behaviour on real sockets."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import pytest
+from anyio.abc import SocketAttribute
+
+from rama_net import ProtocolStream, TrackedStream, raw_socket_of, wrap_socket
+
+pytestmark = pytest.mark.anyio
+
+
+async def _wrapped_pair() -> tuple[ProtocolStream | TrackedStream, socket.socket]:
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    return await wrap_socket(a), b
+
+
+async def test_wrap_socket_picks_the_stream_for_the_backend(anyio_backend: str) -> None:
+    stream, peer = await _wrapped_pair()
+    async with stream:
+        expected = ProtocolStream if anyio_backend == "asyncio" else TrackedStream
+        assert type(stream) is expected
+        assert isinstance(raw_socket_of(stream), socket.socket)
+        assert stream.extra(SocketAttribute.family) == socket.AF_UNIX
+    peer.close()
+
+
+async def test_counts_bytes_and_activity() -> None:
+    stream, peer = await _wrapped_pair()
+    async with stream:
+        before = stream.last_activity
+        await anyio.sleep(0.01)
+        peer.send(b"abc")
+        assert await stream.receive() == b"abc"
+        await stream.send(b"hello")
+        assert stream.bytes_received == 3
+        assert stream.bytes_sent == 5
+        assert stream.last_activity > before
+        assert stream.last_received > before
+    peer.close()
+
+
+async def test_receive_respects_max_bytes_and_keeps_the_rest() -> None:
+    stream, peer = await _wrapped_pair()
+    async with stream:
+        peer.send(b"0123456789")
+        await anyio.sleep(0.02)
+        assert await stream.receive(4) == b"0123"
+        rest = b""
+        while len(rest) < 6:
+            rest += await stream.receive(100)
+        assert rest == b"456789"
+    peer.close()
+
+
+async def test_eof_half_close_and_closed_errors() -> None:
+    stream, peer = await _wrapped_pair()
+    peer.send(b"last")
+    peer.shutdown(socket.SHUT_WR)
+    got = b""
+    with pytest.raises(anyio.EndOfStream):
+        while True:
+            got += await stream.receive()
+    assert got == b"last"
+    await stream.send(b"still writable")  # our side stays open after the peer's EOF
+    await anyio.sleep(0.02)
+    assert peer.recv(100) == b"still writable"
+    await stream.send_eof()
+    await anyio.sleep(0.02)
+    assert peer.recv(100) == b""
+    await stream.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.receive()
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.send(b"x")
+    peer.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_protocol_stream_backpressure_flush_and_detach() -> None:
+    stream, peer = await _wrapped_pair()
+    assert isinstance(stream, ProtocolStream)
+    big = b"w" * (4 << 20)
+    stream.send_nowait(big)  # more than the socket buffers hold: queued in the transport
+    assert stream.write_paused
+
+    async def reader() -> bytes:
+        got = bytearray()
+        while len(got) < len(big):
+            try:
+                got.extend(peer.recv(1 << 20))
+            except BlockingIOError:
+                await anyio.sleep(0.001)
+        return bytes(got)
+
+    async with anyio.create_task_group() as tg:
+        result: list[bytes] = []
+
+        async def collect() -> None:
+            result.append(await reader())
+
+        tg.start_soon(collect)
+        with anyio.fail_after(10):
+            await stream.flush()  # returns only once the transport buffer is empty
+        assert not stream.write_paused
+    assert result[0] == big
+
+    peer.send(b"buffered-before-detach")
+    await anyio.sleep(0.02)
+    pending = stream.detach_reader()
+    assert pending == b"buffered-before-detach"
+    peer.send(b"after")
+    await anyio.sleep(0.02)
+    # reading stopped: the new bytes wait in the kernel for whoever takes the socket
+    assert stream.receive_nowait() is None
+    assert stream.extra(SocketAttribute.raw_socket).recv(100) == b"after"
+    stream.abort()
+    peer.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_receive_nowait_joins_everything_buffered() -> None:
+    stream, peer = await _wrapped_pair()
+    assert isinstance(stream, ProtocolStream)
+    assert stream.receive_nowait() is None
+    for part in (b"a", b"b", b"c"):
+        peer.send(part)
+        await anyio.sleep(0.01)
+    assert stream.receive_nowait() == b"abc"
+    await stream.aclose()
+    peer.close()
+
+
+async def test_peer_reset_raises_broken_resource() -> None:
+    stream, peer = await _wrapped_pair()
+    peer.close()
+    with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+        await stream.receive()
+    with pytest.raises((anyio.BrokenResourceError, anyio.ClosedResourceError)):
+        for _ in range(100):
+            await stream.send(b"x" * 65536)
+            await anyio.sleep(0)
+    await stream.aclose()
