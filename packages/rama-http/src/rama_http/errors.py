@@ -15,6 +15,7 @@ __all__ = [
     "HttpError",
     "InvalidHeader",
     "InvalidUri",
+    "LocalProtocolError",
     "ProtocolError",
 ]
 
@@ -32,6 +33,12 @@ class ProtocolError(HttpError):
     def __init__(self, message: str = "", *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class LocalProtocolError(HttpError):
+    """We (the local side) tried to break the protocol, e.g. a body longer than its length."""
+
+    status = 500
 
 
 class InvalidUri(HttpError, ValueError):

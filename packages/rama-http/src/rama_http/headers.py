@@ -72,6 +72,14 @@ class Headers:
         h._keys = [n.lower() for n, _ in items]
         return h
 
+    @classmethod
+    def from_parsed(cls, items: list[tuple[str, str]], keys: list[str]) -> Headers:
+        """Build from a parser's pairs and their lower-cased names (both taken over)."""
+        h = cls.__new__(cls)
+        h._items = items
+        h._keys = keys
+        return h
+
     # -- lookups ---------------------------------------------------------------------
     @overload
     def get(self, name: str) -> str | None: ...

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..h2.config import H2Config
+
 __all__ = ["Http1Engine", "ServerConfig"]
 
 Http1Engine = Literal["auto", "fast", "h11", "httptools"]
-"""Which HTTP/1.1 parser to use: ``auto`` is ``fast`` (pure Python, tuned)."""
+"""Which HTTP/1.1 engine to use: ``h11`` is the strict reference, ``fast`` a tuned
+pure-Python parser, ``httptools`` needs the ``rama-http[fast]`` extra; ``auto``
+is ``httptools`` when installed, else ``fast``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class ServerConfig:
     """Initial per-stream receive window."""
     h2_max_frame_size: int = 16 * 1024
     """SETTINGS_MAX_FRAME_SIZE announced to clients."""
+    h2: H2Config | None = None
+    """Full h2 settings; None derives them from the ``h2_*`` fields above."""
 
     # -- shutdown ------------------------------------------------------------------------
     shutdown_grace: float = 10.0

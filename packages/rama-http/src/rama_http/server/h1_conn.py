@@ -1,0 +1,500 @@
+"""The HTTP/1.1 connection loop: an engine, a stream and a service.
+
+:func:`serve_http1` reads requests from a byte stream, calls the service
+once per request (inline, in order, so pipelined requests are answered in
+order and a request body is read from the socket only as the handler pulls
+it), and writes the responses.
+
+Timeouts cost nothing per request: the loop only stores a deadline before it
+waits, and one watcher task per connection sleeps until the earliest deadline
+and cancels the loop when it passed. The same watcher closes idle keep-alive
+connections when a graceful shutdown starts; busy ones finish their request
+and answer it with ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from email.utils import formatdate
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream
+
+from rama_core import Context, Service
+
+from ..body import Body
+from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, ProtocolError
+from ..headers import Headers
+from ..message import Request, Response
+from ..status import reason_phrase
+from .config import ServerConfig
+from .h1_engine import NEED_DATA, BodyData, BodyEnd, H1Engine, RequestHead
+from .h1_engines import make_engine
+from .h1_stream import RewindStream
+
+__all__ = ["Http1Connection", "serve_http1"]
+
+_log = logging.getLogger("rama.http.h1")
+
+_DEFAULT_CONFIG = ServerConfig()
+_INF = math.inf
+_DRAIN_LIMIT = 1024 * 1024
+_LINGER_SECONDS = 1.0
+
+# Phases the watcher looks at when a deadline passes.
+_IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
+
+_date_cache: list[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True)
+    return str(_date_cache[1])
+
+
+class _ConnectionGone(Exception):
+    """The peer closed or reset the connection."""
+
+
+async def serve_http1(
+    ctx: Context,
+    stream: ByteStream,
+    service: Service[Request, Response],
+    config: ServerConfig | None = None,
+    *,
+    initial: bytes = b"",
+) -> None:
+    """Serve HTTP/1.1 requests on ``stream`` until the connection ends.
+
+    ``initial`` holds bytes already read from the stream (while detecting
+    the protocol, say); they are parsed first. The stream is not closed here:
+    the caller (a TCP server) owns it.
+    """
+    await Http1Connection(ctx, stream, service, config, initial=initial).run()
+
+
+class Http1Connection:
+    """One HTTP/1.1 connection; use :func:`serve_http1` unless you need its state."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        stream: ByteStream,
+        service: Service[Request, Response],
+        config: ServerConfig | None = None,
+        *,
+        initial: bytes = b"",
+    ) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.service = service
+        self.config = cfg = config or _DEFAULT_CONFIG
+        self.engine: H1Engine = make_engine(cfg.http1_engine, cfg)
+        self._initial = initial
+        self.requests = 0
+        """Requests answered on this connection so far."""
+        self._phase = _IDLE
+        self._deadline = _INF
+        self._timed_out: int | None = None
+        self._shutting_down = False
+        self._scope: anyio.CancelScope | None = None
+        self._head_started = 0.0
+        self._response_started = False
+        self._broken: HttpError | None = None
+        self._continue_pending = False
+        self._body_bytes = 0
+        self._body_done = True
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve until the peer leaves, an error closes the connection or shutdown."""
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                tg.start_soon(self._watch)
+                try:
+                    if self._initial:
+                        self.engine.feed(self._initial)
+                    await self._loop()
+                except (
+                    _ConnectionGone,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    OSError,
+                ):
+                    pass
+            tg.cancel_scope.cancel()
+        if self._timed_out is not None:
+            await self._on_timeout(self._timed_out)
+
+    def _tick(self) -> float | None:
+        cfg = self.config
+        timeouts = [
+            t
+            for t in (
+                cfg.keep_alive_timeout,
+                cfg.header_read_timeout,
+                cfg.body_read_timeout,
+                cfg.write_timeout,
+            )
+            if t is not None
+        ]
+        return max(min(timeouts), 0.01) if timeouts else None
+
+    async def _watch(self) -> None:
+        """Cancel the loop when a deadline passes or, while idle, on shutdown.
+
+        The loop only stores deadlines; this task wakes at most once per
+        shortest timeout (a deadline set later is never earlier than that),
+        so keep-alive requests cost no timer work.
+        """
+        executor = self.ctx.executor
+        watch_shutdown = executor.shutdown is not None
+        tick = self._tick()
+        while True:
+            deadline = self._deadline
+            now = time.monotonic()
+            if deadline <= now:
+                self._timed_out = self._phase
+                assert self._scope is not None
+                self._scope.cancel()
+                return
+            delay = deadline - now if deadline != _INF else tick
+            if watch_shutdown:
+                with anyio.move_on_after(delay):
+                    await executor.wait_shutdown()
+                    watch_shutdown = False
+                    self._shutting_down = True
+                    if self._phase == _IDLE and self.engine.head_bytes_pending == 0:
+                        assert self._scope is not None
+                        self._scope.cancel()
+                        return
+            elif delay is None:
+                await anyio.sleep_forever()
+            else:
+                await anyio.sleep(delay)
+
+    def _set_deadline(self, seconds: float | None) -> None:
+        self._deadline = _INF if seconds is None else time.monotonic() + seconds
+
+    async def _on_timeout(self, phase: int) -> None:
+        if phase == _HEAD or (phase == _BODY and not self._response_started):
+            _log.debug("request not received in time")
+            await self._send_error(408, "request not received in time")
+        elif phase == _IDLE:
+            _log.debug("idle keep-alive connection closed")
+
+    # -- reading ---------------------------------------------------------------------
+    async def _receive(self) -> bytes:
+        try:
+            data = await self.stream.receive(65536)
+        except anyio.EndOfStream:
+            self.engine.feed_eof()
+            return b""
+        except (anyio.BrokenResourceError, OSError) as e:
+            raise _ConnectionGone from e
+        self.engine.feed(data)
+        return data
+
+    async def _wait_head(self) -> None:
+        cfg = self.config
+        pending = self.engine.head_bytes_pending
+        if pending == 0:
+            self._phase = _IDLE
+            if self._shutting_down:
+                raise _ConnectionGone
+            self._set_deadline(cfg.keep_alive_timeout if self.requests else cfg.header_read_timeout)
+        else:
+            if self._phase != _HEAD:
+                self._phase = _HEAD
+                self._head_started = time.monotonic()
+                self._set_deadline(cfg.header_read_timeout)
+        data = await self._receive()
+        if data and self._phase == _IDLE:
+            self._phase = _HEAD
+            self._set_deadline(cfg.header_read_timeout)
+        elif not data:
+            self._deadline = _INF
+
+    async def _loop(self) -> None:
+        engine = self.engine
+        while True:
+            try:
+                ev = engine.next_event()
+            except ProtocolError as e:
+                await self._send_error(e.status, str(e))
+                return
+            if ev is NEED_DATA:
+                await self._wait_head()
+                continue
+            if type(ev) is not RequestHead:
+                return  # PAUSED at EOF between requests
+            self._deadline = _INF
+            self._phase = _HANDLER
+            if not await self._handle(ev):
+                return
+            self.requests += 1
+            try:
+                engine.start_next_cycle()
+            except LocalProtocolError:
+                return
+            if self._shutting_down:
+                return
+
+    # -- one request -----------------------------------------------------------------
+    async def _handle(self, head: RequestHead) -> bool:
+        cfg = self.config
+        self._response_started = False
+        self._broken = None
+        self._body_bytes = 0
+        limit = cfg.max_body_size
+        if limit is not None and head.content_length is not None and head.content_length > limit:
+            await self._send_error(413, f"request body larger than {limit} bytes")
+            return False
+        if head.has_body:
+            self._body_done = False
+            self._continue_pending = head.expect_continue
+            body = Body(stream=_RequestBodySource(self, head), length=head.content_length)
+        else:
+            self._body_done = True
+            self._continue_pending = False
+            body = Body(b"")
+        req = Request._trusted(
+            head.method,
+            head.target,
+            Headers.from_parsed(head.headers, head.keys),
+            body,
+            head.version,
+        )
+        try:
+            resp = await self.service.serve(self.ctx.fork(), req)
+        except HttpError as e:
+            broken = self._broken
+            if broken is not None:
+                await self._send_error(broken.status, str(broken))
+                return False
+            _log.debug("handler raised %s", e)
+            if self._response_started:
+                return False
+            resp = Response.error(e.status if 400 <= e.status < 600 else 500)
+            resp.headers.set("Connection", "close")
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            _log.exception("HTTP handler failed for %s %s", head.method, head.target)
+            if self._response_started:
+                return False
+            resp = Response.error(500)
+            resp.headers.set("Connection", "close")
+        if self._broken is not None and not self._body_done:
+            # The handler caught the body error and answered anyway: send its
+            # answer, but the connection cannot be reused.
+            resp.headers.set("Connection", "close")
+        if not isinstance(resp, Response):
+            _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+            resp = Response.error(500)
+        return await self._respond(head, resp)
+
+    def _extra_headers(self, resp: Response) -> list[tuple[str, str]]:
+        items = resp.headers._items
+        cfg = self.config
+        extra: list[tuple[str, str]] = []
+        if cfg.date_header and "date" not in resp.headers._keys:
+            extra.append(("Date", _http_date()))
+        if cfg.server_header is not None and "server" not in resp.headers._keys:
+            extra.append(("Server", cfg.server_header))
+        if self._shutting_down or self._continue_pending:
+            extra.append(("Connection", "close"))
+        return items + extra if extra else items
+
+    async def _respond(self, head: RequestHead, resp: Response) -> bool:
+        engine = self.engine
+        status = resp.status
+        switching = resp.on_upgrade is not None and (
+            (status == 101 and head.upgrade is not None)
+            or (head.method == "CONNECT" and 200 <= status < 300)
+        )
+        if status == 101 and not switching:
+            _log.error("101 answer without an Upgrade request or on_upgrade handler")
+            resp = Response.error(500)
+            status = 500
+        if status < 200 and status != 101:
+            _log.error("handlers cannot answer with 1xx status %d", status)
+            resp = Response.error(500)
+            status = 500
+        headers = self._extra_headers(resp)
+        reason = resp.reason or reason_phrase(status)
+        body = resp.body
+        data = body.bytes_now()
+        self._phase = _WRITE
+        self._response_started = True
+        if switching:
+            if not self._body_done:
+                return False
+            await self._send(
+                engine.response(status, reason, headers, b"" if status != 101 else None)
+            )
+            leftover = engine.switch_protocol()
+            self._deadline = _INF
+            self._phase = _HANDLER
+            assert resp.on_upgrade is not None
+            await resp.on_upgrade(RewindStream(self.stream, leftover) if leftover else self.stream)
+            return False
+        if data is not None:
+            out = engine.response(status, reason, headers, data)
+            await self._send(out)
+        else:
+            await self._stream_body(status, reason, headers, body)
+        self._deadline = _INF
+        self._phase = _HANDLER
+        if not self._body_done and (self._continue_pending or not await self._drain_request_body()):
+            return False
+        return engine.keep_alive and not self._shutting_down
+
+    async def _stream_body(
+        self, status: int, reason: str, headers: list[tuple[str, str]], body: Body
+    ) -> None:
+        engine = self.engine
+        if body.length is not None and not any(
+            n.lower() in ("content-length", "transfer-encoding") for n, _ in headers
+        ):
+            headers = [*headers, ("Content-Length", str(body.length))]
+        await self._send(engine.response(status, reason, headers, None))
+        try:
+            async for chunk in body:
+                out = engine.data(chunk)
+                if out:
+                    await self._send(out)
+        except (BodyError, LocalProtocolError) as e:
+            _log.warning("response body failed: %s", e)
+            raise _ConnectionGone from e
+        trailers = body.trailers
+        try:
+            await self._send(engine.end(list(trailers) if trailers else None))
+        except LocalProtocolError as e:
+            _log.warning("response body failed: %s", e)
+            raise _ConnectionGone from e
+
+    async def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        phase = self._phase
+        self._phase = _WRITE
+        self._set_deadline(self.config.write_timeout)
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            raise _ConnectionGone from e
+        self._deadline = _INF
+        self._phase = phase
+
+    async def _drain_request_body(self) -> bool:
+        """Read and drop what the handler left of the request body, within limits."""
+        dropped = 0
+        try:
+            async for chunk in _RequestBodySource(self, None):
+                dropped += len(chunk)
+                if dropped > _DRAIN_LIMIT:
+                    return False
+        except HttpError:
+            return False
+        return self._body_done
+
+    # -- body reading (called from the handler's task) ----------------------------------
+    async def next_body_event(self) -> bytes | None:
+        """The next request body chunk, or None at its end (trailers in ``last_trailers``)."""
+        engine = self.engine
+        if self._continue_pending:
+            self._continue_pending = False
+            if not self._response_started:
+                await self._send(engine.continue_response())
+        while True:
+            try:
+                ev = engine.next_event()
+            except ProtocolError as e:
+                self._broken = e
+                raise BodyError(f"bad request body: {e}") from e
+            if ev is NEED_DATA:
+                phase = self._phase
+                self._phase = _BODY
+                self._set_deadline(self.config.body_read_timeout)
+                await self._receive()
+                self._deadline = _INF
+                self._phase = phase
+                continue
+            if type(ev) is BodyData:
+                self._body_bytes += len(ev.data)
+                limit = self.config.max_body_size
+                if limit is not None and self._body_bytes > limit:
+                    err = BodyTooLarge(limit)
+                    self._broken = err
+                    raise err
+                return ev.data
+            if type(ev) is BodyEnd:
+                self._body_done = True
+                self.last_trailers = Headers(ev.trailers) if ev.trailers else None
+                return None
+            self._body_done = True
+            return None
+
+    last_trailers: Headers | None = None
+
+    # -- errors ----------------------------------------------------------------------
+    async def _send_error(self, status: int, message: str) -> None:
+        """Answer a request we cannot serve and close (lingering so the answer arrives)."""
+        if self._response_started:
+            return
+        self._response_started = True
+        if not 400 <= status < 600:
+            status = 400
+        text = f"{status} {reason_phrase(status)}: {message}\n".encode("latin-1", "replace")
+        head = (
+            f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(text)}\r\n"
+            "Connection: close\r\n"
+            f"Date: {_http_date()}\r\n\r\n"
+        ).encode("latin-1")
+        with anyio.move_on_after(_LINGER_SECONDS, shield=True):
+            try:
+                await self.stream.send(head + text)
+                await self.stream.send_eof()
+                # Read what the client still sends so closing does not reset the
+                # connection before it read our answer.
+                received = 0
+                while received < _DRAIN_LIMIT:
+                    received += len(await self.stream.receive(65536))
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+            except OSError:
+                pass
+
+
+class _RequestBodySource:
+    """Async iterator over one request's body, pulling from the connection."""
+
+    __slots__ = ("_conn", "_done", "trailers")
+
+    def __init__(self, conn: Http1Connection, head: RequestHead | None) -> None:
+        self._conn = conn
+        self._done = False
+        self.trailers: Headers | None = None
+
+    def __aiter__(self) -> _RequestBodySource:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done or self._conn._body_done:
+            raise StopAsyncIteration
+        chunk = await self._conn.next_body_event()
+        if chunk is None:
+            self._done = True
+            self.trailers = self._conn.last_trailers
+            raise StopAsyncIteration
+        return chunk

@@ -1,0 +1,218 @@
+"""The strict reference HTTP/1.1 engine, on h11.
+
+Adapts :class:`h11.Connection` to
+:class:`~rama_http.server.h1_engine.H1Engine`. h11 keeps the original
+casing of header names in both directions (``raw_items``), so proxies see
+headers as sent. A few rules h11 leaves open are tightened here so both
+engines answer alike: request-line length (414), framing with both
+Content-Length and Transfer-Encoding (400), and HTTP major versions other
+than 1 (505).
+"""
+
+from __future__ import annotations
+
+import h11
+
+from ..errors import LocalProtocolError, ProtocolError
+from ..status import reason_phrase
+from ..version import Version
+from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
+from .h1_head import make_head
+
+__all__ = ["H11Engine"]
+
+
+def _str_pairs(items: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in items]
+
+
+class H11Engine:
+    """HTTP/1.1 server engine backed by h11 (see module docs)."""
+
+    def __init__(self, limits: EngineLimits | None = None) -> None:
+        self._limits = limits or EngineLimits()
+        self._conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._limits.max_header_size
+        )
+        self._pending = 0
+        self._line_seen = False
+        self._eof = False
+        self._skip_end = False
+        self._method = ""
+        self._switched = False
+        self._error: ProtocolError | None = None
+
+    # -- receiving -------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if not data or self._error is not None:
+            return
+        try:
+            self._feed(data)
+        except ProtocolError as e:
+            self._error = e
+
+    def _feed(self, data: bytes) -> None:
+        if self._conn.their_state is h11.IDLE or self._conn.their_state is h11.DONE:
+            if not self._line_seen:
+                nl = data.find(b"\n")
+                if nl >= 0:
+                    self._line_seen = True
+                    if self._pending + nl > self._limits.max_request_line + 1:
+                        raise ProtocolError("request line too long", status=414)
+                elif self._pending + len(data) > self._limits.max_request_line:
+                    raise ProtocolError("request line too long", status=414)
+            self._pending += len(data)
+        try:
+            self._conn.receive_data(data)
+        except h11.RemoteProtocolError as e:
+            raise ProtocolError(str(e), status=e.error_status_hint) from e
+
+    def feed_eof(self) -> None:
+        """The peer closed its sending side."""
+        self._eof = True
+        if self._error is not None:
+            return
+        try:
+            self._conn.receive_data(b"")
+        except h11.RemoteProtocolError as e:
+            self._error = ProtocolError(str(e), status=e.error_status_hint)
+
+    @property
+    def at_eof(self) -> bool:
+        """Whether the peer closed and nothing is left to parse."""
+        return self._eof and not self._conn.trailing_data[0]
+
+    @property
+    def head_bytes_pending(self) -> int:
+        """Bytes of an incomplete request head received."""
+        return self._pending if self._conn.their_state is h11.IDLE else 0
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether another request may follow."""
+        return self._conn.our_state is not h11.MUST_CLOSE and (
+            self._conn.their_state is not h11.MUST_CLOSE
+        )
+
+    def next_event(self) -> H1Event:
+        """The next event (see H1Engine)."""
+        if self._error is not None:
+            raise self._error
+        try:
+            ev = self._conn.next_event()
+        except h11.RemoteProtocolError as e:
+            status = e.error_status_hint
+            if "Receive buffer too long" in str(e):
+                status = 431
+            raise ProtocolError(str(e), status=status) from e
+        if ev is h11.NEED_DATA:
+            if self._eof:
+                if self._conn.their_state is h11.IDLE and not self._conn.trailing_data[0]:
+                    return PAUSED
+                raise ProtocolError("peer closed the connection inside a request")
+            return NEED_DATA
+        if ev is h11.PAUSED:
+            return PAUSED
+        t = type(ev)
+        if t is h11.Request:
+            return self._head(ev)  # type: ignore[arg-type]
+        if t is h11.Data:
+            return BodyData(bytes(ev.data))  # type: ignore[union-attr]
+        if t is h11.EndOfMessage:
+            trailers = list(ev.headers.raw_items())  # type: ignore[union-attr]
+            return BodyEnd(_str_pairs(trailers) if trailers else None)
+        if t is h11.ConnectionClosed:
+            return PAUSED
+        raise ProtocolError(f"unexpected h11 event {ev!r}")
+
+    def _head(self, ev: h11.Request) -> RequestHead:
+        self._pending = 0
+        self._line_seen = False
+        major, _, minor = ev.http_version.partition(b".")
+        if major != b"1":
+            raise ProtocolError(f"HTTP version {ev.http_version!r} not supported", status=505)
+        raw = list(ev.headers.raw_items())
+        if len(raw) > self._limits.max_headers:
+            raise ProtocolError(f"more than {self._limits.max_headers} header fields", status=431)
+        fields = _str_pairs(raw)
+        keys = [n.lower() for n, _ in fields]
+        version = Version.HTTP_10 if minor == b"0" else Version.HTTP_11
+        method = ev.method.decode("ascii")
+        self._method = method
+        head = make_head(method, ev.target.decode("latin-1"), version, fields, keys)
+        if not head.has_body:
+            # h11 reports EndOfMessage right away for bodiless requests; the
+            # H1Engine contract says no body events follow, so swallow it.
+            end = self._conn.next_event()
+            assert type(end) is h11.EndOfMessage, end
+        # h11 decides 100-continue itself (it knows whether the body was sent).
+        head.expect_continue = self._conn.they_are_waiting_for_100_continue
+        return head
+
+    # -- sending ---------------------------------------------------------------------
+    def _send(self, event: h11.Event) -> bytes:
+        try:
+            return self._conn.send(event) or b""
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from e
+
+    def continue_response(self) -> bytes:
+        """The ``100 Continue`` interim response."""
+        return self._send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def response(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+    ) -> bytes:
+        """Serialize a response head (and body when complete)."""
+        reason_b = (reason or reason_phrase(status) or "Unknown").encode("latin-1")
+        hdrs = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        if status < 200:
+            return self._send(
+                h11.InformationalResponse(status_code=status, headers=hdrs, reason=reason_b)
+            )
+        connect_ok = self._method == "CONNECT" and 200 <= status < 300
+        if (
+            body is not None
+            and status not in (204, 304)
+            and not connect_ok
+            and not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in hdrs)
+        ):
+            hdrs.append((b"Content-Length", str(len(body)).encode()))
+        out = self._send(h11.Response(status_code=status, headers=hdrs, reason=reason_b))
+        if body is None:
+            return out
+        if self._method != "HEAD" and status not in (204, 304) and not connect_ok and body:
+            out += self._send(h11.Data(data=body))
+        return out + self._send(h11.EndOfMessage())
+
+    def data(self, chunk: bytes) -> bytes:
+        """Frame one chunk of a streamed body (h11 drops it for HEAD)."""
+        if not chunk:
+            return b""
+        if self._method == "HEAD":
+            return b""
+        return self._send(h11.Data(data=chunk))
+
+    def end(self, trailers: list[tuple[str, str]] | None = None) -> bytes:
+        """Finish a streamed body."""
+        hdrs = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in trailers or []]
+        return self._send(h11.EndOfMessage(headers=hdrs))
+
+    def start_next_cycle(self) -> None:
+        """Get ready for the next request."""
+        try:
+            self._conn.start_next_cycle()
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from e
+        self._pending = len(self._conn.trailing_data[0])
+        self._line_seen = b"\n" in self._conn.trailing_data[0]
+
+    def switch_protocol(self) -> bytes:
+        """Return bytes after the request once h11 switched protocols."""
+        self._switched = True
+        return bytes(self._conn.trailing_data[0])

@@ -1,0 +1,218 @@
+"""The httptools HTTP/1.1 engine (the ``rama-http[fast]`` extra).
+
+httptools wraps llhttp, the parser of Node.js, in C. It is callback driven
+and parses everything it is fed, so this engine queues the events of each
+message and hands them out one at a time, with a cycle marker between
+messages: events of a pipelined request stay queued until
+:meth:`HttptoolsEngine.start_next_cycle`. llhttp stops by itself after an
+upgrade or CONNECT request, which keeps the bytes behind it unparsed for
+:meth:`HttptoolsEngine.switch_protocol`.
+
+Limits llhttp does not know (request-line and head size, header count) are
+enforced from the callbacks; the message rules shared with the other engines
+come from :func:`~rama_http.server.h1_head.make_head`. Responses are written
+by :class:`~rama_http.server.h1_writer.ResponseWriter`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import httptools
+
+from ..errors import LocalProtocolError, ProtocolError
+from ..version import Version
+from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
+from .h1_head import make_head
+from .h1_writer import ResponseWriter
+
+__all__ = ["HttptoolsEngine"]
+
+
+class _Cycle:
+    """Queued between two messages."""
+
+
+_CYCLE = _Cycle()
+_QueueItem = RequestHead | BodyData | BodyEnd | _Cycle
+
+
+class HttptoolsEngine(ResponseWriter):
+    """HTTP/1.1 server engine backed by httptools (see module docs)."""
+
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_events",
+        "_fields",
+        "_head",
+        "_head_bytes",
+        "_in_head",
+        "_limits",
+        "_parser",
+        "_paused",
+        "_rest",
+        "_switched",
+        "_upgrade_at",
+        "_url",
+    )
+
+    def __init__(self, limits: EngineLimits | None = None) -> None:
+        super().__init__()
+        self._limits = limits or EngineLimits()
+        self._parser = httptools.HttpRequestParser(self)
+        self._buf = b""
+        self._eof = False
+        self._events: deque[_QueueItem] = deque()
+        self._fields: list[tuple[str, str]] = []
+        self._url = b""
+        self._head: RequestHead | None = None
+        self._in_head = False
+        self._head_bytes = 0
+        self._paused = False
+        self._rest: bytes | None = None
+        self._switched = False
+        self._upgrade_at = False
+
+    # -- llhttp callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._fields = []
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_request_line:
+            raise ProtocolError("request line too long", status=414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # After the head, trailer fields of a chunked body arrive here too.
+        fields = self._fields
+        fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(fields) > self._limits.max_headers:
+            raise ProtocolError(f"more than {self._limits.max_headers} header fields", status=431)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        parser = self._parser
+        major, _, minor = parser.get_http_version().partition(".")
+        if major != "1":
+            raise ProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
+        version = Version.HTTP_10 if minor == "0" else Version.HTTP_11
+        fields = self._fields
+        keys = [n.lower() for n, _ in fields]
+        method = parser.get_method().decode("ascii")
+        head = make_head(method, self._url.decode("latin-1"), version, fields, keys)
+        self._head = head
+        self._fields = []
+        self._events.append(head)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(BodyData(body))
+
+    def on_message_complete(self) -> None:
+        head = self._head
+        self._head = None
+        if head is not None and head.has_body:
+            trailers = self._fields
+            self._events.append(BodyEnd(trailers or None))
+        self._fields = []
+        self._events.append(_CYCLE)
+
+    # -- receiving -------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if data:
+            self._buf = self._buf + data if self._buf else data
+
+    def feed_eof(self) -> None:
+        """The peer closed its sending side."""
+        self._eof = True
+
+    @property
+    def at_eof(self) -> bool:
+        """Whether the peer closed and nothing is left to parse."""
+        return self._eof and not self._buf and not self._events and not self._rest
+
+    @property
+    def head_bytes_pending(self) -> int:
+        """Bytes of an incomplete request head received."""
+        if self._paused or self._events:
+            return 0
+        return self._head_bytes + len(self._buf)
+
+    def next_event(self) -> H1Event:
+        """The next event (see :class:`~rama_http.server.h1_engine.H1Engine`)."""
+        events = self._events
+        while True:
+            if events:
+                ev = events[0]
+                if ev is _CYCLE:
+                    self._paused = True
+                    return PAUSED
+                events.popleft()
+                if type(ev) is RequestHead:
+                    self._req_method = ev.method
+                    self._req_version = ev.version
+                    self._req_keep_alive = ev.keep_alive
+                    self._keep_alive = ev.keep_alive
+                return ev  # type: ignore[return-value]
+            if self._rest is not None or self._switched:
+                # llhttp stopped after an upgrade/CONNECT request; the bytes
+                # behind it wait for switch_protocol or start_next_cycle.
+                return PAUSED
+            if not self._buf:
+                if self._eof:
+                    if self._in_head or self._head is not None:
+                        raise ProtocolError("peer closed the connection inside a request")
+                    return PAUSED
+                return NEED_DATA
+            self._parse()
+
+    def _parse(self) -> None:
+        data = self._buf
+        self._buf = b""
+        starts_in_head = self._in_head or self._head is None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            offset = int(e.args[0]) if e.args else len(data)
+            self._rest = data[offset:]
+            return
+        except httptools.HttpParserCallbackError as e:
+            ctx = e.__context__
+            if isinstance(ctx, ProtocolError):
+                raise ctx from None
+            raise ProtocolError(str(ctx or e)) from e
+        except httptools.HttpParserError as e:
+            raise ProtocolError(str(e)) from e
+        if self._in_head:
+            # Bytes fed since the head started: bounded even while llhttp
+            # accumulates one long field internally (the URL is bounded by on_url).
+            self._head_bytes += len(data) if starts_in_head else 0
+            if self._head_bytes > self._limits.max_header_size:
+                raise ProtocolError("request head too large", status=431)
+
+    def start_next_cycle(self) -> None:
+        """Get ready for the next request."""
+        events = self._events
+        if not events or events[0] is not _CYCLE:
+            raise LocalProtocolError("the request body was not fully read")
+        events.popleft()
+        self._paused = False
+        if self._rest is not None:
+            # The upgrade/CONNECT was refused: parse what follows with a fresh parser.
+            rest, self._rest = self._rest, None
+            self._parser = httptools.HttpRequestParser(self)
+            self._buf = rest + self._buf
+
+    def switch_protocol(self) -> bytes:
+        """Stop parsing and hand back the bytes behind the request."""
+        self._switched = True
+        self._keep_alive = False
+        data = (self._rest or b"") + self._buf
+        self._rest = None
+        self._buf = b""
+        self._events.clear()
+        return data
