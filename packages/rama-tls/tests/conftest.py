@@ -7,10 +7,19 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+from anyio.abc import ByteStream
 
+from rama_core import Service
+from rama_net import TcpListener
+from rama_tls import CertificateAuthority
 from rama_tls.record import ClientHelloComplete, ClientHelloReader
 
 CaptureFn = Callable[[Callable[[int], object]], bytes]
@@ -115,3 +124,61 @@ def _pcap_of_client_payload(payload: bytes, *, dst_port: int = 443) -> bytes:
 def make_pcap() -> Callable[[bytes], bytes]:
     """``make_pcap(payload)``: a one-packet pcap of client bytes to port 443."""
     return _pcap_of_client_payload
+
+
+# -- loopback TLS servers -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ca() -> CertificateAuthority:
+    """A throwaway CA for the whole test session."""
+    return CertificateAuthority.create("rama-tls test CA")
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path, ca: CertificateAuthority) -> Path:
+    """The session CA as a PEM file (for curl --cacert, openssl -CAfile)."""
+    path = tmp_path / "ca.pem"
+    path.write_bytes(ca.cert_pem())
+    return path
+
+
+ServeFn = Callable[[Service[ByteStream, Any]], AbstractAsyncContextManager[TcpListener]]
+
+
+@asynccontextmanager
+async def _serving(service: Service[ByteStream, Any]) -> AsyncIterator[TcpListener]:
+    listener = TcpListener.bind("127.0.0.1:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, service)
+        try:
+            yield listener
+        finally:
+            # graceful: stop accepting and let connections drain, but bounded
+            listener.close()
+            tg.cancel_scope.deadline = anyio.current_time() + 5
+
+
+@pytest.fixture
+def serve_tcp() -> ServeFn:
+    """``async with serve_tcp(service) as listener``: a loopback TCP server for the block."""
+    return _serving
+
+
+async def _run(argv: list[str], *, timeout: float = 15, stdin: bytes = b"") -> Completed:
+    with anyio.fail_after(timeout):
+        proc = await anyio.run_process(argv, input=stdin, check=False)
+    return Completed(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Outcome of a peer program run by :func:`run_async`."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_async() -> Callable[..., Awaitable[Completed]]:
+    """``await run_async(argv, timeout=, stdin=)``: run a peer without blocking the loop."""
+    return _run

@@ -7,6 +7,13 @@
   :mod:`rama_tls.connector`) over any anyio ByteStream.
 """
 
+from .acceptor import (
+    ClientAuth,
+    TlsAcceptorConfig,
+    TlsAcceptorLayer,
+    TlsAcceptorService,
+    peek_client_hello,
+)
 from .certs import (
     CertificateAuthority,
     CertifiedKey,
@@ -17,9 +24,11 @@ from .certs import (
     self_signed,
 )
 from .client_hello import ClientHello, parse_client_hello_body, parse_client_hello_message
+from .connector import TlsClientConfig, TlsConnector, TlsConnectorLayer, tls_connect
 from .encode import encode_client_hello_message, encode_handshake_records
 from .errors import (
     CertificateError,
+    CertificateVerificationError,
     ClientHelloError,
     ClientHelloTooLarge,
     HandshakeError,
@@ -30,6 +39,7 @@ from .errors import (
 )
 from .extensions import Extension, ExtensionType
 from .grease import GREASE_VALUES, is_grease
+from .info import NegotiatedTls, TlsSide
 from .ja3 import Ja3, ja3
 from .ja4 import Ja4, Ja4Transport, ja4
 from .record import (
@@ -38,14 +48,19 @@ from .record import (
     NeedMore,
     parse_client_hello_records,
 )
+from .resolver import CertResolver, IssuingCertResolver, StaticCertResolver
+from .stream import TlsStream, wrap_tls
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GREASE_VALUES",
+    "CertResolver",
     "CertificateAuthority",
     "CertificateError",
+    "CertificateVerificationError",
     "CertifiedKey",
+    "ClientAuth",
     "ClientHello",
     "ClientHelloComplete",
     "ClientHelloError",
@@ -55,6 +70,7 @@ __all__ = [
     "ExtensionType",
     "HandshakeError",
     "HandshakeTimeout",
+    "IssuingCertResolver",
     "Ja3",
     "Ja4",
     "Ja4Transport",
@@ -62,9 +78,19 @@ __all__ = [
     "LeafCertificateCache",
     "MalformedClientHello",
     "NeedMore",
+    "NegotiatedTls",
     "NotTlsError",
     "PrivateKey",
+    "StaticCertResolver",
+    "TlsAcceptorConfig",
+    "TlsAcceptorLayer",
+    "TlsAcceptorService",
+    "TlsClientConfig",
+    "TlsConnector",
+    "TlsConnectorLayer",
     "TlsError",
+    "TlsSide",
+    "TlsStream",
     "encode_client_hello_message",
     "encode_handshake_records",
     "generate_key",
@@ -74,5 +100,8 @@ __all__ = [
     "parse_client_hello_body",
     "parse_client_hello_message",
     "parse_client_hello_records",
+    "peek_client_hello",
     "self_signed",
+    "tls_connect",
+    "wrap_tls",
 ]

@@ -11,6 +11,7 @@ from rama_core import RamaError
 
 __all__ = [
     "CertificateError",
+    "CertificateVerificationError",
     "ClientHelloError",
     "ClientHelloTooLarge",
     "HandshakeError",
@@ -58,6 +59,21 @@ class HandshakeTimeout(HandshakeError, TimeoutError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"TLS handshake timed out after {seconds:g}s")
         self.seconds = seconds
+
+
+class CertificateVerificationError(HandshakeError):
+    """The peer's certificate was rejected (unknown CA, wrong host name, expired...).
+
+    Raised by the connector for a bad server certificate and by the acceptor
+    for a bad client certificate under mTLS.
+    """
+
+    def __init__(self, message: str, *, verify_code: int = 0, verify_message: str = "") -> None:
+        super().__init__(message)
+        self.verify_code = verify_code
+        """OpenSSL's X509_V_ERR_* code (0 when unknown)."""
+        self.verify_message = verify_message
+        """OpenSSL's text for the code, e.g. ``unable to get local issuer certificate``."""
 
 
 class CertificateError(TlsError):
