@@ -115,9 +115,14 @@ class Http1Connection:
     async def run(self) -> None:
         """Serve until the peer leaves, an error closes the connection or shutdown."""
         async with anyio.create_task_group() as tg:
+            # Handlers may spawn helpers (a response body producer, say): they
+            # run in this connection's task group, which waits for them.
+            ctx = self.ctx = self.ctx.fork()
+            ctx.executor = ctx.executor.with_task_group(tg)
+            watcher = anyio.CancelScope()
+            tg.start_soon(self._watch, watcher)
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                tg.start_soon(self._watch)
                 try:
                     if self._initial:
                         self.engine.feed(self._initial)
@@ -129,9 +134,9 @@ class Http1Connection:
                     OSError,
                 ):
                     pass
-            tg.cancel_scope.cancel()
-        if self._timed_out is not None:
-            await self._on_timeout(self._timed_out)
+            watcher.cancel()
+            if self._timed_out is not None:
+                await self._on_timeout(self._timed_out)
 
     def _tick(self) -> float | None:
         cfg = self.config
@@ -147,13 +152,17 @@ class Http1Connection:
         ]
         return max(min(timeouts), 0.01) if timeouts else None
 
-    async def _watch(self) -> None:
+    async def _watch(self, scope: anyio.CancelScope) -> None:
         """Cancel the loop when a deadline passes or, while idle, on shutdown.
 
-        The loop only stores deadlines; this task wakes at most once per
-        shortest timeout (a deadline set later is never earlier than that),
-        so keep-alive requests cost no timer work.
+        The loop only stores deadlines; this task wakes once per shortest
+        timeout, so keep-alive requests cost no timer work and a deadline is
+        noticed at most one tick late.
         """
+        with scope:
+            await self._watch_loop()
+
+    async def _watch_loop(self) -> None:
         executor = self.ctx.executor
         watch_shutdown = executor.shutdown is not None
         tick = self._tick()
@@ -165,7 +174,11 @@ class Http1Connection:
                 assert self._scope is not None
                 self._scope.cancel()
                 return
-            delay = deadline - now if deadline != _INF else tick
+            # Deadlines set while we sleep may be earlier than the one seen
+            # now, but never by more than the shortest timeout (the tick).
+            delay = tick if deadline == _INF else deadline - now
+            if tick is not None and delay is not None and delay > tick:
+                delay = tick
             if watch_shutdown:
                 with anyio.move_on_after(delay):
                     await executor.wait_shutdown()

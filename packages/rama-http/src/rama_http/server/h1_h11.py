@@ -17,7 +17,7 @@ from ..errors import LocalProtocolError, ProtocolError
 from ..status import reason_phrase
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
-from .h1_head import make_head
+from .h1_head import check_head_size, make_head
 
 __all__ = ["H11Engine"]
 
@@ -140,7 +140,9 @@ class H11Engine:
         version = Version.HTTP_10 if minor == b"0" else Version.HTTP_11
         method = ev.method.decode("ascii")
         self._method = method
-        head = make_head(method, ev.target.decode("latin-1"), version, fields, keys)
+        target = ev.target.decode("latin-1")
+        check_head_size(method, target, fields, self._limits.max_header_size)
+        head = make_head(method, target, version, fields, keys)
         if not head.has_body:
             # h11 reports EndOfMessage right away for bodiless requests; the
             # H1Engine contract says no body events follow, so swallow it.
@@ -184,7 +186,8 @@ class H11Engine:
         ):
             hdrs.append((b"Content-Length", str(len(body)).encode()))
         out = self._send(h11.Response(status_code=status, headers=hdrs, reason=reason_b))
-        if body is None:
+        if body is None or connect_ok:
+            # After a 2xx to CONNECT h11 has switched protocols: no message end.
             return out
         if self._method != "HEAD" and status not in (204, 304) and not connect_ok and body:
             out += self._send(h11.Data(data=body))

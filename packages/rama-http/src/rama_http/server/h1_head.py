@@ -13,7 +13,7 @@ from ..errors import ProtocolError
 from ..version import Version
 from .h1_engine import RequestHead
 
-__all__ = ["framing", "make_head"]
+__all__ = ["check_head_size", "framing", "make_head"]
 
 
 def make_head(
@@ -85,3 +85,16 @@ def framing(fields: list[tuple[str, str]], keys: list[str]) -> tuple[int | None,
     if not value.isdigit() or not value.isascii() or len(value) > 18:
         raise ProtocolError(f"invalid Content-Length {value[:20]!r}")
     return int(value), False
+
+
+def check_head_size(method: str, target: str, fields: list[tuple[str, str]], limit: int) -> None:
+    """Raise 431 when the head, as sent with single spaces, exceeds ``limit`` bytes.
+
+    For parsers that hand over a complete head without its byte count; a
+    head that arrives in one piece never trips their incremental limits.
+    """
+    size = len(method) + len(target) + 13
+    for n, v in fields:
+        size += len(n) + len(v) + 4
+    if size + 2 > limit:
+        raise ProtocolError("request head too large", status=431)

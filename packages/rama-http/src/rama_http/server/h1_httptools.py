@@ -23,7 +23,7 @@ import httptools
 from ..errors import LocalProtocolError, ProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
-from .h1_head import make_head
+from .h1_head import check_head_size, make_head
 from .h1_writer import ResponseWriter
 
 __all__ = ["HttptoolsEngine"]
@@ -103,7 +103,9 @@ class HttptoolsEngine(ResponseWriter):
         fields = self._fields
         keys = [n.lower() for n, _ in fields]
         method = parser.get_method().decode("ascii")
-        head = make_head(method, self._url.decode("latin-1"), version, fields, keys)
+        target = self._url.decode("latin-1")
+        check_head_size(method, target, fields, self._limits.max_header_size)
+        head = make_head(method, target, version, fields, keys)
         self._head = head
         self._fields = []
         self._events.append(head)
