@@ -1,0 +1,141 @@
+"""Certificates: CA creation, leaf issuance (names and IPs), the LRU cache, PEM I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from rama_tls import (
+    CertificateAuthority,
+    CertificateError,
+    CertifiedKey,
+    LeafCertificateCache,
+    self_signed,
+)
+
+
+def verify(
+    leaf: CertifiedKey, ca: CertificateAuthority, subject: x509.verification.Subject
+) -> None:
+    """Path validation by cryptography's (webpki-style, strict) verifier."""
+    verifier = (
+        PolicyBuilder()
+        .store(Store([ca.cert]))
+        .time(dt.datetime.now(dt.UTC))
+        .build_server_verifier(subject)
+    )
+    verifier.verify(leaf.cert, list(leaf.chain))
+
+
+def test_issued_leaves_pass_strict_verification(ca: CertificateAuthority) -> None:
+    leaf = ca.issue("www.example.test", "127.0.0.1", "::1")
+    assert leaf.names == ("www.example.test", "127.0.0.1", "::1")
+    verify(leaf, ca, x509.DNSName("www.example.test"))
+    verify(leaf, ca, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    verify(leaf, ca, x509.IPAddress(ipaddress.ip_address("::1")))
+    with pytest.raises(VerificationError):
+        verify(leaf, ca, x509.DNSName("other.example.test"))
+    with pytest.raises(VerificationError):
+        verify(leaf, CertificateAuthority.create("another CA"), x509.DNSName("www.example.test"))
+
+
+def test_leaf_details(ca: CertificateAuthority) -> None:
+    leaf = ca.issue("[2001:db8::1]", "Mixed.Case.test.")
+    san = leaf.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("2001:db8::1")]
+    assert san.get_values_for_type(x509.DNSName) == ["mixed.case.test"]
+    basic = leaf.cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert basic.ca is False
+    assert leaf.cert.issuer == ca.cert.subject
+    assert leaf.chain == (ca.cert,)
+    assert isinstance(leaf.key, ec.EllipticCurvePrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    assert leaf.cert.not_valid_before_utc < now < leaf.cert.not_valid_after_utc
+    assert leaf.cert.serial_number != ca.issue("mixed.case.test").cert.serial_number
+    with pytest.raises(CertificateError):
+        ca.issue()
+
+
+def test_openssl_verifies_the_chain(
+    tmp_path: Path, ca: CertificateAuthority, require_peer: Callable[[str], str]
+) -> None:
+    leaf = ca.issue("api.example.test", key_type="rsa")
+    assert isinstance(leaf.key, rsa.RSAPrivateKey)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem())
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert_pem())
+    argv = [require_peer("openssl"), "verify", "-CAfile", str(tmp_path / "ca.pem")]
+    ok = subprocess.run(
+        [*argv, "-verify_hostname", "api.example.test", str(tmp_path / "leaf.pem")],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    wrong = subprocess.run(
+        [*argv, "-verify_hostname", "web.example.test", str(tmp_path / "leaf.pem")],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert wrong.returncode != 0
+
+
+def test_cache_is_a_bounded_lru(ca: CertificateAuthority) -> None:
+    cache = LeafCertificateCache(ca, max_size=2)
+    a = cache.get("a.test")
+    b = cache.get("b.test")
+    assert cache.get("A.TEST.") is a  # names are case-folded and the root dot dropped
+    cache.get("c.test")  # evicts b, the least recently used
+    assert len(cache) == 2
+    assert "a.test" in cache
+    assert "b.test" not in cache
+    assert cache.issued == 3
+    assert cache.get("b.test") is not b
+    assert cache.issued == 4
+    assert cache.get("[0:0::1]") is cache.get("::1")
+    verify(cache.get("::1"), ca, x509.IPAddress(ipaddress.ip_address("::1")))
+    with pytest.raises(ValueError, match="max_size"):
+        LeafCertificateCache(ca, max_size=0)
+
+
+def test_pem_round_trip_and_key_file_mode(tmp_path: Path, ca: CertificateAuthority) -> None:
+    leaf = ca.issue("files.example.test")
+    leaf.save(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    assert stat.S_IMODE((tmp_path / "leaf.key").stat().st_mode) == 0o600
+    loaded = CertifiedKey.load(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    assert loaded.cert == leaf.cert
+    assert loaded.chain == (ca.cert,)
+    assert loaded.key_pem() == leaf.key_pem()
+
+    ca.save(tmp_path / "ca.pem", tmp_path / "ca.key")
+    again = CertificateAuthority.load(tmp_path / "ca.pem", tmp_path / "ca.key")
+    verify(again.issue("after-reload.test"), ca, x509.DNSName("after-reload.test"))
+
+
+def test_bad_pem_is_a_typed_error(tmp_path: Path, ca: CertificateAuthority) -> None:
+    leaf = ca.issue("x.test")
+    other = ca.issue("y.test")
+    with pytest.raises(CertificateError, match="does not match"):
+        CertifiedKey.from_pem(leaf.cert_pem(), other.key_pem())
+    with pytest.raises(CertificateError, match="invalid PEM"):
+        CertifiedKey.from_pem(b"not a pem", leaf.key_pem())
+    with pytest.raises(CertificateError, match="does not match"):
+        CertificateAuthority(ca.cert, other.key)
+
+
+def test_self_signed_defaults() -> None:
+    cert = self_signed()
+    assert cert.names == ("localhost", "127.0.0.1", "::1")
+    assert cert.cert.issuer == cert.cert.subject
+    assert cert.chain == ()
