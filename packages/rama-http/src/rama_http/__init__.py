@@ -8,6 +8,9 @@
     @service_fn
     async def hello(ctx, req: Request) -> Response:
         return Response.from_text("hello\\n")
+
+Servers live in :mod:`rama_http.server` (``serve_http1``, ``Http1Server``,
+``ServerConfig``); fingerprints (JA4H, Akamai h2) in :mod:`rama_http.fingerprint`.
 """
 
 from .body import Body, BodyInput, BodyWriter
@@ -18,8 +21,11 @@ from .errors import (
     HttpError,
     InvalidHeader,
     InvalidUri,
+    LocalProtocolError,
     ProtocolError,
 )
+from .fingerprint import AkamaiH2Fingerprint, Ja4hFingerprint, akamai_h2_fingerprint, ja4h
+from .h2.record import H2PrefaceRecord, PseudoHeaderOrder
 from .headers import HeaderInput, Headers
 from .message import Request, Response, UpgradeHandler
 from .method import Method
@@ -30,6 +36,7 @@ from .version import Version
 __version__ = "0.1.0"
 
 __all__ = [
+    "AkamaiH2Fingerprint",
     "Body",
     "BodyAlreadyConsumed",
     "BodyError",
@@ -40,9 +47,13 @@ __all__ = [
     "Headers",
     "HttpError",
     "InvalidHeader",
+    "H2PrefaceRecord",
     "InvalidUri",
+    "Ja4hFingerprint",
+    "LocalProtocolError",
     "Method",
     "ProtocolError",
+    "PseudoHeaderOrder",
     "Request",
     "Response",
     "StatusCode",
@@ -50,6 +61,8 @@ __all__ = [
     "Uri",
     "UriForm",
     "Version",
+    "akamai_h2_fingerprint",
     "default_port",
+    "ja4h",
     "reason_phrase",
 ]
