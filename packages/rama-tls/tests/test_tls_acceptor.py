@@ -538,3 +538,24 @@ async def test_handshake_method_fills_the_context(ca: CertificateAuthority, serv
     ctx = results[0]
     assert ctx.require(NegotiatedTls).side == "server"
     assert ctx.require(SocketInfo).local_addr.port == port
+
+
+async def test_invalid_sni_is_refused_not_signed(serve_tcp: Any, ca: CertificateAuthority) -> None:
+    cache = LeafCertificateCache(ca, max_size=4)
+    seen = Seen()
+    config = TlsAcceptorConfig(resolver=IssuingCertResolver(cache))
+    async with serve_tcp(acceptor_for(config, seen)) as listener:
+        for name in ("bad name!", "*.example.test"):
+            client_ctx = ssl.create_default_context(cadata=ca.cert_pem().decode())
+            with (
+                anyio.fail_after(5),
+                pytest.raises((OSError, anyio.BrokenResourceError, anyio.EndOfStream)),
+            ):
+                await anyio.connect_tcp(
+                    "127.0.0.1", listener.local_addr.port, ssl_context=client_ctx, tls_hostname=name
+                )
+    assert cache.issued == 0
+    assert len(seen.errors) == 2
+    for error in seen.errors:
+        assert isinstance(error, HandshakeError)
+        assert "refusing to issue" in str(error)

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from rama_core import Context
-from rama_net import SocketInfo
+from rama_net import AddressError, Host, SocketInfo
 
 from .certs import CertifiedKey, LeafCertificateCache
 from .client_hello import ClientHello
+from .errors import HandshakeError
 
 __all__ = ["CertResolver", "IssuingCertResolver", "StaticCertResolver"]
 
@@ -63,7 +64,9 @@ class IssuingCertResolver:
 
     Without SNI the certificate is issued for the local IP address the
     client connected to (from the Context's :class:`rama_net.SocketInfo`),
-    else for ``fallback_host``.
+    else for ``fallback_host``. An SNI value that is not a valid host name
+    (spaces, wildcards, over-long) is refused with a
+    :class:`~rama_tls.errors.HandshakeError` instead of being signed.
     """
 
     def __init__(self, cache: LeafCertificateCache, *, fallback_host: str = "localhost") -> None:
@@ -76,4 +79,8 @@ class IssuingCertResolver:
         if host is None:
             info = ctx.get(SocketInfo)
             host = str(info.local_addr.ip) if info is not None else self.fallback_host
-        return self.cache.get(host)
+        try:
+            checked = Host.parse(host)
+        except AddressError as exc:
+            raise HandshakeError(f"refusing to issue a certificate for {host!r}: {exc}") from exc
+        return self.cache.get(str(checked))
