@@ -1,0 +1,107 @@
+"""Run the rama-http examples as a user would: a real process, real clients, SIGINT to stop."""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).parent
+START_TIMEOUT = 8.0
+
+
+def _start(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"example printed nothing within {START_TIMEOUT}s: {proc.communicate()[1]}")
+    first = proc.stdout.readline()
+    assert first.startswith("listening on "), first
+    return proc, int(first.rsplit(":", 1)[1])
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float = 8.0) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"example did not exit within {timeout}s; stderr:\n{err}")
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.mark.parametrize("engine", ["fast", "h11", "httptools"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_http_hello_example(engine: str, backend: str, require_peer: Callable[[str], str]) -> None:
+    curl = require_peer("curl")
+    proc, port = _start("http_hello.py", "--engine", engine, "--backend", backend)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            hello = client.get("/")
+            echo = client.post("/echo", content=b"ping", headers={"X-Mixed-Case": "1"})
+            stream = client.get("/stream", params={"n": "5"})
+            fp = client.get("/ja4h").json()
+            missing = client.get("/nope")
+        head = subprocess.run(
+            [curl, "-sS", "-I", f"{base}/"], capture_output=True, text=True, timeout=10, check=True
+        )
+    finally:
+        out = _stop(proc)
+    assert hello.text == "hello\n"
+    assert hello.headers["server"] == "rama-example"
+    assert echo.content == b"ping"
+    assert echo.headers["x-header-names"].endswith(",X-Mixed-Case,Content-Length")
+    assert stream.headers["transfer-encoding"] == "chunked"
+    assert stream.text == "".join(f"line {i}\n" for i in range(5))
+    assert fp["ja4h"].startswith("ge11nn")
+    assert fp["ja4h_r"].split("_")[1].startswith("Host,")
+    assert missing.status_code == 404
+    assert head.stdout.startswith("HTTP/1.1 200 OK")
+    assert "Content-Length: 6" in head.stdout
+    assert out.strip().endswith("stopped (SIGINT)")
+
+
+def test_http_hello_example_finishes_in_flight_request_on_sigint() -> None:
+    proc, port = _start("http_hello.py", "--grace", "5")
+    started = threading.Event()
+    got: list[tuple[int, bytes, str | None]] = []
+
+    def slow_stream() -> None:
+        url = f"http://127.0.0.1:{port}/stream"
+        with httpx.Client(timeout=10) as client:
+            with client.stream("GET", url, params={"n": "10000"}) as r:
+                parts = []
+                for chunk in r.iter_bytes():
+                    parts.append(chunk)
+                    started.set()
+                got.append((r.status_code, b"".join(parts), r.headers.get("connection")))
+
+    worker = threading.Thread(target=slow_stream)
+    worker.start()
+    try:
+        assert started.wait(10), "the response did not start"
+    finally:
+        out = _stop(proc)
+    worker.join(10)
+    assert got, "request was not answered"
+    status, body, _ = got[0]
+    assert status == 200
+    assert body.count(b"\n") == 10000
+    assert "stopped (SIGINT)" in out
