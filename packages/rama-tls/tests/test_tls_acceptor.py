@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from rama_tls import (
     TlsAcceptorConfig,
     TlsAcceptorLayer,
     TlsAcceptorService,
+    TlsError,
     encode_handshake_records,
     ja3,
     ja4,
@@ -559,3 +561,46 @@ async def test_invalid_sni_is_refused_not_signed(serve_tcp: Any, ca: Certificate
     for error in seen.errors:
         assert isinstance(error, HandshakeError)
         assert "refusing to issue" in str(error)
+
+
+async def test_mutated_client_hellos_only_raise_typed_errors(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    """Seeded fuzzing over real sockets: corrupt a real hello; every failure is a TlsError."""
+    client_ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    with pytest.raises(ssl.SSLWantReadError):
+        client_ctx.wrap_bio(incoming, outgoing, server_hostname="fuzz.test").do_handshake()
+    original = outgoing.read()
+    rng = random.Random(4)
+    seen = Seen()
+    async with serve_tcp(acceptor_for(issuing(ca, handshake_timeout=2), seen)) as listener:
+        port = listener.local_addr.port
+
+        async def attempt(data: bytes) -> None:
+            sock = await anyio.connect_tcp("127.0.0.1", port)
+            with anyio.fail_after(5):
+                await sock.send(data)
+                await sock.send_eof()
+                await _receive_eof(sock)
+            await sock.aclose()
+
+        for _ in range(60):
+            data = bytearray(original)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            cut = rng.choice([len(data), rng.randrange(1, len(data))])
+            await attempt(bytes(data[:cut]))
+        fuzzed = list(seen.errors)
+        good = await anyio.connect_tcp(
+            "127.0.0.1",
+            port,
+            ssl_context=ssl.create_default_context(cadata=ca.cert_pem().decode()),
+            tls_hostname="localhost",
+        )
+        await good.aclose()
+    assert len(fuzzed) == 60
+    unexpected = [e for e in fuzzed if not isinstance(e, TlsError)]
+    assert unexpected == []
+    assert {type(e).__name__ for e in fuzzed} >= {"MalformedClientHello", "HandshakeError"}
+    assert len(seen.infos) == 1  # the well-behaved client after all that

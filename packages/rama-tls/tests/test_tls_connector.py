@@ -362,3 +362,33 @@ async def test_self_signed_certificate_as_its_own_trust_anchor(serve_tcp: Any) -
             conn = await connector.serve(Context(), Authority.new(host, listener.local_addr.port))
             assert await roundtrip(conn.stream) == b"ping"
             await conn.stream.aclose()
+
+
+async def test_concurrent_handshakes_share_issued_certificates(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    server = Server()
+    cache = LeafCertificateCache(ca, max_size=8)
+    config = TlsAcceptorConfig(resolver=IssuingCertResolver(cache))
+    names = [f"n{i % 4}.example.test" for i in range(40)]
+    received: list[bytes] = []
+    async with serve_tcp(TlsAcceptorLayer(config).layer(server.app())) as listener:
+        port = listener.local_addr.port
+
+        async def one(name: str) -> None:
+            connector = TlsConnector(
+                _Redirect(port), TlsClientConfig(ca_pem=ca.cert_pem(), server_name=name)
+            )
+            conn = await connector.serve(Context(), Authority.new(name, 443))
+            received.append(await roundtrip(conn.stream, name.encode()))
+            await conn.stream.aclose()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for name in names:
+                    tg.start_soon(one, name)
+    assert sorted(received) == sorted(n.encode() for n in names)
+    assert cache.issued == 4
+    assert sorted(c.require(ClientHello).server_name or "" for c in server.contexts) == sorted(
+        names
+    )
