@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import h11
 
-from ..errors import LocalProtocolError, ProtocolError
+from ..errors import InvalidHeader, LocalProtocolError, ProtocolError
+from ..headers import validate_header
 from ..status import reason_phrase
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
@@ -136,6 +137,12 @@ class H11Engine:
         if len(raw) > self._limits.max_headers:
             raise ProtocolError(f"more than {self._limits.max_headers} header fields", status=431)
         fields = _str_pairs(raw)
+        for n, v in fields:
+            # h11 lets control characters through in values; the other engines do not.
+            try:
+                validate_header(n, v)
+            except InvalidHeader as e:
+                raise ProtocolError(str(e)) from e
         keys = [n.lower() for n, _ in fields]
         version = Version.HTTP_10 if minor == b"0" else Version.HTTP_11
         method = ev.method.decode("ascii")

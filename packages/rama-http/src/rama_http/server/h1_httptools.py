@@ -188,7 +188,10 @@ class HttptoolsEngine(ResponseWriter):
                 raise ctx from None
             raise ProtocolError(str(ctx or e)) from e
         except httptools.HttpParserError as e:
-            raise ProtocolError(str(e)) from e
+            # llhttp only knows the versions it can parse; others are well-formed
+            # requests of a version we do not support.
+            status = 505 if "version" in str(e).lower() else 400
+            raise ProtocolError(str(e), status=status) from e
         if self._in_head:
             # Bytes fed since the head started: bounded even while llhttp
             # accumulates one long field internally (the URL is bounded by on_url).
