@@ -407,7 +407,7 @@ async def test_garbage_and_stalled_handshakes_do_not_affect_others(
     serve_tcp: Any, ca: CertificateAuthority, ca_file: Path, run_async: Run, require_peer: Any
 ) -> None:
     seen = Seen()
-    config = issuing(ca, handshake_timeout=1.0)
+    config = issuing(ca, handshake_timeout=2.0)
     async with serve_tcp(acceptor_for(config, seen)) as listener:
         port = listener.local_addr.port
         junk = await anyio.connect_tcp("127.0.0.1", port)
@@ -419,16 +419,18 @@ async def test_garbage_and_stalled_handshakes_do_not_affect_others(
         # both misbehaving connections are still open while a good client is served
         out = await curl(run_async, require_peer("curl"), port, "--cacert", str(ca_file))
         assert out.returncode == 0, out.stderr
-        assert anyio.current_time() - started < 1.0
+        assert (
+            anyio.current_time() - started < 2.0
+        )  # served while both bad peers were still connected
         with anyio.fail_after(1):
             assert await _receive_eof(junk)
-        with anyio.fail_after(3):
+        with anyio.fail_after(5):
             assert await _receive_eof(staller)
             assert await _receive_eof(silent)
         waited = anyio.current_time() - started
         for s in (junk, staller, silent):
             await s.aclose()
-    assert 0.9 <= waited < 3
+    assert 1.9 <= waited < 5
     kinds = sorted(type(e).__name__ for e in seen.errors)
     assert kinds == ["HandshakeTimeout", "HandshakeTimeout", "NotTlsError"]
     assert len(seen.infos) == 1
