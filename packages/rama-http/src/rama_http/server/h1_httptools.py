@@ -190,7 +190,7 @@ class HttptoolsEngine(ResponseWriter):
         except httptools.HttpParserError as e:
             # llhttp only knows the versions it can parse; others are well-formed
             # requests of a version we do not support.
-            status = 505 if "version" in str(e).lower() else 400
+            status = 505 if "invalid http version" in str(e).lower() else 400
             raise ProtocolError(str(e), status=status) from e
         if self._in_head:
             # Bytes fed since the head started: bounded even while llhttp
