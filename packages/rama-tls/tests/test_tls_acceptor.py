@@ -606,3 +606,27 @@ async def test_mutated_client_hellos_only_raise_typed_errors(
     assert unexpected == []
     assert {type(e).__name__ for e in fuzzed} >= {"MalformedClientHello", "HandshakeError"}
     assert len(seen.infos) == 1  # the well-behaved client after all that
+
+
+async def test_plaintext_fallback_on_the_same_port(
+    serve_tcp: Any, ca: CertificateAuthority, ca_file: Path, run_async: Run, require_peer: Any
+) -> None:
+    @service_fn
+    async def plain(ctx: Context, stream: ByteStream) -> None:
+        head = await _read_head(stream)
+        assert not ctx.contains(ClientHello)
+        body = b"plain: " + head.split(b"\r\n", 1)[0]
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+
+    seen = Seen()
+    acceptor = TlsAcceptorLayer(issuing(ca), plaintext=plain).layer(info_app(seen))
+    async with serve_tcp(recording(acceptor, seen)) as listener:
+        port = listener.local_addr.port
+        curl_path = require_peer("curl")
+        secure = await curl(run_async, curl_path, port, "--cacert", str(ca_file))
+        cleartext = await run_async([curl_path, "-sS", f"http://127.0.0.1:{port}/x"])
+    assert secure.returncode == 0, secure.stderr
+    assert json.loads(secure.stdout)["version"] == "TLSv1.3"
+    assert cleartext.returncode == 0, cleartext.stderr
+    assert cleartext.stdout == "plain: GET /x HTTP/1.1"
+    assert seen.errors == []

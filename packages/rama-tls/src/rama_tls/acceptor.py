@@ -36,7 +36,7 @@ from rama_net import PeekError, PeekStream
 from ._sslctx import load_certified_key
 from .certs import CertifiedKey
 from .client_hello import ClientHello
-from .errors import ClientHelloError, HandshakeError, HandshakeTimeout
+from .errors import ClientHelloError, HandshakeError, HandshakeTimeout, NotTlsError
 from .info import NegotiatedTls
 from .record import DEFAULT_MAX_CLIENT_HELLO, ClientHelloComplete, ClientHelloReader
 from .resolver import CertResolver, StaticCertResolver
@@ -158,11 +158,24 @@ class _ContextCache:
 
 
 class TlsAcceptorService(Generic[T]):
-    """Terminates TLS on each stream, then serves ``inner`` with the plaintext stream."""
+    """Terminates TLS on each stream, then serves ``inner`` with the plaintext stream.
 
-    def __init__(self, inner: Service[ByteStream, T], config: TlsAcceptorConfig) -> None:
+    With ``plaintext`` set, a stream that does not start with a TLS handshake
+    (:class:`~rama_tls.errors.NotTlsError`, decided from the first bytes) is
+    served by that service instead, its peeked bytes replayed: TLS and plain
+    text on one port.
+    """
+
+    def __init__(
+        self,
+        inner: Service[ByteStream, T],
+        config: TlsAcceptorConfig,
+        *,
+        plaintext: Service[ByteStream, T] | None = None,
+    ) -> None:
         self.inner = inner
         self.config = config
+        self.plaintext = plaintext
         self._contexts = _ContextCache(config)
 
     async def handshake(self, ctx: Context, stream: ByteStream) -> TlsStream:
@@ -190,8 +203,14 @@ class TlsAcceptorService(Generic[T]):
 
     async def serve(self, ctx: Context, req: ByteStream) -> T:
         """Handshake, then hand the TLS stream to the inner service."""
+        peek = req if isinstance(req, PeekStream) else PeekStream(req)
         try:
-            tls = await self.handshake(ctx, req)
+            tls = await self.handshake(ctx, peek)
+        except NotTlsError as exc:
+            if self.plaintext is None:
+                exc.add_context("reading the TLS ClientHello")
+                raise
+            return await self.plaintext.serve(ctx, peek)
         except ClientHelloError as exc:
             exc.add_context("reading the TLS ClientHello")
             raise
@@ -203,11 +222,14 @@ class TlsAcceptorService(Generic[T]):
 
 
 class TlsAcceptorLayer:
-    """Layer form of :class:`TlsAcceptorService`."""
+    """Layer form of :class:`TlsAcceptorService` (``plaintext``: see there)."""
 
-    def __init__(self, config: TlsAcceptorConfig) -> None:
+    def __init__(
+        self, config: TlsAcceptorConfig, *, plaintext: Service[ByteStream, Any] | None = None
+    ) -> None:
         self.config = config
+        self.plaintext = plaintext
 
     def layer(self, inner: Service[ByteStream, T]) -> TlsAcceptorService[T]:
         """Wrap ``inner`` so it receives decrypted streams."""
-        return TlsAcceptorService(inner, self.config)
+        return TlsAcceptorService(inner, self.config, plaintext=self.plaintext)
