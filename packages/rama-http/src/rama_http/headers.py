@@ -25,12 +25,24 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+# Servers build the same few fields for every response; remembering the pairs
+# that passed validation saves two regex runs per field. Bounded in entries and
+# value size so client-controlled values cannot grow it.
+_VALID: dict[tuple[str, str], None] = {}
+_VALID_MAX = 4096
+_VALID_MAX_VALUE = 200
+
+
 def validate_header(name: str, value: str) -> None:
     """Raise :class:`InvalidHeader` unless ``name`` is a token and ``value`` has no CTLs."""
+    if (name, value) in _VALID:
+        return
     if not _TOKEN.match(name):
         raise InvalidHeader(f"invalid header name {name!r}")
     if _BAD_VALUE.search(value):
         raise InvalidHeader(f"invalid characters in value of header {name!r}")
+    if len(value) <= _VALID_MAX_VALUE and len(_VALID) < _VALID_MAX:
+        _VALID[(name, value)] = None
 
 
 def _s(x: str | bytes) -> str:
@@ -58,8 +70,15 @@ class Headers:
         pairs: Iterable[tuple[str | bytes, str | bytes]] = (
             headers.items() if isinstance(headers, Mapping) else headers
         )
+        items, keys = self._items, self._keys
         for name, value in pairs:
-            self.add(_s(name), _s(value))
+            if type(name) is not str:
+                name = _s(name)
+            if type(value) is not str:
+                value = _s(value)
+            validate_header(name, value)
+            items.append((name, value))
+            keys.append(name.lower())
 
     @classmethod
     def from_trusted(cls, items: list[tuple[str, str]]) -> Headers:

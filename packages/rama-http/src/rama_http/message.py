@@ -163,7 +163,8 @@ class Response:
     ) -> None:
         self.status: int = status
         self.headers: Headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.body: Body = Body.coerce(body)
+        # bytes are immutable: no copy needed (the common case of a handler's answer)
+        self.body: Body = Body(body) if type(body) is bytes else Body.coerce(body)
         self.reason: str | None = reason
         self.version: Version = version
         self.on_upgrade: UpgradeHandler | None = on_upgrade

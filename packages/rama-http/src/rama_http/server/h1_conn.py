@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context, Service
+from rama_net import ProtocolStream
 
 from ..body import Body
 from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, ProtocolError
@@ -96,6 +97,7 @@ class Http1Connection:
         self.service = service
         self.config = cfg = config or _DEFAULT_CONFIG
         self.engine: H1Engine = make_engine(cfg.http1_engine, cfg)
+        self._fast: ProtocolStream | None = stream if type(stream) is ProtocolStream else None
         self._initial = initial
         self.requests = 0
         """Requests answered on this connection so far."""
@@ -104,7 +106,6 @@ class Http1Connection:
         self._timed_out: int | None = None
         self._shutting_down = False
         self._scope: anyio.CancelScope | None = None
-        self._head_started = 0.0
         self._response_started = False
         self._broken: HttpError | None = None
         self._continue_pending = False
@@ -205,6 +206,12 @@ class Http1Connection:
 
     # -- reading ---------------------------------------------------------------------
     async def _receive(self) -> bytes:
+        fast = self._fast
+        if fast is not None:
+            data = fast.receive_nowait()
+            if data is not None:
+                self.engine.feed(data)
+                return data
         try:
             data = await self.stream.receive(65536)
         except anyio.EndOfStream:
@@ -226,13 +233,10 @@ class Http1Connection:
         else:
             if self._phase != _HEAD:
                 self._phase = _HEAD
-                self._head_started = time.monotonic()
                 self._set_deadline(cfg.header_read_timeout)
-        data = await self._receive()
-        if data and self._phase == _IDLE:
-            self._phase = _HEAD
-            self._set_deadline(cfg.header_read_timeout)
-        elif not data:
+        # A complete head is parsed at once; an incomplete one comes back here
+        # with bytes pending and switches to the header deadline above.
+        if not await self._receive():
             self._deadline = _INF
 
     async def _loop(self) -> None:
@@ -305,13 +309,13 @@ class Http1Connection:
                 return False
             resp = Response.error(500)
             resp.headers.set("Connection", "close")
+        if type(resp) is not Response and not isinstance(resp, Response):
+            _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+            resp = Response.error(500)
         if self._broken is not None and not self._body_done:
             # The handler caught the body error and answered anyway: send its
             # answer, but the connection cannot be reused.
             resp.headers.set("Connection", "close")
-        if not isinstance(resp, Response):
-            _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
-            resp = Response.error(500)
         return await self._respond(head, resp)
 
     def _extra_headers(self, resp: Response) -> list[tuple[str, str]]:
@@ -397,6 +401,18 @@ class Http1Connection:
     async def _send(self, data: bytes) -> None:
         if not data:
             return
+        fast = self._fast
+        if fast is not None:
+            # Protocol-backed stream: wait only while the peer is behind, then
+            # queue without a coroutine (the transport buffers at most one
+            # write past its high-water mark).
+            if fast.write_paused:
+                await self._drain(fast)
+            try:
+                fast.send_nowait(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+                raise _ConnectionGone from e
+            return
         phase = self._phase
         self._phase = _WRITE
         self._set_deadline(self.config.write_timeout)
@@ -404,6 +420,14 @@ class Http1Connection:
             await self.stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
             raise _ConnectionGone from e
+        self._deadline = _INF
+        self._phase = phase
+
+    async def _drain(self, fast: ProtocolStream) -> None:
+        phase = self._phase
+        self._phase = _WRITE
+        self._set_deadline(self.config.write_timeout)
+        await fast.drain()
         self._deadline = _INF
         self._phase = phase
 
