@@ -21,8 +21,10 @@ import pytest
 
 HERE = Path(__file__).parent
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
-START_TIMEOUT = 8.0
-STOP_TIMEOUT = 5.0
+# generous for a loaded CI machine; a healthy run takes well under a second for each
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+EXIT_BOUND = 5.0  # seconds from SIGINT to exit once nothing is in flight
 
 
 class Example:
@@ -127,7 +129,7 @@ def test_tcp_echo_round_trips_bytes_and_stops_on_sigint(
         sender.join(5)
     assert echoed == payload
     took = server.stop()
-    assert took < 3.0
+    assert took < EXIT_BOUND
     assert server.stdout.splitlines() == ["stopped (SIGINT)"]
     assert f"echoed {len(payload)} bytes" in server.stderr
     assert "echoed 4 bytes" in server.stderr
@@ -153,7 +155,7 @@ def test_tcp_echo_drains_open_connection_then_cancels_at_grace(
         assert recv_all(client) == b""
         closed_after = time.monotonic() - started
         server.wait(STOP_TIMEOUT)
-    assert 0.8 < closed_after < 3.0
+    assert 0.8 < closed_after < EXIT_BOUND
     assert server.stdout.splitlines() == ["stopped (SIGINT)"]
 
 
@@ -184,7 +186,7 @@ def test_udp_echo_replies_to_each_datagram(
         received = {client.recv(65536) for _ in sent}
     assert received == sent
     took = server.stop()
-    assert took < 3.0
+    assert took < EXIT_BOUND
     assert server.stdout.splitlines() == ["stopped (SIGINT); dropped 0"]
 
 
@@ -196,6 +198,21 @@ def http_origin(root: Path) -> Iterator[tuple[str, int]]:
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
+
+        def do_GET(self) -> None:
+            if not self.path.startswith("/slow/"):
+                super().do_GET()
+                return
+            # a file sent in 32 pieces over about 1.6 s: a transfer that stays in flight
+            body = (root / self.path.removeprefix("/slow/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = -(-len(body) // 32)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -225,12 +242,12 @@ def test_tcp_relay_carries_curl_downloads(
         relay = run_example("tcp_relay.py", *args, *([] if zero_copy else ["--no-zero-copy"]))
         base = f"http://{relay.host}:{relay.port}"
         outs = [tmp_path / f"out{i}.bin" for i in range(4)]
-        command = [curl, "-sS", "--fail", "--parallel", "--max-time", "8"]
+        command = [curl, "-sS", "--fail", "--parallel", "--max-time", "20"]
         for out in outs:
             command += ["-o", str(out), f"{base}/blob.bin"]
-        subprocess.run(command, check=True, timeout=10)
+        subprocess.run(command, check=True, timeout=25)
         took = relay.stop()
-    assert took < 3.0
+    assert took < EXIT_BOUND
     want = hashlib.sha256(body).hexdigest()
     assert [hashlib.sha256(o.read_bytes()).hexdigest() for o in outs] == [want] * len(outs)
     lines = [ln for ln in relay.stderr.splitlines() if "bytes down" in ln]
@@ -259,3 +276,70 @@ def test_tcp_relay_survives_an_unreachable_target(
     relay.stop()
     assert relay.stderr.count(f"upstream 127.0.0.1:{dead}") == 3, relay.stderr
     assert relay.stdout.splitlines() == ["stopped (SIGINT)"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio"])
+def test_tcp_relay_finishes_a_transfer_in_flight_on_sigint(
+    backend: str,
+    tmp_path: Path,
+    run_example: Callable[..., Example],
+    require_peer: Callable[[str], str],
+) -> None:
+    curl = require_peer("curl")
+    body = os.urandom(3 << 20)
+    (tmp_path / "blob.bin").write_bytes(body)
+    out = tmp_path / "out.bin"
+    with http_origin(tmp_path) as (host, port):
+        relay = run_example("tcp_relay.py", "--target", f"{host}:{port}", "--backend", backend)
+        url = f"http://{relay.host}:{relay.port}/slow/blob.bin"
+        download = subprocess.Popen(
+            [curl, "-sS", "--fail", "--max-time", "20", "-o", str(out), url]
+        )
+        time.sleep(0.4)
+        assert download.poll() is None
+        relay.interrupt()
+        time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):  # no new connections during the drain
+            socket.create_connection(relay.address, timeout=2).close()
+        assert download.wait(20) == 0
+        relay.wait(STOP_TIMEOUT)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest()
+    assert relay.stdout.splitlines() == ["stopped (SIGINT)"]
+    (line,) = [ln for ln in relay.stderr.splitlines() if "bytes down" in ln]
+    assert float(line.rsplit(", ", 1)[1].removesuffix("s")) > 1.0  # it outlived the SIGINT
+
+
+@BACKENDS
+def test_tcp_relay_closes_idle_connections(
+    backend: str, run_example: Callable[..., Example]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        target = f"127.0.0.1:{upstream.getsockname()[1]}"
+        args = ["--target", target, "--idle-timeout", "0.5", "--backend", backend]
+        relay = run_example("tcp_relay.py", *args)
+        with socket.create_connection(relay.address, timeout=5) as client:
+            started = time.monotonic()
+            upstream_conn, _ = upstream.accept()
+            with upstream_conn:
+                upstream_conn.settimeout(5)
+                # both sides see the relay close the connection after 0.5 s of silence
+                assert client.recv(10) == b""
+                assert upstream_conn.recv(10) == b""
+            waited = time.monotonic() - started
+        relay.stop()
+    assert 0.4 < waited < EXIT_BOUND
+    assert "(idle timeout)" in relay.stderr
+    assert relay.stdout.splitlines() == ["stopped (SIGINT)"]
+
+
+def test_tcp_echo_on_ipv6_loopback(run_example: Callable[..., Example]) -> None:
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6; the tests need ::1")
+    server = run_example("tcp_echo.py", "--listen", "[::1]:0")
+    assert server.host == "::1"
+    with socket.create_connection(server.address, timeout=5) as client:
+        client.sendall(b"six")
+        client.shutdown(socket.SHUT_WR)
+        assert recv_all(client) == b"six"
+    server.stop()
+    assert server.stdout.splitlines() == ["stopped (SIGINT)"]
