@@ -159,6 +159,25 @@ def test_tcp_echo_drains_open_connection_then_cancels_at_grace(
     assert server.stdout.splitlines() == ["stopped (SIGINT)"]
 
 
+@BACKENDS
+def test_tcp_echo_second_sigint_cancels_at_once(
+    backend: str, run_example: Callable[..., Example]
+) -> None:
+    server = run_example("tcp_echo.py", "--backend", backend, "--grace", "30")
+    with socket.create_connection(server.address, timeout=5) as client:
+        client.sendall(b"x")
+        assert client.recv(1) == b"x"
+        server.interrupt()  # graceful: would wait up to 30 s for this connection
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.interrupt()  # impatient user: stop now
+        server.wait(STOP_TIMEOUT)
+        took = time.monotonic() - started
+        assert recv_all(client) == b""
+    assert took < EXIT_BOUND
+    assert server.stdout.splitlines() == ["stopped (forced)"]
+
+
 def test_tcp_echo_rejects_a_bad_listen_address() -> None:
     proc = subprocess.run(
         [sys.executable, str(HERE / "tcp_echo.py"), "--listen", "127.0.0.1:99999"],
