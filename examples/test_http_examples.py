@@ -105,3 +105,64 @@ def test_http_hello_example_finishes_in_flight_request_on_sigint() -> None:
     assert status == 200
     assert body.count(b"\n") == 10000
     assert "stopped (SIGINT)" in out
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_http_auto_server_example(
+    backend: str, tmp_path: Path, require_peer: Callable[[str], str]
+) -> None:
+    import ssl
+    import time
+
+    curl = require_peer("curl")
+    cert = tmp_path / "cert.pem"
+    proc, port = _start("http_auto_server.py", "--backend", backend, "--cert-out", str(cert))
+    try:
+        assert proc.stdout is not None
+        # Printed right after the first line (already buffered, so no select here).
+        second = proc.stdout.readline()
+        assert second.startswith("tls on "), second
+        tls_port = int(second.rsplit(":", 1)[1])
+
+        def curl_out(*args: str) -> str:
+            done = subprocess.run(
+                [curl, "-sS", "--fail", "--cacert", str(cert), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+            return done.stdout
+
+        h1 = curl_out("--http1.1", f"http://127.0.0.1:{port}/")
+        h2c = curl_out("--http2-prior-knowledge", f"http://127.0.0.1:{port}/")
+        h2 = curl_out("--http2", f"https://127.0.0.1:{tls_port}/")
+        h1_tls = curl_out("--http1.1", f"https://127.0.0.1:{tls_port}/")
+        fp = curl_out("--http2", f"https://127.0.0.1:{tls_port}/fp")
+
+        # curl (nghttp2) finishes a stream the GOAWAY's last-stream-id covers; httpx
+        # (httpcore) fails every open stream on any GOAWAY, so it cannot show this.
+        slow = subprocess.Popen(
+            [curl, "-sS", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/slow?s=2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        verify = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=verify, http2=True, timeout=10) as client:
+            via_httpx = client.get(f"https://127.0.0.1:{tls_port}/")
+        time.sleep(0.5)  # the slow request is in flight (it takes 2 s) when SIGINT comes
+    finally:
+        out = _stop(proc)
+    slow_out, slow_err = slow.communicate(timeout=10)
+    assert h1 == "HTTP/1.1 GET\n"
+    assert h2c == "HTTP/2 GET\n"
+    assert h2 == "HTTP/2 GET\n"
+    assert h1_tls == "HTTP/1.1 GET\n"
+    assert via_httpx.http_version == "HTTP/2"
+    assert via_httpx.text == "HTTP/2 GET\n"
+    akamai = httpx.Response(200, content=fp.encode()).json()["akamai"]
+    assert akamai.endswith("|0|m,p,s,a")
+    # The h2 request in flight when SIGINT came was finished, not cut.
+    assert (slow.returncode, slow_out) == (0, "slow done\n"), slow_err
+    assert "stopped (SIGINT)" in out
