@@ -32,7 +32,7 @@ from rama_http.server.auto import HttpServer, HttpVersionChoice, detect_version,
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import ExtendedConnectProtocol
 from rama_net import SocketAddress, TcpListener
-from rama_tls import self_signed
+from rama_tls import ClientHello, NegotiatedTls, TlsAcceptorConfig, self_signed
 
 Handler = Callable[[Context, Request], Any]
 
@@ -448,3 +448,75 @@ async def test_serve_reports_its_address_and_stops_on_cancel() -> None:
     assert seen[0].port > 0
     with pytest.raises(OSError, match="onnect"):
         await anyio.connect_tcp("127.0.0.1", seen[0].port)
+
+
+# -- behind rama_tls's acceptor ------------------------------------------------------------
+async def tls_facts(ctx: Context, req: Request) -> Response:
+    negotiated = ctx.get(NegotiatedTls)
+    hello = ctx.get(ClientHello)
+    facts = (
+        f"{req.version} alpn={negotiated.alpn if negotiated else None} "
+        f"sni={hello.server_name if hello else None}\n"
+    )
+    return Response.from_text(facts)
+
+
+@pytest.mark.anyio
+async def test_rama_tls_acceptor_with_plaintext_serves_every_version_on_one_port() -> None:
+    ck = self_signed("localhost", "127.0.0.1")
+    listener = TcpListener.bind("127.0.0.1:0")
+    port = listener.local_addr.port
+    ca = ssl.create_default_context(cadata=ck.cert_pem().decode())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            functools.partial(
+                serve,
+                listener,
+                service_fn(tls_facts),
+                tls=TlsAcceptorConfig.single(ck),
+                plaintext=True,
+            )
+        )
+        async with httpx.AsyncClient(verify=ca, http2=True) as client:
+            tls_h2 = await client.get(f"https://localhost:{port}/")
+        async with httpx.AsyncClient(verify=ca) as client:
+            tls_h1 = await client.get(f"https://localhost:{port}/")
+        async with httpx.AsyncClient() as client:
+            plain_h1 = await client.get(f"http://127.0.0.1:{port}/")
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            plain_h2 = await client.get(f"http://127.0.0.1:{port}/")
+        tg.cancel_scope.cancel()
+    assert tls_h2.text == "HTTP/2 alpn=h2 sni=localhost\n"
+    assert tls_h1.text == "HTTP/1.1 alpn=http/1.1 sni=localhost\n"
+    assert plain_h1.text == "HTTP/1.1 alpn=None sni=None\n"
+    assert plain_h2.text == "HTTP/2 alpn=None sni=None\n"
+
+
+@pytest.mark.anyio
+async def test_negotiated_alpn_in_the_context_decides_over_sniffing() -> None:
+    # A layer that terminated TLS elsewhere may only leave NegotiatedTls behind.
+    seen: list[str] = []
+
+    async def h(ctx: Context, req: Request) -> Response:
+        seen.append(str(req.version))
+        return Response.from_text("ok\n")
+
+    server = HttpServer(service_fn(h))
+    listener = TcpListener.bind("127.0.0.1:0")
+
+    class WithAlpn:
+        async def serve(self, ctx: Context, stream: ByteStream) -> None:
+            ctx.insert(NegotiatedTls("server", "TLSv1.3", "x", "http/1.1", None))
+            await server.serve(ctx, stream)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, WithAlpn())
+        stream = await anyio.connect_tcp("127.0.0.1", listener.local_addr.port)
+        async with stream:
+            # An h2 preface on a connection whose ALPN said http/1.1 is not h2.
+            await stream.send(CONNECTION_PREFACE)
+            await stream.send_eof()
+            out = await read_until_closed(stream)
+        tg.cancel_scope.cancel()
+    assert out.startswith((b"HTTP/1.1 4", b"HTTP/1.1 5")), out[:60]
+    assert seen == []

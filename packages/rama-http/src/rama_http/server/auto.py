@@ -1,9 +1,11 @@
 """One server for every HTTP version: HTTP/1.1 and h2 on the same listener.
 
-Behind TLS the version is the negotiated ALPN protocol. On cleartext (or TLS
-without ALPN) the first bytes decide, peeked with :class:`rama_net.PeekStream`:
-the 24-byte h2 connection preface means h2 with prior knowledge, the first
-byte that differs from it means HTTP/1.x. The peeked bytes are handed to the
+Behind TLS the version is the negotiated ALPN protocol (from the
+:class:`rama_tls.NegotiatedTls` that ``rama_tls``'s acceptor puts in the
+Context, or from the TLS stream itself). On cleartext (or TLS without ALPN)
+the first bytes decide, peeked with :class:`rama_net.PeekStream`: the
+24-byte h2 connection preface means h2 with prior knowledge, the first byte
+that differs from it means HTTP/1.x. The peeked bytes are handed to the
 chosen connection as ``initial``, so nothing is lost and the connection keeps
 the original (fast) stream. The same ``Service[Request, Response]`` serves
 both; handlers see the version on ``request.version``.
@@ -13,9 +15,11 @@ both; handlers see the version on ``request.version``.
     from rama_http.server.auto import HttpServer, serve
 
     await serve("127.0.0.1:8080", my_service)                # cleartext h1 + h2c
-    await serve("[::1]:8443", my_service, ssl_context=ctx)   # TLS, ALPN h2/http1.1
+    await serve("[::1]:8443", my_service, tls=TlsAcceptorConfig.single(cert))  # TLS + ALPN
+    await serve("[::1]:8443", my_service, tls=..., plaintext=True)  # https and http, one port
+    await serve("[::1]:8443", my_service, ssl_context=ctx)   # a stdlib SSLContext instead
 
-    # or compose it yourself, e.g. behind rama_tls's acceptor:
+    # or compose it yourself:
     await TcpListener.bind("127.0.0.1:8443").serve(
         TlsAcceptorLayer(tls_config).layer(HttpServer(my_service)), shutdown.context()
     )
@@ -30,6 +34,7 @@ request in flight (answering with ``Connection: close``) and idle ones close;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import ssl
@@ -42,6 +47,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 
 from rama_core import Context, Service
 from rama_net import PeekError, PeekStream, SocketAddress, TcpListener, TcpServerConfig
+from rama_tls import NegotiatedTls, TlsAcceptorConfig, TlsAcceptorLayer
 
 from ..h2.record import CONNECTION_PREFACE
 from ..message import Request, Response
@@ -79,7 +85,10 @@ def detect_version(first_bytes: bytes) -> HttpVersionChoice | None:
     return None
 
 
-def _alpn_of(stream: ByteStream) -> str | None:
+def _alpn_of(ctx: Context, stream: ByteStream) -> str | None:
+    negotiated = ctx.get(NegotiatedTls)
+    if negotiated is not None and negotiated.side == "server" and negotiated.alpn:
+        return negotiated.alpn
     alpn = stream.extra(TLSAttribute.alpn_protocol, None)
     return alpn if isinstance(alpn, str) else None
 
@@ -119,7 +128,7 @@ class HttpServer:
         initial = b""
         choice = ctx.get(HttpVersionChoice)
         if choice is None:
-            alpn = _alpn_of(stream)
+            alpn = _alpn_of(ctx, stream)
             choice = _ALPN_CHOICES.get(alpn) if alpn is not None else None
         if choice is None:
             if not self.h2:
@@ -228,6 +237,8 @@ async def serve(
     config: ServerConfig | None = None,
     *,
     ctx: Context | None = None,
+    tls: TlsAcceptorConfig | None = None,
+    plaintext: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     alpn_protocols: Sequence[str] | None = ("h2", "http/1.1"),
     tcp_config: TcpServerConfig | None = None,
@@ -235,16 +246,27 @@ async def serve(
 ) -> None:
     """Listen on ``address`` (``"host:port"``, a tuple or a bound listener); serve h1 and h2.
 
-    With ``ssl_context`` connections are TLS and the version comes from ALPN
-    (``alpn_protocols`` are set on the context; None keeps the context's own).
+    With ``tls`` connections go through ``rama_tls``'s acceptor (ClientHello
+    and :class:`rama_tls.NegotiatedTls` land in the Context; a config without
+    ALPN protocols gets ``alpn_protocols``); ``plaintext=True`` also serves
+    cleartext HTTP on the same port. With ``ssl_context`` (a stdlib context)
+    a minimal :class:`TlsTermination` is used instead; ``alpn_protocols`` are
+    set on it (None keeps the context's own). The version comes from ALPN.
     Runs until cancelled or, when ``ctx`` comes from a
     :class:`rama_core.Shutdown`, until a graceful shutdown has drained every
     connection. ``on_listening`` gets the bound address (useful with port 0).
     """
     owned = not isinstance(address, TcpListener)
     listener = address if isinstance(address, TcpListener) else TcpListener.bind(address)
-    stream_service: Service[ByteStream, Any] = HttpServer(service, config)
-    if ssl_context is not None:
+    if tls is not None and ssl_context is not None:
+        raise ValueError("pass tls or ssl_context, not both")
+    http = HttpServer(service, config)
+    stream_service: Service[ByteStream, Any] = http
+    if tls is not None:
+        if not tls.alpn_protocols and alpn_protocols:
+            tls = dataclasses.replace(tls, alpn_protocols=tuple(alpn_protocols))
+        stream_service = TlsAcceptorLayer(tls, plaintext=http if plaintext else None).layer(http)
+    elif ssl_context is not None:
         if alpn_protocols:
             ssl_context.set_alpn_protocols(list(alpn_protocols))
         timeout = (config or ServerConfig()).header_read_timeout
