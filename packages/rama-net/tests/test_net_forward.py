@@ -236,3 +236,52 @@ async def test_forward_without_close_leaves_streams_open() -> None:
             await left_peer.receive()
     # forward returned without closing: the streams still work for writing
     assert left_peer is not None
+
+
+@paths
+async def test_a_slow_but_steady_reader_is_not_idle(zero_copy: bool) -> None:
+    size = 512 * 1024
+    stats: list[ForwardStats] = []
+
+    @service_fn
+    async def firehose(ctx: Context, stream: ByteStream) -> None:
+        await stream.send(b"f" * size)
+        await stream.send_eof()
+        async for _ in stream:
+            pass
+
+    async with serving(firehose) as sink:
+
+        @service_fn
+        async def relay(ctx: Context, stream: ByteStream) -> None:
+            # small kernel buffers, so the bytes really drain at the reader's pace
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+            upstream = await connect_tcp(str(sink.local_addr))
+            stats.append(await forward(stream, upstream, idle_timeout=0.6, zero_copy=zero_copy))
+
+        async with serving(relay) as listener:
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            raw.connect(listener.local_addr.to_sockaddr())
+            raw.setblocking(False)
+            client = await anyio.abc.SocketStream.from_socket(raw)
+            got = 0
+            started = anyio.current_time()
+            with anyio.fail_after(20):
+                try:
+                    # ~32 KiB per 100 ms: a 64 KiB write drains within the idle
+                    # timeout, a whole 256 KiB read chunk does not
+                    while True:
+                        got += len(await client.receive(32 * 1024))
+                        await anyio.sleep(0.1)
+                except anyio.EndOfStream:
+                    pass
+            elapsed = anyio.current_time() - started
+            await client.aclose()
+            with anyio.fail_after(5):
+                while not stats:
+                    await anyio.sleep(0.01)
+    assert got == size, stats
+    assert elapsed > 1.2, "the bytes did not have to drain slowly; the test proves nothing"
+    assert not stats[0].idle_timed_out

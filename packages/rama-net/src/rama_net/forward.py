@@ -51,7 +51,9 @@ class ForwardStats:
     idle_timed_out: bool = False
     """Whether the idle timeout ended the forwarding."""
     error: BaseException | None = None
-    """The error that broke one direction (the other was then stopped), if any."""
+    """What broke one direction (the other was then stopped), if anything: an
+    :class:`anyio.BrokenResourceError` (its ``__cause__`` holds the OS error) or
+    :class:`anyio.ClosedResourceError`."""
     started: float = field(default=0.0, repr=False)
     duration: float = 0.0
     """Seconds from start to the end of both directions."""
@@ -89,7 +91,9 @@ async def forward(
     try:
         async with anyio.create_task_group() as tg:
             if idle_timeout is not None:
-                tg.start_soon(_watch_idle, idle_timeout, activity, stats, tg.cancel_scope)
+                tg.start_soon(
+                    _watch_idle, idle_timeout, activity, (left, right), stats, tg.cancel_scope
+                )
             pair = _splice_pair(left, right) if zero_copy and zero_copy_supported() else None
             if pair is not None:
                 stats.zero_copy = True
@@ -108,10 +112,17 @@ async def forward(
 
 
 async def _watch_idle(
-    timeout: float, activity: _Activity, stats: ForwardStats, scope: anyio.CancelScope
+    timeout: float,
+    activity: _Activity,
+    streams: tuple[ByteStream, ByteStream],
+    stats: ForwardStats,
+    scope: anyio.CancelScope,
 ) -> None:
+    tracked = [s for s in streams if isinstance(s, ProtocolStream | TrackedStream)]
     while True:
-        remaining = activity.last + timeout - anyio.current_time()
+        # a transport draining its write buffer to a slow reader counts as activity
+        last = max([activity.last, *(s.last_activity for s in tracked)])
+        remaining = last + timeout - anyio.current_time()
         if remaining <= 0:
             stats.idle_timed_out = True
             scope.cancel()
@@ -130,11 +141,20 @@ async def _both(
                 await direction()
             except _BROKEN as exc:
                 if stats.error is None:
-                    stats.error = exc
+                    stats.error = _as_broken(exc)
                 tg.cancel_scope.cancel()
 
         tg.start_soon(run, one)
         tg.start_soon(run, other)
+
+
+def _as_broken(exc: BaseException) -> BaseException:
+    """The same anyio error type for the same event on both paths (splice raises OSError)."""
+    if isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError):
+        return exc
+    broken = anyio.BrokenResourceError(str(exc))
+    broken.__cause__ = exc
+    return broken
 
 
 # -- portable path -------------------------------------------------------------------------
@@ -143,6 +163,22 @@ async def _half_close(stream: ByteStream) -> None:
     # and everything is closed once it ends.
     with contextlib.suppress(NotImplementedError, *_BROKEN):
         await stream.send_eof()
+
+
+_WRITE_SLICE = 64 * 1024
+
+
+async def _send_tracked(dst: ByteStream, data: bytes, activity: _Activity) -> None:
+    # A slow but steady reader is progress, not idleness: count every slice
+    # written, so a large chunk draining slowly does not trip the idle timeout.
+    if len(data) <= _WRITE_SLICE:
+        await dst.send(data)
+    else:
+        view = memoryview(data)
+        for start in range(0, len(view), _WRITE_SLICE):
+            await dst.send(view[start : start + _WRITE_SLICE].tobytes())
+            activity.touch()
+    activity.touch()
 
 
 async def _forward_copy(
@@ -156,7 +192,7 @@ async def _forward_copy(
                 await _half_close(right)
                 return
             activity.touch()
-            await right.send(data)
+            await _send_tracked(right, data, activity)
             stats.left_to_right += len(data)
 
     async def right_to_left() -> None:
@@ -167,7 +203,7 @@ async def _forward_copy(
                 await _half_close(left)
                 return
             activity.touch()
-            await left.send(data)
+            await _send_tracked(left, data, activity)
             stats.right_to_left += len(data)
 
     await _both(left_to_right, right_to_left, stats)
@@ -295,6 +331,7 @@ async def _pump(
             while left:
                 try:
                     left -= os.splice(rfd, dst.fileno(), left, flags=_SPLICE_FLAGS)
+                    activity.touch()
                 except BlockingIOError:
                     await anyio.wait_writable(dst)
                 except OSError as exc:
