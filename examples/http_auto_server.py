@@ -84,8 +84,8 @@ async def run(listen: str, tls_listen: str, cert_out: Path | None, grace: float)
         shutdown.spawn(functools.partial(serve, tls, handle, ctx=ctx, ssl_context=ssl_ctx))
         print(f"listening on {plain.local_addr}", flush=True)
         print(f"tls on {tls.local_addr}", flush=True)
-    reason = shutdown.report.reason if shutdown.report else "forced"
-    print(f"stopped ({reason})", flush=True)
+    # "forced" when a second signal cut the drain short
+    print(f"stopped ({shutdown.outcome})", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

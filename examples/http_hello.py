@@ -79,8 +79,8 @@ async def run(listen: str, engine: str, grace: float) -> None:
     async with Shutdown(deadline=grace) as shutdown:
         shutdown.spawn(listener.serve, Http1Server(handle, config), shutdown.context())
         print(f"listening on {listener.local_addr}", flush=True)
-    reason = shutdown.report.reason if shutdown.report else "forced"
-    print(f"stopped ({reason})", flush=True)
+    # "forced" when a second signal cut the drain short
+    print(f"stopped ({shutdown.outcome})", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,9 +56,8 @@ async def run(listen: str, grace: float) -> None:
         shutdown.spawn(listener.serve, echo, shutdown.context(), config)
         # Printed only now: the signal handlers are in place from here on.
         print(f"listening on {listener.local_addr}", flush=True)
-    # A second signal cancels at once, without a drain report.
-    reason = shutdown.report.reason if shutdown.report else "forced"
-    print(f"stopped ({reason})", flush=True)
+    # "forced" when a second signal cut the drain short
+    print(f"stopped ({shutdown.outcome})", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,9 +80,8 @@ async def run(listen: str, target: str, *, zero_copy: bool, idle: float, grace: 
     async with Shutdown(deadline=grace) as shutdown:
         shutdown.spawn(listener.serve, relay, shutdown.context(), config)
         print(f"listening on {listener.local_addr}", flush=True)
-    # A second signal cancels at once, without a drain report.
-    reason = shutdown.report.reason if shutdown.report else "forced"
-    print(f"stopped ({reason})", flush=True)
+    # "forced" when a second signal cut the drain short
+    print(f"stopped ({shutdown.outcome})", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,8 @@ async def test_signal_triggers_graceful_shutdown() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     assert sd.report is not None
     assert sd.report.reason == "SIGTERM"
+    assert sd.outcome == "SIGTERM"
+    assert not sd.report.forced
     assert done == ["worker"]
 
 
@@ -129,6 +131,24 @@ async def test_second_signal_cancels_immediately() -> None:
             await anyio.sleep(0.05)
             os.kill(os.getpid(), signal.SIGTERM)
     assert time.monotonic() - started < 3
+    assert sd.report is not None
+    assert sd.report.forced
+    assert sd.report.reason == "SIGTERM"
+    assert sd.outcome == "forced"
+    assert not sd.report.clean
+
+
+@pytest.mark.anyio
+async def test_second_signal_during_the_body_cancels_everything() -> None:
+    started = time.monotonic()
+    with anyio.fail_after(5):
+        async with Shutdown(deadline=30, signals=(signal.SIGTERM,)) as sd:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await anyio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await anyio.sleep(30)  # the body itself is cancelled
+    assert time.monotonic() - started < 3
+    assert sd.outcome == "forced"
 
 
 @pytest.mark.anyio

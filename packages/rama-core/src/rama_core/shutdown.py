@@ -77,6 +77,8 @@ class ShutdownReport:
     """Time spent waiting for guarded work after the trigger."""
     cancelled: tuple[str, ...] = field(default=())
     """Names of guarded tasks still running at the deadline, then cancelled."""
+    forced: bool = False
+    """Whether a second signal cut the drain short."""
 
     @property
     def clean(self) -> bool:
@@ -103,6 +105,8 @@ class Shutdown:
         self._task_group: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self.report: ShutdownReport | None = None
+        self._drain_scope: anyio.CancelScope | None = None
+        self._forced = False
 
     # -- triggering -----------------------------------------------------------------
     @property
@@ -114,6 +118,12 @@ class Shutdown:
     def reason(self) -> str | None:
         """Why shutdown was triggered, or None."""
         return self._reason
+
+    @property
+    def outcome(self) -> str | None:
+        """How the shutdown ended: ``"forced"`` when a second signal cut it
+        short (then :attr:`report` may be None), else :attr:`reason`."""
+        return "forced" if self._forced else self._reason
 
     def trigger(self, reason: str = "trigger") -> None:
         """Start the graceful shutdown (idempotent)."""
@@ -213,8 +223,12 @@ class Shutdown:
                 else:
                     _log.warning("second %s: cancelling now", signal.Signals(signum).name)
                     self.deadline = 0
+                    self._forced = True
                     self._wake()
-                    if self._task_group is not None:
+                    if self._drain_scope is not None:
+                        # draining: end the drain now; the report names what is cut
+                        self._drain_scope.cancel()
+                    elif self._task_group is not None:
                         self._task_group.cancel_scope.cancel()
 
     async def __aexit__(
@@ -255,12 +269,15 @@ class Shutdown:
         if self._trigger_event is not None:
             self._trigger_event.set()
         started = time.monotonic()
-        with anyio.move_on_after(self.deadline):
+        with anyio.move_on_after(self.deadline) as scope:
+            self._drain_scope = scope
             await self._wait_until(lambda: not self._active)
+        self._drain_scope = None
         self.report = ShutdownReport(
             reason=self._reason,
             drain_seconds=time.monotonic() - started,
             cancelled=tuple(self._active.values()),
+            forced=self._forced,
         )
         if self.report.cancelled:
             _log.warning(
