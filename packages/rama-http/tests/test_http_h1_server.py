@@ -608,6 +608,40 @@ async def test_idle_keep_alive_connection_is_closed(engine: str) -> None:
             assert anyio.current_time() - start < 3
 
 
+async def test_client_that_stops_reading_is_dropped_after_the_write_timeout(engine: str) -> None:
+    closed = anyio.Event()
+
+    async def endless(ctx: Context, req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"x" * 65536
+            finally:
+                closed.set()
+
+        return Response(200, body=Body.from_iter(chunks()))
+
+    async with http1_server(endless, engine, write_timeout=0.5) as port:
+        async with RawClient.connect(port) as c:
+            await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            # never read: the socket buffers fill, the server's write waits, then gives up
+            with anyio.fail_after(20):
+                await closed.wait()
+        # the server is fine afterwards
+        async with RawClient.connect(port) as other:
+            await other.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await other.response(head_request=True)).status == 200
+
+
+async def test_handler_returning_garbage_is_a_500(engine: str) -> None:
+    async def wrong(ctx: Context, req: Request) -> Any:
+        return "not a response"
+
+    async with http1_server(wrong, engine) as port, RawClient.connect(port) as c:
+        await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await c.response()).status == 500
+
+
 async def test_peer_vanishing_mid_body_does_not_hurt_the_server(engine: str) -> None:
     seen: list[str] = []
 

@@ -14,6 +14,7 @@ In-memory bodies (:meth:`Body.from_bytes`) expose their bytes through
 from __future__ import annotations
 
 import json as _json
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeAlias
 
@@ -23,7 +24,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .errors import BodyAlreadyConsumed, BodyError, BodyTooLarge
 from .headers import Headers
 
-__all__ = ["Body", "BodyInput", "BodyWriter"]
+__all__ = ["Body", "BodyInput", "BodyWriter", "close_body_soon"]
+
+_log = logging.getLogger("rama.http.body")
 
 BodyInput: TypeAlias = "Body | bytes | bytearray | memoryview | str | None"
 """What Request/Response constructors accept as a body."""
@@ -32,7 +35,16 @@ BodyInput: TypeAlias = "Body | bytes | bytearray | memoryview | str | None"
 class Body:
     """A one-shot stream of byte chunks, optionally followed by trailers."""
 
-    __slots__ = ("_cache", "_consumed", "_data", "_length", "_on_close", "_source", "_trailers")
+    __slots__ = (
+        "_cache",
+        "_consumed",
+        "_data",
+        "_iter",
+        "_length",
+        "_on_close",
+        "_source",
+        "_trailers",
+    )
 
     def __init__(
         self,
@@ -50,6 +62,7 @@ class Body:
         self._consumed = False
         self._cache: bytes | None = None
         self._on_close = on_close
+        self._iter: AsyncIterator[bytes] | None = None
 
     # -- constructors ----------------------------------------------------------------
     @classmethod
@@ -142,7 +155,8 @@ class Body:
         if self._data is not None:
             return _one(self._data)
         assert self._source is not None
-        return aiter(self._source)
+        self._iter = aiter(self._source)
+        return self._iter
 
     async def read(self, limit: int | None = None) -> bytes:
         """Read the whole body; raise :class:`BodyTooLarge` past ``limit`` bytes.
@@ -205,16 +219,34 @@ class Body:
     async def aclose(self) -> None:
         """Stop the producer (if it can be stopped); further reads see no data."""
         self._consumed = True
-        src = self._source
-        close = getattr(src, "aclose", None)
-        if close is not None:
-            await close()
-        if self._on_close is not None:
-            self._on_close()
+        # The iterator handed out may differ from the iterable it came from:
+        # close both (closing twice is harmless for generators and channels).
+        for part in (self._iter, self._source):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     def __repr__(self) -> str:
         kind = "bytes" if self._data is not None else "stream"
         return f"Body({kind}, length={self._length})"
+
+
+async def close_body_soon(body: Body, timeout: float = 1.0) -> None:
+    """Close ``body`` now, even inside a cancelled scope, for at most ``timeout`` seconds.
+
+    Servers call this when they stop sending a response body, so a producer's
+    ``finally`` runs at once rather than whenever the garbage collector (on
+    trio, possibly never while serving) finalizes an abandoned generator.
+    A producer that fails while it stops is logged, not raised.
+    """
+    with anyio.move_on_after(timeout, shield=True):
+        try:
+            await body.aclose()
+        except Exception as e:
+            _log.debug("body producer failed while closing: %s", e)
 
 
 async def _one_gen(data: bytes) -> AsyncIterator[bytes]:

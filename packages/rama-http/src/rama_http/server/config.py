@@ -38,8 +38,6 @@ class ServerConfig:
     """Seconds a client may stay silent while the handler waits for body bytes."""
     write_timeout: float | None = 60.0
     """Seconds a write may wait for a peer that does not read."""
-    max_pipelined: int = 32
-    """Requests read ahead while a response is pending before reading pauses."""
     server_header: str | None = None
     """Value of a Server header added to responses (None: none added)."""
     date_header: bool = True

@@ -26,7 +26,7 @@ from anyio.abc import ByteStream
 from rama_core import Context, Service
 from rama_net import ProtocolStream
 
-from ..body import Body
+from ..body import Body, close_body_soon
 from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, ProtocolError
 from ..headers import Headers
 from ..message import Request, Response
@@ -44,6 +44,7 @@ _DEFAULT_CONFIG = ServerConfig()
 _INF = math.inf
 _DRAIN_LIMIT = 1024 * 1024
 _LINGER_SECONDS = 1.0
+_NO_BODY_STATUS = frozenset((204, 304))
 
 # Phases the watcher looks at when a deadline passes.
 _IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
@@ -367,7 +368,7 @@ class Http1Connection:
             out = engine.response(status, reason, headers, data)
             await self._send(out)
         else:
-            await self._stream_body(status, reason, headers, body)
+            await self._stream_body(head, status, reason, headers, body)
         self._deadline = _INF
         self._phase = _HANDLER
         if not self._body_done and (self._continue_pending or not await self._drain_request_body()):
@@ -375,7 +376,12 @@ class Http1Connection:
         return engine.keep_alive and not self._shutting_down
 
     async def _stream_body(
-        self, status: int, reason: str, headers: list[tuple[str, str]], body: Body
+        self,
+        head: RequestHead,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: Body,
     ) -> None:
         engine = self.engine
         if body.length is not None and not any(
@@ -384,13 +390,18 @@ class Http1Connection:
             headers = [*headers, ("Content-Length", str(body.length))]
         await self._send(engine.response(status, reason, headers, None))
         try:
-            async for chunk in body:
-                out = engine.data(chunk)
-                if out:
-                    await self._send(out)
+            # HEAD, 204 and 304 answers carry no body: never run the producer
+            # (an endless one would spin here without ever awaiting).
+            if head.method != "HEAD" and status not in _NO_BODY_STATUS:
+                async for chunk in body:
+                    out = engine.data(chunk)
+                    if out:
+                        await self._send(out)
         except (BodyError, LocalProtocolError) as e:
             _log.warning("response body failed: %s", e)
             raise _ConnectionGone from e
+        finally:
+            await close_body_soon(body)
         trailers = body.trailers
         try:
             await self._send(engine.end(list(trailers) if trailers else None))

@@ -36,7 +36,7 @@ from hyperframe.frame import GoAwayFrame
 
 from rama_core import Context, Service
 
-from ..body import Body
+from ..body import Body, close_body_soon
 from ..errors import BodyTooLarge, HttpError
 from ..h2.config import H2Config
 from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
@@ -466,7 +466,7 @@ class H2ServerConnection:
             st.headers_sent = True
             await self._write(0)
             if no_body:
-                await body.aclose()
+                await close_body_soon(body)
             return
         self._conn.send_headers(st.id, head)
         st.headers_sent = True
@@ -478,7 +478,7 @@ class H2ServerConnection:
                 if chunk:
                     await self._send_data(st, chunk, end=False)
         finally:
-            await body.aclose()
+            await close_body_soon(body)
         trailers = body.trailers
         if trailers:
             fields = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in trailers]
