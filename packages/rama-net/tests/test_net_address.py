@@ -128,6 +128,8 @@ def test_host_kinds() -> None:
         "10.0.0.256:80",
         "x" * 64 + ".com:80",
         "[1.2.3.4]:80",
+        "a.com:\u00b2",  # superscript two: str.isdigit() but not a port
+        "a.com:\u0668\u0660",  # Arabic-Indic 80
     ],
 )
 def test_bad_authorities_raise_address_error(text: str) -> None:

@@ -52,8 +52,16 @@ class FakeNameserver:
         name = q.name.to_text(omit_final_dot=True)
         rtype = dns.rdatatype.to_text(q.rdtype)
         response = dns.message.make_response(query)
-        if name == "slow.test":
-            return None
+        if name == "slow.test" or (name == "no-aaaa.test" and rtype == "AAAA"):
+            return None  # a nameserver that drops the query
+        if name == "cut.test":
+            if not udp:
+                return None  # hangs up on the TCP retry
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+        if name == "no-aaaa.test":
+            response.answer.append(dns.rrset.from_text_list(q.name, 60, "IN", "A", ["127.0.0.7"]))
+            return response.to_wire()
         if name == "servfail.test":
             response.set_rcode(dns.rcode.SERVFAIL)
             return response.to_wire()
@@ -237,3 +245,66 @@ def test_dns_answer_is_a_value() -> None:
     assert DnsAnswer((ipaddress.ip_address("::1"),), 1.0) == DnsAnswer(
         (ipaddress.ip_address("::1"),), 1.0
     )
+
+
+async def test_a_dropped_aaaa_query_costs_the_resolution_delay_not_a_timeout() -> None:
+    async with nameserver() as ns:
+        resolver = DnsPythonResolver([("127.0.0.1", ns.port)], timeout=3, attempts=1)
+        started = anyio.current_time()
+        found = await resolve_host(resolver, Host.parse("no-aaaa.test"), resolution_delay=0.05)
+        took = anyio.current_time() - started
+    assert found == [ipaddress.ip_address("127.0.0.7")]
+    assert took < 1.5, f"waited {took:.2f}s for the AAAA timeout"
+
+
+async def test_both_families_are_asked_at_once() -> None:
+    async with nameserver() as ns:
+        resolver = DnsPythonResolver([("127.0.0.1", ns.port)], timeout=0.5, attempts=1)
+        started = anyio.current_time()
+        with pytest.raises(DnsTimeout):
+            await resolve_host(resolver, Host.parse("slow.test"))
+        took = anyio.current_time() - started
+    assert ns.udp_queries == 2
+    assert took < 0.9, "the two lookups ran one after the other"
+
+
+async def test_caching_resolver_shares_one_query_between_concurrent_askers() -> None:
+    async with nameserver() as ns:
+        cache = CachingResolver(DnsPythonResolver([("127.0.0.1", ns.port)]))
+        answers: list[DnsAnswer] = []
+
+        async def ask() -> None:
+            answers.append(await cache.lookup(Domain("a.test"), RecordType.A))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(ask)
+    assert len(answers) == 10
+    assert len(set(answers)) == 1
+    assert ns.udp_queries == 1
+
+
+async def test_caching_resolver_does_not_cache_timeouts_and_raises_fresh_errors() -> None:
+    async with nameserver() as ns:
+        inner = DnsPythonResolver([("127.0.0.1", ns.port)], timeout=0.1, attempts=1)
+        cache = CachingResolver(inner, negative_ttl=60)
+        for _ in range(2):
+            with pytest.raises(DnsTimeout):
+                await cache.lookup(Domain("slow.test"), RecordType.A)
+        assert ns.udp_queries == 2  # asked again: a timeout may be passing
+        errors = []
+        for _ in range(2):
+            with pytest.raises(NoRecords) as info:
+                await cache.lookup(Domain("missing.test"), RecordType.A)
+            errors.append(info.value)
+        assert ns.udp_queries == 3  # NXDOMAIN was cached
+        assert errors[0] is not errors[1]
+        assert str(errors[0]) == str(errors[1])
+
+
+async def test_nameserver_hanging_up_on_the_tcp_retry_is_a_dns_error() -> None:
+    async with nameserver() as ns:
+        resolver = DnsPythonResolver([("127.0.0.1", ns.port)], timeout=2, attempts=1)
+        with anyio.fail_after(5), pytest.raises(DnsError):
+            await resolver.lookup(Domain("cut.test"), RecordType.A)
+        assert ns.tcp_queries == 1

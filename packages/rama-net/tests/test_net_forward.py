@@ -220,22 +220,28 @@ async def test_forward_without_close_leaves_streams_open() -> None:
     left = await anyio.abc.SocketStream.from_socket(a2)
     right = await anyio.abc.SocketStream.from_socket(b1)
     right_peer = await anyio.abc.SocketStream.from_socket(b2)
-    async with left_peer, left, right, right_peer, anyio.create_task_group() as tg:
+    async with left_peer, left, right, right_peer:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
 
-        async def run() -> None:
-            await forward(left, right, close=False, zero_copy=False)
+                async def run() -> None:
+                    await forward(left, right, close=False, zero_copy=False)
 
-        tg.start_soon(run)
-        await left_peer.send(b"to-right")
-        assert await right_peer.receive() == b"to-right"
-        await left_peer.send_eof()
-        await right_peer.send_eof()
+                tg.start_soon(run)
+                await left_peer.send(b"to-right")
+                assert await right_peer.receive() == b"to-right"
+                await left_peer.send_eof()
+                await right_peer.send_eof()
+                with pytest.raises(anyio.EndOfStream):
+                    await right_peer.receive()
+                with pytest.raises(anyio.EndOfStream):
+                    await left_peer.receive()
+        # forward returned without closing: both streams still work (a closed
+        # anyio stream raises ClosedResourceError for these)
         with pytest.raises(anyio.EndOfStream):
-            await right_peer.receive()
+            await left.receive()
         with pytest.raises(anyio.EndOfStream):
-            await left_peer.receive()
-    # forward returned without closing: the streams still work for writing
-    assert left_peer is not None
+            await right.receive()
 
 
 @paths
@@ -285,3 +291,44 @@ async def test_a_slow_but_steady_reader_is_not_idle(zero_copy: bool) -> None:
     assert got == size, stats
     assert elapsed > 1.2, "the bytes did not have to drain slowly; the test proves nothing"
     assert not stats[0].idle_timed_out
+
+
+@paths
+async def test_client_reset_before_forwarding_starts_is_an_outcome_not_a_crash(
+    zero_copy: bool,
+) -> None:
+    outcomes: list[ForwardStats | BaseException] = []
+    accepted, reset_done = anyio.Event(), anyio.Event()
+
+    @service_fn
+    async def quiet(ctx: Context, stream: ByteStream) -> None:
+        async for _ in stream:
+            pass
+
+    async with serving(quiet) as sink:
+
+        @service_fn
+        async def late_relay(ctx: Context, stream: ByteStream) -> None:
+            accepted.set()
+            await reset_done.wait()
+            await anyio.sleep(0.2)  # the transport has seen the RST and closed its socket
+            upstream = await connect_tcp(str(sink.local_addr))
+            try:
+                outcomes.append(await forward(stream, upstream, zero_copy=zero_copy))
+            except BaseException as exc:
+                outcomes.append(exc)
+                raise
+
+        async with serving(late_relay) as listener:
+            raw = socket.create_connection(listener.local_addr.to_sockaddr()[:2])
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            with anyio.fail_after(5):
+                await accepted.wait()
+            raw.close()  # RST
+            reset_done.set()
+            with anyio.fail_after(5):
+                while not outcomes:
+                    await anyio.sleep(0.01)
+    assert isinstance(outcomes[0], ForwardStats), outcomes
+    assert isinstance(outcomes[0].error, anyio.BrokenResourceError)
+    assert outcomes[0].left_to_right == outcomes[0].right_to_left == 0

@@ -217,6 +217,30 @@ async def test_close_drains_in_flight_connections() -> None:
     assert finished.is_set()
 
 
+async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
+    cancelled = anyio.Event()
+
+    @service_fn
+    async def stuck(ctx: Context, stream: ByteStream) -> None:
+        await stream.send(b"in")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    listener = TcpListener.bind("127.0.0.1:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, stuck, None, TcpServerConfig(drain_timeout=0.3))
+        client = await connect_tcp(str(listener.local_addr))
+        assert await client.receive() == b"in"
+        started = anyio.current_time()
+        await listener.aclose()
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        assert 0.25 <= anyio.current_time() - started < 3
+        await client.aclose()
+
+
 async def test_shutdown_deadline_cancels_stuck_connections() -> None:
     cancelled = anyio.Event()
 

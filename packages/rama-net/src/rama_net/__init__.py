@@ -21,6 +21,7 @@ from .dns import (
     RecordType,
     Resolver,
     SystemResolver,
+    default_resolver,
     resolve_host,
 )
 from .forward import ForwardStats, forward, zero_copy_supported
@@ -98,6 +99,7 @@ __all__ = [
     "SocketInfo",
     "Stream",
     "SystemResolver",
+    "default_resolver",
     "TcpConnector",
     "TcpForwarder",
     "TcpListener",

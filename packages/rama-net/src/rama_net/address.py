@@ -175,7 +175,8 @@ class Host:
 
 
 def _parse_port(text: str, original: str) -> int:
-    if not text.isdigit() or len(text) > 5:
+    # ASCII digits only: str.isdigit also takes '²' and Arabic-Indic digits
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise AddressError(f"invalid port {text!r} in {original!r}")
     port = int(text)
     if port > 65535:

@@ -41,6 +41,7 @@ __all__ = [
     "RecordType",
     "Resolver",
     "SystemResolver",
+    "default_resolver",
     "resolve_host",
 ]
 
@@ -91,21 +92,58 @@ async def resolve_host(
     host: Host,
     *,
     families: Sequence[RecordType] = (RecordType.AAAA, RecordType.A),
+    resolution_delay: float = 0.05,
 ) -> list[IpAddress]:
     """All addresses of ``host`` (IP literals pass through), in ``families`` order.
 
-    Raises the first :class:`DnsError` only when no family gave an address.
+    The families are looked up at once. As in RFC 8305 (happy eyeballs v2),
+    once one family has answered with addresses the others get at most
+    ``resolution_delay`` seconds more: a nameserver that drops AAAA queries
+    costs a connection 50 ms, not a resolver timeout. Raises the first
+    :class:`DnsError` (in ``families`` order) only when no family gave an address.
     """
     if host.ip is not None:
         return [host.ip]
-    assert host.domain is not None
+    domain = host.domain
+    assert domain is not None
+    results: dict[RecordType, list[IpAddress] | DnsError] = {}
+    first_positive, all_settled = anyio.Event(), anyio.Event()
+
+    async def lookup(rtype: RecordType) -> None:
+        try:
+            addresses = list((await resolver.lookup(domain, rtype)).addresses)
+        except DnsError as exc:
+            results[rtype] = exc
+        else:
+            results[rtype] = addresses
+            if addresses:
+                first_positive.set()
+        if len(results) == len(families):
+            all_settled.set()
+
+    async def until_first_positive() -> None:
+        await first_positive.wait()
+        wait.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for rtype in families:
+            tg.start_soon(lookup, rtype)
+        with anyio.CancelScope() as wait:
+            tg.start_soon(until_first_positive)
+            await all_settled.wait()
+        if not all_settled.is_set():
+            with anyio.move_on_after(resolution_delay):
+                await all_settled.wait()
+        tg.cancel_scope.cancel()
+
     found: list[IpAddress] = []
     first_error: DnsError | None = None
     for rtype in families:
-        try:
-            found.extend((await resolver.lookup(host.domain, rtype)).addresses)
-        except DnsError as exc:
-            first_error = first_error or exc
+        result = results.get(rtype)
+        if isinstance(result, DnsError):
+            first_error = first_error or result
+        elif result:
+            found.extend(a for a in result if a not in found)
     if not found:
         raise first_error or NoRecords(f"no addresses for {host}")
     return found
@@ -189,17 +227,20 @@ class DnsPythonResolver:
                         if response.id == query.id:
                             break
                 if response.flags & dns.flags.TC:
-                    response = await self._query_tcp(wire, server)
+                    response = await self._query_tcp(wire, query.id, server)
         except TimeoutError as exc:
             raise DnsTimeout(
                 f"{server[0]}:{server[1]} did not answer in {self.timeout:g}s"
             ) from exc
-        except (OSError, anyio.BrokenResourceError) as exc:
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             # a connected UDP socket reports ICMP port-unreachable as a broken stream
             raise DnsError(f"{server[0]}:{server[1]}: {exc!r}") from exc
         return response
 
-    async def _query_tcp(self, wire: bytes, server: tuple[str, int]) -> dns.message.Message:
+    async def _query_tcp(
+        self, wire: bytes, query_id: int, server: tuple[str, int]
+    ) -> dns.message.Message:
+        # EndOfStream (the server hung up mid-answer) becomes a DnsError in _query
         async with await anyio.connect_tcp(server[0], server[1]) as tcp:
             await tcp.send(len(wire).to_bytes(2, "big") + wire)
             buf = b""
@@ -207,9 +248,12 @@ class DnsPythonResolver:
                 buf += await tcp.receive()
         size = int.from_bytes(buf[:2], "big")
         try:
-            return dns.message.from_wire(buf[2 : 2 + size])
+            response = dns.message.from_wire(buf[2 : 2 + size])
         except dns.exception.DNSException as exc:
             raise DnsError(f"malformed DNS response from {server[0]}: {exc}") from exc
+        if response.id != query_id:
+            raise DnsError(f"DNS response from {server[0]} answers another query")
+        return response
 
 
 def _answer_from(response: dns.message.Message, domain: Domain, rtype: RecordType) -> DnsAnswer:
@@ -268,7 +312,12 @@ class InMemoryResolver:
 
 
 class CachingResolver:
-    """Caches another resolver's answers (and failures, briefly) for their TTL."""
+    """Caches another resolver's answers for their TTL, and failures briefly.
+
+    Concurrent lookups of a name that is not cached share one query. A
+    timeout is not cached (the next lookup asks again); "no such records" is,
+    for ``negative_ttl`` seconds. Each caller gets its own exception object.
+    """
 
     def __init__(
         self,
@@ -285,29 +334,43 @@ class CachingResolver:
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._cache: dict[tuple[Domain, RecordType], tuple[float, DnsAnswer | DnsError]] = {}
+        self._in_flight: dict[tuple[Domain, RecordType], anyio.Event] = {}
 
     async def lookup(self, domain: Domain, rtype: RecordType) -> DnsAnswer:
-        """A cached answer while fresh, else ask the inner resolver."""
+        """A cached answer while fresh, else ask the inner resolver (once for all askers)."""
         key = (domain, rtype)
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            if isinstance(hit[1], DnsError):
-                raise hit[1]
-            return hit[1]
+        while True:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                if isinstance(hit[1], DnsError):
+                    raise _fresh(hit[1])
+                return hit[1]
+            pending = self._in_flight.get(key)
+            if pending is None:
+                break
+            await pending.wait()
+            if key not in self._cache:
+                break  # the shared query timed out or was cancelled: ask ourselves
+        done = self._in_flight[key] = anyio.Event()
         try:
             answer = await self.inner.lookup(domain, rtype)
-        except DnsError as exc:
-            self._store(key, now + self.negative_ttl, exc)
+        except DnsTimeout:
             raise
+        except DnsError as exc:
+            self._store(key, time.monotonic() + self.negative_ttl, exc)
+            raise
+        finally:
+            if self._in_flight.get(key) is done:
+                del self._in_flight[key]
+            done.set()
         ttl = min(max(answer.ttl, self.min_ttl), self.max_ttl)
-        self._store(key, now + ttl, answer)
+        self._store(key, time.monotonic() + ttl, answer)
         return answer
 
     def _store(
         self, key: tuple[Domain, RecordType], expires: float, value: DnsAnswer | DnsError
     ) -> None:
-        if len(self._cache) >= self.max_entries:
+        if key not in self._cache and len(self._cache) >= self.max_entries:
             # drop the entry closest to expiry: cheap and good enough for a bound
             oldest = min(self._cache, key=lambda k: self._cache[k][0])
             del self._cache[oldest]
@@ -316,3 +379,23 @@ class CachingResolver:
     def clear(self) -> None:
         """Forget every cached answer."""
         self._cache.clear()
+
+
+def _fresh(error: DnsError) -> DnsError:
+    """A new exception like ``error``: raising one shared object from many tasks
+    would splice their tracebacks together."""
+    copy = type(error)(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+_default_resolver: Resolver | None = None
+
+
+def default_resolver() -> Resolver:
+    """The process-wide resolver connectors use when none is given (in the
+    Context or to the connector): the system resolver behind one shared cache."""
+    global _default_resolver
+    if _default_resolver is None:
+        _default_resolver = CachingResolver(SystemResolver())
+    return _default_resolver

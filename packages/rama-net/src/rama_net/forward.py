@@ -231,10 +231,25 @@ def _on_asyncio_transport(stream: SocketStream) -> bool:
 
 
 def _splice_pair(left: ByteStream, right: ByteStream) -> tuple[socket.socket, socket.socket] | None:
+    """Duplicates of both plain sockets, or None when either stream cannot splice.
+
+    Duplicated at once, before any await: a transport that sees a reset
+    meanwhile closes its own descriptor, and ours must stay valid. A socket
+    already closed (fileno -1) means the copy path, which reports it as broken.
+    """
     lsock, rsock = _spliceable_socket(left), _spliceable_socket(right)
-    if lsock is None or rsock is None:
+    if lsock is None or rsock is None or lsock.fileno() < 0 or rsock.fileno() < 0:
         return None
-    return lsock, rsock
+    try:
+        ldup = _dup(lsock)
+    except OSError:
+        return None
+    try:
+        rdup = _dup(rsock)
+    except OSError:
+        ldup.close()
+        return None
+    return ldup, rdup
 
 
 def _dup(sock: socket.socket) -> socket.socket:
@@ -261,9 +276,9 @@ async def _forward_spliced(
     stats: ForwardStats,
     activity: _Activity,
 ) -> None:
-    from_left, from_right = await _prepare(left), await _prepare(right)
-    lsock, rsock = _dup(pair[0]), _dup(pair[1])
+    lsock, rsock = pair
     try:
+        from_left, from_right = await _prepare(left), await _prepare(right)
 
         def add_left_to_right(n: int) -> None:
             stats.left_to_right += n

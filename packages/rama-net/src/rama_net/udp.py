@@ -22,7 +22,7 @@ from rama_core import Context, RamaError, Service
 from rama_core.errors import format_error_chain
 
 from .address import Authority, Host, SocketAddress
-from .dns import CachingResolver, DnsError, Resolver, SystemResolver, resolve_host
+from .dns import DnsError, Resolver, default_resolver, resolve_host
 from .metrics import TransportMetrics, transport_metrics
 from .tcp.connector import ResolveError
 from .tcp.server import SocketInfo
@@ -174,7 +174,7 @@ class UdpConnector:
         resolver = (
             self.resolver
             or ctx.get(Resolver)  # type: ignore[type-abstract]
-            or CachingResolver(SystemResolver())
+            or default_resolver()
         )
         try:
             addrs = await resolve_host(resolver, req.host)

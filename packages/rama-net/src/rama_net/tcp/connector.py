@@ -14,7 +14,7 @@ from anyio.abc import ByteStream
 from rama_core import Context, RamaError
 
 from ..address import Authority, IpAddress, SocketAddress
-from ..dns import CachingResolver, DnsError, Resolver, SystemResolver, resolve_host
+from ..dns import DnsError, Resolver, default_resolver, resolve_host
 from ..stream import wrap_socket
 from .server import SocketInfo
 
@@ -56,16 +56,6 @@ class EstablishedConnection:
     stream: ByteStream
     authority: Authority
     info: SocketInfo
-
-
-_default_resolver: Resolver | None = None
-
-
-def _shared_resolver() -> Resolver:
-    global _default_resolver
-    if _default_resolver is None:
-        _default_resolver = CachingResolver(SystemResolver())
-    return _default_resolver
 
 
 def _interleave(addrs: list[IpAddress]) -> list[IpAddress]:
@@ -153,7 +143,7 @@ class TcpConnector:
 
     async def serve(self, ctx: Context, req: Authority) -> EstablishedConnection:
         """Connect to ``req``; the Context may carry a Resolver extension to use."""
-        resolver = self.resolver or ctx.get(Resolver) or _shared_resolver()  # type: ignore[type-abstract]
+        resolver = self.resolver or ctx.get(Resolver) or default_resolver()  # type: ignore[type-abstract]
         try:
             with anyio.fail_after(self.connect_timeout):
                 try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,26 @@ from ..stream import ProtocolStream, TrackedStream, wrap_socket
 __all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
 
 _log = logging.getLogger("rama.net.tcp")
+
+# What Linux accept(2) reports for a connection that failed while queued: the
+# listener itself is fine and should take the next one.
+_PENDING_NETWORK_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ECONNRESET",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, name)
+)
 _ids = itertools.count(1)
 
 
@@ -65,6 +86,10 @@ class TcpServerConfig:
     """Where to record transport metrics (default: the process-wide instruments)."""
     fast_streams: bool = True
     """Use the Protocol-backed stream on asyncio (see rama_net.stream)."""
+    drain_timeout: float | None = None
+    """After :meth:`TcpListener.close` (or shutdown), seconds open connections get
+    to finish before they are cancelled (None: wait for them; a Shutdown's own
+    deadline still applies)."""
 
 
 class _Slots:
@@ -279,8 +304,13 @@ class TcpListener:
             self._closed = True
             self._close_sockets()
             _log.debug("listener closed; draining %d connections", self.open_connections)
-            # let connections drain, then stop the sweeper
-            await slots.wait_empty()
+            # let connections drain (within drain_timeout), then stop the sweeper
+            with anyio.move_on_after(
+                cfg.drain_timeout if cfg.drain_timeout is not None else math.inf
+            ):
+                await slots.wait_empty()
+            if slots.open:
+                _log.warning("drain timeout: cancelling %d connections", slots.open)
             conns.cancel_scope.cancel()
 
     async def _accept_loop(
@@ -306,7 +336,9 @@ class TcpListener:
                     _log.warning("accept failed (%s); backing off", exc)
                     await anyio.sleep(0.1)
                     continue
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                if exc.errno in _PENDING_NETWORK_ERRORS:
+                    # accept(2): errors of the aborted connection, not of the listener
+                    _log.debug("accept: connection dropped before it was taken (%s)", exc)
                     continue
                 raise
             except BaseException:
