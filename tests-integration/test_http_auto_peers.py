@@ -142,7 +142,7 @@ async def test_curl_gets_the_version_it_asked_for(
     assert lines[3] == f"curl={curl_version}"
 
 
-@pytest.mark.parametrize("engine", ["h11", "fast"])
+@pytest.mark.parametrize("engine", ["h11", "fast", "httptools"])
 async def test_curl_h2c_upgrade_is_declined_and_served_as_http1(
     require_peer: Callable[[str], str],
     cert_files: tuple[Path, Path],
@@ -151,7 +151,6 @@ async def test_curl_h2c_upgrade_is_declined_and_served_as_http1(
 ) -> None:
     # Cleartext `curl --http2` sends `Upgrade: h2c`; the server does not do h2c
     # upgrades (RFC 9113 deprecated them) and answers in HTTP/1.1, body intact.
-    # (The httptools engine drops such a body: reported in NOTES-h2.md.)
     curl = require_peer("curl")
     upload = tmp_path / "up.bin"
     upload.write_bytes(os.urandom(300_000))

@@ -270,6 +270,69 @@ def test_switch_protocol_returns_the_bytes_behind_the_request(name: str) -> None
     assert engine.switch_protocol() == b"\x81\x05hello GET / HTTP/1.1\r\n"
 
 
+UPGRADE_WITH_BODY = [
+    (
+        b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 11\r\n\r\n"
+        b"hello world",
+        None,
+    ),
+    (
+        b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+        [("X-T", "1")],
+    ),
+]
+
+
+@engines
+@pytest.mark.parametrize(
+    ("request_bytes", "trailers"), UPGRADE_WITH_BODY, ids=["length", "chunked"]
+)
+@pytest.mark.parametrize("accept", [True, False], ids=["switched", "refused"])
+def test_upgrade_request_body_is_read_before_the_switch(
+    name: str, request_bytes: bytes, trailers: Any, accept: bool
+) -> None:
+    # curl --http2 sends its POST body with the h2c upgrade request; the body
+    # belongs to the request, the bytes behind it to whatever comes next.
+    after = (
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" if accept else b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    data = request_bytes + after
+    for cut in range(0, len(data), 7):
+        engine = new(name)
+        pieces = [data[:cut], data[cut:]]
+        events: list[Any] = []
+        for _ in range(1000):
+            ev = engine.next_event()
+            if ev is NEED_DATA:
+                engine.feed(pieces.pop(0))
+                continue
+            if ev is PAUSED:
+                break
+            events.append(ev)
+            if isinstance(ev, BodyEnd):
+                break
+        head = events[0]
+        assert isinstance(head, RequestHead)
+        assert head.upgrade == "h2c"
+        assert b"".join(e.data for e in events if isinstance(e, BodyData)) == b"hello world"
+        assert isinstance(events[-1], BodyEnd)
+        assert events[-1].trailers == trailers
+        rest = b"".join(pieces)
+        if accept:
+            engine.response(101, "Switching Protocols", [("Upgrade", "h2c")], None)
+            assert engine.switch_protocol() + rest == after, cut
+        else:
+            engine.feed(rest)
+            assert engine.next_event() is PAUSED
+            engine.response(200, "OK", [], b"")
+            engine.start_next_cycle()
+            nxt = engine.next_event()
+            assert isinstance(nxt, RequestHead), cut
+            assert nxt.target == "/next"
+
+
 @engines
 def test_connect_2xx_has_no_framing_and_switches(name: str) -> None:
     engine = new(name)

@@ -191,6 +191,10 @@ class FastEngine(ResponseWriter):
         self._req_version = version
         self._req_keep_alive = keep_alive
         self._keep_alive = keep_alive
+        self._start_body(head)
+        return head
+
+    def _start_body(self, head: RequestHead) -> None:
         if head.chunked:
             self._state = _CHUNK_SIZE
         elif head.content_length:
@@ -198,7 +202,19 @@ class FastEngine(ResponseWriter):
             self._remaining = head.content_length
         else:
             self._state = _DONE
-        return head
+
+    @classmethod
+    def body_only(cls, head: RequestHead, limits: EngineLimits | None = None) -> FastEngine:
+        """An engine placed just after ``head``: it parses that request's body only.
+
+        Feed it the bytes behind the head; it returns :class:`BodyData` events
+        and one :class:`BodyEnd`, after which :meth:`switch_protocol` hands back
+        what follows the body. Other engines use it for bodies their own parser
+        will not read (llhttp stops at an Upgrade request even when a body follows).
+        """
+        engine = cls(limits)
+        engine._start_body(head)
+        return engine
 
     def _read_chunked(self) -> H1Event:
         while True:

@@ -23,6 +23,7 @@ import httptools
 from ..errors import LocalProtocolError, ProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
+from .h1_fast import FastEngine
 from .h1_head import check_head_size, make_head
 from .h1_writer import ResponseWriter
 
@@ -34,6 +35,8 @@ class _Cycle:
 
 
 _CYCLE = _Cycle()
+_UPGRADE_BODY = _Cycle()
+"""Queued where the body of an Upgrade request starts (llhttp does not parse it)."""
 _QueueItem = RequestHead | BodyData | BodyEnd | _Cycle
 
 
@@ -41,6 +44,7 @@ class HttptoolsEngine(ResponseWriter):
     """HTTP/1.1 server engine backed by httptools (see module docs)."""
 
     __slots__ = (
+        "_body",
         "_buf",
         "_eof",
         "_events",
@@ -73,6 +77,7 @@ class HttptoolsEngine(ResponseWriter):
         self._rest: bytes | None = None
         self._switched = False
         self._upgrade_at = False
+        self._body: FastEngine | None = None
 
     # -- llhttp callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -115,6 +120,11 @@ class HttptoolsEngine(ResponseWriter):
 
     def on_message_complete(self) -> None:
         head = self._head
+        if head is not None and head.has_body and self._parser.should_upgrade():
+            # llhttp ends an Upgrade request at its head and stops; its body
+            # is read by _read_upgrade_body from the bytes behind it.
+            self._events.append(_UPGRADE_BODY)
+            return
         self._head = None
         if head is not None and head.has_body:
             trailers = self._fields
@@ -153,6 +163,8 @@ class HttptoolsEngine(ResponseWriter):
                 if ev is _CYCLE:
                     self._paused = True
                     return PAUSED
+                if ev is _UPGRADE_BODY:
+                    return self._read_upgrade_body()
                 events.popleft()
                 if type(ev) is RequestHead:
                     self._req_method = ev.method
@@ -171,6 +183,30 @@ class HttptoolsEngine(ResponseWriter):
                     return PAUSED
                 return NEED_DATA
             self._parse()
+
+    def _read_upgrade_body(self) -> H1Event:
+        body = self._body
+        if body is None:
+            head = self._head
+            assert head is not None
+            body = self._body = FastEngine.body_only(head, self._limits)
+            rest, self._rest = self._rest or b"", None
+            body.feed(rest)
+        if self._buf:
+            body.feed(self._buf)
+            self._buf = b""
+        if self._eof:
+            body.feed_eof()
+        ev = body.next_event()
+        if type(ev) is BodyEnd:
+            # Done: what follows is the new protocol's (or, when the upgrade is
+            # refused, the next request's) and waits as after any upgrade.
+            self._rest = body.switch_protocol()
+            self._body = None
+            self._head = None
+            self._events.popleft()
+            self._events.append(_CYCLE)
+        return ev
 
     def _parse(self) -> None:
         data = self._buf
