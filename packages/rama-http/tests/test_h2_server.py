@@ -607,3 +607,52 @@ async def test_extended_connect_tunnel() -> None:
         await c.flush()
         await c.until(lambda: c.ended(sid))
         assert c.body(sid) == b"PINGMORE"
+
+
+@pytest.mark.parametrize("extended", [True, False], ids=["websocket", "connect"])
+async def test_idle_tunnel_outlives_the_body_read_timeout(extended: bool) -> None:
+    """A tunnel may idle past body_read_timeout; its owner decides when it is dead."""
+    failures: list[BaseException] = []
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        async def echo(io: ByteStream) -> None:
+            try:
+                while True:
+                    await io.send((await io.receive()).upper())
+            except anyio.EndOfStream:
+                pass
+            except BaseException as e:
+                failures.append(e)
+                raise
+
+        return Response(200, on_upgrade=echo)
+
+    config = ServerConfig(body_read_timeout=0.1)
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        await c.until(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+        sid = c.conn.get_next_available_stream_id()
+        if extended:
+            head = [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", "/chat"),
+                (":authority", "t"),
+            ]
+        else:
+            head = [(":method", "CONNECT"), (":authority", "example.com:443")]
+        c.conn.send_headers(sid, head)
+        await c.flush()
+        await c.until(lambda: bool(c.of(sid, h2.events.ResponseReceived)))
+        assert c.status(sid) == 200
+        await anyio.sleep(0.4)  # four body read timeouts of silence
+        c.conn.send_data(sid, b"still here")
+        await c.flush()
+        await c.until(lambda: c.body(sid) == b"STILL HERE" or c.ended(sid))
+        assert c.body(sid) == b"STILL HERE"
+        assert not c.ended(sid)
+        c.conn.end_stream(sid)
+        await c.flush()
+        await c.until(lambda: c.ended(sid))
+        assert not c.of(sid, h2.events.StreamReset)
+    assert failures == []

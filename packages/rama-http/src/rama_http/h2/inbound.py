@@ -116,18 +116,23 @@ class H2InboundData:
             raise StopAsyncIteration
         return chunk
 
-    async def next_chunk(self) -> bytes | None:
-        """The next chunk, or None once the peer ended the stream."""
+    async def next_chunk(self, *, timed: bool = True) -> bytes | None:
+        """The next chunk, or None once the peer ended the stream.
+
+        With ``timed`` (a request body), waiting longer than the body read timeout
+        raises :class:`BodyError`; a tunnel reads with ``timed=False`` and may idle.
+        """
+        timeout = self._timeout if timed else None
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._ended or self._closed:
                 return None
             self._waiter = waiter = anyio.Event()
-            with anyio.move_on_after(self._timeout) as scope:
+            with anyio.move_on_after(timeout) as scope:
                 await waiter.wait()
             if scope.cancelled_caught:
-                raise BodyError(f"no request body data for {self._timeout:g}s")
+                raise BodyError(f"no request body data for {timeout:g}s")
         data, flow = self._chunks.popleft()
         if flow:
             self._ack(flow)
@@ -147,7 +152,11 @@ class H2InboundData:
 
 
 class H2StreamIO(ByteStream):
-    """One h2 stream as an anyio ByteStream (a CONNECT or RFC 8441 tunnel)."""
+    """One h2 stream as an anyio ByteStream (a CONNECT or RFC 8441 tunnel).
+
+    Receiving has no read timeout: a tunnel may stay silent for as long as its
+    owner (or the connection's idle handling) allows.
+    """
 
     def __init__(
         self,
@@ -170,7 +179,7 @@ class H2StreamIO(ByteStream):
             raise anyio.ClosedResourceError
         if not self._pending:
             try:
-                chunk = await self._inbound.next_chunk()
+                chunk = await self._inbound.next_chunk(timed=False)
             except StreamResetError as e:
                 raise anyio.BrokenResourceError from e
             if chunk is None:
