@@ -13,7 +13,7 @@ import pytest
 from anyio.abc import ByteStream
 
 from rama_core import Context, service_fn
-from rama_net import Authority, EstablishedConnection, TcpConnector, TcpForwarder
+from rama_net import Authority, EstablishedConnection, TcpConnector, TcpForwarder, TcpListener
 from rama_tls import (
     CertificateAuthority,
     CertificateVerificationError,
@@ -23,6 +23,7 @@ from rama_tls import (
     HandshakeTimeout,
     IssuingCertResolver,
     LeafCertificateCache,
+    MissingServerNameError,
     NegotiatedTls,
     TlsAcceptorConfig,
     TlsAcceptorLayer,
@@ -128,6 +129,90 @@ async def test_wrong_host_name_is_a_verification_error(
             await tls_connect(stream, "expected.test", TlsClientConfig(ca_pem=ca.cert_pem()))
         await stream.aclose()
     assert info.value.verify_code == 62  # hostname mismatch
+
+
+async def test_no_server_name_with_verification_on_is_refused(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    """No name to check: a leaf the trusted CA signed for another host must not pass.
+
+    Without the guard the stdlib verifies only the chain and the handshake succeeds.
+    """
+    server = Server()
+    elsewhere = TlsAcceptorConfig.single(ca.issue("somewhere-else.test"))
+    config = TlsClientConfig(ca_pem=ca.cert_pem())
+    async with serve_tcp(TlsAcceptorLayer(elsewhere).layer(server.app())) as listener:
+        stream = await anyio.connect_tcp("127.0.0.1", listener.local_addr.port)
+        with pytest.raises(MissingServerNameError, match="verify_hostname=False"):
+            await tls_connect(stream, None, config)
+        with pytest.raises(MissingServerNameError):
+            await tls_connect(stream, "", config, ssl_context=config.build_ssl_context())
+        with pytest.raises(MissingServerNameError):
+            await TlsConnector(config=config).handshake(Context(), stream, None)
+        # raised before anything was sent: the stream is still usable for a named handshake
+        with pytest.raises(CertificateVerificationError) as info:
+            await tls_connect(stream, "expected.test", config)
+        await stream.aclose()
+    assert info.value.verify_code == 62  # hostname mismatch
+    assert server.contexts == []
+
+
+async def test_verify_hostname_off_still_verifies_the_chain(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    """The explicit opt-out accepts any name, but only from a trusted CA."""
+    server = Server()
+    elsewhere = TlsAcceptorConfig.single(ca.issue("somewhere-else.test"))
+    config = TlsClientConfig(ca_pem=ca.cert_pem(), verify_hostname=False)
+    async with serve_tcp(TlsAcceptorLayer(elsewhere).layer(server.app())) as listener:
+        port = listener.local_addr.port
+        ctx = Context()
+        for name in (None, "expected.test"):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            tls = await tls_connect(stream, name, config, ctx=ctx)
+            assert await roundtrip(tls) == b"ping"
+            await tls.aclose()
+        stranger = TlsAcceptorConfig.single(CertificateAuthority.create("nobody").issue("x.test"))
+        async with serve_tcp(TlsAcceptorLayer(stranger).layer(server.app())) as untrusted:
+            stream = await anyio.connect_tcp("127.0.0.1", untrusted.local_addr.port)
+            with pytest.raises(CertificateVerificationError) as info:
+                await tls_connect(stream, None, config)
+            await stream.aclose()
+    peer = ctx.require(NegotiatedTls).peer_certificate
+    assert peer is not None
+    assert peer.issuer == ca.cert.subject
+    assert [c.require(ClientHello).server_name for c in server.contexts] == [None, "expected.test"]
+    assert info.value.verify_code == 19  # self-signed certificate in certificate chain
+
+
+async def test_ip_targets_are_verified_against_ip_sans(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    """An IP target matches IP SANs only: a leaf with just DNS names is refused."""
+    dns_only = TlsAcceptorConfig.single(ca.issue("localhost", "127.0.0.1.example.test"))
+    config = TlsClientConfig(ca_pem=ca.cert_pem())
+    async with serve_tcp(TlsAcceptorLayer(dns_only).layer(Server().app())) as listener:
+        with pytest.raises(CertificateVerificationError) as info:
+            await TlsConnector(config=config).serve(
+                Context(), Authority.new("127.0.0.1", listener.local_addr.port)
+            )
+    assert info.value.verify_code == 64  # IP address mismatch
+
+    # a bracketed IPv6 literal is an IP, not a host name to send as SNI
+    server = Server()
+    with_ip = TlsAcceptorConfig.single(ca.issue("::1"))
+    listener6 = TcpListener.bind("[::1]:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener6.serve, TlsAcceptorLayer(with_ip).layer(server.app()))
+        stream = await anyio.connect_tcp("::1", listener6.local_addr.port)
+        ctx = Context()
+        tls = await tls_connect(stream, "[::1]", config, ctx=ctx)
+        assert await roundtrip(tls) == b"ping"
+        await tls.aclose()
+        listener6.close()
+        tg.cancel_scope.cancel()
+    assert ctx.require(NegotiatedTls).server_name == "::1"
+    assert server.contexts[0].require(ClientHello).server_name is None  # no SNI for IPs
 
 
 async def test_sni_override_and_ip_targets(serve_tcp: Any, ca: CertificateAuthority) -> None:

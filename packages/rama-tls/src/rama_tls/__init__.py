@@ -34,6 +34,7 @@ from .errors import (
     HandshakeError,
     HandshakeTimeout,
     MalformedClientHello,
+    MissingServerNameError,
     NotTlsError,
     TlsError,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "KeyType",
     "LeafCertificateCache",
     "MalformedClientHello",
+    "MissingServerNameError",
     "NeedMore",
     "NegotiatedTls",
     "NotTlsError",

@@ -8,6 +8,14 @@
   ``Authority -> EstablishedConnection`` that wraps an inner connector
   (default :class:`rama_net.TcpConnector`) and upgrades its stream.
 
+With verification on (the default) the certificate is checked against a
+server name: the host being connected to, or ``server_name``. A DNS name is
+matched against the certificate's DNS SANs, an IP address (no SNI is sent for
+it) against its IP SANs. A handshake without any name raises
+:class:`~rama_tls.errors.MissingServerNameError` before a byte is sent,
+unless ``verify_hostname=False`` explicitly opts out of the name check (the
+chain is still verified).
+
 The negotiated parameters go into the Context as a
 :class:`~rama_tls.info.NegotiatedTls` (``side="client"``). Failures are typed:
 :class:`~rama_tls.errors.CertificateVerificationError` for a rejected server
@@ -18,6 +26,7 @@ certificate, :class:`~rama_tls.errors.HandshakeTimeout`, and
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import ssl
 from collections.abc import Sequence
@@ -31,7 +40,7 @@ from rama_net import Authority, EstablishedConnection, TcpConnector
 
 from ._sslctx import load_certified_key
 from .certs import CertifiedKey
-from .errors import HandshakeTimeout
+from .errors import HandshakeTimeout, MissingServerNameError
 from .info import NegotiatedTls
 from .stream import TlsStream, wrap_tls
 
@@ -65,6 +74,14 @@ class TlsClientConfig:
     """OpenSSL cipher string for TLS <= 1.2 (None: the ssl module's default)."""
     handshake_timeout: float = 10.0
     """Deadline in seconds for the handshake."""
+    verify_hostname: bool = True
+    """With ``verify``: also check the certificate against the server name (DNS or IP SAN).
+
+    ``False`` still verifies the chain against the trusted CAs but accepts a
+    certificate for any name, and allows handshakes without a server name
+    (which otherwise raise :class:`~rama_tls.errors.MissingServerNameError`).
+    Only for peers whose name is unknown and whose CA is trusted for nothing else.
+    """
 
     def build_ssl_context(self) -> ssl.SSLContext:
         """A fresh client ``SSLContext`` for these settings (reuse it: building loads roots)."""
@@ -76,8 +93,8 @@ class TlsClientConfig:
         if self.alpn_protocols:
             ctx.set_alpn_protocols(list(self.alpn_protocols))
         if self.verify:
-            ctx.check_hostname = True
             ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.check_hostname = self.verify_hostname
             if self.ca_pem is None and self.ca_file is None:
                 ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
             if self.ca_pem is not None:
@@ -92,6 +109,18 @@ class TlsClientConfig:
         return ctx
 
 
+def _server_name(*candidates: str | None) -> str | None:
+    """The first non-empty name, an IP literal without its brackets (``[::1]`` -> ``::1``)."""
+    for name in candidates:
+        if not name:
+            continue
+        if name.startswith("[") and name.endswith("]"):
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(name[1:-1]))
+        return name
+    return None
+
+
 async def _handshake(
     stream: ByteStream,
     server_name: str | None,
@@ -99,6 +128,13 @@ async def _handshake(
     timeout: float,
     ctx: Context | None,
 ) -> TlsStream:
+    if server_name is None and ssl_context.check_hostname:
+        # the stdlib would silently skip the name check (SSLObject has no such guard)
+        raise MissingServerNameError(
+            "certificate verification needs a server name: pass the host (or IP) being "
+            "connected to, set TlsClientConfig.server_name, or opt out of the name check "
+            "with TlsClientConfig(verify_hostname=False)"
+        )
     with anyio.move_on_after(timeout) as scope:
         tls = await wrap_tls(stream, ssl_context, server_side=False, server_hostname=server_name)
     if scope.cancelled_caught:
@@ -119,12 +155,15 @@ async def tls_connect(
     """Run a client handshake over ``stream`` and return the TLS stream.
 
     ``server_name`` is sent as SNI (unless it is an IP literal) and verified
-    against the certificate; ``config.server_name`` overrides it. Pass a
-    prebuilt ``ssl_context`` to avoid rebuilding one per call. The stream is
-    left open on failure: the caller owns it.
+    against the certificate; ``config.server_name`` overrides it. With
+    verification on, a missing name raises
+    :class:`~rama_tls.errors.MissingServerNameError` unless the config sets
+    ``verify_hostname=False``. Pass a prebuilt ``ssl_context`` to avoid
+    rebuilding one per call. The stream is left open on failure: the caller
+    owns it.
     """
     cfg = config or TlsClientConfig()
-    sni = cfg.server_name or server_name
+    sni = _server_name(cfg.server_name, server_name)
     sslctx = ssl_context or cfg.build_ssl_context()
     return await _handshake(stream, sni, sslctx, cfg.handshake_timeout, ctx)
 
@@ -149,8 +188,11 @@ class TlsConnector:
     async def handshake(
         self, ctx: Context, stream: ByteStream, server_name: str | None
     ) -> TlsStream:
-        """Upgrade an already open ``stream``; inserts NegotiatedTls into ``ctx``."""
-        sni = self.config.server_name or server_name
+        """Upgrade an already open ``stream``; inserts NegotiatedTls into ``ctx``.
+
+        ``server_name`` is verified as in :func:`tls_connect`.
+        """
+        sni = _server_name(self.config.server_name, server_name)
         return await _handshake(stream, sni, self.ssl_context, self.config.handshake_timeout, ctx)
 
     async def serve(self, ctx: Context, req: Authority) -> EstablishedConnection:

@@ -17,6 +17,7 @@ __all__ = [
     "HandshakeError",
     "HandshakeTimeout",
     "MalformedClientHello",
+    "MissingServerNameError",
     "NotTlsError",
     "TlsError",
 ]
@@ -74,6 +75,18 @@ class CertificateVerificationError(HandshakeError):
         """OpenSSL's X509_V_ERR_* code (0 when unknown)."""
         self.verify_message = verify_message
         """OpenSSL's text for the code, e.g. ``unable to get local issuer certificate``."""
+
+
+class MissingServerNameError(TlsError, ValueError):
+    """A client handshake with verification on was asked for without a server name.
+
+    Without a name the certificate could only be checked against the trusted
+    CAs, so any certificate they issued, for any host, would be accepted. Pass
+    the host name (or IP address) being connected to, set
+    ``TlsClientConfig.server_name``, or opt out of the name check explicitly
+    with ``TlsClientConfig(verify_hostname=False)`` (the chain is still
+    verified). Raised before any byte is sent.
+    """
 
 
 class CertificateError(TlsError):
