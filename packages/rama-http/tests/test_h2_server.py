@@ -8,6 +8,7 @@ would refuse to misbehave.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,14 @@ import httpx
 import pytest
 from anyio.abc import ByteStream, SocketAttribute
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Body, HttpError, Request, Response
@@ -526,6 +534,62 @@ async def test_graceful_shutdown_sends_goaway_and_finishes_in_flight() -> None:
     assert b"".join(f.data for f in data) == b"finished"
     assert "END_STREAM" in data[-1].flags
     assert kinds[-1] == "EOF"
+
+
+def _headers_frame(enc: hpack.Encoder, sid: int, path: str = "/", *, end: bool = True) -> bytes:
+    block = enc.encode(
+        [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+    )
+    f = HeadersFrame(sid, block)
+    f.flags.add("END_HEADERS")
+    if end:
+        f.flags.add("END_STREAM")
+    return bytes(f.serialize())
+
+
+async def test_in_flight_requests_are_answered_after_a_client_goaway(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        started.set()
+        await release.wait()
+        return Response.from_text("answered")
+
+    caplog.set_level(logging.INFO, logger="rama.http.h2")
+    async with h2_server(handler) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        enc = hpack.Encoder()
+        await stream.send(
+            CONNECTION_PREFACE + SettingsFrame(0).serialize() + _headers_frame(enc, 1)
+        )
+        with anyio.fail_after(5):
+            await started.wait()
+        # The client is done with this connection (no pushes wanted, last_stream_id 0),
+        # but still wants stream 1 answered; a stream it opens afterwards is refused.
+        goaway = GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.NO_ERROR)
+        await stream.send(goaway.serialize() + _headers_frame(enc, 3))
+        frames = await _read_frames(
+            stream, lambda fs: any(isinstance(f, RstStreamFrame) for f in fs)
+        )
+        release.set()
+        frames += await _read_frames(stream, lambda fs: "EOF" in fs)
+        await stream.aclose()
+    (refused,) = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert refused.stream_id == 3
+    assert refused.error_code == ErrorCodes.REFUSED_STREAM
+    (head,) = [f for f in frames if isinstance(f, HeadersFrame)]
+    assert head.stream_id == 1
+    data = [f for f in frames if isinstance(f, DataFrame) and f.stream_id == 1]
+    assert b"".join(f.data for f in data) == b"answered"
+    assert "END_STREAM" in data[-1].flags
+    (server_goaway,) = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert server_goaway.last_stream_id == 1
+    assert server_goaway.error_code == ErrorCodes.NO_ERROR
+    assert frames[-1] == "EOF"  # closed once the in-flight stream was done
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_idle_connection_is_closed_with_goaway() -> None:

@@ -32,7 +32,7 @@ from anyio.abc import ByteStream, TaskGroup
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from rama_core import Context, Service
 
@@ -65,6 +65,26 @@ class ExtendedConnectProtocol(str):
     """
 
     __slots__ = ()
+
+
+class _ServerH2Connection(h2.connection.H2Connection):
+    """h2's connection, with the server-side behaviour the library lacks."""
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        # h2 closes its state machine on a received GOAWAY and drops queued output;
+        # after that it refuses to send anything, so the client's in-flight requests
+        # would go unanswered. A client's GOAWAY only limits *server-initiated* streams
+        # (RFC 9113 section 6.8): report it and keep the connection able to answer.
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
 
 class _StreamGone(Exception):
@@ -134,7 +154,7 @@ class H2ServerConnection:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        conn = h2.connection.H2Connection(config=cfg)
+        conn = _ServerH2Connection(config=cfg)
         settings: dict[SettingCodes, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
@@ -156,6 +176,7 @@ class H2ServerConnection:
         self._unsent = 0
         self._extra_out = bytearray()
         self._goaway_sent = False
+        self._draining = False
         self._last_stream_id = 0
         self._stop = anyio.CancelScope()
         self._idle_since: float | None = time.monotonic()
@@ -260,15 +281,15 @@ class H2ServerConnection:
                 # Nobody can read the answer any more: stop the handler.
                 st.scope.cancel()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            # The client is going away: no new streams; the ones it keeps get finished.
-            self._goaway_sent = True
-            if not self._streams:
-                self._stop.cancel()
+            # The client is going away: its requests in flight still get their answers,
+            # new ones are refused, and the connection closes once the last one is done.
+            _log.debug("h2 client sent GOAWAY (%s)", event.error_code)
+            self.goaway()
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         raw = event.headers or []
-        if self._goaway_sent or self._closed:
+        if self._draining or self._closed:
             self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         self._last_stream_id = max(self._last_stream_id, sid)
@@ -396,7 +417,7 @@ class H2ServerConnection:
             if not self._streams:
                 self._idle_since = time.monotonic()
                 self._idle_changed.set()
-                if self._goaway_sent:
+                if self._draining:
                     self._stop.cancel()
 
     def _on_handler_error(self, st: _Stream, req: Request, e: Exception) -> None:
@@ -571,9 +592,9 @@ class H2ServerConnection:
     # -- shutdown and idleness --------------------------------------------------------------
     def goaway(self, error_code: int = ErrorCodes.NO_ERROR) -> None:
         """Announce GOAWAY: no new streams; accepted ones finish, then the connection closes."""
-        if self._goaway_sent:
+        if self._draining:
             return
-        self._goaway_sent = True
+        self._draining = self._goaway_sent = True
         # h2's close_connection would stop all further sending; the frame is queued by
         # hand so accepted streams can still finish (RFC 9113 section 6.8).
         frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=error_code)
