@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -139,3 +140,66 @@ def test_self_signed_defaults() -> None:
     assert cert.names == ("localhost", "127.0.0.1", "::1")
     assert cert.cert.issuer == cert.cert.subject
     assert cert.chain == ()
+
+
+@pytest.mark.anyio
+async def test_concurrent_misses_for_one_host_issue_once(ca: CertificateAuthority) -> None:
+    """A burst of lookups for one new name shares a single (slow, RSA) issuance."""
+    cache = LeafCertificateCache(ca, max_size=4, key_type="rsa")
+    results: list[CertifiedKey] = []
+
+    async def one(name: str) -> None:
+        results.append(await cache.aget(name))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(one, "Burst.Example.Test" if i % 2 else "burst.example.test.")
+    assert cache.issued == 1
+    assert len(results) == 30
+    assert all(r is results[0] for r in results)
+    assert await cache.aget("burst.example.test") is results[0]  # and it is cached
+    verify(results[0], ca, x509.DNSName("burst.example.test"))
+
+
+@pytest.mark.anyio
+async def test_issuance_does_not_block_the_event_loop(ca: CertificateAuthority) -> None:
+    """RSA leaves take tens of milliseconds each: the loop keeps turning meanwhile."""
+    cache = LeafCertificateCache(ca, key_type="rsa")
+    ticks = 0
+    issuing = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while issuing:
+            await anyio.sleep(0.001)
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        for i in range(4):
+            await cache.aget(f"slow{i}.example.test")
+        issuing = False
+    assert cache.issued == 4
+    # issued inline, the ticker would not run at all until the four leaves exist
+    assert ticks >= 10
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_lookup_does_not_fail_the_others(ca: CertificateAuthority) -> None:
+    cache = LeafCertificateCache(ca, key_type="rsa")
+    got: list[CertifiedKey] = []
+
+    async def impatient() -> None:
+        with anyio.move_on_after(0.001):
+            await cache.aget("shared.example.test")
+
+    async def patient() -> None:
+        got.append(await cache.aget("shared.example.test"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(impatient)
+        await anyio.sleep(0)
+        tg.start_soon(patient)
+    assert len(got) == 1
+    assert cache.issued == 1
+    assert "shared.example.test" in cache

@@ -477,3 +477,35 @@ async def test_concurrent_handshakes_share_issued_certificates(
     assert sorted(c.require(ClientHello).server_name or "" for c in server.contexts) == sorted(
         names
     )
+
+
+async def test_concurrent_handshakes_for_one_new_name_issue_one_certificate(
+    serve_tcp: Any, ca: CertificateAuthority
+) -> None:
+    """Issuance runs in a worker thread; handshakes arriving meanwhile wait for it."""
+    server = Server()
+    cache = LeafCertificateCache(ca, max_size=8, key_type="rsa")
+    config = TlsAcceptorConfig(resolver=IssuingCertResolver(cache))
+    serials: list[int] = []
+    async with serve_tcp(TlsAcceptorLayer(config).layer(server.app())) as listener:
+        connector = TlsConnector(
+            _Redirect(listener.local_addr.port),
+            TlsClientConfig(ca_pem=ca.cert_pem(), server_name="fresh.example.test"),
+        )
+
+        async def one() -> None:
+            ctx = Context()
+            conn = await connector.serve(ctx, Authority.new("fresh.example.test", 443))
+            assert await roundtrip(conn.stream) == b"ping"
+            await conn.stream.aclose()
+            peer = ctx.require(NegotiatedTls).peer_certificate
+            assert peer is not None
+            serials.append(peer.serial_number)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+    assert cache.issued == 1
+    assert len(serials) == 20
+    assert len(set(serials)) == 1

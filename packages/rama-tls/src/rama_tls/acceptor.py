@@ -33,6 +33,7 @@ from anyio.abc import ByteStream
 from rama_core import Context, Service
 from rama_net import PeekError, PeekStream
 
+from ._singleflight import SingleFlight
 from ._sslctx import load_certified_key
 from .certs import CertifiedKey
 from .client_hello import ClientHello
@@ -124,22 +125,42 @@ async def peek_client_hello(
 
 
 class _ContextCache:
-    """Bounded LRU of server SSLContexts, one per certificate."""
+    """Bounded LRU of server SSLContexts, one per certificate.
+
+    Building one loads the chain and key (and the client CAs) through OpenSSL
+    and a temporary file, so it runs in a worker thread, once per certificate
+    however many handshakes want it at the same time.
+    """
 
     def __init__(self, config: TlsAcceptorConfig) -> None:
         self.config = config
         self._contexts: OrderedDict[CertifiedKey, ssl.SSLContext] = OrderedDict()
+        self._building: SingleFlight[CertifiedKey, ssl.SSLContext] = SingleFlight()
+        self.built = 0
 
-    def get(self, ck: CertifiedKey) -> ssl.SSLContext:
+    def _lookup(self, ck: CertifiedKey) -> ssl.SSLContext | None:
         ctx = self._contexts.get(ck)
         if ctx is not None:
             self._contexts.move_to_end(ck)
-            return ctx
-        ctx = self._build(ck)
-        self._contexts[ck] = ctx
-        while len(self._contexts) > self.config.context_cache_size:
-            self._contexts.popitem(last=False)
         return ctx
+
+    async def get(self, ck: CertifiedKey) -> ssl.SSLContext:
+        ctx = self._lookup(ck)
+        if ctx is not None:
+            return ctx
+
+        async def build() -> ssl.SSLContext:
+            done = self._lookup(ck)
+            if done is not None:
+                return done
+            built = await anyio.to_thread.run_sync(self._build, ck)
+            self.built += 1
+            self._contexts[ck] = built
+            while len(self._contexts) > self.config.context_cache_size:
+                self._contexts.popitem(last=False)
+            return built
+
+        return await self._building.run(ck, build)
 
     def _build(self, ck: CertifiedKey) -> ssl.SSLContext:
         cfg = self.config
@@ -197,7 +218,8 @@ class TlsAcceptorService(Generic[T]):
         cert = await self.config.resolver.resolve(ctx, hello)
         if cert is None:
             raise HandshakeError(f"no certificate for server name {hello.server_name!r}")
-        tls = await wrap_tls(peek, self._contexts.get(cert), server_side=True)
+        ssl_context = await self._contexts.get(cert)
+        tls = await wrap_tls(peek, ssl_context, server_side=True)
         ctx.insert(NegotiatedTls.from_stream(tls, "server", hello.server_name))
         return tls
 

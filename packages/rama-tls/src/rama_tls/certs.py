@@ -7,9 +7,11 @@
   that meet thousands of hosts.
 * :func:`self_signed` - a one-off certificate for tests and demos.
 
-Keys default to ECDSA P-256: generating one takes well under a millisecond,
-so issuing on the fly inside a handshake is cheap. Leaves carry the
-extensions strict verifiers require (SAN, AKI/SKI, key usage, serverAuth).
+Keys default to ECDSA P-256 (well under a millisecond to generate); RSA keys
+take tens of milliseconds, so :meth:`LeafCertificateCache.aget` (what the
+acceptor's resolver uses) issues in a worker thread and never blocks the
+event loop. Leaves carry the extensions strict verifiers require (SAN,
+AKI/SKI, key usage, serverAuth).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import anyio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ._singleflight import SingleFlight
 from .errors import CertificateError
 
 __all__ = [
@@ -300,7 +304,9 @@ class LeafCertificateCache:
     """Issues one leaf per host on first use and keeps the ``max_size`` most recent.
 
     Host names are case-folded; IP literals are normalized, so ``::1`` and
-    ``[0:0::1]`` share an entry.
+    ``[0:0::1]`` share an entry. From async code use :meth:`aget`: the key
+    generation and signing run in a worker thread, and concurrent calls for
+    the same new host share one issuance. The cache belongs to one event loop.
     """
 
     def __init__(
@@ -318,6 +324,7 @@ class LeafCertificateCache:
         self.valid_days = valid_days
         self.key_type: KeyType = key_type
         self._entries: OrderedDict[str, CertifiedKey] = OrderedDict()
+        self._issuing: SingleFlight[str, CertifiedKey] = SingleFlight()
         self.issued = 0
         """How many certificates were issued (cache misses) so far."""
 
@@ -330,15 +337,46 @@ class LeafCertificateCache:
             return host.lower().rstrip(".")
 
     def get(self, host: str) -> CertifiedKey:
-        """The cached leaf for ``host``, issuing it if needed."""
+        """The cached leaf for ``host``, issuing it if needed (blocking: see :meth:`aget`)."""
         key = self.normalize(host)
+        entry = self._lookup(key)
+        if entry is None:
+            entry = self._store(key, self._issue(key))
+        return entry
+
+    async def aget(self, host: str) -> CertifiedKey:
+        """The cached leaf for ``host``; a miss is issued in a worker thread.
+
+        Concurrent calls for the same uncached host wait for a single issuance
+        and all get the same :class:`CertifiedKey`.
+        """
+        key = self.normalize(host)
+        entry = self._lookup(key)
+        if entry is not None:
+            return entry
+
+        async def issue() -> CertifiedKey:
+            # a runner cancelled after its thread finished may have stored it already
+            done = self._lookup(key)
+            if done is not None:
+                return done
+            return self._store(key, await anyio.to_thread.run_sync(self._issue, key))
+
+        return await self._issuing.run(key, issue)
+
+    def _issue(self, key: str) -> CertifiedKey:
+        return self.ca.issue(key, valid_days=self.valid_days, key_type=self.key_type)
+
+    def _lookup(self, key: str) -> CertifiedKey | None:
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
-            return entry
-        entry = self.ca.issue(key, valid_days=self.valid_days, key_type=self.key_type)
+        return entry
+
+    def _store(self, key: str, entry: CertifiedKey) -> CertifiedKey:
         self.issued += 1
         self._entries[key] = entry
+        self._entries.move_to_end(key)
         while len(self._entries) > self.max_size:
             self._entries.popitem(last=False)
         return entry

@@ -158,13 +158,16 @@ async def tls_connect(
     against the certificate; ``config.server_name`` overrides it. With
     verification on, a missing name raises
     :class:`~rama_tls.errors.MissingServerNameError` unless the config sets
-    ``verify_hostname=False``. Pass a prebuilt ``ssl_context`` to avoid
-    rebuilding one per call. The stream is left open on failure: the caller
-    owns it.
+    ``verify_hostname=False``. Without ``ssl_context`` one is built per call,
+    in a worker thread; pass a prebuilt one (``config.build_ssl_context()``)
+    to share it. The stream is left open on failure: the caller owns it.
     """
     cfg = config or TlsClientConfig()
     sni = _server_name(cfg.server_name, server_name)
-    sslctx = ssl_context or cfg.build_ssl_context()
+    sslctx = ssl_context
+    if sslctx is None:
+        # building loads the trust store (the system roots: tens of milliseconds)
+        sslctx = await anyio.to_thread.run_sync(cfg.build_ssl_context)
     return await _handshake(stream, sni, sslctx, cfg.handshake_timeout, ctx)
 
 

@@ -62,6 +62,9 @@ class StaticCertResolver:
 class IssuingCertResolver:
     """Issues (and caches) a leaf for the SNI name, for MITM proxies and demos.
 
+    Issuance runs in a worker thread (:meth:`LeafCertificateCache.aget`), one
+    per new name however many handshakes ask for it at once.
+
     Without SNI the certificate is issued for the local IP address the
     client connected to (from the Context's :class:`rama_net.SocketInfo`),
     else for ``fallback_host``. An SNI value that is not a valid host name
@@ -83,4 +86,4 @@ class IssuingCertResolver:
             checked = Host.parse(host)
         except AddressError as exc:
             raise HandshakeError(f"refusing to issue a certificate for {host!r}: {exc}") from exc
-        return self.cache.get(str(checked))
+        return await self.cache.aget(str(checked))
