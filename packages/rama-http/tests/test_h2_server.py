@@ -367,43 +367,32 @@ async def test_oversized_header_list_ends_connection_with_enhance_your_calm() ->
             assert (await client.get("/", headers={"x-ok": "v" * 1000})).status_code == 200
 
 
-async def test_too_many_concurrent_streams_is_a_protocol_error() -> None:
+async def test_a_stream_over_the_concurrency_limit_is_refused_not_the_connection() -> None:
     release = anyio.Event()
+    served: list[str] = []
 
     async def handler(ctx: Context, req: Request) -> Response:
-        await release.wait()
+        served.append(req.path)
+        if req.path != "/later":
+            await release.wait()
         return Response.from_text("ok")
 
     config = ServerConfig(h2_max_concurrent_streams=2)
-    async with h2_server(handler, config) as port:
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        enc = hpack.Encoder()
-        frames = CONNECTION_PREFACE + SettingsFrame(0).serialize()
-        for sid in (1, 3, 5):
-            block = enc.encode(
-                [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")]
-            )
-            f = HeadersFrame(sid, block)
-            f.flags.add("END_HEADERS")
-            f.flags.add("END_STREAM")
-            frames += f.serialize()
-        await stream.send(frames)
-        got = b""
-        with anyio.fail_after(5):
-            try:
-                while True:
-                    got += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                pass
-        await stream.aclose()
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        # Sent before the server's SETTINGS arrive, so h2 lets the client open a third.
+        first, second, third = [await c.request(f"/{i}") for i in range(3)]
+        await c.until(lambda: c.ended(third))
+        (reset,) = c.of(third, h2.events.StreamReset)
+        assert reset.error_code == ErrorCodes.REFUSED_STREAM
+        assert c.conn.remote_settings.max_concurrent_streams == 2
         release.set()
-        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        c.initiate_connection()
-        events = c.receive_data(got)
-        (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-        assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
-        settings = [e for e in events if isinstance(e, h2.events.RemoteSettingsChanged)]
-        assert settings[0].changed_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS]
+        await c.until(lambda: c.ended(first) and c.ended(second))
+        assert c.body(first) == c.body(second) == b"ok"
+        later = await c.request("/later")
+        await c.until(lambda: c.ended(later))
+        assert c.body(later) == b"ok"
+        assert c.goaway() is None
+    assert sorted(served) == ["/0", "/1", "/later"]  # the refused one never ran
 
 
 async def test_flow_control_stall_blocks_one_stream_not_the_connection() -> None:
@@ -468,12 +457,13 @@ async def test_unread_upload_stops_at_the_stream_window() -> None:
         assert c.body(sid) == b"65536"
 
 
-async def test_body_limit_resets_the_upload() -> None:
+async def test_body_over_the_limit_gets_413_and_the_connection_goes_on() -> None:
     config = ServerConfig(max_body_size=10_000)
     async with h2_server(_echo, config) as port, RawH2.connect(port) as c:
         sid = await c.request("/up", "POST", body=b"a" * 20_000)
         await c.until(lambda: c.ended(sid))
-        assert c.of(sid, h2.events.StreamReset)
+        assert c.status(sid) == 413
+        assert b"10000" in c.body(sid)
         ok = await c.request("/up", "POST", body=b"small")
         await c.until(lambda: c.ended(ok))
         assert c.body(ok) == b"small"

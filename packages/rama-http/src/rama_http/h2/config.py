@@ -19,8 +19,8 @@ class H2Config:
     """
 
     max_concurrent_streams: int = 100
-    """SETTINGS_MAX_CONCURRENT_STREAMS; a client opening more gets the connection closed
-    with PROTOCOL_ERROR (RFC 9113 section 5.1.2)."""
+    """SETTINGS_MAX_CONCURRENT_STREAMS; a stream opened past it is refused with
+    RST_STREAM(REFUSED_STREAM) and the connection goes on (RFC 9113 section 5.1.2)."""
     max_header_list_size: int = 64 * 1024
     """SETTINGS_MAX_HEADER_LIST_SIZE (decoded bytes, RFC 9113 accounting); larger
     header blocks end the connection with ENHANCE_YOUR_CALM."""

@@ -32,7 +32,7 @@ from anyio.abc import ByteStream, TaskGroup
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 
 from rama_core import Context, Service
 
@@ -70,6 +70,42 @@ class ExtendedConnectProtocol(str):
 class _ServerH2Connection(h2.connection.H2Connection):
     """h2's connection, with the server-side behaviour the library lacks."""
 
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self._admit_over_limit = False
+        self.refused = 0
+        """Streams refused for exceeding SETTINGS_MAX_CONCURRENT_STREAMS, all told."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """Open client streams (reported as 0 while admitting one that gets refused)."""
+        if self._admit_over_limit:
+            return 0
+        return super().open_inbound_streams
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        sid = frame.stream_id
+        if (
+            sid in self.streams
+            or self.open_inbound_streams < self.local_settings.max_concurrent_streams
+        ):
+            return super()._receive_headers_frame(frame)
+        # One stream too many: h2 would end the connection with PROTOCOL_ERROR. RFC 9113
+        # section 5.1.2 allows a stream error instead, and REFUSED_STREAM tells the client
+        # the request was not processed and may be retried. h2 still takes the header block
+        # (HPACK state and stream ids must stay in step), then the stream is reset at once
+        # and its events are dropped, so no handler ever sees it.
+        self._admit_over_limit = True
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        finally:
+            self._admit_over_limit = False
+        frames = [*frames, *self.streams[sid].reset_stream(ErrorCodes.REFUSED_STREAM)]
+        self.refused += 1
+        return frames, [e for e in events if getattr(e, "stream_id", None) != sid]
+
     def _receive_goaway_frame(
         self, frame: GoAwayFrame
     ) -> tuple[list[Frame], list[h2.events.Event]]:
@@ -92,11 +128,12 @@ class _StreamGone(Exception):
 
 
 class _Stream:
-    __slots__ = ("body", "headers_sent", "id", "reset_code", "scope", "window")
+    __slots__ = ("body", "head", "headers_sent", "id", "reset_code", "scope", "window")
 
-    def __init__(self, stream_id: int, body: H2InboundData) -> None:
+    def __init__(self, stream_id: int, body: H2InboundData, *, head: bool = False) -> None:
         self.id = stream_id
         self.body = body
+        self.head = head  # a HEAD request: answers carry no body
         self.scope = anyio.CancelScope()
         self.headers_sent = False
         self.reset_code: int | None = None
@@ -306,22 +343,30 @@ class H2ServerConnection:
         names = tuple(order)
         self.recorder.set_pseudo_header_order(names)
 
+        limit = self._config.max_body_size
         inbound = H2InboundData(
             functools.partial(self._ack, sid),
-            limit=self._config.max_body_size,
+            limit=limit,
             timeout=self._config.body_read_timeout,
         )
-        st = _Stream(sid, inbound)
-        self._streams[sid] = st
-        self._idle_since = None
-
         method = pseudo.get(b":method", b"GET").decode("latin-1")
-        scheme = pseudo.get(b":scheme")
-        authority = pseudo.get(b":authority")
-        path = pseudo.get(b":path")
+        st = _Stream(sid, inbound, head=method == "HEAD")
         headers = Headers.from_trusted(fields)
         content_length = headers.get("content-length")
         length = int(content_length) if content_length and content_length.isdigit() else None
+        if limit is not None and length is not None and length > limit:
+            # Refused before any handler runs, as HTTP/1.1 does.
+            _log.info("h2 stream %d: declared body of %d bytes over the limit", sid, length)
+            self._answer_now(st, 413, f"request body larger than {limit} bytes")
+            if event.stream_ended is None:
+                self._reset(st, ErrorCodes.NO_ERROR)
+            return
+        self._streams[sid] = st
+        self._idle_since = None
+
+        scheme = pseudo.get(b":scheme")
+        authority = pseudo.get(b":authority")
+        path = pseudo.get(b":path")
         body = Body.from_iter(inbound, length=length)
         target = (
             path.decode("latin-1")
@@ -360,9 +405,21 @@ class H2ServerConnection:
             return
         try:
             st.body.push(bytes(event.data or b""), flow)
-        except BodyTooLarge:
-            # The handler's next read raises BodyTooLarge; the upload is refused.
+        except BodyTooLarge as e:
+            self._body_too_large(st, e)
+
+    def _body_too_large(self, st: _Stream, err: BodyTooLarge) -> None:
+        """The upload went over max_body_size: 413 if still possible, else reset."""
+        if st.headers_sent or not self._open(st):
+            # Too late for a status; the handler's next read raises BodyTooLarge.
             self._reset(st, ErrorCodes.CANCEL)
+            return
+        _log.info("h2 stream %d: %s -> 413", st.id, err)
+        # The request is refused whatever the handler would do: stop it, answer in full,
+        # then ask the client to stop sending with RST_STREAM(NO_ERROR) (RFC 9113 8.1).
+        st.scope.cancel()
+        self._answer_now(st, 413, str(err))
+        self._reset(st, ErrorCodes.NO_ERROR)
 
     def _on_window(self, stream_id: int) -> None:
         if stream_id == 0:
@@ -423,24 +480,40 @@ class H2ServerConnection:
     def _on_handler_error(self, st: _Stream, req: Request, e: Exception) -> None:
         if isinstance(e, HttpError) and not st.headers_sent and self._open(st):
             _log.info("h2 stream %d: %s -> %d", st.id, e, e.status)
-            text = (str(e) or "error").encode() + b"\n"
-            self._conn.send_headers(
-                st.id,
-                [
-                    (b":status", str(e.status).encode()),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(text)).encode()),
-                ],
-            )
-            st.headers_sent = True
-            if req.method != "HEAD":
-                self._conn.send_data(st.id, text, end_stream=True)
-            else:
-                self._conn.end_stream(st.id)
-            self._want_write.set()
-            return
-        _log.error("h2 stream %d: handler failed for %r", st.id, req, exc_info=e)
+            if self._answer_now(st, e.status, str(e) or "error"):
+                return
+        else:
+            _log.error("h2 stream %d: handler failed for %r", st.id, req, exc_info=e)
         self._reset(st, ErrorCodes.INTERNAL_ERROR)
+
+    def _answer_now(self, st: _Stream, status: int, message: str) -> bool:
+        """Queue a complete plain-text answer; False when the stream cannot take it.
+
+        The text goes along only when the peer's windows have room for it, so
+        this never waits (a stalled peer gets the status alone).
+        """
+        conn = self._conn
+        text = message.encode("utf-8", "replace") + b"\n"
+        fields = [
+            (b":status", str(status).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+        ]
+        if self._config.date_header:
+            fields.append((b"date", _DATE.get()))
+        try:
+            room = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size)
+            if st.head or len(text) > room:
+                fields.append((b"content-length", b"0" if not st.head else b"%d" % len(text)))
+                conn.send_headers(st.id, fields, end_stream=True)
+            else:
+                fields.append((b"content-length", b"%d" % len(text)))
+                conn.send_headers(st.id, fields)
+                conn.send_data(st.id, text, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            return False
+        st.headers_sent = True
+        self._want_write.set()
+        return True
 
     def _open(self, st: _Stream) -> bool:
         return st.reset_code is None and not self._closed

@@ -1,0 +1,240 @@
+"""Limits of the h2 server connection against misbehaving peers, on real loopback sockets.
+
+Request bodies over max_body_size, streams over the concurrency limit, peers
+that stop reading or never open their flow-control windows, and floods of
+frames that force the server to answer (PING, SETTINGS, rapid reset). The
+clients are the ``h2`` library or hand-made frames.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+from anyio.abc import ByteStream, SocketAttribute
+from h2.errors import ErrorCodes
+
+from rama_core import Context, service_fn
+from rama_http import Body, Request, Response
+from rama_http.server.config import ServerConfig
+from rama_http.server.h2 import H2ServerConnection
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[Context, Request], Any]
+
+
+@asynccontextmanager
+async def h2_server(
+    handler: Handler,
+    config: ServerConfig | None = None,
+    *,
+    conns: list[H2ServerConnection] | None = None,
+    sock_buf: int | None = None,
+) -> AsyncIterator[int]:
+    """Serve h2 (prior knowledge) on an ephemeral loopback port.
+
+    ``conns`` collects the server connections; ``sock_buf`` shrinks the kernel
+    buffers of accepted sockets so backpressure shows after a few KiB.
+    """
+    svc = service_fn(handler)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(SocketAttribute.local_port)
+
+    async def serve(stream: ByteStream) -> None:
+        if sock_buf is not None:
+            _shrink(stream, sock_buf)
+        conn = H2ServerConnection(Context(), stream, svc, config)
+        if conns is not None:
+            conns.append(conn)
+        await conn.run()
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        try:
+            yield port
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def _shrink(stream: ByteStream, size: int) -> None:
+    sock = stream.extra(SocketAttribute.raw_socket)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+class RawH2:
+    """A test client on the h2 library: full control over frames and timing."""
+
+    def __init__(self, stream: ByteStream, conn: h2.connection.H2Connection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.events: list[h2.events.Event] = []
+        self.closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, port: int, *, settings: dict[int, int] | None = None, sock_buf: int | None = None
+    ) -> AsyncIterator[RawH2]:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        if sock_buf is not None:
+            _shrink(stream, sock_buf)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        if settings:
+            conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+        conn.initiate_connection()
+        client = cls(stream, conn)
+        await client.flush()
+        try:
+            yield client
+        finally:
+            await stream.aclose()
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.stream.send(data)
+
+    async def pump(self) -> None:
+        """Read once and process what arrived."""
+        try:
+            data = await self.stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            self.closed = True
+            return
+        self.events.extend(self.conn.receive_data(data))
+        await self.flush()
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+        with anyio.fail_after(timeout):
+            while not cond():
+                if self.closed:
+                    raise AssertionError(f"connection closed; events: {self.events}")
+                await self.pump()
+
+    async def until_closed(self, timeout: float = 5.0) -> None:
+        with anyio.fail_after(timeout):
+            while not self.closed:
+                await self.pump()
+
+    async def request(
+        self,
+        path: str = "/",
+        method: str = "GET",
+        *,
+        body: bytes | None = None,
+        extra: list[tuple[str, str]] | None = None,
+        end: bool = True,
+    ) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        headers = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        self.conn.send_headers(sid, headers + (extra or []), end_stream=end and body is None)
+        if body is not None:
+            size = self.conn.max_outbound_frame_size
+            for i in range(0, max(len(body), 1), size):
+                last = i + size >= len(body)
+                self.conn.send_data(sid, body[i : i + size], end_stream=end and last)
+        await self.flush()
+        return sid
+
+    def of(self, sid: int, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind) and e.stream_id == sid]
+
+    def ended(self, sid: int) -> bool:
+        return bool(self.of(sid, h2.events.StreamEnded) or self.of(sid, h2.events.StreamReset))
+
+    def reset_code(self, sid: int) -> int | None:
+        resets = self.of(sid, h2.events.StreamReset)
+        return int(resets[0].error_code) if resets else None
+
+    def body(self, sid: int) -> bytes:
+        return b"".join(e.data for e in self.of(sid, h2.events.DataReceived))
+
+    def status(self, sid: int) -> int:
+        (resp,) = self.of(sid, h2.events.ResponseReceived)
+        return int(dict(resp.headers)[b":status"])
+
+    def goaway(self) -> h2.events.ConnectionTerminated | None:
+        found = [e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)]
+        return found[0] if found else None
+
+
+async def _hello(ctx: Context, req: Request) -> Response:
+    return Response.from_text("hello\n")
+
+
+# -- request bodies over max_body_size ---------------------------------------------------------
+async def test_unfinished_upload_over_the_limit_gets_413_then_reset_no_error() -> None:
+    """The handler is not reading yet: the connection answers 413 and stops it."""
+    cancelled = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/up":
+            try:
+                await anyio.sleep(30)
+            finally:
+                cancelled.set()
+        return Response.from_text("ok")
+
+    config = ServerConfig(max_body_size=10_000)
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/up", "POST", body=b"a" * 20_000, end=False)
+        await c.until(lambda: c.ended(sid) and c.reset_code(sid) is not None)
+        assert c.status(sid) == 413
+        assert c.of(sid, h2.events.StreamEnded)  # a complete answer first ...
+        assert c.reset_code(sid) == ErrorCodes.NO_ERROR  # ... then "stop sending"
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.status(after) == 200
+        assert c.goaway() is None
+
+
+async def test_declared_content_length_over_the_limit_gets_413_without_the_handler() -> None:
+    ran: list[str] = []
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        ran.append(req.path)
+        return Response.from_text("ran")
+
+    config = ServerConfig(max_body_size=1000)
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/up", "POST", extra=[("content-length", "5000")], end=False)
+        await c.until(lambda: c.reset_code(sid) is not None)
+        assert c.status(sid) == 413
+        assert c.reset_code(sid) == ErrorCodes.NO_ERROR
+    assert ran == []
+
+
+async def test_upload_over_the_limit_after_the_response_started_is_reset() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"started\n"
+            async for _ in req.body:
+                pass
+            yield b"unreachable"
+
+        return Response(200, body=Body.from_iter(stream()))
+
+    config = ServerConfig(max_body_size=10_000)
+    async with h2_server(handler, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/up", "POST", end=False)
+        await c.until(lambda: c.body(sid) == b"started\n")
+        c.conn.send_data(sid, b"b" * 12_000)
+        await c.flush()
+        await c.until(lambda: c.ended(sid))
+        assert c.status(sid) == 200
+        assert c.reset_code(sid) == ErrorCodes.CANCEL
+        assert c.body(sid) == b"started\n"
