@@ -22,16 +22,20 @@ from rama_tls import (
     LeafCertificateCache,
     self_signed,
 )
+from rama_tls import certs as certs_module
 
 
 def verify(
-    leaf: CertifiedKey, ca: CertificateAuthority, subject: x509.verification.Subject
+    leaf: CertifiedKey,
+    ca: CertificateAuthority,
+    subject: x509.verification.Subject,
+    at: dt.datetime | None = None,
 ) -> None:
     """Path validation by cryptography's (webpki-style, strict) verifier."""
     verifier = (
         PolicyBuilder()
         .store(Store([ca.cert]))
-        .time(dt.datetime.now(dt.UTC))
+        .time(at or dt.datetime.now(dt.UTC))
         .build_server_verifier(subject)
     )
     verifier.verify(leaf.cert, list(leaf.chain))
@@ -203,3 +207,64 @@ async def test_a_cancelled_lookup_does_not_fail_the_others(ca: CertificateAuthor
     assert len(got) == 1
     assert cache.issued == 1
     assert "shared.example.test" in cache
+
+
+class Clock:
+    """Stands in for the module's wall clock (issuance and freshness checks read it)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        monkeypatch.setattr(certs_module, "_now", lambda: self.now)
+
+
+def test_short_lived_leaves_are_renewed_before_they_expire(
+    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    start = clock.now
+    cache = LeafCertificateCache(ca, valid_days=1 / 24, renew_before=dt.timedelta(minutes=10))
+    host = "short.example.test"
+    first = cache.get(host)
+    assert first.cert.not_valid_after_utc == start + dt.timedelta(hours=1)
+
+    clock.now = start + dt.timedelta(minutes=49, seconds=59)
+    assert cache.get(host) is first
+    clock.now = start + dt.timedelta(minutes=50)  # 10 minutes left: time to renew
+    assert host not in cache
+    second = cache.get(host)
+    assert second is not first
+    assert cache.issued == 2
+    assert second.cert.not_valid_after_utc == clock.now + dt.timedelta(hours=1)
+    verify(second, ca, x509.DNSName(host), at=clock.now + dt.timedelta(minutes=55))
+    assert cache.get(host) is second
+
+    # the clock steps back before the leaf's not_valid_before (leaves are backdated a day)
+    clock.now = second.cert.not_valid_before_utc - dt.timedelta(seconds=1)
+    third = cache.get(host)
+    assert third is not second
+    assert third.cert.not_valid_before_utc <= clock.now
+    assert cache.issued == 3
+    assert len(cache) == 1
+
+
+@pytest.mark.anyio
+async def test_expired_leaves_are_reissued_by_aget(
+    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    cache = LeafCertificateCache(ca, valid_days=1 / 24)  # renew_before: a quarter, 15 minutes
+    assert cache.renew_before == dt.timedelta(minutes=15)
+    first = await cache.aget("127.0.0.1")
+    clock.now += dt.timedelta(hours=2)
+    second = await cache.aget("127.0.0.1")
+    assert second is not first
+    assert second.cert.not_valid_after_utc > clock.now
+    assert cache.issued == 2
+
+
+def test_renew_before_must_be_shorter_than_the_validity(ca: CertificateAuthority) -> None:
+    assert LeafCertificateCache(ca).renew_before == dt.timedelta(days=1)
+    with pytest.raises(ValueError, match="renew_before"):
+        LeafCertificateCache(ca, valid_days=1, renew_before=dt.timedelta(days=1))
+    with pytest.raises(ValueError, match="renew_before"):
+        LeafCertificateCache(ca, renew_before=dt.timedelta(seconds=-1))

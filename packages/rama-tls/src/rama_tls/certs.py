@@ -154,7 +154,7 @@ def _subject_key_id(key: PrivateKey) -> x509.SubjectKeyIdentifier:
 
 
 def _leaf_builder(
-    hosts: tuple[str, ...], key: PrivateKey, issuer: x509.Name, valid_days: int
+    hosts: tuple[str, ...], key: PrivateKey, issuer: x509.Name, valid_days: float
 ) -> x509.CertificateBuilder:
     if not hosts:
         raise CertificateError("a leaf certificate needs at least one host name or IP")
@@ -252,8 +252,11 @@ class CertificateAuthority:
         )
         return cls(cert, key)
 
-    def issue(self, *hosts: str, valid_days: int = 397, key_type: KeyType = "ec") -> CertifiedKey:
+    def issue(self, *hosts: str, valid_days: float = 397, key_type: KeyType = "ec") -> CertifiedKey:
         """Issue a leaf for ``hosts`` (DNS names and/or IPs; the first is the CN).
+
+        Valid from a day ago (for clients whose clock is behind) until
+        ``valid_days`` from now (fractions allowed; X.509 keeps whole seconds).
 
         The returned chain contains the CA certificate, so clients that trust
         the CA can also build the path when only the leaf's issuer is known.
@@ -307,6 +310,13 @@ class LeafCertificateCache:
     ``[0:0::1]`` share an entry. From async code use :meth:`aget`: the key
     generation and signing run in a worker thread, and concurrent calls for
     the same new host share one issuance. The cache belongs to one event loop.
+
+    A cached leaf is only handed out while it is valid with room to spare:
+    once fewer than ``renew_before`` remain until its ``not_valid_after`` (or
+    before its ``not_valid_before``, after a clock step back) it is replaced
+    by a fresh one. ``renew_before`` defaults to a day, or a quarter of the
+    validity for leaves shorter than four days, and must be shorter than the
+    validity.
     """
 
     def __init__(
@@ -314,14 +324,22 @@ class LeafCertificateCache:
         ca: CertificateAuthority,
         *,
         max_size: int = 1024,
-        valid_days: int = 397,
+        valid_days: float = 397,
         key_type: KeyType = "ec",
+        renew_before: dt.timedelta | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
+        validity = dt.timedelta(days=valid_days)
+        if renew_before is None:
+            renew_before = min(dt.timedelta(days=1), validity / 4)
+        if not dt.timedelta(0) <= renew_before < validity:
+            raise ValueError("renew_before must be at least 0 and shorter than valid_days")
         self.ca = ca
         self.max_size = max_size
         self.valid_days = valid_days
+        self.renew_before = renew_before
+        """Re-issue a cached leaf once less than this remains of its validity."""
         self.key_type: KeyType = key_type
         self._entries: OrderedDict[str, CertifiedKey] = OrderedDict()
         self._issuing: SingleFlight[str, CertifiedKey] = SingleFlight()
@@ -369,9 +387,17 @@ class LeafCertificateCache:
 
     def _lookup(self, key: str) -> CertifiedKey | None:
         entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
+        if entry is None:
+            return None
+        if not self._fresh(entry):
+            del self._entries[key]  # expired, about to, or not yet valid: issue a new one
+            return None
+        self._entries.move_to_end(key)
         return entry
+
+    def _fresh(self, entry: CertifiedKey) -> bool:
+        cert, now = entry.cert, _now()
+        return cert.not_valid_before_utc <= now < cert.not_valid_after_utc - self.renew_before
 
     def _store(self, key: str, entry: CertifiedKey) -> CertifiedKey:
         self.issued += 1
@@ -385,4 +411,8 @@ class LeafCertificateCache:
         return len(self._entries)
 
     def __contains__(self, host: object) -> bool:
-        return isinstance(host, str) and self.normalize(host) in self._entries
+        """Whether a leaf for ``host`` is cached and still fresh (see ``renew_before``)."""
+        if not isinstance(host, str):
+            return False
+        entry = self._entries.get(self.normalize(host))
+        return entry is not None and self._fresh(entry)
