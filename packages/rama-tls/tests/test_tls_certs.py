@@ -139,6 +139,43 @@ def test_bad_pem_is_a_typed_error(tmp_path: Path, ca: CertificateAuthority) -> N
         CertificateAuthority(ca.cert, other.key)
 
 
+def test_encrypted_keys_need_the_right_password(
+    tmp_path: Path, ca: CertificateAuthority, require_peer: Callable[[str], str]
+) -> None:
+    """A key encrypted by openssl: missing or wrong passwords are typed errors, not TypeError."""
+    leaf = ca.issue("locked.example.test")
+    leaf.save(tmp_path / "leaf.pem", tmp_path / "plain.key")
+    encrypted = tmp_path / "locked.key"
+    subprocess.run(
+        [
+            require_peer("openssl"),
+            "pkey",
+            "-in",
+            str(tmp_path / "plain.key"),
+            "-aes256",
+            "-passout",
+            "pass:s3cret",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    assert b"ENCRYPTED" in encrypted.read_bytes()
+    loaded = CertifiedKey.load(tmp_path / "leaf.pem", encrypted, b"s3cret")
+    assert loaded.key_pem() == leaf.key_pem()
+    with pytest.raises(CertificateError, match="a password is needed"):
+        CertifiedKey.load(tmp_path / "leaf.pem", encrypted)
+    with pytest.raises(CertificateError, match="password"):
+        CertifiedKey.load(tmp_path / "leaf.pem", encrypted, b"wrong")
+    with pytest.raises(CertificateError, match="no password is needed"):
+        CertifiedKey.load(tmp_path / "leaf.pem", tmp_path / "plain.key", b"s3cret")
+    ca.save(tmp_path / "ca.pem", tmp_path / "ca.key")
+    with pytest.raises(CertificateError):
+        CertificateAuthority.load(tmp_path / "ca.pem", tmp_path / "ca.key", b"s3cret")
+
+
 def test_self_signed_defaults() -> None:
     cert = self_signed()
     assert cert.names == ("localhost", "127.0.0.1", "::1")

@@ -27,6 +27,7 @@ from typing import Literal
 
 import anyio
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -112,11 +113,23 @@ class CertifiedKey:
     def from_pem(
         cls, cert_pem: bytes, key_pem: bytes, password: bytes | None = None
     ) -> CertifiedKey:
-        """Load a chain PEM (leaf first) and a key PEM; the key must match the leaf."""
+        """Load a chain PEM (leaf first) and a key PEM; the key must match the leaf.
+
+        ``password`` decrypts an encrypted key. Every failure (bad PEM, a
+        missing, wrong or needless password, an unsupported key) raises
+        :class:`~rama_tls.errors.CertificateError`.
+        """
         try:
             certs = x509.load_pem_x509_certificates(cert_pem)
-            key = serialization.load_pem_private_key(key_pem, password)
         except ValueError as e:
+            raise CertificateError(f"invalid PEM: {e}") from e
+        try:
+            key = serialization.load_pem_private_key(key_pem, password)
+        except TypeError as e:
+            # cryptography's way of saying a password is missing, or given for a plain key
+            hint = "a password is needed" if password is None else "no password is needed"
+            raise CertificateError(f"cannot load the private key ({hint}): {e}") from e
+        except (ValueError, UnsupportedAlgorithm) as e:
             raise CertificateError(f"invalid PEM: {e}") from e
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise CertificateError(f"unsupported key type {type(key).__name__}")
