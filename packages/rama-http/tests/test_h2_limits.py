@@ -8,6 +8,7 @@ clients are the ``h2`` library or hand-made frames.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -238,3 +239,75 @@ async def test_upload_over_the_limit_after_the_response_started_is_reset() -> No
         assert c.status(sid) == 200
         assert c.reset_code(sid) == ErrorCodes.CANCEL
         assert c.body(sid) == b"started\n"
+
+
+# -- peers that never open their flow-control window ------------------------------------------
+async def test_a_response_stalled_on_flow_control_is_cancelled_after_the_write_timeout() -> None:
+    closed = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/big":
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    for _ in range(20):
+                        yield b"x" * 10_000
+                finally:
+                    closed.set()
+
+            return Response(200, body=Body.from_iter(chunks()))
+        return Response.from_text("small")
+
+    config = ServerConfig(write_timeout=0.3)
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}
+    async with h2_server(handler, config) as port, RawH2.connect(port, settings=settings) as c:
+        big = await c.request("/big")
+        await c.until(lambda: len(c.body(big)) >= 1000)
+        small = await c.request("/small")  # the stall is that stream's alone
+        await c.until(lambda: c.ended(small))
+        assert c.body(small) == b"small"
+        assert not c.ended(big)
+        # Never acknowledge anything: the server gives up on /big, only on /big.
+        await c.until(lambda: c.ended(big), timeout=3)
+        assert c.reset_code(big) == ErrorCodes.CANCEL
+        assert len(c.body(big)) == 1000
+        with anyio.fail_after(2):
+            await closed.wait()  # the response body was closed
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.body(after) == b"small"
+        assert c.goaway() is None
+
+
+async def test_a_tunnel_stalled_on_flow_control_is_cancelled_and_its_owner_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[BaseException] = []
+    caplog.set_level(logging.INFO, logger="rama.http.h2")
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        async def flood(io: ByteStream) -> None:
+            try:
+                while True:
+                    await io.send(b"y" * 4096)
+            except anyio.BrokenResourceError as e:
+                errors.append(e)
+                raise
+
+        return Response(200, on_upgrade=flood)
+
+    config = ServerConfig(write_timeout=0.3)
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}
+    async with h2_server(handler, config) as port, RawH2.connect(port, settings=settings) as c:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "example.com:443")])
+        await c.flush()
+        await c.until(lambda: c.ended(sid), timeout=3)
+        assert c.status(sid) == 200
+        assert c.reset_code(sid) == ErrorCodes.CANCEL
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.status(after) == 200
+    assert len(errors) == 1
+    # The peer's stall, not a handler bug: nothing logged as an error.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -585,12 +585,19 @@ class H2ServerConnection:
 
     async def _run_tunnel(self, st: _Stream, resp: Response) -> None:
         async def send(data: bytes, end: bool) -> None:
-            await self._send_data(st, data, end=end)
+            try:
+                await self._send_data(st, data, end=end)
+            except _StreamGone as e:
+                raise anyio.BrokenResourceError(f"h2 stream {st.id} is gone") from e
 
         io = H2StreamIO(st.body, send, lambda: self._reset(st, ErrorCodes.CANCEL))
         assert resp.on_upgrade is not None
         try:
             await resp.on_upgrade(io)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if self._open(st):
+                raise
+            raise _StreamGone from None  # the stream was reset: not the owner's fault
         finally:
             if not io._eof_sent and self._open(st):
                 await io.send_eof()
@@ -623,8 +630,18 @@ class H2ServerConnection:
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
                 raise _StreamGone from e
             if window <= 0:
+                # A peer that never opens its window would keep this answer (and its
+                # handler) forever: the write timeout bounds each wait, then the stream
+                # is cancelled. CANCEL, not FLOW_CONTROL_ERROR: withholding window is
+                # the peer's right, not a protocol violation. Other streams go on.
                 st.window = ev = anyio.Event()
-                await ev.wait()
+                timeout = self._config.write_timeout
+                with anyio.move_on_after(timeout) as waited:
+                    await ev.wait()
+                if waited.cancelled_caught:
+                    _log.info("h2 stream %d: no flow-control window for %gs", st.id, timeout)
+                    self._reset(st, ErrorCodes.CANCEL)
+                    raise _StreamGone
                 continue
             n = min(window, conn.max_outbound_frame_size, len(view))
             last = n == len(view)
