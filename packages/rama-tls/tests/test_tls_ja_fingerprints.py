@@ -7,11 +7,14 @@ import hashlib
 import pytest
 from aioquic import tls as quic_tls
 from aioquic.buffer import Buffer
-from ja4plus.fingerprinters.ja4 import generate_ja4, get_raw_fingerprint
+from hypothesis import given
+from hypothesis import strategies as st
+from ja4plus.fingerprinters.ja4 import compute_alpn_value, generate_ja4, get_raw_fingerprint
 from ja4plus.utils.tls_utils import parse_tls_handshake
 
 from rama_tls import (
     ClientHello,
+    Ja4,
     Ja4Transport,
     encode_client_hello_message,
     encode_handshake_records,
@@ -134,10 +137,138 @@ def test_version_mapping_and_transport_override() -> None:
         (b"\x30\xab", "3b"),
         (b"\x30\x31\xab\xcd", "3d"),
         (b"\x30\xab\xcd\x31", "01"),
+        (b"\x20", "20"),
+        (b"\x20\x61", "21"),
+        (b"\x61\x20", "60"),
     ],
 )
 def test_alpn_characters_per_spec(alpn: bytes | None, chars: str) -> None:
+    """Every example of the specification's "ALPN Extension Value" section."""
     assert ja4_alpn_chars(alpn) == chars
+
+
+def ja4plus_of(hello: ClientHello) -> Ja4:
+    """All four fingerprints by the independent ``ja4plus`` implementation."""
+    info = parse_tls_handshake(encode_handshake_records(encode_client_hello_message(hello)))
+    assert info is not None
+    return Ja4(
+        generate_ja4(info) or "",
+        get_raw_fingerprint(info) or "",
+        generate_ja4(info, original_order=True) or "",
+        get_raw_fingerprint(info, original_order=True) or "",
+    )
+
+
+def with_extension(ext_type: int, body: bytes, hello: ClientHello | None = None) -> ClientHello:
+    """``hello`` (default: the spec example) with one extension's body replaced."""
+    base = hello or spec_hello()
+    exts = tuple(
+        parse_extension(e.type, body) if e.type == ext_type else e for e in base.extensions
+    )
+    return ClientHello(0x0303, bytes(32), b"", base.cipher_suites, (0,), exts)
+
+
+def alpn_body(*protocols: bytes) -> bytes:
+    names = b"".join(bytes([len(p)]) + p for p in protocols)
+    return u16(len(names)) + names
+
+
+# first and last bytes ASCII letters or digits: the spec, FoxIO's programs and ja4plus agree
+AGREED_ALPN = [
+    b"h2",
+    b"http/1.1",
+    b"h3",
+    b"h",
+    b"7",
+    b"spdy/3.1",
+    b"acme-tls/1",
+    b"\x30\xab\xcd\x31",
+    b"a\xffz",
+]
+
+
+@pytest.mark.parametrize("alpn", AGREED_ALPN)
+def test_alpn_agrees_with_ja4plus(alpn: bytes) -> None:
+    assert ja4_alpn_chars(alpn) == compute_alpn_value(alpn)
+    hello = with_extension(0x0010, alpn_body(alpn, b"http/1.1"))
+    assert ja4(hello) == ja4plus_of(hello)
+
+
+_ALNUM = st.sampled_from(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+@given(_ALNUM, st.binary(max_size=12), _ALNUM, st.booleans())
+def test_alpn_with_alphanumeric_ends_agrees_with_ja4plus(
+    first: int, middle: bytes, last: int, single: bool
+) -> None:
+    alpn = bytes([first]) if single else bytes([first]) + middle + bytes([last])
+    assert ja4_alpn_chars(alpn) == compute_alpn_value(alpn)
+
+
+@pytest.mark.parametrize(
+    ("alpn", "ours", "why"),
+    [
+        # FoxIO's tls-non-ascii-alpn.pcapng vector: their programs and ja4plus print "99"
+        (b"\xba\xad", "bd", "non-ASCII ends: hex per spec; ja4plus writes 9 per byte"),
+        (b"\xab", "ab", "spec example; ja4plus: 99"),
+        (b"\x20", "20", "spec example (0x20); ja4plus prints the space twice"),
+        (b"\x20\x61", "21", "spec example; ja4plus: ' a'"),
+        (b"\x61\x20", "60", "spec example; ja4plus: 'a '"),
+        (b"/x/", "2f", "printable but not alphanumeric: hex per spec; ja4plus: '//'"),
+        (b"h2\x00", "60", "control byte: hex per spec; ja4plus: 99"),
+    ],
+)
+def test_alpn_where_ja4plus_differs_follows_the_spec(alpn: bytes, ours: str, why: str) -> None:
+    """Pinned: rama follows the specification text, ja4plus (and FoxIO's tools) do not."""
+    assert ja4_alpn_chars(alpn) == ours, why
+    assert compute_alpn_value(alpn) != ours, f"ja4plus now agrees ({why}): merge into AGREED"
+    # everything but the two ALPN characters still matches
+    hello = with_extension(0x0010, alpn_body(alpn))
+    mine, theirs = ja4(hello), ja4plus_of(hello)
+    for a, b in zip(
+        (mine.ja4, mine.ja4_r, mine.ja4_o, mine.ja4_ro),
+        (theirs.ja4, theirs.ja4_r, theirs.ja4_o, theirs.ja4_ro),
+        strict=True,
+    ):
+        assert a[8:10] == ours
+        assert a[:8] + a[10:] == b[:8] + b[10:]
+
+
+def test_ja4_o_when_the_only_extensions_are_sni_and_alpn() -> None:
+    """Pinned: JA4_o hashes the original-order list JA4_ro shows (``0000,0010``).
+
+    FoxIO's Rust implementation does the same. FoxIO's Python implementation and
+    ja4plus print twelve zeros: they take the empty-list sentinel from the sorted
+    list, which drops SNI and ALPN, although their own JA4_ro shows ``0000,0010``.
+    """
+    exts = (parse_extension(0x0000, BODIES[0x0000]), parse_extension(0x0010, BODIES[0x0010]))
+    hello = ClientHello(0x0303, bytes(32), b"", (0x1301, 0xC02F), (0,), exts)
+    fp = ja4(hello)
+    ciphers = hashlib.sha256(b"1301,c02f").hexdigest()[:12]
+    assert fp.ja4 == f"t12d0202h2_{ciphers}_000000000000"
+    assert fp.ja4_r == "t12d0202h2_1301,c02f_"
+    assert fp.ja4_ro == "t12d0202h2_1301,c02f_0000,0010"
+    assert fp.ja4_o == f"t12d0202h2_{ciphers}_{hashlib.sha256(b'0000,0010').hexdigest()[:12]}"
+
+    theirs = ja4plus_of(hello)
+    assert (theirs.ja4, theirs.ja4_r, theirs.ja4_ro) == (fp.ja4, fp.ja4_r, fp.ja4_ro)
+    assert theirs.ja4_o == f"t12d0202h2_{ciphers}_000000000000"  # the difference, pinned
+
+
+def test_grease_inside_signature_algorithms_is_dropped() -> None:
+    greased = (0x0A0A, *SPEC_SIGS[:3], 0x1A1A, *SPEC_SIGS[3:], 0xFAFA)
+    body = u16(2 * len(greased)) + b"".join(u16(v) for v in greased)
+    hello = with_extension(0x000D, body)
+    assert hello.signature_algorithms == greased  # kept as sent
+    fp = ja4(hello)
+    assert fp == ja4(spec_hello())
+    sigs = ",".join(f"{v:04x}" for v in SPEC_SIGS)
+    assert fp.ja4_r.endswith(f"_{sigs}")
+    assert fp.ja4_ro.endswith(f"_{sigs}")
+    for grease in ("0a0a", "1a1a", "fafa"):
+        assert grease not in fp.ja4_r
+        assert grease not in fp.ja4_ro
+    assert fp == ja4plus_of(hello)
 
 
 def test_counts_cap_at_99() -> None:

@@ -12,9 +12,29 @@ list without SNI and ALPN, followed by ``_`` and the signature algorithms in
 wire order. ``JA4_r`` shows the lists instead of hashes; ``JA4_o``/``JA4_ro``
 keep wire order and keep SNI and ALPN. Empty lists hash to twelve zeros.
 
-ALPN values whose first or last byte is not an ASCII letter or digit are
-rendered as the first and last character of their hex form, as the current
-specification text says (implementations disagree on this corner).
+Two corners where implementations disagree, and what rama does:
+
+* ALPN characters (:func:`ja4_alpn_chars`) follow the specification text
+  (JA4.md, "ALPN Extension Value", with its examples for ``0x20`` added in
+  January 2026): when the first and last bytes of the first protocol are
+  ASCII letters or digits they are printed as they are (a one-byte value
+  twice), otherwise the first and last characters of the value's hex form are
+  (``0xAB`` -> ``ab``, ``0x20 0x61`` -> ``21``, ``0xBA 0xAD`` -> ``bd``).
+  FoxIO's reference programs (``python/ja4.py``, ``rust/ja4/src/tls.rs``)
+  take the characters from tshark's text rendering and print ``9``/``99``
+  for non-ASCII bytes (their ``tls-non-ascii-alpn`` vector reads ``99``), and
+  the ``ja4plus`` package prints other printable ASCII bytes as they are,
+  ``9`` for bytes from ``0x80`` and ``99`` for control bytes. They all agree
+  when both end bytes are ASCII alphanumerics, which covers every registered
+  ALPN identifier.
+* JA4_o of a hello whose only extensions are SNI and/or ALPN: its ``c`` part
+  hashes the original-order list (``0000,0010``) that JA4_ro shows, as
+  FoxIO's Rust implementation does. FoxIO's Python implementation and
+  ``ja4plus`` print ``000000000000`` there, because they take the zero
+  sentinel from the sorted list, which never holds SNI or ALPN. JA4, JA4_r
+  and JA4_ro are the same in all three.
+
+The tests pin both corners.
 """
 
 from __future__ import annotations
@@ -95,7 +115,14 @@ def _is_alnum(byte: int) -> bool:
 
 
 def ja4_alpn_chars(first_alpn: bytes | None) -> str:
-    """The two ALPN characters of a JA4 for the first offered protocol."""
+    """The two ALPN characters of a JA4 for the first offered protocol.
+
+    ``00`` without a (non-empty) protocol; the first and last bytes when both
+    are ASCII letters or digits (``h2``, ``http/1.1`` -> ``h1``, ``h`` ->
+    ``hh``); else the first and last characters of the hex form
+    (``0xAB 0xCD`` -> ``ad``), as the FoxIO specification says (see the module
+    docstring for how other implementations differ).
+    """
     if not first_alpn:
         return "00"
     first, last = first_alpn[0], first_alpn[-1]
