@@ -230,6 +230,19 @@ def test_bad_records(wire: bytes, what: str) -> None:
         ([(0x000A, b"\x00\x03\x00\x1d\x00")], "odd"),
         ([(0x0000, vec16(b"\x00" + vec16(b"")))], "host_name"),
         ([(0x0000, vec16(b"\x00" + vec16("bü".encode())))], "host_name"),
+        ([(0x0000, vec16(b""))], "empty server_name_list"),
+        (
+            [(0x0000, vec16(b"\x00" + vec16(b"a.test") + b"\x00" + vec16(b"b.test")))],
+            "more than one host_name",
+        ),
+        (
+            [(0x0000, vec16(b"\x00" + vec16(b"a.test") + b"\x00" + vec16(b"a.test")))],
+            "more than one host_name",
+        ),
+        ([(0x0000, vec16(b"\x07" + vec16(b"x") + b"\x07" + vec16(b"y")))], "name_type 7"),
+        ([(0x0010, vec16(b""))], "empty protocol_name_list"),
+        ([(0x0010, vec16(vec8(b"")))], "empty protocol name"),
+        ([(0x0010, vec16(vec8(b"h2") + vec8(b"")))], "empty protocol name"),
         ([(0x001C, u16(10))], "below 64"),
         ([(0xFE0D, b"\x07")], "unknown type"),
         ([(0x002B, b"\x03\x03\x04\x03")], "odd"),
@@ -254,6 +267,14 @@ def test_malformed_body_and_header() -> None:
     with pytest.raises(MalformedClientHello, match="session id"):
         body = u16(0x0303) + bytes(32) + vec8(b"s" * 33) + vec16(u16(1)) + vec8(b"\x00")
         parse_client_hello_message(b"\x01" + len(body).to_bytes(3, "big") + body)
+
+
+def test_server_name_with_other_name_types_is_accepted() -> None:
+    """Only repeats are refused: one host_name beside a (future) name type is fine."""
+    body = vec16(b"\x00" + vec16(b"a.test") + b"\x07" + vec16(b"opaque"))
+    hello = parse_client_hello_message(make_hello([(0x0000, body)]))
+    assert hello.find(ServerName) == ServerName(((0, b"a.test"), (7, b"opaque")))
+    assert hello.server_name == "a.test"
 
 
 def test_parse_extension_is_public_and_typed() -> None:

@@ -101,7 +101,11 @@ class ExtensionType(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ServerName:
-    """server_name (0): the SNI list; ``host_name`` is the DNS name clients send."""
+    """server_name (0): the SNI list; ``host_name`` is the DNS name clients send.
+
+    The parser enforces RFC 6066: a non-empty list with at most one name per
+    name_type (so at most one host_name), host names non-empty ASCII.
+    """
 
     entries: tuple[tuple[int, bytes], ...]
     """(name_type, name) pairs in wire order; name_type 0 is host_name."""
@@ -117,7 +121,10 @@ class ServerName:
 
 @dataclass(frozen=True, slots=True)
 class Alpn:
-    """application_layer_protocol_negotiation (16): protocols offered, in preference order."""
+    """application_layer_protocol_negotiation (16): protocols offered, in preference order.
+
+    The parser enforces RFC 7301: at least one protocol, none of them empty.
+    """
 
     protocols: tuple[bytes, ...]
 
@@ -372,22 +379,36 @@ class Extension:
 
 
 def _server_name(c: Cursor) -> ServerName:
+    # RFC 6066 section 3: ServerName server_name_list<1..2^16-1>, at most one name per type
     lst = c.vec16("server_name_list")
+    if lst.at_end():
+        raise MalformedClientHello("server_name: empty server_name_list", offset=lst.offset)
     entries: list[tuple[int, bytes]] = []
     while not lst.at_end():
+        start = lst.offset
         kind = lst.u8("name_type")
         name = lst.opaque16("host_name")
         if kind == 0 and (not name or not name.isascii()):
-            raise MalformedClientHello("server_name: host_name is empty or not ASCII")
+            raise MalformedClientHello("server_name: host_name is empty or not ASCII", offset=start)
+        if any(kind == seen for seen, _ in entries):
+            what = "host_name" if kind == 0 else f"name_type {kind}"
+            raise MalformedClientHello(f"server_name: more than one {what}", offset=start)
         entries.append((kind, name))
     return ServerName(tuple(entries))
 
 
 def _alpn(c: Cursor) -> Alpn:
+    # RFC 7301 section 3.1: ProtocolName protocol_name_list<2..2^16-1>, ProtocolName<1..2^8-1>
     lst = c.vec16("protocol_name_list")
+    if lst.at_end():
+        raise MalformedClientHello("alpn: empty protocol_name_list", offset=lst.offset)
     protocols: list[bytes] = []
     while not lst.at_end():
-        protocols.append(lst.opaque8("protocol_name"))
+        start = lst.offset
+        name = lst.opaque8("protocol_name")
+        if not name:
+            raise MalformedClientHello("alpn: empty protocol name", offset=start)
+        protocols.append(name)
     return Alpn(tuple(protocols))
 
 
