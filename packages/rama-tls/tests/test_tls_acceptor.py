@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -152,6 +153,48 @@ async def test_curl_versions_and_context(
     assert b"http/1.1" in hello.alpn_protocols
     assert answer["ja3"] == ja3(hello).hash
     assert answer["ja4"].startswith("t1")
+    assert seen.errors == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "version"),
+    [(["--tlsv1.2", "--tls-max", "1.2"], "TLSv1.2"), (["--tlsv1.3"], "TLSv1.3")],
+)
+async def test_cipher_and_session_resumption_with_curl(
+    serve_tcp: Any,
+    ca: CertificateAuthority,
+    ca_file: Path,
+    run_async: Run,
+    require_peer: Callable[[str], str],
+    flags: list[str],
+    version: str,
+) -> None:
+    """Two URLs, two connections (the app closes each): curl resumes the first session."""
+    seen = Seen()
+    async with serve_tcp(acceptor_for(issuing(ca), seen)) as listener:
+        url = f"https://localhost:{listener.local_addr.port}"
+        out = await run_async(
+            [
+                require_peer("curl"),
+                "-sSv",
+                "--max-time",
+                "10",
+                "--http1.1",
+                "--cacert",
+                str(ca_file),
+                *flags,
+                f"{url}/one",
+                f"{url}/two",
+            ]
+        )
+    assert out.returncode == 0, out.stderr
+    assert "SSL re-using session ID" in out.stderr
+    ciphers = re.findall(rf"SSL connection using {version} / (\S+)", out.stderr)
+    assert len(ciphers) == 2
+    assert [(i.version, i.cipher) for i in seen.infos] == [(version, c) for c in ciphers]
+    assert [i.session_reused for i in seen.infos] == [False, True]
+    bodies = out.stdout.replace("}{", "}\n{").splitlines()  # the two JSON answers
+    assert [json.loads(body)["cipher"] for body in bodies] == ciphers
     assert seen.errors == []
 
 

@@ -90,9 +90,13 @@ async def test_connects_verifies_and_records_the_result(
     assert info.version == "TLSv1.3"
     assert info.alpn == "h2"  # the server's preference wins
     assert info.server_name == "localhost"
+    assert info.cipher.startswith("TLS_")
+    assert info.session_reused is False
     peer = info.peer_certificate
     assert peer is not None
     assert peer.issuer == ca.cert.subject
+    server_info = server.contexts[0].require(NegotiatedTls)
+    assert (server_info.cipher, server_info.session_reused) == (info.cipher, False)
     hello = server.contexts[0].require(ClientHello)
     assert hello.server_name == "localhost"
     assert hello.alpn_protocols == (b"http/1.1", b"h2")
@@ -232,6 +236,42 @@ async def test_sni_override_and_ip_targets(serve_tcp: Any, ca: CertificateAuthor
         await conn.stream.aclose()
     names = [c.require(ClientHello).server_name for c in server.contexts]
     assert names == [None, "api.example.test"]
+
+
+async def test_ca_file_bundle_on_disk(
+    serve_tcp: Any, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    """``ca_file``: a PEM bundle of several CAs; with ``ca_pem`` both are trusted."""
+    unrelated, second = CertificateAuthority.create("unrelated"), CertificateAuthority.create("2nd")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(unrelated.cert_pem() + ca.cert_pem())
+    only_unrelated = tmp_path / "unrelated.pem"
+    only_unrelated.write_bytes(unrelated.cert_pem())
+    by_second = TlsAcceptorConfig.single(second.issue("localhost"))
+    async with (
+        serve_tcp(acceptor(Server(), ca)) as first_server,
+        serve_tcp(TlsAcceptorLayer(by_second).layer(Server().app())) as second_server,
+    ):
+        at_first = Authority.new("localhost", first_server.local_addr.port)
+        at_second = Authority.new("localhost", second_server.local_addr.port)
+        for ca_file in (bundle, str(bundle)):
+            conn = await TlsConnector(config=TlsClientConfig(ca_file=ca_file)).serve(
+                Context(), at_first
+            )
+            assert await roundtrip(conn.stream) == b"ping"
+            await conn.stream.aclose()
+        with pytest.raises(CertificateVerificationError) as info:
+            await TlsConnector(config=TlsClientConfig(ca_file=only_unrelated)).serve(
+                Context(), at_first
+            )
+        assert info.value.verify_code == 19  # our CA, sent in the chain, is not in the file
+        both = TlsConnector(config=TlsClientConfig(ca_file=bundle, ca_pem=second.cert_pem()))
+        for target in (at_first, at_second):
+            conn = await both.serve(Context(), target)
+            assert await roundtrip(conn.stream) == b"ping"
+            await conn.stream.aclose()
+        with pytest.raises(CertificateVerificationError):
+            await TlsConnector(config=TlsClientConfig(ca_file=bundle)).serve(Context(), at_second)
 
 
 async def test_verify_off_accepts_anything(serve_tcp: Any) -> None:
@@ -413,6 +453,35 @@ async def test_against_openssl_s_server(
     assert info.alpn == "http/1.1"
     assert page.startswith(b"HTTP/1.0 200 ok")
     assert f"Protocol  : {expected}".encode() in page
+    # s_server's own report of the cipher and of a full (not resumed) handshake
+    assert info.cipher
+    assert f"{expected}, Cipher is {info.cipher}\n".encode() in page
+    assert b"---\nNew, " in page
+    assert info.session_reused is False  # the connector keeps no sessions to resume
+
+
+async def test_pinned_tls12_cipher_against_openssl_s_server(
+    s_server: Any, ca: CertificateAuthority
+) -> None:
+    port = s_server()
+    config = TlsClientConfig(
+        ca_pem=ca.cert_pem(),
+        maximum_version=ssl.TLSVersion.TLSv1_2,
+        ciphers="ECDHE-ECDSA-CHACHA20-POLY1305",
+    )
+    ctx = Context()
+    conn = await TlsConnector(config=config).serve(ctx, Authority.new("localhost", port))
+    with anyio.fail_after(10):
+        await conn.stream.send(b"GET / HTTP/1.0\r\n\r\n")
+        page = b""
+        try:
+            while True:
+                page += await conn.stream.receive()
+        except anyio.EndOfStream:
+            pass
+    await conn.stream.aclose()
+    assert ctx.require(NegotiatedTls).cipher == "ECDHE-ECDSA-CHACHA20-POLY1305"
+    assert b"TLSv1.2, Cipher is ECDHE-ECDSA-CHACHA20-POLY1305\n" in page
 
 
 async def test_client_cert_against_openssl_s_server(

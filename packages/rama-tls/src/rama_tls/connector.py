@@ -17,7 +17,9 @@ unless ``verify_hostname=False`` explicitly opts out of the name check (the
 chain is still verified).
 
 The negotiated parameters go into the Context as a
-:class:`~rama_tls.info.NegotiatedTls` (``side="client"``). Failures are typed:
+:class:`~rama_tls.info.NegotiatedTls` (``side="client"``). Every handshake is a
+full one: the connector keeps no sessions to resume, so ``session_reused`` is
+always ``False`` on this side. Failures are typed:
 :class:`~rama_tls.errors.CertificateVerificationError` for a rejected server
 certificate, :class:`~rama_tls.errors.HandshakeTimeout`, and
 :class:`~rama_tls.errors.HandshakeError` for the rest.
