@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,6 +233,66 @@ def test_tls_termination_proxy_fixed_certificate_and_duration(
     proxy.wait_for(r"sni=localhost TLSv1\.2 alpn=http/1\.1 ja4=t12d")
     assert proxy.popen.wait(timeout=10) == 0
     proxy.wait_for(r"shutdown: reason=duration clean=True")
+
+
+PROXY = HERE / "tls_termination_proxy.py"
+
+
+def test_tls_termination_proxy_cert_without_key_is_a_usage_error() -> None:
+    out = run([sys.executable, str(PROXY), "--backend", "127.0.0.1:9", "--cert", "cert.pem"])
+    assert out.returncode == 2
+    assert out.stderr.startswith(b"usage: ")
+    assert b"--cert and --key go together" in out.stderr
+    assert b"Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--key", "key.pem"], "--cert and --key go together"),
+        (["--ca-cert", "ca.pem"], "--ca-cert and --ca-key go together"),
+        (["--ca-key", "ca.key"], "--ca-cert and --ca-key go together"),
+        (
+            ["--cert", "c.pem", "--key", "k.pem", "--ca-cert", "ca.pem", "--ca-key", "ca.key"],
+            "exclude each other",
+        ),
+        (["--cert", "c.pem", "--key", "k.pem", "--ca-out", "ca.pem"], "--ca-out"),
+    ],
+)
+def test_tls_termination_proxy_usage_errors(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _load(PROXY)
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(["--backend", "127.0.0.1:9", *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tls_termination_proxy_unreadable_certificate_is_a_usage_error(tmp_path: Path) -> None:
+    cert = self_signed("localhost")
+    cert.save(tmp_path / "cert.pem", tmp_path / "key.pem")
+    other = self_signed("localhost")
+    other.save(tmp_path / "other.pem", tmp_path / "other.key")
+    base = [sys.executable, str(PROXY), "--backend", "127.0.0.1:9", "--listen", "127.0.0.1:0"]
+    missing = run([*base, "--cert", str(tmp_path / "nope.pem"), "--key", str(tmp_path / "key.pem")])
+    mismatched = run(
+        [*base, "--cert", str(tmp_path / "cert.pem"), "--key", str(tmp_path / "other.key")]
+    )
+    for out, why in ((missing, b"No such file"), (mismatched, b"does not match")):
+        assert out.returncode == 2, out.stderr
+        assert b"cannot set up TLS" in out.stderr
+        assert why in out.stderr
+        assert b"Traceback" not in out.stderr
+
+
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tls_fingerprint_echo(

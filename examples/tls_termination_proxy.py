@@ -2,7 +2,8 @@
 
 Run:
     python examples/tls_termination_proxy.py --backend 127.0.0.1:8080 \\
-        [--listen 127.0.0.1:8443] [--cert cert.pem --key key.pem] [--ca-out ca.pem]
+        [--listen 127.0.0.1:8443] [--cert cert.pem --key key.pem] \\
+        [--ca-cert ca.pem --ca-key ca.key] [--ca-out ca.pem]
 
 Clients connect with TLS; each connection's ClientHello is captured, a
 certificate is chosen for its SNI name (issued on the fly by a local CA unless
@@ -10,7 +11,9 @@ certificate is chosen for its SNI name (issued on the fly by a local CA unless
 the backend over plain TCP. With the default CA, ``--ca-out`` writes its
 certificate so clients can trust it (``curl --cacert ca.pem``). One line per
 connection is printed (SNI, TLS version, ALPN, JA4). SIGINT/SIGTERM (or
-``--duration``) stop accepting and let open connections finish.
+``--duration``) stop accepting and let open connections finish. Half a pair
+(``--cert`` without ``--key``...) or an unreadable certificate is a usage
+error (exit status 2).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rama_core import Context, Service, Shutdown, service_fn
 from rama_net import ConnectionId, ForwardStats, TcpForwarder, TcpListener, TcpServerConfig
 from rama_tls import (
     CertificateAuthority,
+    CertificateError,
     CertifiedKey,
     ClientHello,
     IssuingCertResolver,
@@ -77,8 +81,11 @@ def build(args: argparse.Namespace) -> Service[ByteStream, None]:
 
 async def main(argv: list[str] | None = None) -> None:
     """Parse ``argv``, serve until a signal (or ``--duration``), then shut down gracefully."""
-    args = parser().parse_args(argv)
-    service = build(args)
+    args = parse_args(argv)
+    try:
+        service = build(args)
+    except (CertificateError, OSError) as exc:
+        parser().error(f"cannot set up TLS: {exc}")
     listener = TcpListener.bind(args.listen)
     print(f"listening on {listener.local_addr} -> {args.backend}", flush=True)
     async with Shutdown(deadline=5) as shutdown:
@@ -94,6 +101,23 @@ async def main(argv: list[str] | None = None) -> None:
             ctx.executor.spawn(stop_later, guarded=False)
     assert shutdown.report is not None
     print(f"shutdown: reason={shutdown.report.reason} clean={shutdown.report.clean}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line; a bad one is a usage error (exit status 2)."""
+    p = parser()
+    args = p.parse_args(argv)
+    if bool(args.cert) != bool(args.key):
+        p.error("--cert and --key go together: the certificate chain and its private key")
+    if bool(args.ca_cert) != bool(args.ca_key):
+        p.error("--ca-cert and --ca-key go together: the CA certificate and its private key")
+    if args.cert and args.ca_cert:
+        p.error(
+            "--cert/--key (one certificate) and --ca-cert/--ca-key (issuing) exclude each other"
+        )
+    if args.cert and args.ca_out:
+        p.error("--ca-out writes the issuing CA, which --cert/--key do not use")
+    return args
 
 
 def parser() -> argparse.ArgumentParser:
