@@ -38,9 +38,6 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._calls: dict[K, _Call[V]] = {}
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._calls
-
     async def run(self, key: K, produce: Callable[[], Awaitable[V]]) -> V:
         """The result of ``produce()`` for ``key``, shared with concurrent callers."""
         while (running := self._calls.get(key)) is not None:

@@ -136,7 +136,6 @@ class _ContextCache:
         self.config = config
         self._contexts: OrderedDict[CertifiedKey, ssl.SSLContext] = OrderedDict()
         self._building: SingleFlight[CertifiedKey, ssl.SSLContext] = SingleFlight()
-        self.built = 0
 
     def _lookup(self, ck: CertifiedKey) -> ssl.SSLContext | None:
         ctx = self._contexts.get(ck)
@@ -154,7 +153,6 @@ class _ContextCache:
             if done is not None:
                 return done
             built = await anyio.to_thread.run_sync(self._build, ck)
-            self.built += 1
             self._contexts[ck] = built
             while len(self._contexts) > self.config.context_cache_size:
                 self._contexts.popitem(last=False)
