@@ -19,12 +19,23 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 import pytest
 from anyio.abc import ByteStream, SocketAttribute
 from h2.errors import ErrorCodes
+from hyperframe.frame import (
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from rama_core import Context, service_fn
 from rama_http import Body, Request, Response
+from rama_http.h2.config import H2Config
+from rama_http.h2.record import CONNECTION_PREFACE
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import H2ServerConnection
 
@@ -311,3 +322,209 @@ async def test_a_tunnel_stalled_on_flow_control_is_cancelled_and_its_owner_told(
     assert len(errors) == 1
     # The peer's stall, not a handler bug: nothing logged as an error.
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- floods of frames that force answers --------------------------------------------------------
+def _limits(**kw: Any) -> ServerConfig:
+    return ServerConfig(h2=H2Config(**kw))
+
+
+async def _raw_connect(port: int) -> ByteStream:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    await stream.send(CONNECTION_PREFACE + SettingsFrame(0).serialize())
+    return stream
+
+
+async def _read_frames(stream: ByteStream, until: Callable[[list[Any]], bool]) -> list[Any]:
+    """Parse server frames with hyperframe ("EOF" once the server closed)."""
+    frames: list[Any] = []
+    buf = b""
+    with anyio.fail_after(5):
+        while not until(frames):
+            try:
+                buf += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                frames.append("EOF")
+                break
+            while len(buf) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buf[9 : 9 + length]))
+                frames.append(frame)
+                buf = buf[9 + length :]
+    return frames
+
+
+def _closed(frames: list[Any]) -> bool:
+    return "EOF" in frames
+
+
+def _calm(frames: list[Any]) -> GoAwayFrame:
+    (goaway,) = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert frames[-1] == "EOF"
+    return goaway
+
+
+def _ping(i: int) -> bytes:
+    return bytes(PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize())
+
+
+async def test_pings_within_the_allowance_are_answered() -> None:
+    async with h2_server(_hello, _limits(max_pings=50)) as port:
+        stream = await _raw_connect(port)
+        await stream.send(b"".join(_ping(i) for i in range(50)))
+        acks = lambda fs: [f for f in fs if isinstance(f, PingFrame) and "ACK" in f.flags]  # noqa: E731
+        frames = await _read_frames(stream, lambda fs: len(acks(fs)) == 50)
+        await stream.aclose()
+    assert not [f for f in frames if isinstance(f, GoAwayFrame)]
+
+
+async def test_a_ping_flood_gets_goaway_enhance_your_calm() -> None:
+    async with h2_server(_hello, _limits(max_pings=50)) as port:
+        stream = await _raw_connect(port)
+        await stream.send(b"".join(_ping(i) for i in range(200)))
+        frames = await _read_frames(stream, _closed)
+        await stream.aclose()
+    goaway = _calm(frames)
+    assert b"PING" in goaway.additional_data
+    assert len([f for f in frames if isinstance(f, PingFrame)]) <= 200
+
+
+async def test_a_settings_flood_gets_goaway_enhance_your_calm() -> None:
+    async with h2_server(_hello, _limits(max_settings=20)) as port:
+        stream = await _raw_connect(port)
+        settings = bytes(SettingsFrame(0, settings={SettingsFrame.ENABLE_PUSH: 0}).serialize())
+        await stream.send(settings * 100)
+        frames = await _read_frames(stream, _closed)
+        await stream.aclose()
+    assert b"SETTINGS" in _calm(frames).additional_data
+
+
+def _open_and_reset(enc: hpack.Encoder, sid: int) -> bytes:
+    block = enc.encode(
+        [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")]
+    )
+    head = HeadersFrame(sid, block)
+    head.flags.add("END_HEADERS")
+    head.flags.add("END_STREAM")
+    return bytes(head.serialize() + RstStreamFrame(sid, error_code=ErrorCodes.CANCEL).serialize())
+
+
+async def test_rapid_reset_gets_goaway_enhance_your_calm() -> None:
+    """CVE-2023-44487: open a stream, reset it at once, repeat."""
+    started = 0
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        nonlocal started
+        started += 1
+        await anyio.sleep(30)
+        return Response.from_text("never")
+
+    async with h2_server(handler, _limits(max_resets=20)) as port:
+        stream = await _raw_connect(port)
+        enc = hpack.Encoder()
+        await stream.send(b"".join(_open_and_reset(enc, 1 + 2 * i) for i in range(1000)))
+        frames = await _read_frames(stream, _closed)
+        await stream.aclose()
+    goaway = _calm(frames)
+    assert b"reset" in goaway.additional_data
+    assert goaway.last_stream_id <= 2 * 21 + 1  # stopped at the allowance, not at 1000
+    assert started <= 21
+
+
+async def test_resets_within_the_allowance_leave_the_connection_working() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        if req.path == "/":
+            await anyio.sleep(30)
+        return Response.from_text("ok")
+
+    async with h2_server(handler, _limits(max_resets=20)) as port, RawH2.connect(port) as c:
+        for _ in range(20):
+            sid = await c.request("/")
+            c.conn.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.body(after) == b"ok"
+        assert c.goaway() is None
+
+
+async def test_streams_refused_over_the_concurrency_limit_count_as_resets() -> None:
+    async def handler(ctx: Context, req: Request) -> Response:
+        await anyio.sleep(30)
+        return Response.from_text("never")
+
+    config = ServerConfig(h2=H2Config(max_concurrent_streams=1, max_resets=10))
+    async with h2_server(handler, config) as port:
+        stream = await _raw_connect(port)
+        enc = hpack.Encoder()
+        heads = []
+        for i in range(50):
+            block = enc.encode(
+                [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")]
+            )
+            f = HeadersFrame(1 + 2 * i, block)
+            f.flags.add("END_HEADERS")
+            f.flags.add("END_STREAM")
+            heads.append(f.serialize())
+        await stream.send(b"".join(heads))
+        frames = await _read_frames(stream, _closed)
+        await stream.aclose()
+    refused = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert refused
+    assert all(f.error_code == ErrorCodes.REFUSED_STREAM for f in refused)
+    assert b"refused" in _calm(frames).additional_data
+
+
+# -- a peer that makes the server write but never reads ------------------------------------------
+async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
+    """A PING flood from a peer that never reads: bounded buffer, then disconnected."""
+    bound = 16 * 1024
+    read_size = 16 * 1024
+    config = ServerConfig(
+        write_timeout=0.8,
+        h2=H2Config(max_write_buffer=bound, read_size=read_size, max_pings=None),
+    )
+    conns: list[H2ServerConnection] = []
+    sent = 0
+    broken = anyio.Event()
+
+    async def flood(stream: ByteStream) -> None:
+        nonlocal sent
+        batch = b"".join(_ping(i) for i in range(256))
+        try:
+            while True:
+                await stream.send(batch)
+                sent += len(batch)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            broken.set()
+
+    async with h2_server(_hello, config, conns=conns, sock_buf=32768) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        _shrink(stream, 32768)
+        await stream.send(CONNECTION_PREFACE + SettingsFrame(0).serialize())
+        peak = 0
+        stalled = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood, stream)
+            with anyio.fail_after(5):
+                last, still_since = -1, 0.0
+                while not stalled and not broken.is_set():
+                    await anyio.sleep(0.01)
+                    if conns:
+                        peak = max(peak, conns[0].write_backlog)
+                    now = anyio.current_time()
+                    if sent != last:
+                        last, still_since = sent, now
+                    elif now - still_since > 0.3 and not broken.is_set():
+                        stalled = True  # the server, still there, read nothing for 0.3s
+                # Nothing is read for write_timeout: the server gives up on the peer.
+                await broken.wait()
+            tg.cancel_scope.cancel()
+        await stream.aclose()
+    assert stalled
+    # At most the bound plus the answers to one read (a PING ACK is as long as a PING).
+    assert peak <= bound + read_size + 1024
+    assert sent < 4 * 1024 * 1024

@@ -35,7 +35,27 @@ class H2Config:
     keep_alive_timeout: float | None = 60.0
     """Close (with GOAWAY) a connection that had no open stream for this long."""
     max_write_buffer: int = 256 * 1024
-    """Outbound bytes queued before response writers wait for the socket."""
+    """Bytes waiting to be written (queued, or handed to a socket that has not taken
+    them yet) above which the connection stops reading from the peer; response
+    writers wait while more than this is queued behind the write in progress. A peer
+    that makes the server write (PING, SETTINGS, ...) without reading cannot grow the
+    buffer past about this plus one read's worth of answers; if the socket takes
+    nothing for ``ServerConfig.write_timeout`` the connection ends."""
+    flood_window: float = 10.0
+    """Seconds over which the ``max_pings``, ``max_settings`` and ``max_resets``
+    allowances are counted (a fixed window, restarted when it runs out)."""
+    max_pings: int | None = 1000
+    """PING frames (each answered with a PING ACK) allowed per ``flood_window``; past it
+    the connection ends with GOAWAY(ENHANCE_YOUR_CALM). None: no limit."""
+    max_settings: int | None = 100
+    """SETTINGS frames (each answered with a SETTINGS ACK) allowed per ``flood_window``;
+    past it GOAWAY(ENHANCE_YOUR_CALM). None: no limit."""
+    max_resets: int | None = 200
+    """Streams reset while in progress (by the client, or by h2 for a malformed
+    request) or refused (over ``max_concurrent_streams``, or after GOAWAY) allowed per
+    ``flood_window``; past it GOAWAY(ENHANCE_YOUR_CALM). This stops the "rapid reset"
+    attack (CVE-2023-44487), where each opened-and-reset stream starts a handler the
+    concurrency limit never sees. None: no limit."""
     read_size: int = 65536
     """Bytes read from the socket at a time."""
 
@@ -61,3 +81,11 @@ class H2Config:
             raise ValueError("max_frame_size must be in 16384..2**24-1")
         if self.max_header_list_size < 1024:
             raise ValueError("max_header_list_size must be at least 1024")
+        if self.max_write_buffer < 1:
+            raise ValueError("max_write_buffer must be positive")
+        if not self.flood_window > 0:
+            raise ValueError("flood_window must be positive")
+        for name in ("max_pings", "max_settings", "max_resets"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit)")

@@ -3,10 +3,19 @@
 Each request runs in its own task; responses respect the peer's flow-control
 windows; request bodies return window only as the handler reads them. A
 failing handler resets its stream (RST_STREAM), never the connection. On
-graceful shutdown the connection sends GOAWAY, finishes the streams it
-already accepted and closes. What the client sent before its first request
-(SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header order) is recorded into the
-Context for fingerprinting.
+graceful shutdown, or when the client sends GOAWAY, the connection sends
+GOAWAY, finishes the streams it already accepted and closes. What the client
+sent before its first request (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header
+order) is recorded into the Context for fingerprinting.
+
+Against misbehaving peers (limits in :class:`~rama_http.h2.config.H2Config`):
+reading pauses while unsent output exceeds ``max_write_buffer``; PING and
+SETTINGS floods and rapid resets past their allowances end the connection
+with GOAWAY(ENHANCE_YOUR_CALM); a stream over the concurrency limit is refused
+(REFUSED_STREAM); a body over ``max_body_size`` gets 413 while the response has
+not started; an answer the peer's flow-control window stalls for
+``write_timeout`` is cancelled (RST_STREAM(CANCEL)); tunnels have no body read
+timeout.
 
 Entry point: :func:`serve_h2`, usually reached through
 :class:`rama_http.server.auto.HttpServer`.
@@ -56,6 +65,7 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
 _NO_BODY_STATUS = frozenset({204, 304})
+_WRITE_SLICE = 256 * 1024
 
 
 class ExtendedConnectProtocol(str):
@@ -121,6 +131,33 @@ class _ServerH2Connection(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+
+class _Flood(Exception):
+    """The peer spent an allowance (PING, SETTINGS, resets): the connection must end."""
+
+
+class _Allowance:
+    """How many of one kind of frame a peer may send per fixed time window."""
+
+    __slots__ = ("limit", "spent", "start", "window")
+
+    def __init__(self, limit: int | None, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.spent = 0
+        self.start = time.monotonic()
+
+    def spend(self, n: int = 1) -> bool:
+        """Count ``n`` more; False once the window's allowance is exceeded."""
+        if self.limit is None:
+            return True
+        now = time.monotonic()
+        if now - self.start >= self.window:
+            self.start = now
+            self.spent = 0
+        self.spent += n
+        return self.spent <= self.limit
 
 
 class _StreamGone(Exception):
@@ -210,8 +247,14 @@ class H2ServerConnection:
         self._tg: TaskGroup | None = None
         self._want_write = anyio.Event()
         self._send_lock = anyio.Lock()
-        self._unsent = 0
-        self._extra_out = bytearray()
+        self._out = bytearray()  # taken from h2 (or hand-made frames), not yet sent
+        self._in_send = 0  # bytes handed to the socket that it has not taken yet
+        self._drained = anyio.Event()
+        window = self._h2c.flood_window
+        self._pings = _Allowance(self._h2c.max_pings, window)
+        self._settings = _Allowance(self._h2c.max_settings, window)
+        self._resets = _Allowance(self._h2c.max_resets, window)
+        self._refused_seen = 0
         self._goaway_sent = False
         self._draining = False
         self._last_stream_id = 0
@@ -219,11 +262,21 @@ class H2ServerConnection:
         self._idle_since: float | None = time.monotonic()
         self._idle_changed = anyio.Event()
         self._closed = False
+        self._write_failed = False
 
     @property
     def context(self) -> Context:
         """The connection's Context (holds the :class:`H2PrefaceRecord`)."""
         return self._ctx
+
+    @property
+    def write_backlog(self) -> int:
+        """Bytes waiting to be written to the peer (queued or not yet taken by the socket).
+
+        Reading from the peer pauses while this exceeds ``H2Config.max_write_buffer``.
+        """
+        self._collect()
+        return len(self._out) + self._in_send
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, initial: bytes = b"") -> None:
@@ -248,11 +301,12 @@ class H2ServerConnection:
                 for st in list(self._streams.values()):
                     st.body.fail(StreamResetError(st.id, ErrorCodes.CANCEL))
                     st.scope.cancel()
-                with anyio.move_on_after(1.0):
-                    await self._flush()
+                if not self._write_failed:
+                    with anyio.move_on_after(1.0):
+                        await self._flush()
                 tg.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-            _log.debug("h2 connection lost: %r", e)
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as group:
+            _log.debug("h2 connection lost: %r", group.exceptions)
         finally:
             self._closed = True
             with anyio.CancelScope(shield=True):
@@ -261,6 +315,9 @@ class H2ServerConnection:
     async def _read_loop(self) -> None:
         read_size = self._h2c.read_size
         while True:
+            # A peer that makes us write (PING, SETTINGS, resets, requests) must also
+            # read: while our answers pile up, stop taking more from it.
+            await self._wait_for_room()
             try:
                 data = await self._stream.receive(read_size)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -279,16 +336,36 @@ class H2ServerConnection:
             if self._conn.state_machine.state is not ConnectionState.CLOSED:
                 code = getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
                 self._goaway_sent = True
-                self._extra_out += GoAwayFrame(0, last_stream_id=0, error_code=code).serialize()
+                self._queue_frame(GoAwayFrame(0, last_stream_id=0, error_code=code))
             return False
         try:
+            refused = self._conn.refused - self._refused_seen
+            if refused:
+                self._refused_seen += refused
+                self._spend(self._resets, "refused streams", refused)
             for event in events:
                 self._on_event(event)
         except h2.exceptions.ProtocolError as e:
             _log.info("h2 protocol error: %s", e)
             return False
+        except _Flood as e:
+            _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e)
+            self._draining = self._goaway_sent = True
+            self._queue_frame(
+                GoAwayFrame(
+                    0,
+                    last_stream_id=self._last_stream_id,
+                    error_code=ErrorCodes.ENHANCE_YOUR_CALM,
+                    additional_data=f"too many {e}".encode(),
+                )
+            )
+            return False
         self._want_write.set()
         return True
+
+    def _spend(self, allowance: _Allowance, what: str, n: int = 1) -> None:
+        if not allowance.spend(n):
+            raise _Flood(what)
 
     # -- events ---------------------------------------------------------------------------
     def _on_event(self, event: h2.events.Event) -> None:
@@ -307,8 +384,14 @@ class H2ServerConnection:
         elif isinstance(event, h2.events.WindowUpdated):
             self._on_window(event.stream_id)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._spend(self._settings, "SETTINGS frames")
             self._on_window(0)
+        elif isinstance(event, h2.events.PingReceived):
+            self._spend(self._pings, "PING frames")
         elif isinstance(event, h2.events.StreamReset):
+            # Reset by the client, or by h2 for a malformed request: either way a
+            # stream that cost a handler (or an answer) and yields nothing.
+            self._spend(self._resets, "stream resets")
             st = self._streams.get(event.stream_id)
             if st is not None:
                 code = int(event.error_code or 0)
@@ -328,6 +411,7 @@ class H2ServerConnection:
         raw = event.headers or []
         if self._draining or self._closed:
             self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self._spend(self._resets, "refused streams")
             return
         self._last_stream_id = max(self._last_stream_id, sid)
         pseudo: dict[bytes, bytes] = {}
@@ -543,7 +627,7 @@ class H2ServerConnection:
         if tunnel and 200 <= resp.status < 300:
             self._conn.send_headers(st.id, head)
             st.headers_sent = True
-            await self._write(0)
+            await self._write()
             await self._run_tunnel(st, resp)
             return
         if (
@@ -558,7 +642,7 @@ class H2ServerConnection:
         if no_body or (data is not None and not data and body.trailers is None):
             self._conn.send_headers(st.id, head, end_stream=True)
             st.headers_sent = True
-            await self._write(0)
+            await self._write()
             if no_body:
                 await close_body_soon(body)
             return
@@ -581,7 +665,7 @@ class H2ServerConnection:
         else:
             with self._on_stream(st):
                 self._conn.end_stream(st.id)
-        await self._write(0)
+        await self._write()
 
     async def _run_tunnel(self, st: _Stream, resp: Response) -> None:
         async def send(data: bytes, end: bool) -> None:
@@ -623,7 +707,7 @@ class H2ServerConnection:
                 if end:
                     with self._on_stream(st):
                         conn.end_stream(st.id)
-                    await self._write(0)
+                    await self._write()
                 return
             try:
                 window = conn.local_flow_control_window(st.id)
@@ -648,36 +732,83 @@ class H2ServerConnection:
             with self._on_stream(st):
                 conn.send_data(st.id, view[:n], end_stream=end and last)
             view = view[n:]
-            await self._write(n)
+            await self._write()
             if last:
                 return
 
     # -- writing --------------------------------------------------------------------------
-    async def _write(self, n: int) -> None:
-        """Account for ``n`` queued bytes; write now when the buffer is full, else soon."""
-        self._unsent += n
-        if self._unsent >= self._h2c.max_write_buffer:
-            await self._flush()
-        else:
+    async def _write(self) -> None:
+        """Have what h2 queued written soon; wait while too much is queued.
+
+        Only what waits behind the write in progress counts here, so a response
+        writer refills the queue while the socket takes the previous slice.
+        """
+        self._want_write.set()
+        bound = self._h2c.max_write_buffer
+        while True:
+            self._collect()
+            if len(self._out) <= bound:
+                return
+            await self._drained.wait()
+
+    async def _wait_for_room(self) -> None:
+        """Wait while the whole backlog (queued or in the socket write) is over the bound."""
+        bound = self._h2c.max_write_buffer
+        while self.write_backlog > bound:
+            drained = self._drained
             self._want_write.set()
+            await drained.wait()
+
+    def _collect(self) -> None:
+        """Move what h2 queued into our buffer (keeps hand-made frames in order)."""
+        data = self._conn.data_to_send()
+        if data:
+            self._out += data
+
+    def _queue_frame(self, frame: Frame) -> None:
+        self._collect()
+        self._out += frame.serialize()
+        self._want_write.set()
 
     async def _writer_loop(self) -> None:
-        while True:
-            await self._want_write.wait()
-            self._want_write = anyio.Event()
-            await self._flush()
+        try:
+            while True:
+                await self._want_write.wait()
+                self._want_write = anyio.Event()
+                await self._flush()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            # TimeoutError (an OSError) included: the peer took nothing for write_timeout.
+            _log.debug("h2 connection: writing failed: %r", e)
+            self._write_failed = True
+            self._stop.cancel()
 
     async def _flush(self) -> None:
+        """Write everything queued.
+
+        In slices, each bounded by write_timeout: a slow but steady reader is fine,
+        a socket that takes nothing for that long raises TimeoutError (ending the
+        connection).
+        """
         async with self._send_lock:
-            data = self._conn.data_to_send()
-            if self._extra_out:
-                data += bytes(self._extra_out)
-                self._extra_out.clear()
-            self._unsent = 0
-            if data:
-                timeout = self._config.write_timeout
-                with anyio.fail_after(timeout):
-                    await self._stream.send(data)
+            while True:
+                self._collect()
+                if not self._out:
+                    return
+                out = self._out
+                if len(out) <= _WRITE_SLICE:
+                    data = bytes(out)
+                    out.clear()
+                else:
+                    data = bytes(memoryview(out)[:_WRITE_SLICE])
+                    del out[:_WRITE_SLICE]
+                self._in_send = len(data)
+                try:
+                    with anyio.fail_after(self._config.write_timeout):
+                        await self._stream.send(data)
+                finally:
+                    self._in_send = 0
+                    self._drained.set()
+                    self._drained = anyio.Event()
 
     # -- shutdown and idleness --------------------------------------------------------------
     def goaway(self, error_code: int = ErrorCodes.NO_ERROR) -> None:
@@ -687,9 +818,9 @@ class H2ServerConnection:
         self._draining = self._goaway_sent = True
         # h2's close_connection would stop all further sending; the frame is queued by
         # hand so accepted streams can still finish (RFC 9113 section 6.8).
-        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=error_code)
-        self._extra_out += frame.serialize()
-        self._want_write.set()
+        self._queue_frame(
+            GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=error_code)
+        )
         if not self._streams:
             self._stop.cancel()
 
