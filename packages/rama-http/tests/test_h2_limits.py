@@ -484,7 +484,7 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
     bound = 16 * 1024
     read_size = 16 * 1024
     config = ServerConfig(
-        write_timeout=0.8,
+        write_timeout=1.2,
         h2=H2Config(max_write_buffer=bound, read_size=read_size, max_pings=None),
     )
     conns: list[H2ServerConnection] = []
@@ -518,8 +518,8 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
                     now = anyio.current_time()
                     if sent != last:
                         last, still_since = sent, now
-                    elif now - still_since > 0.3 and not broken.is_set():
-                        stalled = True  # the server, still there, read nothing for 0.3s
+                    elif now - still_since > 0.25 and not broken.is_set():
+                        stalled = True  # the server, still there, read nothing for 0.25s
                 # Nothing is read for write_timeout: the server gives up on the peer.
                 await broken.wait()
             tg.cancel_scope.cancel()
