@@ -8,12 +8,14 @@ message.
 from __future__ import annotations
 
 import json as _json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from anyio.abc import ByteStream
 
 from .body import Body, BodyInput
+from .errors import InvalidHeader
 from .headers import HeaderInput, Headers
 from .method import Method
 from .status import reason_phrase
@@ -141,6 +143,16 @@ class Request:
         return f"<Request {self.method} {self.target} {self.version}>"
 
 
+_BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _checked_reason(reason: str) -> str:
+    # RFC 9112: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+    if _BAD_REASON.search(reason):
+        raise InvalidHeader(f"invalid characters in reason phrase {reason[:40]!r}")
+    return reason
+
+
 class Response:
     """An HTTP response.
 
@@ -149,7 +161,7 @@ class Response:
     the raw connection once the head is sent.
     """
 
-    __slots__ = ("body", "headers", "on_upgrade", "reason", "status", "version")
+    __slots__ = ("_reason", "body", "headers", "on_upgrade", "status", "version")
 
     def __init__(
         self,
@@ -165,9 +177,22 @@ class Response:
         self.headers: Headers = headers if isinstance(headers, Headers) else Headers(headers)
         # bytes are immutable: no copy needed (the common case of a handler's answer)
         self.body: Body = Body(body) if type(body) is bytes else Body.coerce(body)
-        self.reason: str | None = reason
+        self._reason: str | None = None if reason is None else _checked_reason(reason)
         self.version: Version = version
         self.on_upgrade: UpgradeHandler | None = on_upgrade
+
+    @property
+    def reason(self) -> str | None:
+        """The reason phrase sent on HTTP/1.x instead of the standard one (None: standard).
+
+        Checked when set: CR, LF and other control characters would let a
+        phrase smuggle header lines, so they raise :class:`InvalidHeader`.
+        """
+        return self._reason
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self._reason = None if value is None else _checked_reason(value)
 
     # -- constructors ----------------------------------------------------------------
     @classmethod

@@ -54,7 +54,7 @@ def _split_authority(auth: str) -> tuple[str | None, str, int | None]:
             raise InvalidUri(f"invalid authority {auth!r}")
     port: int | None = None
     if port_s:
-        if not port_s.isdigit() or len(port_s) > 5 or int(port_s) > 65535:
+        if not (port_s.isascii() and port_s.isdigit()) or len(port_s) > 5 or int(port_s) > 65535:
             raise InvalidUri(f"invalid port in {auth!r}")
         port = int(port_s)
     return userinfo, host, port
