@@ -216,7 +216,7 @@ def akamai_from_tshark_pdml(pdml: str) -> AkamaiH2Fingerprint:
     text = "|".join(
         [
             ";".join(f"{k}:{v}" for k, v in settings),
-            str(window or 0),
+            str(window) if window else "00",
             ",".join(priorities) or "0",
             ",".join(p[1] for p in pseudo),
         ]

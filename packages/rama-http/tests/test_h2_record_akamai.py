@@ -98,7 +98,7 @@ def test_settings_keep_wire_order_and_repeats() -> None:
     rec = _record(data)
     assert rec.record.settings == [(4, 1), (1, 4096), (4, 2)]
     assert rec.record.window_update is None
-    assert AkamaiH2Fingerprint.from_record(rec.record).text.startswith("4:1;1:4096;4:2|0|0|")
+    assert AkamaiH2Fingerprint.from_record(rec.record).text.startswith("4:1;1:4096;4:2|00|0|")
 
 
 def test_only_the_first_settings_frame_and_window_update_count() -> None:
@@ -150,6 +150,15 @@ def test_recording_gives_up_after_its_byte_limit() -> None:
     assert rec.record.settings == [(1, 1)]
 
 
+def test_a_missing_window_update_is_written_00_as_in_the_paper() -> None:
+    # nghttp2 sends no connection WINDOW_UPDATE; the paper writes that as "00"
+    text = "3:100;4:65535|00|0|m,s,a,p"
+    fp = AkamaiH2Fingerprint.parse(text)
+    assert fp.window_update == 0
+    assert fp.text == text
+    assert AkamaiH2Fingerprint.parse("3:100;4:65535|0|0|m,s,a,p").text == text
+
+
 @pytest.mark.parametrize(
     "bad", ["", "1:2|0|0", "a:b|0|0|m", "1:2|x|0|m", "1:2|0|1:0:0|m", "1:2|0|0|m,q"]
 )
@@ -162,7 +171,7 @@ def test_non_standard_pseudo_headers_are_left_out() -> None:
     rec = H2PrefaceRecorder()
     rec.set_pseudo_header_order((":method", ":protocol", ":scheme", ":authority", ":path"))
     rec.set_pseudo_header_order((":path",))  # only the first request counts
-    assert AkamaiH2Fingerprint.from_record(rec.record).text == "|0|0|m,s,a,p"
+    assert AkamaiH2Fingerprint.from_record(rec.record).text == "|00|0|m,s,a,p"
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), max_size=30))

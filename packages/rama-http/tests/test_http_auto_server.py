@@ -7,6 +7,7 @@ client on the ``h2`` library where frames matter (GOAWAY), and raw sockets.
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -264,6 +265,28 @@ async def test_tls_without_alpn_falls_back_to_detection(tls_pair: tuple[Path, Pa
             await tcp.aclose()
     assert out.startswith(b"HTTP/1.1 200")
     assert out.endswith(b"HTTP/1.1 GET /plain 0\n")
+
+
+@pytest.mark.anyio
+async def test_error_answers_behind_tls_arrive_without_a_service_failure(
+    tls_pair: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # anyio's TLSStream cannot half-close: the 400 must still go out cleanly
+    async with auto_server(echo_version, ssl_context=server_ssl(tls_pair)) as port:
+        tcp = await anyio.connect_tcp("127.0.0.1", port)
+        tls = await TLSStream.wrap(
+            tcp,
+            hostname="127.0.0.1",
+            ssl_context=client_ssl(tls_pair, ["http/1.1"]),
+            standard_compatible=False,
+        )
+        try:
+            await tls.send(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+            out = await read_until_closed(tls)
+        finally:
+            await tcp.aclose()
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.anyio

@@ -706,3 +706,58 @@ async def test_graceful_shutdown_finishes_in_flight_and_closes_idle(engine: str)
                         await anyio.sleep(0.05)
     assert sd.report is not None
     assert sd.report.clean
+
+
+async def test_handler_answers_with_a_wrong_content_length_get_a_500(engine: str) -> None:
+    async def lying(ctx: Context, req: Request) -> Response:
+        return Response(200, headers=[("Content-Length", "10")], body=b"abc")
+
+    async with http1_server(lying, engine) as port:
+        async with RawClient.connect(port) as c:
+            await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            resp = await c.response()
+            assert resp.status == 500
+        async with RawClient.connect(port) as other:  # the server is fine afterwards
+            # a HEAD answer may announce any size: no error there
+            await other.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await other.response(head_request=True)
+            assert (head.status, head.get("content-length")) == (200, "10")
+
+
+async def test_transfer_encoding_wins_over_a_handler_content_length(engine: str) -> None:
+    async def both(ctx: Context, req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"hello "
+            yield b"world"
+
+        headers = [("Content-Length", "3"), ("Transfer-Encoding", "chunked")]
+        return Response(200, headers=headers, body=Body.from_iter(chunks()))
+
+    async with http1_server(both, engine) as port, RawClient.connect(port) as c:
+        await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        resp = await c.response()
+        assert resp.status == 200
+        assert resp.get("content-length") is None
+        assert resp.body == b"hello world"
+        # the connection is still in step: a second request works
+        await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await c.response()).body == b"hello world"
+
+
+async def test_upgrade_accepted_without_reading_the_body_still_switches(engine: str) -> None:
+    async def upgrade(ctx: Context, req: Request) -> Response:
+        async def takeover(stream: ByteStream) -> None:
+            await stream.send(b"switched:" + await stream.receive())
+
+        return Response(
+            101, headers=[("Upgrade", "x-test"), ("Connection", "Upgrade")], on_upgrade=takeover
+        )
+
+    async with http1_server(upgrade, engine) as port, RawClient.connect(port) as c:
+        await c.send(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n"
+            b"Content-Length: 5\r\n\r\nhelloPING"
+        )
+        resp = await c.response(head_request=True)
+        assert resp.status == 101
+        assert await c.read_exactly(len(b"switched:PING")) == b"switched:PING"

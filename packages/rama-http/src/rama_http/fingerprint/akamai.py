@@ -7,7 +7,8 @@ Four parts of how a client opens an h2 connection, joined by ``|``::
 
 - SETTINGS: the first SETTINGS frame's ``id:value`` pairs in wire order, ``;``-joined.
 - WINDOW_UPDATE: the connection-level increment sent before the first
-  request, ``0`` when none was sent.
+  request, ``00`` when none was sent (the paper's notation, kept by rama
+  (Rust) and fingerprint services; ``0`` is read the same way).
 - PRIORITY: each PRIORITY frame as ``stream:exclusive:depends_on:weight``
   (weight 1..256), ``,``-joined, ``0`` when none was sent.
 - PSEUDO_HEADER_ORDER: the first request's pseudo-headers as letters
@@ -95,7 +96,8 @@ class AkamaiH2Fingerprint:
             or "0"
         )
         order = ",".join(_LETTERS[n] for n in self.pseudo_header_order)
-        return f"{settings}|{self.window_update}|{priorities}|{order}"
+        window = str(self.window_update) if self.window_update else "00"
+        return f"{settings}|{window}|{priorities}|{order}"
 
     @property
     def hash(self) -> str:

@@ -14,6 +14,7 @@ and answer it with ``Connection: close``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -58,6 +59,36 @@ def _http_date() -> str:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True)
     return str(_date_cache[1])
+
+
+def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Headers | None:
+    """The response headers to send, given the handler set Content-Length.
+
+    None when the handler's Content-Length contradicts its in-memory body (a
+    handler bug: answer 500 rather than desynchronize the connection). With
+    Transfer-Encoding also set, Content-Length is dropped (RFC 9112 section 6.2:
+    a sender must not send both; a proxy forwarding both would enable request
+    smuggling downstream).
+    """
+    headers = resp.headers
+    if "transfer-encoding" in headers._keys:
+        _log.warning("response has Transfer-Encoding and Content-Length: dropping Content-Length")
+        fixed = headers.copy()
+        fixed.remove("content-length")
+        return fixed
+    if data is None or head.method == "HEAD" or resp.status in _NO_BODY_STATUS:
+        return headers  # streamed bodies are checked as they go; HEAD/304 may announce a size
+    values = headers.get_all("content-length")
+    if any(v.strip() != str(len(data)) for v in values):
+        _log.error(
+            "handler answered %s %s with Content-Length %s but a %d-byte body",
+            head.method,
+            head.target,
+            ", ".join(values),
+            len(data),
+        )
+        return None
+    return headers
 
 
 class _ConnectionGone(Exception):
@@ -346,15 +377,32 @@ class Http1Connection:
             _log.error("handlers cannot answer with 1xx status %d", status)
             resp = Response.error(500)
             status = 500
-        headers = self._extra_headers(resp)
-        reason = resp.reason or reason_phrase(status)
         body = resp.body
         data = body.bytes_now()
+        keys = resp.headers._keys
+        if "content-length" in keys:
+            framing = _check_framing(head, resp, data)
+            if framing is None:
+                resp = Response.error(500)
+                resp.headers.set("Connection", "close")
+                body, data, status, switching = resp.body, resp.body.bytes_now(), 500, False
+            elif framing is not resp.headers:
+                resp.headers = framing
+        headers = self._extra_headers(resp)
+        reason = resp.reason or reason_phrase(status)
+        # A handler switching without reading the request body: the bytes behind
+        # the head are body, not the new protocol. Drop it first.
+        if (
+            switching
+            and not self._body_done
+            and (self._continue_pending or not await self._drain_request_body())
+        ):
+            _log.error("cannot switch protocols: the request body was not read")
+            await self._send_error(500, "the request body was not read before switching")
+            return False
         self._phase = _WRITE
         self._response_started = True
         if switching:
-            if not self._body_done:
-                return False
             await self._send(
                 engine.response(status, reason, headers, b"" if status != 101 else None)
             )
@@ -512,7 +560,9 @@ class Http1Connection:
         with anyio.move_on_after(_LINGER_SECONDS, shield=True):
             try:
                 await self.stream.send(head + text)
-                await self.stream.send_eof()
+                # TLS streams may not half-close; the linger below still helps
+                with contextlib.suppress(NotImplementedError):
+                    await self.stream.send_eof()
                 # Read what the client still sends so closing does not reset the
                 # connection before it read our answer.
                 received = 0
