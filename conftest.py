@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every ``@pytest.mark.anyio`` test on both asyncio and trio."""
-    return str(request.param)
+BACKENDS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    pytest.param("trio", id="trio"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    """Run every ``@pytest.mark.anyio`` test on asyncio, asyncio with uvloop, and trio.
+
+    uvloop's transports are not asyncio's classes: rama's Protocol-backed
+    streams must work on both, so both run.
+    """
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture

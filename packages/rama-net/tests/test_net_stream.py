@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import anyio
 import pytest
@@ -19,10 +20,10 @@ async def _wrapped_pair() -> tuple[ProtocolStream | TrackedStream, socket.socket
     return await wrap_socket(a), b
 
 
-async def test_wrap_socket_picks_the_stream_for_the_backend(anyio_backend: str) -> None:
+async def test_wrap_socket_picks_the_stream_for_the_backend(anyio_backend: Any) -> None:
     stream, peer = await _wrapped_pair()
     async with stream:
-        expected = ProtocolStream if anyio_backend == "asyncio" else TrackedStream
+        expected = TrackedStream if anyio_backend == "trio" else ProtocolStream
         assert type(stream) is expected
         assert isinstance(raw_socket_of(stream), socket.socket)
         assert stream.extra(SocketAttribute.family) == socket.AF_UNIX

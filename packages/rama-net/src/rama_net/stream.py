@@ -21,7 +21,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
@@ -65,8 +65,9 @@ class _StreamProtocol(asyncio.Protocol):
 
     # -- transport callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport has the whole Transport interface without
+        # subclassing asyncio.Transport: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.last_received = self.loop.time()
