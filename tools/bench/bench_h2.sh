@@ -36,7 +36,6 @@ import anyio
 from rama_core import service_fn
 from rama_http import Response
 from rama_http.server.auto import serve
-from rama_net import TcpServerConfig
 
 port, loop, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
 HEADERS = [("content-type", "text/plain")]
@@ -51,11 +50,8 @@ ctx = None
 if tls:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(sys.argv[4], sys.argv[5])
-# rama_net's Protocol-backed stream asserts an asyncio.Transport, which uvloop's is not
-# (reported to the lead): on uvloop, plain anyio streams for now.
-tcp = TcpServerConfig(fast_streams=loop != "uvloop")
 anyio.run(
-    lambda: serve(("127.0.0.1", port), hello, ssl_context=ctx, tcp_config=tcp),
+    lambda: serve(("127.0.0.1", port), hello, ssl_context=ctx),
     backend_options={"use_uvloop": loop == "uvloop"},
 )
 EOF

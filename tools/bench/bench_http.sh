@@ -3,10 +3,10 @@
 # with each engine (fast, httptools, h11) vs uvicorn (h11, httptools; asyncio and uvloop) and
 # hypercorn, all serving the same 5-byte text/plain answer. Servers are pinned to CPU 0, wrk
 # to CPU 1; rounds are interleaved; prints per-server medians and rama/uvicorn ratios.
-# Usage: bench_http.sh [ROUNDS] [SECONDS]   (defaults: 1 round x 5 s per server)
+# Usage: bench_http.sh [ROUNDS] [SECONDS]   (defaults: 3 rounds x 5 s per server)
 # Bounded: wrk -d, a hard timeout around it, and a startup wait of at most 10 s per server.
 set -uo pipefail
-R=${1:-1}; S=${2:-5}
+R=${1:-3}; S=${2:-5}
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-$PWD/.venv/bin/python}
 BIN=$(dirname "$PY")
@@ -19,11 +19,15 @@ for mod in uvicorn hypercorn httptools uvloop; do
 done
 
 UV="$BIN/uvicorn --app-dir $here hello_asgi:app --port PORT --log-level error --no-access-log"
-names=(rama-fast rama-httptools rama-h11 uvicorn-httptools uvicorn-httptools-uvloop uvicorn-h11 hypercorn)
+names=(rama-fast rama-fast-uvloop rama-httptools rama-httptools-uvloop rama-h11 rama-auto-uvloop
+       uvicorn-httptools uvicorn-httptools-uvloop uvicorn-h11 hypercorn)
 declare -A CMD=(
   [rama-fast]="$PY $here/rama_hello.py PORT fast"
+  [rama-fast-uvloop]="$PY $here/rama_hello.py PORT fast uvloop"
   [rama-httptools]="$PY $here/rama_hello.py PORT httptools"
+  [rama-httptools-uvloop]="$PY $here/rama_hello.py PORT httptools uvloop"
   [rama-h11]="$PY $here/rama_hello.py PORT h11"
+  [rama-auto-uvloop]="$PY $here/rama_hello.py PORT auto uvloop server"
   [uvicorn-httptools]="$UV --http httptools --loop asyncio"
   [uvicorn-httptools-uvloop]="$UV --http httptools --loop uvloop"
   [uvicorn-h11]="$UV --http h11 --loop asyncio"
@@ -61,9 +65,18 @@ for name in "${names[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo "ratios:"
-for rama in rama-fast rama-httptools rama-h11; do
-  for other in uvicorn-httptools-uvloop uvicorn-httptools uvicorn-h11 hypercorn; do
-    printf '  %-15s / %-26s %s\n' "$rama" "$other" "$(ratio "${MED[$rama]}" "${MED[$other]}")"
-  done
+# like for like: same event loop, same parser family
+pairs=(
+  "rama-httptools-uvloop uvicorn-httptools-uvloop"
+  "rama-fast-uvloop uvicorn-httptools-uvloop"
+  "rama-auto-uvloop uvicorn-httptools-uvloop"
+  "rama-httptools uvicorn-httptools"
+  "rama-fast uvicorn-httptools"
+  "rama-h11 uvicorn-h11"
+  "rama-fast hypercorn"
+)
+for pair in "${pairs[@]}"; do
+  read -r rama other <<<"$pair"
+  printf '  %-22s / %-26s %s\n' "$rama" "$other" "$(ratio "${MED[$rama]}" "${MED[$other]}")"
 done
 echo "(loopback on a shared 2-core machine: compare ratios within one run, not absolute figures)"

@@ -1,23 +1,38 @@
-"""HTTP servers: HTTP/1.1 (two engines), h2 and auto-detection.
+"""HTTP servers: HTTP/1.1 (three engines), h2 and the auto server for both.
 
-``serve_http1(ctx, stream, service, config, initial=b"")`` serves one
-connection; :class:`Http1Server` is the same as a stream service for a TCP
-listener. Limits live in :class:`ServerConfig`, shared by every version.
+- :func:`serve` binds (or takes) a listener and serves HTTP/1.1 and h2 on one
+  port: ALPN behind TLS, preface detection on cleartext.
+  :class:`HttpServer` is the same as a stream service for any listener.
+- ``serve_http1(ctx, stream, service, config, initial=b"")`` and
+  :func:`serve_h2` serve one connection of a known version;
+  :class:`Http1Server` is the HTTP/1.1-only stream service.
+
+Limits live in :class:`ServerConfig`, shared by every version.
 """
 
+from .auto import HttpServer, HttpVersionChoice, TlsTermination, detect_version, serve
 from .config import Http1Engine, ServerConfig
 from .h1_conn import Http1Connection, serve_http1
 from .h1_engines import available_engines, make_engine
 from .h1_server import Http1Server
 from .h1_stream import RewindStream
+from .h2 import ExtendedConnectProtocol, H2ServerConnection, serve_h2
 
 __all__ = [
+    "ExtendedConnectProtocol",
+    "H2ServerConnection",
     "Http1Connection",
     "Http1Engine",
     "Http1Server",
+    "HttpServer",
+    "HttpVersionChoice",
     "RewindStream",
     "ServerConfig",
+    "TlsTermination",
     "available_engines",
+    "detect_version",
     "make_engine",
+    "serve",
+    "serve_h2",
     "serve_http1",
 ]
