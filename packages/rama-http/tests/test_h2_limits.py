@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -21,7 +20,7 @@ import h2.events
 import h2.settings
 import hpack
 import pytest
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     Frame,
@@ -31,8 +30,9 @@ from hyperframe.frame import (
     RstStreamFrame,
     SettingsFrame,
 )
+from rama_http_h2_peer import RawH2, h2_server, hello
 
-from rama_core import Context, service_fn
+from rama_core import Context
 from rama_http import Body, Request, Response
 from rama_http.h2.config import H2Config
 from rama_http.h2.record import CONNECTION_PREFACE
@@ -40,150 +40,6 @@ from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import H2ServerConnection
 
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[Context, Request], Any]
-
-
-@asynccontextmanager
-async def h2_server(
-    handler: Handler,
-    config: ServerConfig | None = None,
-    *,
-    conns: list[H2ServerConnection] | None = None,
-    sock_buf: int | None = None,
-) -> AsyncIterator[int]:
-    """Serve h2 (prior knowledge) on an ephemeral loopback port.
-
-    ``conns`` collects the server connections; ``sock_buf`` shrinks the kernel
-    buffers of accepted sockets so backpressure shows after a few KiB.
-    """
-    svc = service_fn(handler)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-
-    async def serve(stream: ByteStream) -> None:
-        if sock_buf is not None:
-            _shrink(stream, sock_buf)
-        conn = H2ServerConnection(Context(), stream, svc, config)
-        if conns is not None:
-            conns.append(conn)
-        await conn.run()
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, serve)
-        try:
-            yield port
-        finally:
-            tg.cancel_scope.cancel()
-
-
-def _shrink(stream: ByteStream, size: int) -> None:
-    sock = stream.extra(SocketAttribute.raw_socket)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-
-class RawH2:
-    """A test client on the h2 library: full control over frames and timing."""
-
-    def __init__(self, stream: ByteStream, conn: h2.connection.H2Connection) -> None:
-        self.stream = stream
-        self.conn = conn
-        self.events: list[h2.events.Event] = []
-        self.closed = False
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(
-        cls, port: int, *, settings: dict[int, int] | None = None, sock_buf: int | None = None
-    ) -> AsyncIterator[RawH2]:
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        if sock_buf is not None:
-            _shrink(stream, sock_buf)
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
-        if settings:
-            conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
-        conn.initiate_connection()
-        client = cls(stream, conn)
-        await client.flush()
-        try:
-            yield client
-        finally:
-            await stream.aclose()
-
-    async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send(data)
-
-    async def pump(self) -> None:
-        """Read once and process what arrived."""
-        try:
-            data = await self.stream.receive(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            self.closed = True
-            return
-        self.events.extend(self.conn.receive_data(data))
-        await self.flush()
-
-    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while not cond():
-                if self.closed:
-                    raise AssertionError(f"connection closed; events: {self.events}")
-                await self.pump()
-
-    async def until_closed(self, timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while not self.closed:
-                await self.pump()
-
-    async def request(
-        self,
-        path: str = "/",
-        method: str = "GET",
-        *,
-        body: bytes | None = None,
-        extra: list[tuple[str, str]] | None = None,
-        end: bool = True,
-    ) -> int:
-        sid = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
-        self.conn.send_headers(sid, headers + (extra or []), end_stream=end and body is None)
-        if body is not None:
-            size = self.conn.max_outbound_frame_size
-            for i in range(0, max(len(body), 1), size):
-                last = i + size >= len(body)
-                self.conn.send_data(sid, body[i : i + size], end_stream=end and last)
-        await self.flush()
-        return sid
-
-    def of(self, sid: int, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind) and e.stream_id == sid]
-
-    def ended(self, sid: int) -> bool:
-        return bool(self.of(sid, h2.events.StreamEnded) or self.of(sid, h2.events.StreamReset))
-
-    def reset_code(self, sid: int) -> int | None:
-        resets = self.of(sid, h2.events.StreamReset)
-        return int(resets[0].error_code) if resets else None
-
-    def body(self, sid: int) -> bytes:
-        return b"".join(e.data for e in self.of(sid, h2.events.DataReceived))
-
-    def status(self, sid: int) -> int:
-        (resp,) = self.of(sid, h2.events.ResponseReceived)
-        return int(dict(resp.headers)[b":status"])
-
-    def goaway(self) -> h2.events.ConnectionTerminated | None:
-        found = [e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)]
-        return found[0] if found else None
-
-
-async def _hello(ctx: Context, req: Request) -> Response:
-    return Response.from_text("hello\n")
 
 
 # -- request bodies over max_body_size ---------------------------------------------------------
@@ -372,7 +228,7 @@ def _ping(i: int) -> bytes:
 
 
 async def test_pings_within_the_allowance_are_answered() -> None:
-    async with h2_server(_hello, _limits(max_pings=50)) as port:
+    async with h2_server(hello, _limits(max_pings=50)) as port:
         stream = await _raw_connect(port)
         await stream.send(b"".join(_ping(i) for i in range(50)))
         acks = lambda fs: [f for f in fs if isinstance(f, PingFrame) and "ACK" in f.flags]  # noqa: E731
@@ -382,7 +238,7 @@ async def test_pings_within_the_allowance_are_answered() -> None:
 
 
 async def test_a_ping_flood_gets_goaway_enhance_your_calm() -> None:
-    async with h2_server(_hello, _limits(max_pings=50)) as port:
+    async with h2_server(hello, _limits(max_pings=50)) as port:
         stream = await _raw_connect(port)
         await stream.send(b"".join(_ping(i) for i in range(200)))
         frames = await _read_frames(stream, _closed)
@@ -393,7 +249,7 @@ async def test_a_ping_flood_gets_goaway_enhance_your_calm() -> None:
 
 
 async def test_a_settings_flood_gets_goaway_enhance_your_calm() -> None:
-    async with h2_server(_hello, _limits(max_settings=20)) as port:
+    async with h2_server(hello, _limits(max_settings=20)) as port:
         stream = await _raw_connect(port)
         settings = bytes(SettingsFrame(0, settings={SettingsFrame.ENABLE_PUSH: 0}).serialize())
         await stream.send(settings * 100)
@@ -508,7 +364,7 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
         except OSError:  # reset or closed by the server
             broken.set()
 
-    async with h2_server(_hello, config, conns=conns, sock_buf=32768) as port:
+    async with h2_server(hello, config, conns=conns, sock_buf=32768) as port:
         # A bare socket, not an event-loop stream: no transport (uvloop's reads
         # ahead) may read the answers for it.
         sock = socket.socket()

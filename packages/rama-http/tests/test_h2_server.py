@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -21,7 +20,7 @@ import h2.settings
 import hpack
 import httpx
 import pytest
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     DataFrame,
@@ -31,140 +30,16 @@ from hyperframe.frame import (
     RstStreamFrame,
     SettingsFrame,
 )
+from rama_http_h2_peer import RawH2, h2_server, hello
 
-from rama_core import Context, Shutdown, service_fn
+from rama_core import Context, Shutdown
 from rama_http import Body, HttpError, Request, Response
 from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
 from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
 from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import ExtendedConnectProtocol, serve_h2
+from rama_http.server.h2 import ExtendedConnectProtocol
 
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[Context, Request], Any]
-
-
-@asynccontextmanager
-async def h2_server(
-    handler: Handler,
-    config: ServerConfig | None = None,
-    shutdown: Shutdown | None = None,
-) -> AsyncIterator[int]:
-    """Serve h2 (prior knowledge) on an ephemeral loopback port."""
-    svc = service_fn(handler)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-
-    async def conn(stream: ByteStream) -> None:
-        ctx = shutdown.context() if shutdown is not None else Context()
-        await serve_h2(ctx, stream, svc, config)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, conn)
-        try:
-            yield port
-        finally:
-            tg.cancel_scope.cancel()
-
-
-class RawH2:
-    """A test client on the h2 library: full control over frames and timing."""
-
-    def __init__(self, stream: ByteStream, conn: h2.connection.H2Connection) -> None:
-        self.stream = stream
-        self.conn = conn
-        self.events: list[h2.events.Event] = []
-        self.closed = False
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(
-        cls, port: int, *, settings: dict[int, int] | None = None, window: int = 0
-    ) -> AsyncIterator[RawH2]:
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
-        if settings:
-            conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
-        conn.initiate_connection()
-        if window:
-            conn.increment_flow_control_window(window)
-        client = cls(stream, conn)
-        await client.flush()
-        try:
-            yield client
-        finally:
-            await stream.aclose()
-
-    async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send(data)
-
-    async def pump(self) -> None:
-        """Read once and process what arrived."""
-        try:
-            data = await self.stream.receive(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            self.closed = True
-            return
-        self.events.extend(self.conn.receive_data(data))
-        await self.flush()
-
-    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while not cond():
-                if self.closed:
-                    raise AssertionError(f"connection closed; events: {self.events}")
-                await self.pump()
-
-    async def request(
-        self,
-        path: str = "/",
-        method: str = "GET",
-        *,
-        body: bytes | None = None,
-        extra: list[tuple[str, str]] | None = None,
-        end: bool = True,
-    ) -> int:
-        sid = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
-        self.conn.send_headers(sid, headers + (extra or []), end_stream=end and body is None)
-        if body is not None:
-            size = self.conn.max_outbound_frame_size
-            for i in range(0, max(len(body), 1), size):
-                last = i + size >= len(body)
-                self.conn.send_data(sid, body[i : i + size], end_stream=end and last)
-        await self.flush()
-        return sid
-
-    def of(self, sid: int, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind) and e.stream_id == sid]
-
-    def ended(self, sid: int) -> bool:
-        return bool(self.of(sid, h2.events.StreamEnded) or self.of(sid, h2.events.StreamReset))
-
-    def body(self, sid: int) -> bytes:
-        return b"".join(e.data for e in self.of(sid, h2.events.DataReceived))
-
-    def status(self, sid: int) -> int:
-        (resp,) = self.of(sid, h2.events.ResponseReceived)
-        return int(dict(resp.headers)[b":status"])
-
-    def goaway(self) -> h2.events.ConnectionTerminated | None:
-        found = [e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)]
-        return found[0] if found else None
-
-    def ack_all(self) -> None:
-        for e in self.events:
-            if isinstance(e, h2.events.DataReceived) and not getattr(e, "_acked", False):
-                e._acked = True  # type: ignore[attr-defined]
-                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-
-
-async def _hello(ctx: Context, req: Request) -> Response:
-    return Response.from_text("hello\n")
 
 
 async def _echo(ctx: Context, req: Request) -> Response:
@@ -335,7 +210,7 @@ async def test_client_reset_cancels_the_handler_and_connection_goes_on() -> None
 
 
 async def test_bad_preface_closes_that_connection_only() -> None:
-    async with h2_server(_hello) as port:
+    async with h2_server(hello) as port:
         bad = await anyio.connect_tcp("127.0.0.1", port)
         await bad.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 40)
         got = b""
@@ -354,7 +229,7 @@ async def test_bad_preface_closes_that_connection_only() -> None:
 
 async def test_oversized_header_list_ends_connection_with_enhance_your_calm() -> None:
     config = ServerConfig(h2_max_header_list_size=4096)
-    async with h2_server(_hello, config) as port:
+    async with h2_server(hello, config) as port:
         async with RawH2.connect(port) as c:
             await c.until(lambda: c.conn.remote_settings.max_header_list_size == 4096)
             # Ignore the advertised limit on purpose (h2 itself does not enforce it).
@@ -584,7 +459,7 @@ async def test_in_flight_requests_are_answered_after_a_client_goaway(
 
 async def test_idle_connection_is_closed_with_goaway() -> None:
     config = ServerConfig(keep_alive_timeout=0.3)
-    async with h2_server(_hello, config) as port, RawH2.connect(port) as c:
+    async with h2_server(hello, config) as port, RawH2.connect(port) as c:
         sid = await c.request("/")
         await c.until(lambda: c.ended(sid))
         with anyio.fail_after(5):
