@@ -217,8 +217,8 @@ async def test_close_drains_in_flight_connections() -> None:
     assert finished.is_set()
 
 
-async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
-    cancelled = anyio.Event()
+def stuck_until_cancelled(cancelled: anyio.Event) -> Any:
+    """A stream service that greets, then never ends on its own; sets ``cancelled`` when cut."""
 
     @service_fn
     async def stuck(ctx: Context, stream: ByteStream) -> None:
@@ -228,6 +228,12 @@ async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
         finally:
             cancelled.set()
 
+    return stuck
+
+
+async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
+    cancelled = anyio.Event()
+    stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, stuck, None, TcpServerConfig(drain_timeout=0.3))
@@ -243,15 +249,7 @@ async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
 
 async def test_shutdown_deadline_cancels_stuck_connections() -> None:
     cancelled = anyio.Event()
-
-    @service_fn
-    async def stuck(ctx: Context, stream: ByteStream) -> None:
-        await stream.send(b"in")
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
-
+    stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     with anyio.fail_after(10):
         async with Shutdown(deadline=0.3, signals=()) as shutdown:
