@@ -16,13 +16,14 @@ import h2.connection
 import h2.events
 import h2.settings
 from anyio.abc import ByteStream, SocketAttribute
+from hyperframe.frame import Frame
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import H2ServerConnection
 
-__all__ = ["Handler", "RawH2", "h2_server", "hello", "shrink_buffers"]
+__all__ = ["Handler", "RawH2", "h2_server", "hello", "read_frames", "shrink_buffers"]
 
 Handler = Callable[[Context, Request], Any]
 
@@ -186,3 +187,28 @@ class RawH2:
 async def hello(ctx: Context, req: Request) -> Response:
     """Answers ``hello``."""
     return Response.from_text("hello\n")
+
+
+async def read_frames(stream: ByteStream, until: Callable[[list[Any]], bool]) -> list[Any]:
+    """Parse the server's frames with hyperframe until ``until(frames)``.
+
+    ``"EOF"`` is appended once the server closed. Raw parsing, because h2's own
+    client refuses frames after a GOAWAY and hides what a misbehaving server sent.
+    """
+    frames: list[Any] = []
+    buf = b""
+    with anyio.fail_after(5):
+        while not until(frames):
+            try:
+                buf += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                frames.append("EOF")
+                break
+            while len(buf) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buf[9 : 9 + length]))
+                frames.append(frame)
+                buf = buf[9 + length :]
+    return frames

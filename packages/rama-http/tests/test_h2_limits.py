@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -23,14 +23,13 @@ import pytest
 from anyio.abc import ByteStream
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
-    Frame,
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
     SettingsFrame,
 )
-from rama_http_h2_peer import RawH2, h2_server, hello
+from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
 from rama_core import Context
 from rama_http import Body, Request, Response
@@ -191,27 +190,6 @@ async def _raw_connect(port: int) -> ByteStream:
     return stream
 
 
-async def _read_frames(stream: ByteStream, until: Callable[[list[Any]], bool]) -> list[Any]:
-    """Parse server frames with hyperframe ("EOF" once the server closed)."""
-    frames: list[Any] = []
-    buf = b""
-    with anyio.fail_after(5):
-        while not until(frames):
-            try:
-                buf += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                frames.append("EOF")
-                break
-            while len(buf) >= 9:
-                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
-                if len(buf) < 9 + length:
-                    break
-                frame.parse_body(memoryview(buf[9 : 9 + length]))
-                frames.append(frame)
-                buf = buf[9 + length :]
-    return frames
-
-
 def _closed(frames: list[Any]) -> bool:
     return "EOF" in frames
 
@@ -232,7 +210,7 @@ async def test_pings_within_the_allowance_are_answered() -> None:
         stream = await _raw_connect(port)
         await stream.send(b"".join(_ping(i) for i in range(50)))
         acks = lambda fs: [f for f in fs if isinstance(f, PingFrame) and "ACK" in f.flags]  # noqa: E731
-        frames = await _read_frames(stream, lambda fs: len(acks(fs)) == 50)
+        frames = await read_frames(stream, lambda fs: len(acks(fs)) == 50)
         await stream.aclose()
     assert not [f for f in frames if isinstance(f, GoAwayFrame)]
 
@@ -241,7 +219,7 @@ async def test_a_ping_flood_gets_goaway_enhance_your_calm() -> None:
     async with h2_server(hello, _limits(max_pings=50)) as port:
         stream = await _raw_connect(port)
         await stream.send(b"".join(_ping(i) for i in range(200)))
-        frames = await _read_frames(stream, _closed)
+        frames = await read_frames(stream, _closed)
         await stream.aclose()
     goaway = _calm(frames)
     assert b"PING" in goaway.additional_data
@@ -253,7 +231,7 @@ async def test_a_settings_flood_gets_goaway_enhance_your_calm() -> None:
         stream = await _raw_connect(port)
         settings = bytes(SettingsFrame(0, settings={SettingsFrame.ENABLE_PUSH: 0}).serialize())
         await stream.send(settings * 100)
-        frames = await _read_frames(stream, _closed)
+        frames = await read_frames(stream, _closed)
         await stream.aclose()
     assert b"SETTINGS" in _calm(frames).additional_data
 
@@ -282,7 +260,7 @@ async def test_rapid_reset_gets_goaway_enhance_your_calm() -> None:
         stream = await _raw_connect(port)
         enc = hpack.Encoder()
         await stream.send(b"".join(_open_and_reset(enc, 1 + 2 * i) for i in range(1000)))
-        frames = await _read_frames(stream, _closed)
+        frames = await read_frames(stream, _closed)
         await stream.aclose()
     goaway = _calm(frames)
     assert b"reset" in goaway.additional_data
@@ -326,7 +304,7 @@ async def test_streams_refused_over_the_concurrency_limit_count_as_resets() -> N
             f.flags.add("END_STREAM")
             heads.append(f.serialize())
         await stream.send(b"".join(heads))
-        frames = await _read_frames(stream, _closed)
+        frames = await read_frames(stream, _closed)
         await stream.aclose()
     refused = [f for f in frames if isinstance(f, RstStreamFrame)]
     assert refused

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import anyio
 import h2.config
@@ -24,13 +23,12 @@ from anyio.abc import ByteStream
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     DataFrame,
-    Frame,
     GoAwayFrame,
     HeadersFrame,
     RstStreamFrame,
     SettingsFrame,
 )
-from rama_http_h2_peer import RawH2, h2_server, hello
+from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
 from rama_core import Context, Shutdown
 from rama_http import Body, HttpError, Request, Response
@@ -345,27 +343,6 @@ async def test_body_over_the_limit_gets_413_and_the_connection_goes_on() -> None
 
 
 # -- lifecycle -------------------------------------------------------------------------------
-async def _read_frames(stream: ByteStream, until: Callable[[list[Any]], bool]) -> list[Any]:
-    """Parse server frames with hyperframe: h2's client refuses frames after GOAWAY."""
-    frames: list[Any] = []
-    buf = b""
-    with anyio.fail_after(5):
-        while not until(frames):
-            try:
-                buf += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                frames.append("EOF")
-                break
-            while len(buf) >= 9:
-                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
-                if len(buf) < 9 + length:
-                    break
-                frame.parse_body(memoryview(buf[9 : 9 + length]))
-                frames.append(frame)
-                buf = buf[9 + length :]
-    return frames
-
-
 async def test_graceful_shutdown_sends_goaway_and_finishes_in_flight() -> None:
     started = anyio.Event()
 
@@ -387,7 +364,7 @@ async def test_graceful_shutdown_sends_goaway_and_finishes_in_flight() -> None:
             with anyio.fail_after(5):
                 await started.wait()
             shutdown.trigger()
-            frames = await _read_frames(stream, lambda fs: "EOF" in fs)
+            frames = await read_frames(stream, lambda fs: "EOF" in fs)
             await stream.aclose()
     kinds = [type(f).__name__ if not isinstance(f, str) else f for f in frames]
     goaway = kinds.index("GoAwayFrame")
@@ -436,11 +413,11 @@ async def test_in_flight_requests_are_answered_after_a_client_goaway(
         # but still wants stream 1 answered; a stream it opens afterwards is refused.
         goaway = GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.NO_ERROR)
         await stream.send(goaway.serialize() + _headers_frame(enc, 3))
-        frames = await _read_frames(
+        frames = await read_frames(
             stream, lambda fs: any(isinstance(f, RstStreamFrame) for f in fs)
         )
         release.set()
-        frames += await _read_frames(stream, lambda fs: "EOF" in fs)
+        frames += await read_frames(stream, lambda fs: "EOF" in fs)
         await stream.aclose()
     (refused,) = [f for f in frames if isinstance(f, RstStreamFrame)]
     assert refused.stream_id == 3

@@ -72,6 +72,20 @@ async def roundtrip(stream: ByteStream, payload: bytes = b"ping") -> bytes:
         return await stream.receive()
 
 
+async def get_page(stream: ByteStream) -> bytes:
+    """Send an HTTP/1.0 GET, read the answer to EOF, close: what s_server -www serves."""
+    with anyio.fail_after(10):
+        await stream.send(b"GET / HTTP/1.0\r\n\r\n")
+        page = b""
+        try:
+            while True:
+                page += await stream.receive()
+        except anyio.EndOfStream:
+            pass
+    await stream.aclose()
+    return page
+
+
 async def test_connects_verifies_and_records_the_result(
     serve_tcp: Any, ca: CertificateAuthority
 ) -> None:
@@ -439,15 +453,7 @@ async def test_against_openssl_s_server(
     )
     ctx = Context()
     conn = await TlsConnector(config=config).serve(ctx, Authority.new("localhost", port))
-    with anyio.fail_after(10):
-        await conn.stream.send(b"GET / HTTP/1.0\r\n\r\n")
-        page = b""
-        try:
-            while True:
-                page += await conn.stream.receive()
-        except anyio.EndOfStream:
-            pass
-    await conn.stream.aclose()
+    page = await get_page(conn.stream)
     info = ctx.require(NegotiatedTls)
     assert info.version == expected
     assert info.alpn == "http/1.1"
@@ -471,15 +477,7 @@ async def test_pinned_tls12_cipher_against_openssl_s_server(
     )
     ctx = Context()
     conn = await TlsConnector(config=config).serve(ctx, Authority.new("localhost", port))
-    with anyio.fail_after(10):
-        await conn.stream.send(b"GET / HTTP/1.0\r\n\r\n")
-        page = b""
-        try:
-            while True:
-                page += await conn.stream.receive()
-        except anyio.EndOfStream:
-            pass
-    await conn.stream.aclose()
+    page = await get_page(conn.stream)
     assert ctx.require(NegotiatedTls).cipher == "ECDHE-ECDSA-CHACHA20-POLY1305"
     assert b"TLSv1.2, Cipher is ECDHE-ECDSA-CHACHA20-POLY1305\n" in page
 
@@ -493,15 +491,7 @@ async def test_client_cert_against_openssl_s_server(
     me = client_ca.issue("me.example.test")
     config = TlsClientConfig(ca_pem=ca.cert_pem(), client_cert=me)
     conn = await TlsConnector(config=config).serve(Context(), Authority.new("127.0.0.1", port))
-    with anyio.fail_after(10):
-        await conn.stream.send(b"GET / HTTP/1.0\r\n\r\n")
-        page = b""
-        try:
-            while True:
-                page += await conn.stream.receive()
-        except anyio.EndOfStream:
-            pass
-    await conn.stream.aclose()
+    page = await get_page(conn.stream)
     assert page.startswith(b"HTTP/1.0 200 ok")
     assert b"CN = me.example.test" in page or b"CN=me.example.test" in page
 
