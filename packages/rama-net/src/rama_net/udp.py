@@ -128,7 +128,7 @@ class UdpListener:
                 reply = await service.serve(child, Datagram(data, peer))
                 if reply is not None:
                     await self.send_to(reply, peer)
-                    metrics.sent.add(len(reply), {"rama.transport": "udp"})
+                    metrics.moved("udp", sent=len(reply))
             except RamaError as exc:
                 _log.debug("datagram from %s: %s", peer, format_error_chain(exc))
             except Exception:
@@ -139,7 +139,7 @@ class UdpListener:
         async def receive_loop(handlers: TaskGroup) -> None:
             nonlocal in_flight
             async for data, (host, port, *_) in self.socket:
-                metrics.received.add(len(data), {"rama.transport": "udp"})
+                metrics.moved("udp", received=len(data))
                 if in_flight >= cfg.max_in_flight:
                     self.dropped += 1
                     continue

@@ -15,6 +15,7 @@ from rama_core import Context, RamaError
 
 from ..address import Authority, IpAddress, SocketAddress
 from ..dns import DnsError, Resolver, default_resolver, resolve_host
+from ..metrics import TransportMetrics, transport_metrics
 from ..stream import wrap_socket
 from .server import SocketInfo
 
@@ -135,11 +136,14 @@ class TcpConnector:
         connect_timeout: float = 10.0,
         happy_eyeballs_delay: float = 0.25,
         fast_streams: bool = True,
+        metrics: TransportMetrics | None = None,
     ) -> None:
         self.resolver = resolver
         self.connect_timeout = connect_timeout
         self.happy_eyeballs_delay = happy_eyeballs_delay
         self.fast_streams = fast_streams
+        self.metrics = metrics
+        """Where dialled connections are counted (default: the process-wide instruments)."""
 
     async def serve(self, ctx: Context, req: Authority) -> EstablishedConnection:
         """Connect to ``req``; the Context may carry a Resolver extension to use."""
@@ -170,6 +174,7 @@ class TcpConnector:
         except BaseException:
             sock.close()
             raise
+        (self.metrics or transport_metrics()).outbound_opened("tcp")
         return EstablishedConnection(stream, req, info)
 
 

@@ -368,6 +368,7 @@ class TcpListener:
                     local_addr=SocketAddress.from_sockaddr(conn.getsockname()),
                 )
                 stream = await wrap_socket(conn, fast=cfg.fast_streams)
+                metrics.track("tcp", stream)
                 self._scopes[conn_id.value] = (scope, stream)
                 ctx = parent.fork()
                 ctx.insert(info)
@@ -394,6 +395,7 @@ class TcpListener:
                     anyio.current_time() - started,
                     stream.bytes_received if stream is not None else 0,
                     stream.bytes_sent if stream is not None else 0,
+                    stream=stream,
                 )
 
     async def _sweep_idle(self, idle_timeout: float | None, read_timeout: float | None) -> None:
