@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-__all__ = ["StatusCode", "is_client_error", "is_informational", "is_server_error", "reason_phrase"]
+__all__ = [
+    "NO_BODY_STATUSES",
+    "StatusCode",
+    "is_client_error",
+    "is_informational",
+    "is_server_error",
+    "reason_phrase",
+]
 
 StatusCode = HTTPStatus
 """Named status codes (``StatusCode.NOT_FOUND == 404``); responses hold plain ints."""
+
+NO_BODY_STATUSES: frozenset[int] = frozenset((204, 304))
+"""Final statuses whose responses never carry a body (RFC 9110 6.4.1; 1xx aside)."""
 
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
 _REASONS[418] = "I'm a teapot"

@@ -86,13 +86,11 @@ class TransportMetrics:
         )
 
     # -- recording ------------------------------------------------------------------------
-    def connection_opened(self, transport: str, stream: CountedStream | None = None) -> None:
-        """Count an accepted connection; with ``stream``, its bytes count while it is open."""
+    def connection_opened(self, transport: str) -> None:
+        """Count an accepted connection (then :meth:`track` its stream once there is one)."""
         attrs = {"rama.transport": transport, "rama.direction": "inbound"}
         self.opened.add(1, attrs)
         self.active.add(1, attrs)
-        if stream is not None:
-            self.track(transport, stream)
 
     def track(self, transport: str, stream: CountedStream) -> None:
         """Count ``stream``'s bytes from now until :meth:`connection_closed` takes it."""

@@ -31,7 +31,7 @@ from ..body import Body, close_body_soon
 from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, ProtocolError
 from ..headers import Headers
 from ..message import Request, Response
-from ..status import reason_phrase
+from ..status import NO_BODY_STATUSES, reason_phrase
 from .config import ServerConfig
 from .h1_engine import NEED_DATA, BodyData, BodyEnd, H1Engine, RequestHead
 from .h1_engines import make_engine
@@ -45,7 +45,6 @@ _DEFAULT_CONFIG = ServerConfig()
 _INF = math.inf
 _DRAIN_LIMIT = 1024 * 1024
 _LINGER_SECONDS = 1.0
-_NO_BODY_STATUS = frozenset((204, 304))
 
 # Phases the watcher looks at when a deadline passes.
 _IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
@@ -76,7 +75,7 @@ def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Hea
         fixed = headers.copy()
         fixed.remove("content-length")
         return fixed
-    if data is None or head.method == "HEAD" or resp.status in _NO_BODY_STATUS:
+    if data is None or head.method == "HEAD" or resp.status in NO_BODY_STATUSES:
         return headers  # streamed bodies are checked as they go; HEAD/304 may announce a size
     values = headers.get_all("content-length")
     if any(v.strip() != str(len(data)) for v in values):
@@ -440,7 +439,7 @@ class Http1Connection:
         try:
             # HEAD, 204 and 304 answers carry no body: never run the producer
             # (an endless one would spin here without ever awaiting).
-            if head.method != "HEAD" and status not in _NO_BODY_STATUS:
+            if head.method != "HEAD" and status not in NO_BODY_STATUSES:
                 async for chunk in body:
                     out = engine.data(chunk)
                     if out:

@@ -11,13 +11,12 @@ it reads a request head.
 from __future__ import annotations
 
 from ..errors import LocalProtocolError
-from ..status import reason_phrase
+from ..status import NO_BODY_STATUSES, reason_phrase
 from ..version import Version
 
 __all__ = ["ResponseWriter"]
 
 _W_NONE, _W_CL, _W_CHUNKED, _W_CLOSE, _W_NOBODY = range(5)
-_NO_BODY_STATUS = frozenset((204, 304))
 _STATUS_LINES: dict[tuple[int, str], str] = {}
 
 
@@ -93,7 +92,7 @@ class ResponseWriter:
                     close = True
             lines.append(f"{n}: {v}\r\n")
         method = self._req_method
-        no_body = status in _NO_BODY_STATUS or (method == "CONNECT" and 200 <= status < 300)
+        no_body = status in NO_BODY_STATUSES or (method == "CONNECT" and 200 <= status < 300)
         keep_alive = self._req_keep_alive and not close
         if no_body:
             wstate = _W_NOBODY

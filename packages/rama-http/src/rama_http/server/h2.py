@@ -52,6 +52,7 @@ from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
 from ..h2.record import H2PrefaceRecord, H2PrefaceRecorder, PseudoHeaderOrder
 from ..headers import Headers
 from ..message import Request, Response
+from ..status import NO_BODY_STATUSES
 from ..uri import Uri
 from ..version import Version
 from .config import ServerConfig
@@ -64,7 +65,6 @@ _log = logging.getLogger("rama.http.h2")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
-_NO_BODY_STATUS = frozenset({204, 304})
 _WRITE_SLICE = 256 * 1024
 
 
@@ -633,11 +633,11 @@ class H2ServerConnection:
         if (
             body.length is not None
             and resp.status >= 200
-            and resp.status not in _NO_BODY_STATUS
+            and resp.status not in NO_BODY_STATUSES
             and "content-length" not in resp.headers
         ):
             head.append((b"content-length", str(body.length).encode()))
-        no_body = req.method == "HEAD" or resp.status in _NO_BODY_STATUS or resp.status < 200
+        no_body = req.method == "HEAD" or resp.status in NO_BODY_STATUSES or resp.status < 200
         data = body.bytes_now()
         if no_body or (data is not None and not data and body.trailers is None):
             self._conn.send_headers(st.id, head, end_stream=True)
