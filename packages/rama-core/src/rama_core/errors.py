@@ -59,7 +59,15 @@ class ServiceTimeout(RamaError, TimeoutError):
 
 
 class Overloaded(RamaError):
-    """A service rejected work because a limit was reached."""
+    """A service rejected work because a limit was reached.
+
+    ``retry_after`` (seconds) is a hint for the caller; HTTP servers send it as
+    ``Retry-After`` on the 503 they answer with.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class MissingExtension(RamaError, LookupError):

@@ -23,6 +23,7 @@ from .errors import (
     InvalidUri,
     LocalProtocolError,
     ProtocolError,
+    RemoteProtocolError,
 )
 from .fingerprint import AkamaiH2Fingerprint, Ja4hFingerprint, akamai_h2_fingerprint, ja4h
 from .h2.record import H2PrefaceRecord, PseudoHeaderOrder
@@ -54,6 +55,7 @@ __all__ = [
     "Method",
     "ProtocolError",
     "PseudoHeaderOrder",
+    "RemoteProtocolError",
     "Request",
     "Response",
     "StatusCode",

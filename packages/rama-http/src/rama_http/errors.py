@@ -1,7 +1,15 @@
 """Typed errors of rama-http.
 
-Every error derives from :class:`HttpError` (itself a ``RamaError``). Errors a
-server answers with a status code carry it in :attr:`HttpError.status`.
+Every error derives from :class:`HttpError` (itself a ``RamaError``). As in
+h11, protocol violations share one base, :class:`ProtocolError`, with the
+side at fault below it: :class:`RemoteProtocolError` (the peer broke the
+protocol; a server answers its 4xx :attr:`~HttpError.status`) and
+:class:`LocalProtocolError` (we were asked to break it: a handler bug, 500).
+
+Whose fault an error is decides the answer: an error a handler raises is a
+500 logged with its traceback, unless it is one of the peer's (a
+:class:`RemoteProtocolError` or a :class:`BodyError` from reading the
+request), see :func:`rama_http.server.handler_failure`.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ __all__ = [
     "InvalidUri",
     "LocalProtocolError",
     "ProtocolError",
+    "RemoteProtocolError",
 ]
 
 
@@ -28,33 +37,52 @@ class HttpError(RamaError):
 
 
 class ProtocolError(HttpError):
-    """The peer broke the HTTP protocol (malformed message, bad framing, limit exceeded)."""
+    """Base of protocol violations; catch a subclass to know whose fault it is."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the HTTP protocol (malformed message, bad framing, limit exceeded).
+
+    ``status`` is the 4xx/5xx a server answers with (400 unless the violation has
+    a more precise one: 413, 414, 431, 501, 505...).
+    """
 
     def __init__(self, message: str = "", *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
 
 
-class LocalProtocolError(HttpError):
-    """We (the local side) tried to break the protocol, e.g. a body longer than its length."""
+class LocalProtocolError(ProtocolError):
+    """We (the local side) were asked to break the protocol, e.g. a body longer than its length."""
 
     status = 500
 
 
 class InvalidUri(HttpError, ValueError):
-    """A request target or URI could not be parsed."""
+    """A URI could not be parsed or built.
 
-    status = 400
+    Raised by our own code (a handler building a bad URI) it is a 500; servers
+    turn a peer's unparsable request target into a :class:`RemoteProtocolError`.
+    """
+
+    status = 500
 
 
 class InvalidHeader(HttpError, ValueError):
-    """A header name or value contains bytes HTTP does not allow."""
+    """A header name or value contains bytes HTTP does not allow.
 
-    status = 400
+    Raised by our own code (a handler building ``{"X-Bad": "a\\r\\nb"}``) it is a
+    500; servers reject a peer's bad header with a :class:`RemoteProtocolError`.
+    """
+
+    status = 500
 
 
 class BodyError(HttpError):
-    """Reading or writing a body failed (peer went away, bad framing)."""
+    """Reading a request body failed on the peer's side (bad framing, bad encoding).
+
+    Its 4xx ``status`` is the answer when it escapes a handler that was reading it.
+    """
 
     status = 400
 

@@ -1,5 +1,6 @@
 """rama-net: addresses, TCP/UDP servers and connectors, DNS, forwarding, stream middleware."""
 
+from ._errors import ConnectionLost
 from .address import (
     DEFAULT_PORTS,
     AddressError,
@@ -67,6 +68,7 @@ __all__ = [
     "Authority",
     "ByteCountLayer",
     "ByteCounters",
+    "ConnectionLost",
     "ByteStream",
     "CachingResolver",
     "ConnectError",

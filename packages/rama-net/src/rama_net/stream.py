@@ -26,6 +26,8 @@ from typing import Any, cast
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
+from ._errors import ConnectionLost, connection_lost
+
 __all__ = [
     "ByteStream",
     "ProtocolStream",
@@ -169,14 +171,14 @@ class ProtocolStream(ByteStream):
         if not proto.chunks:
             if proto.eof:
                 if proto.lost is not None:
-                    raise anyio.BrokenResourceError from proto.lost
+                    raise connection_lost(proto.lost) from proto.lost
                 raise anyio.EndOfStream
             await proto.wait_readable()
             if not proto.chunks:
                 if self._closed:
                     raise anyio.ClosedResourceError
                 if proto.lost is not None:
-                    raise anyio.BrokenResourceError from proto.lost
+                    raise connection_lost(proto.lost) from proto.lost
                 raise anyio.EndOfStream
         chunk = proto.chunks.popleft()
         if len(chunk) > max_bytes:
@@ -201,19 +203,21 @@ class ProtocolStream(ByteStream):
             raise anyio.ClosedResourceError
         proto = self._protocol
         if proto.closed or self._transport.is_closing():
-            raise anyio.BrokenResourceError from proto.lost
+            raise connection_lost(proto.lost) from proto.lost
         self._transport.write(item)
         proto.bytes_sent += len(item)
         proto.last_activity = proto.loop.time()
         if proto.write_paused:
             await proto.wait_drained()
             if proto.closed and proto.lost is not None:
-                raise anyio.BrokenResourceError from proto.lost
+                raise connection_lost(proto.lost) from proto.lost
 
     def send_nowait(self, item: bytes) -> None:
         """Fast path: queue ``item`` without waiting for the peer (check ``write_paused``)."""
-        if self._closed or self._protocol.closed:
-            raise anyio.ClosedResourceError if self._closed else anyio.BrokenResourceError
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._protocol.closed:
+            raise connection_lost(self._protocol.lost) from self._protocol.lost
         self._transport.write(item)
         self._protocol.bytes_sent += len(item)
 
@@ -335,7 +339,12 @@ class TrackedStream(ByteStream):
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Receive from the inner stream, counting."""
-        data = await self.inner.receive(max_bytes)
+        try:
+            data = await self.inner.receive(max_bytes)
+        except ConnectionLost:
+            raise
+        except (anyio.BrokenResourceError, OSError) as e:
+            raise connection_lost(e) from e
         self.last_activity = self.last_received = anyio.current_time()
         self.bytes_received += len(data)
         return data
@@ -343,7 +352,12 @@ class TrackedStream(ByteStream):
     async def send(self, item: bytes) -> None:
         """Send on the inner stream, counting."""
         self.last_activity = anyio.current_time()
-        await self.inner.send(item)
+        try:
+            await self.inner.send(item)
+        except ConnectionLost:
+            raise
+        except (anyio.BrokenResourceError, OSError) as e:
+            raise connection_lost(e) from e
         self.last_activity = anyio.current_time()
         self.bytes_sent += len(item)
 

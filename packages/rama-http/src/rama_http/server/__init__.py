@@ -10,6 +10,7 @@
 Limits live in :class:`ServerConfig`, shared by every version.
 """
 
+from ._failure import HandlerFailure, handler_failure
 from .auto import HttpServer, HttpVersionChoice, TlsTermination, detect_version, serve
 from .config import Http1Engine, ServerConfig
 from .h1_conn import Http1Connection, serve_http1
@@ -20,6 +21,7 @@ from .h2 import ExtendedConnectProtocol, H2ServerConnection, serve_h2
 
 __all__ = [
     "ExtendedConnectProtocol",
+    "HandlerFailure",
     "H2ServerConnection",
     "Http1Connection",
     "Http1Engine",
@@ -31,6 +33,7 @@ __all__ = [
     "TlsTermination",
     "available_engines",
     "detect_version",
+    "handler_failure",
     "make_engine",
     "serve",
     "serve_h2",

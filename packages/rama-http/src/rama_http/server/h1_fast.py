@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import LocalProtocolError, ProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
 from .h1_head import make_head
@@ -41,11 +41,11 @@ def _parse_fields(block: str, max_headers: int) -> list[tuple[str, str]]:
         m = _BLOCK_RE.match(block)
         bad = block[m.end() if m else 0 :].split("\r\n", 1)[0]
         if bad[:1] in (" ", "\t"):
-            raise ProtocolError("obsolete line folding is not allowed")
-        raise ProtocolError(f"invalid header line {bad[:80]!r}")
+            raise RemoteProtocolError("obsolete line folding is not allowed")
+        raise RemoteProtocolError(f"invalid header line {bad[:80]!r}")
     fields: list[tuple[str, str]] = _FIELD_RE.findall(block)
     if len(fields) > max_headers:
-        raise ProtocolError(f"more than {max_headers} header fields", status=431)
+        raise RemoteProtocolError(f"more than {max_headers} header fields", status=431)
     return fields
 
 
@@ -103,7 +103,7 @@ class FastEngine(ResponseWriter):
             buf = self._buf
             if not buf:
                 if self._eof:
-                    raise ProtocolError("peer closed the connection inside a request body")
+                    raise RemoteProtocolError("peer closed the connection inside a request body")
                 return NEED_DATA
             n = self._remaining
             if len(buf) <= n:
@@ -143,15 +143,15 @@ class FastEngine(ResponseWriter):
                 len(buf) > limits.max_request_line
                 and buf.find(b"\n", 0, limits.max_request_line + 2) < 0
             ):
-                raise ProtocolError("request line too long", status=414)
+                raise RemoteProtocolError("request line too long", status=414)
             if len(buf) > limits.max_header_size:
-                raise ProtocolError("request head too large", status=431)
+                raise RemoteProtocolError("request head too large", status=431)
             if self._eof:
-                raise ProtocolError("peer closed the connection inside a request head")
+                raise RemoteProtocolError("peer closed the connection inside a request head")
             self._scan_from = max(0, len(buf) - 3)
             return NEED_DATA
         if end + 4 > limits.max_header_size:
-            raise ProtocolError("request head too large", status=431)
+            raise RemoteProtocolError("request head too large", status=431)
         text = bytes(buf[: end + 2]).decode("latin-1")
         self._consume(end + 4)
         return self._parse_head(text)
@@ -161,10 +161,10 @@ class FastEngine(ResponseWriter):
         m = re.search(rb"\r?\n\r?\n", buf)
         assert m is not None
         if m.end() > self._limits.max_header_size:
-            raise ProtocolError("request head too large", status=431)
+            raise RemoteProtocolError("request head too large", status=431)
         raw = bytes(buf[: m.start()]).replace(b"\r\n", b"\n")
         if b"\r" in raw:
-            raise ProtocolError("stray CR in request head")
+            raise RemoteProtocolError("stray CR in request head")
         self._consume(m.end())
         return self._parse_head(raw.replace(b"\n", b"\r\n").decode("latin-1") + "\r\n")
 
@@ -173,13 +173,13 @@ class FastEngine(ResponseWriter):
         line_end = text.find("\r\n")
         line = text[:line_end]
         if len(line) > limits.max_request_line:
-            raise ProtocolError("request line too long", status=414)
+            raise RemoteProtocolError("request line too long", status=414)
         m = _REQUEST_LINE_RE.fullmatch(line)
         if m is None:
-            raise ProtocolError(f"invalid request line {line[:100]!r}")
+            raise RemoteProtocolError(f"invalid request line {line[:100]!r}")
         method, target, major, minor = m.groups()
         if major != "1":
-            raise ProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
+            raise RemoteProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
         version = Version.HTTP_10 if minor == "0" else Version.HTTP_11
         block = text[line_end + 2 :]
         fields = _parse_fields(block, limits.max_headers) if block else []
@@ -224,11 +224,11 @@ class FastEngine(ResponseWriter):
                 nl = buf.find(b"\r\n", 0, _MAX_CHUNK_LINE)
                 if nl < 0:
                     if len(buf) >= _MAX_CHUNK_LINE:
-                        raise ProtocolError("chunk size line too long")
+                        raise RemoteProtocolError("chunk size line too long")
                     return self._need()
                 m = _CHUNK_SIZE_RE.fullmatch(buf, 0, nl)
                 if m is None:
-                    raise ProtocolError(f"invalid chunk size line {bytes(buf[:nl])[:40]!r}")
+                    raise RemoteProtocolError(f"invalid chunk size line {bytes(buf[:nl])[:40]!r}")
                 size = int(m.group(1), 16)
                 self._consume(nl + 2)
                 if size == 0:
@@ -254,10 +254,10 @@ class FastEngine(ResponseWriter):
             if state == _CHUNK_CRLF:
                 if len(buf) < 2:
                     if buf and buf[:1] != b"\r":
-                        raise ProtocolError("missing CRLF after chunk data")
+                        raise RemoteProtocolError("missing CRLF after chunk data")
                     return self._need()
                 if buf[:2] != b"\r\n":
-                    raise ProtocolError("missing CRLF after chunk data")
+                    raise RemoteProtocolError("missing CRLF after chunk data")
                 self._consume(2)
                 self._state = _CHUNK_SIZE
                 continue
@@ -269,7 +269,7 @@ class FastEngine(ResponseWriter):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._limits.max_header_size:
-                    raise ProtocolError("trailers too large", status=431)
+                    raise RemoteProtocolError("trailers too large", status=431)
                 return self._need()
             text = bytes(buf[: end + 2]).decode("latin-1")
             self._consume(end + 4)
@@ -278,7 +278,7 @@ class FastEngine(ResponseWriter):
 
     def _need(self) -> H1Event:
         if self._eof:
-            raise ProtocolError("peer closed the connection inside a chunked body")
+            raise RemoteProtocolError("peer closed the connection inside a chunked body")
         return NEED_DATA
 
     def start_next_cycle(self) -> None:

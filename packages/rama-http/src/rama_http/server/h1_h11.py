@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import h11
 
-from ..errors import InvalidHeader, LocalProtocolError, ProtocolError
+from ..errors import InvalidHeader, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..headers import validate_header
 from ..status import reason_phrase
 from ..version import Version
@@ -60,14 +60,14 @@ class H11Engine:
                 if nl >= 0:
                     self._line_seen = True
                     if self._pending + nl > self._limits.max_request_line + 1:
-                        raise ProtocolError("request line too long", status=414)
+                        raise RemoteProtocolError("request line too long", status=414)
                 elif self._pending + len(data) > self._limits.max_request_line:
-                    raise ProtocolError("request line too long", status=414)
+                    raise RemoteProtocolError("request line too long", status=414)
             self._pending += len(data)
         try:
             self._conn.receive_data(data)
         except h11.RemoteProtocolError as e:
-            raise ProtocolError(str(e), status=e.error_status_hint) from e
+            raise RemoteProtocolError(str(e), status=e.error_status_hint) from e
 
     def feed_eof(self) -> None:
         """The peer closed its sending side."""
@@ -77,7 +77,7 @@ class H11Engine:
         try:
             self._conn.receive_data(b"")
         except h11.RemoteProtocolError as e:
-            self._error = ProtocolError(str(e), status=e.error_status_hint)
+            self._error = RemoteProtocolError(str(e), status=e.error_status_hint)
 
     @property
     def at_eof(self) -> bool:
@@ -106,12 +106,12 @@ class H11Engine:
             status = e.error_status_hint
             if "Receive buffer too long" in str(e):
                 status = 431
-            raise ProtocolError(str(e), status=status) from e
+            raise RemoteProtocolError(str(e), status=status) from e
         if ev is h11.NEED_DATA:
             if self._eof:
                 if self._conn.their_state is h11.IDLE and not self._conn.trailing_data[0]:
                     return PAUSED
-                raise ProtocolError("peer closed the connection inside a request")
+                raise RemoteProtocolError("peer closed the connection inside a request")
             return NEED_DATA
         if ev is h11.PAUSED:
             return PAUSED
@@ -125,24 +125,26 @@ class H11Engine:
             return BodyEnd(_str_pairs(trailers) if trailers else None)
         if t is h11.ConnectionClosed:
             return PAUSED
-        raise ProtocolError(f"unexpected h11 event {ev!r}")
+        raise RemoteProtocolError(f"unexpected h11 event {ev!r}")
 
     def _head(self, ev: h11.Request) -> RequestHead:
         self._pending = 0
         self._line_seen = False
         major, _, minor = ev.http_version.partition(b".")
         if major != b"1":
-            raise ProtocolError(f"HTTP version {ev.http_version!r} not supported", status=505)
+            raise RemoteProtocolError(f"HTTP version {ev.http_version!r} not supported", status=505)
         raw = list(ev.headers.raw_items())
         if len(raw) > self._limits.max_headers:
-            raise ProtocolError(f"more than {self._limits.max_headers} header fields", status=431)
+            raise RemoteProtocolError(
+                f"more than {self._limits.max_headers} header fields", status=431
+            )
         fields = _str_pairs(raw)
         for n, v in fields:
             # h11 lets control characters through in values; the other engines do not.
             try:
                 validate_header(n, v)
             except InvalidHeader as e:
-                raise ProtocolError(str(e)) from e
+                raise RemoteProtocolError(str(e)) from e
         keys = [n.lower() for n, _ in fields]
         version = Version.HTTP_10 if minor == b"0" else Version.HTTP_11
         method = ev.method.decode("ascii")

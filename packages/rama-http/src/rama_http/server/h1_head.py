@@ -9,7 +9,7 @@ engine must agree on (RFC 9112): exactly one Host on HTTP/1.1, body framing
 
 from __future__ import annotations
 
-from ..errors import ProtocolError
+from ..errors import RemoteProtocolError
 from ..version import Version
 from .h1_engine import RequestHead
 
@@ -30,7 +30,7 @@ def make_head(
         content_length, chunked = framing(fields, keys)
     nhost = keys.count("host")
     if nhost > 1 or (nhost == 0 and version is Version.HTTP_11):
-        raise ProtocolError("a request needs exactly one Host header")
+        raise RemoteProtocolError("a request needs exactly one Host header")
     keep_alive = version is Version.HTTP_11
     conn_upgrade = False
     if "connection" in keys:
@@ -75,15 +75,15 @@ def framing(fields: list[tuple[str, str]], keys: list[str]) -> tuple[int | None,
             te.append(fields[i][1])
     if te:
         if lengths:
-            raise ProtocolError("both Content-Length and Transfer-Encoding")
+            raise RemoteProtocolError("both Content-Length and Transfer-Encoding")
         if len(te) > 1 or te[0].strip().lower() != "chunked":
-            raise ProtocolError("only Transfer-Encoding: chunked is supported", status=501)
+            raise RemoteProtocolError("only Transfer-Encoding: chunked is supported", status=501)
         return None, True
     if len(lengths) != 1:
-        raise ProtocolError("conflicting Content-Length values")
+        raise RemoteProtocolError("conflicting Content-Length values")
     value = lengths.pop()
     if not value.isdigit() or not value.isascii() or len(value) > 18:
-        raise ProtocolError(f"invalid Content-Length {value[:20]!r}")
+        raise RemoteProtocolError(f"invalid Content-Length {value[:20]!r}")
     return int(value), False
 
 
@@ -97,4 +97,4 @@ def check_head_size(method: str, target: str, fields: list[tuple[str, str]], lim
     for n, v in fields:
         size += len(n) + len(v) + 4
     if size + 2 > limit:
-        raise ProtocolError("request head too large", status=431)
+        raise RemoteProtocolError("request head too large", status=431)

@@ -20,7 +20,7 @@ from collections import deque
 
 import httptools
 
-from ..errors import LocalProtocolError, ProtocolError
+from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
 from .h1_fast import FastEngine
@@ -88,14 +88,16 @@ class HttptoolsEngine(ResponseWriter):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._limits.max_request_line:
-            raise ProtocolError("request line too long", status=414)
+            raise RemoteProtocolError("request line too long", status=414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # After the head, trailer fields of a chunked body arrive here too.
         fields = self._fields
         fields.append((name.decode("latin-1"), value.decode("latin-1")))
         if len(fields) > self._limits.max_headers:
-            raise ProtocolError(f"more than {self._limits.max_headers} header fields", status=431)
+            raise RemoteProtocolError(
+                f"more than {self._limits.max_headers} header fields", status=431
+            )
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -103,7 +105,7 @@ class HttptoolsEngine(ResponseWriter):
         parser = self._parser
         major, _, minor = parser.get_http_version().partition(".")
         if major != "1":
-            raise ProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
+            raise RemoteProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
         version = Version.HTTP_10 if minor == "0" else Version.HTTP_11
         fields = self._fields
         keys = [n.lower() for n, _ in fields]
@@ -179,7 +181,7 @@ class HttptoolsEngine(ResponseWriter):
             if not self._buf:
                 if self._eof:
                     if self._in_head or self._head is not None:
-                        raise ProtocolError("peer closed the connection inside a request")
+                        raise RemoteProtocolError("peer closed the connection inside a request")
                     return PAUSED
                 return NEED_DATA
             self._parse()
@@ -222,18 +224,18 @@ class HttptoolsEngine(ResponseWriter):
             ctx = e.__context__
             if isinstance(ctx, ProtocolError):
                 raise ctx from None
-            raise ProtocolError(str(ctx or e)) from e
+            raise RemoteProtocolError(str(ctx or e)) from e
         except httptools.HttpParserError as e:
             # llhttp only knows the versions it can parse; others are well-formed
             # requests of a version we do not support.
             status = 505 if "invalid http version" in str(e).lower() else 400
-            raise ProtocolError(str(e), status=status) from e
+            raise RemoteProtocolError(str(e), status=status) from e
         if self._in_head:
             # Bytes fed since the head started: bounded even while llhttp
             # accumulates one long field internally (the URL is bounded by on_url).
             self._head_bytes += len(data) if starts_in_head else 0
             if self._head_bytes > self._limits.max_header_size:
-                raise ProtocolError("request head too large", status=431)
+                raise RemoteProtocolError("request head too large", status=431)
 
     def start_next_cycle(self) -> None:
         """Get ready for the next request."""
