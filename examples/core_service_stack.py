@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from rama_core import Context, Shutdown, Stack, matcher_fn, service_fn
+from rama_core import Context, Service, Shutdown, Stack, matcher_fn, service_fn
 from rama_core.layers import (
     AddExtensionLayer,
     ConcurrencyLimitLayer,
@@ -47,8 +47,8 @@ async def health(ctx: Context, item: str) -> str:
     return "ok"
 
 
-def build() -> object:
-    return Stack(
+def build() -> Service[str, str]:
+    svc: Service[str, str] = Stack(
         ConsumeErrorLayer(lambda ctx, exc: f"error: {type(exc).__name__} {exc}"),
         HijackLayer(matcher_fn(lambda ctx, item: item == "health"), health),
         TimeoutLayer(0.5),
@@ -56,6 +56,7 @@ def build() -> object:
         AddExtensionLayer(Tenant("shop")),
         MapRequestLayer(lambda ctx, item: item.strip().lower()),
     ).layer(lookup)
+    return svc
 
 
 async def main(requests: list[str]) -> None:
@@ -63,7 +64,7 @@ async def main(requests: list[str]) -> None:
     answers: dict[int, str] = {}
 
     async def call(i: int, item: str, ctx: Context) -> None:
-        answers[i] = await svc.serve(ctx.fork(), item)  # type: ignore[attr-defined]
+        answers[i] = await svc.serve(ctx.fork(), item)
 
     async with Shutdown(deadline=2, signals=None) as shutdown:
         ctx = shutdown.context()

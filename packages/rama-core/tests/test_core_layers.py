@@ -8,6 +8,7 @@ import pytest
 from rama_core import (
     Context,
     Overloaded,
+    Service,
     ServiceTimeout,
     Stack,
     matcher_fn,
@@ -33,7 +34,7 @@ async def echo(ctx: Context, req: str) -> str:
     return req
 
 
-def sleeper(seconds: float) -> object:
+def sleeper(seconds: float) -> Service[str, str]:
     @service_fn
     async def svc(ctx: Context, req: str) -> str:
         await anyio.sleep(seconds)
@@ -57,7 +58,7 @@ async def test_timeout_passes_fast_calls() -> None:
 
 @pytest.mark.anyio
 async def test_timeout_raises_typed_error() -> None:
-    svc = TimeoutLayer[str, str](0.05).layer(sleeper(5))  # type: ignore[arg-type]
+    svc = TimeoutLayer(0.05).layer(sleeper(5))
     with anyio.fail_after(2):
         with pytest.raises(ServiceTimeout) as err:
             await svc.serve(Context(), "x")
@@ -70,7 +71,7 @@ async def test_timeout_fallback() -> None:
     async def fallback(ctx: Context, req: str) -> str:
         return f"fallback {req}"
 
-    svc = TimeoutLayer(0.05, fallback).layer(sleeper(5))  # type: ignore[arg-type]
+    svc = TimeoutLayer(0.05, fallback).layer(sleeper(5))
     assert await svc.serve(Context(), "x") == "fallback x"
 
 
@@ -82,7 +83,7 @@ def test_timeout_rejects_nonpositive() -> None:
 # -- concurrency limit -------------------------------------------------------------
 
 
-def gated() -> tuple[object, list[int], anyio.Event]:
+def gated() -> tuple[Service[str, str], list[int], anyio.Event]:
     active: list[int] = [0, 0]  # current, peak
     release = anyio.Event()
 
@@ -102,7 +103,7 @@ def gated() -> tuple[object, list[int], anyio.Event]:
 @pytest.mark.anyio
 async def test_concurrency_limit_wait_policy_caps_parallelism() -> None:
     inner, active, release = gated()
-    svc = ConcurrencyLimitLayer(2).layer(inner)  # type: ignore[arg-type]
+    svc = ConcurrencyLimitLayer(2).layer(inner)
     done: list[str] = []
 
     async def call(i: int) -> None:
@@ -123,7 +124,7 @@ async def test_concurrency_limit_wait_policy_caps_parallelism() -> None:
 @pytest.mark.anyio
 async def test_concurrency_limit_reject_policy() -> None:
     inner, active, release = gated()
-    svc = ConcurrencyLimitLayer(1, LimitPolicy.REJECT).layer(inner)  # type: ignore[arg-type]
+    svc = ConcurrencyLimitLayer(1, LimitPolicy.REJECT).layer(inner)
     async with anyio.create_task_group() as tg:
         tg.start_soon(svc.serve, Context(), "first")
         await anyio.sleep(0.02)
@@ -138,7 +139,7 @@ async def test_concurrency_limit_reject_policy() -> None:
 @pytest.mark.anyio
 async def test_concurrency_limit_wait_timeout_only_bounds_the_wait() -> None:
     inner, active, release = gated()
-    svc = ConcurrencyLimitLayer(1, wait_timeout=0.05).layer(inner)  # type: ignore[arg-type]
+    svc = ConcurrencyLimitLayer(1, wait_timeout=0.05).layer(inner)
     async with anyio.create_task_group() as tg:
         tg.start_soon(svc.serve, Context(), "holder")
         await anyio.sleep(0.02)
@@ -223,7 +224,7 @@ async def test_consume_error_returns_fallback_and_logs(caplog: pytest.LogCapture
 
 @pytest.mark.anyio
 async def test_consume_error_never_swallows_cancellation() -> None:
-    svc = ConsumeErrorLayer(lambda ctx, exc: "fallback").layer(sleeper(10))  # type: ignore[arg-type]
+    svc = ConsumeErrorLayer(lambda ctx, exc: "fallback").layer(sleeper(10))
     with anyio.move_on_after(0.05) as scope:
         await svc.serve(Context(), "x")
     assert scope.cancelled_caught

@@ -15,7 +15,6 @@ The service model every other rama package builds on::
 
 from .context import Context
 from .errors import (
-    BoxError,
     MissingExtension,
     Overloaded,
     RamaError,
@@ -25,9 +24,18 @@ from .errors import (
     format_error_chain,
 )
 from .executor import Executor, NoTaskGroupError
-from .layer import Identity, Layer, LayerFn, Stack, layer_fn, optional, stack, when
+from .layer import (
+    Identity,
+    Layer,
+    LayerFn,
+    Middleware,
+    MiddlewareFn,
+    Stack,
+    layer_fn,
+    middleware_fn,
+)
 from .matcher import AllOf, Always, AnyOf, FnMatcher, Matcher, Never, Not, matcher_fn
-from .service import BoxService, Service, ServiceFn, service_fn
+from .service import Service, ServiceFn, service_fn
 from .shutdown import DEFAULT_SIGNALS, Shutdown, ShutdownGuard, ShutdownReport
 
 __version__ = "0.1.0"
@@ -37,14 +45,14 @@ __all__ = [
     "AllOf",
     "Always",
     "AnyOf",
-    "BoxError",
-    "BoxService",
     "Context",
     "Executor",
     "FnMatcher",
     "Identity",
     "Layer",
     "LayerFn",
+    "Middleware",
+    "MiddlewareFn",
     "Matcher",
     "MissingExtension",
     "Never",
@@ -64,8 +72,6 @@ __all__ = [
     "format_error_chain",
     "layer_fn",
     "matcher_fn",
-    "optional",
+    "middleware_fn",
     "service_fn",
-    "stack",
-    "when",
 ]

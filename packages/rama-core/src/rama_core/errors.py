@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import Iterator
 
 __all__ = [
-    "BoxError",
     "MissingExtension",
     "Overloaded",
     "RamaError",
@@ -44,10 +43,6 @@ class RamaError(Exception):
         if not self.contexts:
             return base
         return ": ".join([*reversed(self.contexts), base])
-
-
-BoxError = BaseException
-"""Alias used in signatures that accept any error, mirroring Rust rama's ``BoxError``."""
 
 
 class ServiceTimeout(RamaError, TimeoutError):

@@ -23,24 +23,29 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
 
 
-class Matcher(Generic[R]):
-    """Base class: implement :meth:`matches`; combine with ``&``, ``|`` and ``~``."""
+class Matcher(Generic[R_contra]):
+    """Base class: implement :meth:`matches`; combine with ``&``, ``|`` and ``~``.
+
+    Contravariant in the request type: a ``Matcher[object]`` (``Always``...)
+    is usable wherever a ``Matcher[str]`` is expected.
+    """
 
     __slots__ = ()
 
-    def matches(self, ctx: Context, req: R) -> bool:
+    def matches(self, ctx: Context, req: R_contra) -> bool:
         """Whether ``req`` (in ``ctx``) matches."""
         raise NotImplementedError
 
-    def __and__(self, other: Matcher[R]) -> Matcher[R]:
+    def __and__(self, other: Matcher[R_contra]) -> Matcher[R_contra]:
         return AllOf(self, other)
 
-    def __or__(self, other: Matcher[R]) -> Matcher[R]:
+    def __or__(self, other: Matcher[R_contra]) -> Matcher[R_contra]:
         return AnyOf(self, other)
 
-    def __invert__(self) -> Matcher[R]:
+    def __invert__(self) -> Matcher[R_contra]:
         return Not(self)
 
 

@@ -7,7 +7,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .context import Context
 
-__all__ = ["BoxService", "Service", "ServiceFn", "service_fn"]
+__all__ = ["Service", "ServiceFn", "service_fn"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -47,7 +47,3 @@ class ServiceFn(Generic[In, Out]):
 def service_fn(fn: Callable[[Context, In], Awaitable[Out]]) -> ServiceFn[In, Out]:
     """Turn ``async def f(ctx, req)`` into a Service. Usable as a decorator."""
     return ServiceFn(fn)
-
-
-BoxService = Service
-"""Alias for a type-erased ``Service[In, Out]``, for signatures that accept any service."""

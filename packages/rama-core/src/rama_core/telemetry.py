@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.util.types import AttributeValue
@@ -78,15 +78,20 @@ class TracingService(Generic[In, Out]):
             return await self.inner.serve(ctx, req)
 
 
-class TracingLayer(Generic[In]):
-    """Layer producing :class:`TracingService`."""
+class TracingLayer:
+    """Layer producing :class:`TracingService`; keeps the wrapped service's types.
+
+    ``attributes`` is not checked against the services this layer wraps;
+    build ``TracingService(inner, name, attributes)`` directly to have mypy
+    check it.
+    """
 
     __slots__ = ("attributes", "kind", "name")
 
     def __init__(
         self,
         name: str,
-        attributes: AttributesFn[In] | None = None,
+        attributes: AttributesFn[Any] | None = None,
         kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     ) -> None:
         self.name = name

@@ -14,6 +14,7 @@ __all__ = ["ConsumeError", "ConsumeErrorLayer", "LogError", "LogErrorLayer"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+F = TypeVar("F")
 
 _log = logging.getLogger("rama.error")
 
@@ -48,14 +49,18 @@ class ConsumeError(Generic[In, Out]):
             return self.fallback(ctx, exc)
 
 
-class ConsumeErrorLayer(Generic[Out]):
-    """Layer producing :class:`ConsumeError`."""
+class ConsumeErrorLayer(Generic[F]):
+    """Layer producing :class:`ConsumeError`.
+
+    Wrapping a ``Service[In, Out]`` gives a ``ConsumeError[In, Out | F]``,
+    where ``F`` is what ``fallback`` returns (just ``Out`` when they agree).
+    """
 
     __slots__ = ("fallback", "level", "logger")
 
     def __init__(
         self,
-        fallback: Callable[[Context, Exception], Out],
+        fallback: Callable[[Context, Exception], F],
         level: int = logging.DEBUG,
         logger: logging.Logger = _log,
     ) -> None:
@@ -63,9 +68,9 @@ class ConsumeErrorLayer(Generic[Out]):
         self.level = level
         self.logger = logger
 
-    def layer(self, inner: Service[In, Out]) -> ConsumeError[In, Out]:
+    def layer(self, inner: Service[In, Out]) -> ConsumeError[In, Out | F]:
         """Wrap ``inner``."""
-        return ConsumeError(inner, self.fallback, self.level, self.logger)
+        return ConsumeError[In, Out | F](inner, self.fallback, self.level, self.logger)
 
 
 class LogError(Generic[In, Out]):

@@ -85,7 +85,7 @@ class ConcurrencyLimit(Generic[In, Out]):
             slots.release()
 
 
-class ConcurrencyLimitLayer(Generic[In, Out]):
+class ConcurrencyLimitLayer:
     """Layer producing :class:`ConcurrencyLimit`; each wrapped service gets its own slots."""
 
     __slots__ = ("max_concurrent", "policy", "wait_timeout")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, cast, overload
 
 from ..context import Context
 from ..service import Service
@@ -38,6 +38,12 @@ class MapRequest(Generic[A, B, Out]):
 
     __slots__ = ("fn", "inner")
 
+    @overload
+    def __init__(
+        self, inner: Service[B, Out], fn: Callable[[Context, A], Awaitable[B]]
+    ) -> None: ...
+    @overload
+    def __init__(self, inner: Service[B, Out], fn: Callable[[Context, A], B]) -> None: ...
     def __init__(
         self, inner: Service[B, Out], fn: Callable[[Context, A], MaybeAwaitable[B]]
     ) -> None:
@@ -55,12 +61,16 @@ class MapRequestLayer(Generic[A, B]):
 
     __slots__ = ("fn",)
 
+    @overload
+    def __init__(self, fn: Callable[[Context, A], Awaitable[B]]) -> None: ...
+    @overload
+    def __init__(self, fn: Callable[[Context, A], B]) -> None: ...
     def __init__(self, fn: Callable[[Context, A], MaybeAwaitable[B]]) -> None:
         self.fn = fn
 
     def layer(self, inner: Service[B, Out]) -> MapRequest[A, B, Out]:
         """Wrap ``inner``."""
-        return MapRequest(inner, self.fn)
+        return MapRequest(inner, cast(Callable[[Context, A], B], self.fn))
 
 
 class MapResponse(Generic[R, A, B]):
@@ -68,6 +78,10 @@ class MapResponse(Generic[R, A, B]):
 
     __slots__ = ("fn", "inner")
 
+    @overload
+    def __init__(self, inner: Service[R, A], fn: Callable[[Context, A], Awaitable[B]]) -> None: ...
+    @overload
+    def __init__(self, inner: Service[R, A], fn: Callable[[Context, A], B]) -> None: ...
     def __init__(self, inner: Service[R, A], fn: Callable[[Context, A], MaybeAwaitable[B]]) -> None:
         self.inner = inner
         self.fn = fn
@@ -84,12 +98,16 @@ class MapResponseLayer(Generic[A, B]):
 
     __slots__ = ("fn",)
 
+    @overload
+    def __init__(self, fn: Callable[[Context, A], Awaitable[B]]) -> None: ...
+    @overload
+    def __init__(self, fn: Callable[[Context, A], B]) -> None: ...
     def __init__(self, fn: Callable[[Context, A], MaybeAwaitable[B]]) -> None:
         self.fn = fn
 
     def layer(self, inner: Service[R, A]) -> MapResponse[R, A, B]:
         """Wrap ``inner``."""
-        return MapResponse(inner, self.fn)
+        return MapResponse(inner, cast(Callable[[Context, A], B], self.fn))
 
 
 class MapError(Generic[R, Out]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -51,12 +51,17 @@ class Timeout(Generic[In, Out]):
         raise ServiceTimeout(self.seconds)
 
 
-class TimeoutLayer(Generic[In, Out]):
-    """Layer producing :class:`Timeout`."""
+class TimeoutLayer:
+    """Layer producing :class:`Timeout`; keeps the wrapped service's types.
+
+    ``fallback`` is not checked against the services this layer wraps (one
+    layer may wrap services of different types); build ``Timeout(inner,
+    seconds, fallback)`` directly to have mypy check it.
+    """
 
     __slots__ = ("fallback", "seconds")
 
-    def __init__(self, seconds: float, fallback: Fallback[In, Out] | None = None) -> None:
+    def __init__(self, seconds: float, fallback: Fallback[Any, Any] | None = None) -> None:
         if seconds <= 0:
             raise ValueError("timeout must be positive")
         self.seconds = seconds
