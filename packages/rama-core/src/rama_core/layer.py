@@ -5,8 +5,11 @@ Typing: a layer's ``layer`` method is generic in the service it wraps, so
 A :class:`Stack` of layers that all keep the types (timeouts, limits,
 extensions, logging, :func:`middleware_fn` layers...) is typed the same way:
 ``Stack(a, b).layer(svc)`` is a ``Service[In, Out]`` for a ``Service[In, Out]``.
-A stack holding a layer that changes the types (``MapRequestLayer`` ...)
-returns ``Any``: apply such a layer directly where the types matter.
+When some layers only work for one type (a ``middleware_fn`` for
+``Service[Request, Response]``), the stack takes that type and mypy rejects
+services of another. A stack holding a layer that changes the types
+(``MapRequestLayer`` ...) returns ``Any``: apply such a layer directly where
+the types matter.
 """
 
 from __future__ import annotations
@@ -214,6 +217,9 @@ def middleware_fn(fn: MiddlewareCallable[In, Out]) -> MiddlewareFn[In, Out]:
     The function decides whether and how to call ``inner``: it may change the
     request, the response, catch errors or answer without calling it. Its
     annotations fix the request and response types; the wrapped service
-    must have those types.
+    must have those types. A middleware generic over the types
+    (``req: In, inner: Service[In, Out]``) cannot be given one type here:
+    annotate the result, ``mw: MiddlewareFn[Any, Any] = middleware_fn(f)``,
+    or write a small class whose ``layer`` method is generic.
     """
     return MiddlewareFn(fn)
