@@ -13,7 +13,10 @@ dev tools), runs ``twine check --strict`` on them, and checks:
 - each dependency on a sibling package admits the sibling's current version;
 - each wheel carries ``py.typed``, its README as the long description, and a
   license file, and holds only its import package and ``.dist-info`` (no
-  tests, no stray top-level modules).
+  tests, no stray top-level modules);
+- each sdist carries its pyproject, README, license and ``py.typed`` (the
+  wheel is built from it, so a missing source file fails the build). Sdists
+  also ship the package's tests, as sdists usually do.
 
 It then prints what would be uploaded. It never uploads: publishing is
 ``twine upload`` on the printed files, by hand.
@@ -28,6 +31,7 @@ import ast
 import email.parser
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -41,6 +45,7 @@ from packaging.version import Version
 __all__ = [
     "Package",
     "build",
+    "check_sdist",
     "check_versions",
     "check_wheel",
     "discover",
@@ -187,6 +192,18 @@ def check_wheel(pkg: Package, wheel: Path) -> list[str]:
     return problems
 
 
+def check_sdist(pkg: Package, sdist: Path) -> list[str]:
+    """Problems with one sdist: it must carry what a rebuild from it needs."""
+    with tarfile.open(sdist) as tf:
+        names = set(tf.getnames())
+    root = f"{pkg.dist_stem}-{pkg.version}"
+    required = ["pyproject.toml", "README.md", "PKG-INFO", f"src/{pkg.import_name}/py.typed"]
+    problems = [f"{sdist.name}: no {name}" for name in required if f"{root}/{name}" not in names]
+    if not any(f"{root}/{name}" in names for name in LICENSE_NAMES):
+        problems.append(f"{sdist.name}: no license file")
+    return problems
+
+
 def twine_check(files: list[Path]) -> list[str]:
     """``twine check --strict`` over ``files``; its output when it fails."""
     proc = subprocess.run(
@@ -228,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 problems.append(str(exc))
                 continue
+            problems.extend(check_sdist(pkg, sdist))
             problems.extend(check_wheel(pkg, wheel))
             built += [sdist, wheel]
         if built:

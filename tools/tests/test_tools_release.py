@@ -111,9 +111,15 @@ def test_a_good_wheel_passes_and_a_broken_one_is_reported(tmp_path: Path) -> Non
     bad = release.discover(tmp_path / "bad")[0]
     out = tmp_path / "dist"
     sdist, wheel = release.build(good, out)
+    assert release.check_sdist(good, sdist) == []
     assert release.check_wheel(good, wheel) == []
     assert release.twine_check([sdist, wheel]) == []
-    _, bad_wheel = release.build(bad, out)
+    bad_sdist, bad_wheel = release.build(bad, out)
+    sdist_problems = release.check_sdist(bad, bad_sdist)
+    assert sdist_problems == [
+        "bad_pkg-0.1.0.tar.gz: no src/bad_pkg/py.typed",
+        "bad_pkg-0.1.0.tar.gz: no license file",
+    ]
     problems = "\n".join(release.check_wheel(bad, bad_wheel))
     assert "no bad_pkg/py.typed" in problems
     assert "ships test files ['bad_pkg/tests/test_it.py']" in problems
