@@ -71,6 +71,7 @@ async def auto_servers(
     """A cleartext and a TLS auto server, both with :func:`describe`."""
     ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ssl_ctx.load_cert_chain(*cert_files)
+    ssl_ctx.set_alpn_protocols(["h2", "http/1.1"])  # serve() leaves the context as it is
     plain = TcpListener.bind("127.0.0.1:0")
     tls = TcpListener.bind("127.0.0.1:0")
     svc = service_fn(describe)

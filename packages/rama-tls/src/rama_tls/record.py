@@ -83,7 +83,8 @@ class ClientHelloReader:
             self._check_header(content_type, major, minor, length)
             record_end = header_end + length
             if len(self._buf) < record_end:
-                self._check_handshake(self._buf[header_end:])
+                # only the first bytes matter: no copy of the whole partial record
+                self._check_handshake(self._buf[header_end : header_end + 4])
                 return NeedMore(record_end)
             if self._record_version is None:
                 self._record_version = (major << 8) | minor

@@ -29,7 +29,7 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
 
-from .errors import CertificateVerificationError, HandshakeError
+from .errors import CertificateVerificationError, HandshakeError, PeerClosed
 
 __all__ = ["TlsStream", "wrap_tls"]
 
@@ -122,5 +122,5 @@ async def wrap_tls(
         anyio.BrokenResourceError,
         anyio.ClosedResourceError,
     ) as exc:
-        raise HandshakeError("peer went away during the TLS handshake") from exc
+        raise PeerClosed("peer went away during the TLS handshake") from exc
     return cast(TlsStream, stream)
