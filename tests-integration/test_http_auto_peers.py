@@ -37,7 +37,7 @@ async def describe(ctx: Context, req: Request) -> Response:
     """Echo what the handler sees: version, method, target, body digest, fingerprint."""
     body = await req.body.read(limit=8 << 20)
     record = ctx.get(H2PrefaceRecord)
-    akamai = akamai_h2_fingerprint(record) if record is not None else "-"
+    akamai = akamai_h2_fingerprint(record).text if record is not None else "-"
     order = ctx.get(PseudoHeaderOrder)
     text = (
         f"{req.version} {req.method} {req.target} {len(body)} "

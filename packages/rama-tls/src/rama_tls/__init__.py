@@ -41,6 +41,7 @@ from .errors import (
     TlsError,
 )
 from .extensions import Extension, ExtensionType
+from .fingerprint import Fingerprint
 from .grease import GREASE_VALUES, is_grease
 from .info import NegotiatedTls, TlsSide
 from .ja3 import Ja3, ja3
@@ -71,6 +72,7 @@ __all__ = [
     "ClientHelloReader",
     "ClientHelloTooLarge",
     "Extension",
+    "Fingerprint",
     "ExtensionType",
     "HandshakeError",
     "HandshakeTimeout",
