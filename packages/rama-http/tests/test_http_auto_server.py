@@ -10,6 +10,7 @@ import functools
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -671,3 +672,28 @@ async def test_serve_closes_its_listener_when_on_listening_fails() -> None:
         await serve(f"127.0.0.1:{port}", service_fn(echo_version), on_listening=boom)
     with pytest.raises(OSError, match="onnect"):
         await anyio.connect_tcp("127.0.0.1", port)
+
+
+@pytest.mark.anyio
+async def test_a_reset_while_detecting_the_version_is_connection_lost_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="rama")
+    async with auto_server(echo_version) as port:
+        sock = await anyio.connect_tcp("127.0.0.1", port)
+        await sock.send(CONNECTION_PREFACE[:10])  # not enough to decide
+        await anyio.sleep(0.1)
+        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await sock.aclose()  # RST
+        with anyio.fail_after(5):
+            while "connection lost while detecting" not in caplog.text:
+                await anyio.sleep(0.01)
+        # detection still works for the next connection, both ways
+        async with httpx.AsyncClient() as client:
+            h1 = await client.get(f"http://127.0.0.1:{port}/after")
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            h2 = await client.get(f"http://127.0.0.1:{port}/after")
+    assert h1.text == "HTTP/1.1 GET /after 0\n"
+    assert h2.text == "HTTP/2 GET /after 0\n"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
