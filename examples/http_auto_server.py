@@ -68,6 +68,8 @@ def _tls_context(cert_out: Path | None) -> ssl.SSLContext:
         cert.write_bytes(ck.cert_pem())
         key.write_bytes(ck.key_pem())
         ctx.load_cert_chain(cert, key)
+    # serve() uses the context as it is: its ALPN protocols decide h2 or HTTP/1.1
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
     if cert_out is not None:
         cert_out.write_bytes(ck.cert_pem())
     return ctx

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -231,6 +232,15 @@ def test_tls_termination_proxy_fixed_certificate_and_duration(
     assert out.returncode == 0, out.stderr
     assert out.stdout == files["hello.txt"]
     proxy.wait_for(r"sni=localhost TLSv1\.2 alpn=http/1\.1 ja4=t12d")
+    # a client that does not speak TLS: one INFO line with its address and the reason
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+        plain.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain_port = plain.getsockname()[1]
+        assert plain.recv(100) == b""  # closed without an answer
+    proxy.wait_for(
+        r"INFO rama\.tls\.acceptor: TLS handshake from "
+        rf"127\.0\.0\.1:{plain_port} failed \(not_tls\)"
+    )
     assert proxy.popen.wait(timeout=10) == 0
     proxy.wait_for(r"shutdown: reason=duration clean=True")
 
@@ -334,6 +344,11 @@ def test_tls_fingerprint_echo(
     ja3_string = curl_report["ja3"]["string"]
     assert curl_report["ja3"]["hash"] == hashlib.md5(ja3_string.encode()).hexdigest()
     assert ja3_string.startswith("771,4866-4867-4865-")  # curl/OpenSSL 3 suite order
+    # the shared fingerprint shape: text is the canonical form, raw the clear one
+    assert curl_report["ja3"]["text"] == curl_report["ja3"]["hash"]
+    assert curl_report["ja3"]["raw"] == ja3_string
+    assert curl_report["ja4"]["text"] == curl_report["ja4"]["ja4"]
+    assert curl_report["ja4"]["raw"] == curl_report["ja4"]["ja4_r"]
     assert re.fullmatch(r"t13d\d{4}h2_[0-9a-f]{12}_[0-9a-f]{12}", curl_report["ja4"]["ja4"])
 
     again = json.loads(

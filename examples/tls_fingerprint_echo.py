@@ -63,8 +63,16 @@ def report(ctx: Context) -> dict[str, Any]:
             "alpn": tls.alpn,
             "sni": tls.server_name,
         },
-        "ja3": {"hash": j3.hash, "string": j3.string},
-        "ja4": {"ja4": j4.ja4, "ja4_r": j4.ja4_r, "ja4_o": j4.ja4_o, "ja4_ro": j4.ja4_ro},
+        # every fingerprint has .text (= str(), the canonical one), .hash and .raw
+        "ja3": {"text": j3.text, "hash": j3.hash, "raw": j3.raw, "string": j3.string},
+        "ja4": {
+            "text": j4.text,
+            "raw": j4.raw,
+            "ja4": j4.ja4,
+            "ja4_r": j4.ja4_r,
+            "ja4_o": j4.ja4_o,
+            "ja4_ro": j4.ja4_ro,
+        },
         "client_hello": {
             "cipher_suites": [f"0x{s:04x}" for s in hello.cipher_suites],
             "extensions": [_extension_name(t) for t in hello.extension_types],

@@ -10,7 +10,10 @@ certificate is chosen for its SNI name (issued on the fly by a local CA unless
 ``--cert/--key`` are given) and the decrypted bytes are forwarded both ways to
 the backend over plain TCP. With the default CA, ``--ca-out`` writes its
 certificate so clients can trust it (``curl --cacert ca.pem``). One line per
-connection is printed (SNI, TLS version, ALPN, JA4). SIGINT/SIGTERM (or
+connection is printed (SNI, TLS version, ALPN, JA4); a failed handshake (a
+client that does not speak TLS, a malformed ClientHello, a timeout) is one
+INFO line from the ``rama.tls.acceptor`` logger with the client's address
+and the reason, on stderr. SIGINT/SIGTERM (or
 ``--duration``) stop accepting and let open connections finish. Half a pair
 (``--cert`` without ``--key``...) or an unreadable certificate is a usage
 error (exit status 2).
@@ -19,6 +22,7 @@ error (exit status 2).
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import anyio
@@ -82,6 +86,9 @@ def build(args: argparse.Namespace) -> Service[ByteStream, None]:
 async def main(argv: list[str] | None = None) -> None:
     """Parse ``argv``, serve until a signal (or ``--duration``), then shut down gracefully."""
     args = parse_args(argv)
+    # handshake failures: INFO, one line each, no traceback (rama-tls README, "Logging")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rama.tls").setLevel(logging.INFO)
     try:
         service = build(args)
     except (CertificateError, OSError) as exc:

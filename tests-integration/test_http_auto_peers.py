@@ -37,7 +37,7 @@ async def describe(ctx: Context, req: Request) -> Response:
     """Echo what the handler sees: version, method, target, body digest, fingerprint."""
     body = await req.body.read(limit=8 << 20)
     record = ctx.get(H2PrefaceRecord)
-    akamai = akamai_h2_fingerprint(record) if record is not None else "-"
+    akamai = akamai_h2_fingerprint(record).text if record is not None else "-"
     order = ctx.get(PseudoHeaderOrder)
     text = (
         f"{req.version} {req.method} {req.target} {len(body)} "
@@ -71,6 +71,7 @@ async def auto_servers(
     """A cleartext and a TLS auto server, both with :func:`describe`."""
     ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ssl_ctx.load_cert_chain(*cert_files)
+    ssl_ctx.set_alpn_protocols(["h2", "http/1.1"])  # serve() leaves the context as it is
     plain = TcpListener.bind("127.0.0.1:0")
     tls = TcpListener.bind("127.0.0.1:0")
     svc = service_fn(describe)

@@ -186,3 +186,16 @@ def test_arbitrary_bytes_never_raise(data: bytes, chunks: list[int]) -> None:
     rec = _record(CONNECTION_PREFACE + data, chunks)
     rec.set_pseudo_header_order((":method",))
     AkamaiH2Fingerprint.from_record(rec.record).text  # noqa: B018
+
+
+def test_akamai_returns_the_shared_fingerprint_shape() -> None:
+    from rama_http.fingerprint import akamai_h2_fingerprint
+    from rama_tls import Fingerprint
+
+    rec = _record(_preface_for(AkamaiH2Fingerprint.parse(CHROME)))
+    rec.set_pseudo_header_order(AkamaiH2Fingerprint.parse(CHROME).pseudo_header_order)
+    fp = akamai_h2_fingerprint(rec.record)
+    assert isinstance(fp, AkamaiH2Fingerprint)
+    assert isinstance(fp, Fingerprint)
+    assert str(fp) == fp.text == fp.raw == CHROME
+    assert fp.hash == CHROME_HASH

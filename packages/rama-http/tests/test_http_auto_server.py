@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,9 +75,13 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def server_ssl(pair: tuple[Path, Path]) -> ssl.SSLContext:
+def server_ssl(pair: tuple[Path, Path], alpn: list[str] | None = None) -> ssl.SSLContext:
+    """A stdlib server context; serve() uses its ALPN protocols as they are."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(*pair)
+    protocols = ["h2", "http/1.1"] if alpn is None else alpn
+    if protocols:
+        ctx.set_alpn_protocols(protocols)
     return ctx
 
 
@@ -543,3 +549,151 @@ async def test_negotiated_alpn_in_the_context_decides_over_sniffing() -> None:
         tg.cancel_scope.cancel()
     assert out.startswith((b"HTTP/1.1 4", b"HTTP/1.1 5")), out[:60]
     assert seen == []
+
+
+# -- one TLS path: serve(ssl_context=) goes through rama_tls's acceptor --------------------------
+async def curl(*args: str) -> tuple[int, str, str]:
+    """Run curl; (returncode, stdout, stderr)."""
+    proc = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("flag", "want"), [("--http2", "HTTP/2 alpn=h2"), ("--http1.1", "HTTP/1.1 alpn=http/1.1")]
+)
+async def test_serve_with_ssl_context_captures_the_client_hello_for_curl(
+    tls_pair: tuple[Path, Path], flag: str, want: str
+) -> None:
+    listener = TcpListener.bind("127.0.0.1:0")
+    port = listener.local_addr.port
+    ctx = server_ssl(tls_pair)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(serve, listener, service_fn(tls_facts), ssl_context=ctx))
+        rc, out, err = await curl(
+            flag,
+            "--cacert",
+            str(tls_pair[0]),
+            "--resolve",
+            f"localhost:{port}:127.0.0.1",
+            f"https://localhost:{port}/",
+        )
+        tg.cancel_scope.cancel()
+    assert rc == 0, err
+    # the ClientHello (its SNI) is in the Context now, as behind TlsAcceptorConfig
+    assert out == f"{want} sni=localhost\n"
+
+
+@pytest.mark.anyio
+async def test_serve_leaves_the_callers_ssl_context_alone(tls_pair: tuple[Path, Path]) -> None:
+    ctx = server_ssl(tls_pair, alpn=[])  # no ALPN: clients must get HTTP/1.1
+    before = (ctx.protocol, ctx.verify_mode, ctx.options, ctx.sni_callback)
+    listener = TcpListener.bind("127.0.0.1:0")
+    port = listener.local_addr.port
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(serve, listener, service_fn(tls_facts), ssl_context=ctx))
+        rc, out, err = await curl(
+            "--http2", "--cacert", str(tls_pair[0]), f"https://127.0.0.1:{port}/"
+        )
+        tg.cancel_scope.cancel()
+    assert rc == 0, err
+    assert out == "HTTP/1.1 alpn=None sni=None\n"
+    assert (ctx.protocol, ctx.verify_mode, ctx.options, ctx.sni_callback) == before
+    # the same context in a plain stdlib server still negotiates no ALPN
+    client = client_ssl(tls_pair, ["h2", "http/1.1"])
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out, server_hostname="127.0.0.1")
+    srv = ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for obj in (c, srv):
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    assert c.version() is not None
+    assert srv.selected_alpn_protocol() is None
+
+
+def free_port() -> int:
+    """A loopback port that is free now (bound and released)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"tls": "tls-config", "ssl_context": "ctx"}, ValueError),
+        ({"ssl_context": "ctx", "alpn_protocols": ("h2",)}, ValueError),
+        ({"plaintext": True}, ValueError),
+        ({"config": {"http1_engine": "h11"}}, TypeError),
+        ({"tls": "ctx"}, TypeError),
+        ({"ssl_context": "client-ctx"}, ValueError),
+        ({"tcp_config": 5}, TypeError),
+        ({"alpn_protocols": "h2"}, TypeError),
+        ({"ctx": "context"}, TypeError),
+    ],
+)
+async def test_serve_checks_its_arguments_before_binding(
+    tls_pair: tuple[Path, Path], kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    stand_ins = {
+        "tls-config": TlsAcceptorConfig.single(self_signed("localhost")),
+        "ctx": server_ssl(tls_pair),
+        "client-ctx": ssl.create_default_context(),
+    }
+    kwargs = {k: stand_ins.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    port = free_port()
+    with pytest.raises(error):
+        await serve(f"127.0.0.1:{port}", service_fn(echo_version), **kwargs)
+    # nothing was left listening: the same port binds again at once, without SO_REUSEADDR
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
+    finally:
+        probe.close()
+
+
+@pytest.mark.anyio
+async def test_serve_closes_its_listener_when_on_listening_fails() -> None:
+    port = free_port()
+
+    def boom(addr: SocketAddress) -> None:
+        raise RuntimeError("on_listening failed")
+
+    with pytest.raises(RuntimeError):
+        await serve(f"127.0.0.1:{port}", service_fn(echo_version), on_listening=boom)
+    with pytest.raises(OSError, match="onnect"):
+        await anyio.connect_tcp("127.0.0.1", port)
+
+
+@pytest.mark.anyio
+async def test_a_reset_while_detecting_the_version_is_connection_lost_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="rama")
+    async with auto_server(echo_version) as port:
+        sock = await anyio.connect_tcp("127.0.0.1", port)
+        await sock.send(CONNECTION_PREFACE[:10])  # not enough to decide
+        await anyio.sleep(0.1)
+        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await sock.aclose()  # RST
+        with anyio.fail_after(5):
+            while "connection lost while detecting" not in caplog.text:
+                await anyio.sleep(0.01)
+        # detection still works for the next connection, both ways
+        async with httpx.AsyncClient() as client:
+            h1 = await client.get(f"http://127.0.0.1:{port}/after")
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            h2 = await client.get(f"http://127.0.0.1:{port}/after")
+    assert h1.text == "HTTP/1.1 GET /after 0\n"
+    assert h2.text == "HTTP/2 GET /after 0\n"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -134,7 +134,7 @@ async def test_ja4h_of_real_clients_through_the_server(require_peer: Callable[[s
         # The server keeps field order and casing, so the wire head can be rebuilt.
         wire = f"{req.method} {req.target} {req.version}\r\n".encode() + req.headers.to_bytes()
         seen.append((Ja4hFingerprint.from_request(req), wire + b"\r\n"))
-        return Response.from_text(ja4h(req))
+        return Response.from_text(ja4h(req).text)
 
     listener = TcpListener.bind("127.0.0.1:0")
     port = listener.local_addr.port
@@ -159,3 +159,15 @@ async def test_ja4h_of_real_clients_through_the_server(require_peer: Callable[[s
     assert httpx_fp.a.startswith("po11nn")
     for fp, wire in seen:
         assert (fp.text, fp.raw, fp.raw_original) == _ja4plus(wire)
+
+
+def test_ja4h_returns_the_shared_fingerprint_shape() -> None:
+    from rama_tls import Fingerprint
+
+    req = Request("GET", "/", headers=FOXIO_COOKIE_REQUEST)
+    fp = ja4h(req)
+    assert isinstance(fp, Ja4hFingerprint)
+    assert isinstance(fp, Fingerprint)
+    assert str(fp) == fp.text == fp.hash
+    assert fp.text == "ge11cr04da00_8ddaef5d77af_280f366eaa04_c2fb0fe53442"
+    assert fp.raw.startswith("ge11cr04da00_Host,User-Agent,")

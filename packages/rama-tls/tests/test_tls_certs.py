@@ -305,3 +305,27 @@ def test_renew_before_must_be_shorter_than_the_validity(ca: CertificateAuthority
         LeafCertificateCache(ca, valid_days=1, renew_before=dt.timedelta(days=1))
     with pytest.raises(ValueError, match="renew_before"):
         LeafCertificateCache(ca, renew_before=dt.timedelta(seconds=-1))
+
+
+def test_a_wrong_password_that_decrypts_to_garbage_still_says_password() -> None:
+    """About one wrong password in 256 passes the padding check: still a password error."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(b"s3cret"),
+    )
+    garbage_password = None
+    for i in range(20000):
+        candidate = b"wrong%d" % i
+        try:
+            serialization.load_pem_private_key(pem, candidate)
+        except ValueError as e:
+            if "password" not in str(e):
+                garbage_password = candidate
+                break
+    assert garbage_password is not None
+    with pytest.raises(CertificateError, match="password"):
+        CertifiedKey.from_pem(self_signed("localhost").cert_pem(), pem, garbage_password)

@@ -13,7 +13,14 @@ import pytest
 from anyio.abc import ByteStream
 
 from rama_core import Context, service_fn
-from rama_net import Authority, EstablishedConnection, TcpConnector, TcpForwarder, TcpListener
+from rama_net import (
+    Authority,
+    ConnectionLost,
+    EstablishedConnection,
+    TcpConnector,
+    TcpForwarder,
+    TcpListener,
+)
 from rama_tls import (
     CertificateAuthority,
     CertificateVerificationError,
@@ -312,8 +319,10 @@ async def test_client_certificate(serve_tcp: Any, ca: CertificateAuthority) -> N
         # TLS 1.3: the client's handshake ends before the server checks; the alert comes next
         without = TlsConnector(config=TlsClientConfig(ca_pem=ca.cert_pem()))
         conn = await without.serve(Context(), target)
-        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
+        # after the handshake the alert ends the connection: ConnectionLost, cause kept
+        with pytest.raises(ConnectionLost, match="CERTIFICATE_REQUIRED") as lost:
             await roundtrip(conn.stream)
+        assert isinstance(lost.value.__cause__, ssl.SSLError)
         await conn.stream.aclose()
     peer = server.contexts[0].require(NegotiatedTls).peer_certificate
     assert peer is not None

@@ -300,3 +300,23 @@ def test_quic_client_hello_from_aioquic_matches_ja4plus() -> None:
     assert fp.ja4_o == generate_ja4(info, original_order=True)
     assert fp.ja4_r == get_raw_fingerprint(info)
     assert fp.ja4_ro == get_raw_fingerprint(info, original_order=True)
+
+
+# -- one shape for every fingerprint -------------------------------------------------------------
+def test_ja3_and_ja4_share_the_fingerprint_shape() -> None:
+    from rama_tls import Fingerprint
+
+    hello = spec_hello(grease=True)
+    j3, j4 = ja3(hello), ja4(hello)
+    for fp in (j3, j4):
+        assert isinstance(fp, Fingerprint)
+        assert str(fp) == fp.text
+    # JA3: the canonical fingerprint is the MD5; raw is the string (kept as .string)
+    assert j3.text == j3.hash == hashlib.md5(j3.string.encode()).hexdigest()
+    assert j3.raw == j3.string
+    assert j3.string.startswith("771,")
+    # JA4: text and hash are ja4, raw is ja4_r; the four renderings stay
+    assert j4.text == j4.hash == j4.ja4
+    assert j4.raw == j4.ja4_r
+    assert {j4.ja4, j4.ja4_r, j4.ja4_o, j4.ja4_ro} >= {j4.text, j4.raw}
+    assert j4.ja4.split("_")[0] == j4.ja4_r.split("_")[0]

@@ -51,27 +51,41 @@ class PeekStream(ByteStream):
         *,
         limit: int = 64 * 1024,
         timeout: float | None = None,
+        incremental: bool = False,
     ) -> bytes:
-        """Read ahead until ``done(buffer)`` holds or EOF; return everything peeked.
+        """Read ahead until ``done(...)`` holds or EOF; return everything peeked.
+
+        ``done`` gets the whole buffer on every call; with ``incremental`` it
+        gets only the bytes it has not been shown yet (first what was already
+        peeked, if anything, then each chunk as it arrives), for callers that
+        parse as they go: then each byte is copied a bounded number of times
+        however it is split into segments, instead of the buffer being copied
+        again per segment.
 
         Raises :class:`PeekError` when ``limit`` bytes do not satisfy ``done``
         or ``timeout`` seconds pass first.
         """
+        buffer = self._buffer
         with anyio.move_on_after(timeout) as scope:
-            while not done(bytes(self._buffer)):
+            if incremental:
+                satisfied = done(bytes(buffer)) if buffer else False
+            else:
+                satisfied = done(bytes(buffer))
+            while not satisfied:
                 if self._eof:
                     break
-                if len(self._buffer) >= limit:
-                    raise PeekError(f"no decision after peeking {len(self._buffer)} bytes")
+                if len(buffer) >= limit:
+                    raise PeekError(f"no decision after peeking {len(buffer)} bytes")
                 try:
-                    chunk = await self.inner.receive(max(limit - len(self._buffer), 1))
+                    chunk = await self.inner.receive(max(limit - len(buffer), 1))
                 except anyio.EndOfStream:
                     self._eof = True
                     break
-                self._buffer += chunk
+                buffer += chunk
+                satisfied = done(chunk) if incremental else done(bytes(buffer))
         if scope.cancelled_caught:
-            raise PeekError(f"peer sent {len(self._buffer)} bytes within {timeout:g}s, not enough")
-        return bytes(self._buffer)
+            raise PeekError(f"peer sent {len(buffer)} bytes within {timeout:g}s, not enough")
+        return bytes(buffer)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Replay peeked bytes first, then read from the inner stream."""

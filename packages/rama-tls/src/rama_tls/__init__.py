@@ -35,14 +35,18 @@ from .errors import (
     HandshakeTimeout,
     MalformedClientHello,
     MissingServerNameError,
+    NoCertificate,
     NotTlsError,
+    PeerClosed,
     TlsError,
 )
 from .extensions import Extension, ExtensionType
+from .fingerprint import Fingerprint
 from .grease import GREASE_VALUES, is_grease
 from .info import NegotiatedTls, TlsSide
 from .ja3 import Ja3, ja3
 from .ja4 import Ja4, Ja4Transport, ja4
+from .metrics import TlsMetrics, tls_metrics
 from .record import (
     ClientHelloComplete,
     ClientHelloReader,
@@ -68,6 +72,7 @@ __all__ = [
     "ClientHelloReader",
     "ClientHelloTooLarge",
     "Extension",
+    "Fingerprint",
     "ExtensionType",
     "HandshakeError",
     "HandshakeTimeout",
@@ -81,7 +86,9 @@ __all__ = [
     "MissingServerNameError",
     "NeedMore",
     "NegotiatedTls",
+    "NoCertificate",
     "NotTlsError",
+    "PeerClosed",
     "PrivateKey",
     "StaticCertResolver",
     "TlsAcceptorConfig",
@@ -91,6 +98,7 @@ __all__ = [
     "TlsConnector",
     "TlsConnectorLayer",
     "TlsError",
+    "TlsMetrics",
     "TlsSide",
     "TlsStream",
     "encode_client_hello_message",
@@ -105,5 +113,6 @@ __all__ = [
     "peek_client_hello",
     "self_signed",
     "tls_connect",
+    "tls_metrics",
     "wrap_tls",
 ]

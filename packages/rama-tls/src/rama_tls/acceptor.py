@@ -21,6 +21,7 @@ only; the listener and other connections are unaffected.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,14 +32,25 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context, Service
-from rama_net import PeekError, PeekStream
+from rama_net import PeekError, PeekStream, SocketInfo
 
 from ._singleflight import SingleFlight
 from ._sslctx import load_certified_key
 from .certs import CertifiedKey
 from .client_hello import ClientHello
-from .errors import ClientHelloError, HandshakeError, HandshakeTimeout, NotTlsError
+from .errors import (
+    CertificateVerificationError,
+    ClientHelloError,
+    ClientHelloTooLarge,
+    HandshakeTimeout,
+    MalformedClientHello,
+    NoCertificate,
+    NotTlsError,
+    PeerClosed,
+    TlsError,
+)
 from .info import NegotiatedTls
+from .metrics import TlsMetrics, tls_metrics
 from .record import DEFAULT_MAX_CLIENT_HELLO, ClientHelloComplete, ClientHelloReader
 from .resolver import CertResolver, StaticCertResolver
 from .stream import TlsStream, wrap_tls
@@ -53,6 +65,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+_log = logging.getLogger("rama.tls.acceptor")
+
 
 @dataclass(frozen=True)
 class ClientAuth:
@@ -66,9 +80,21 @@ class ClientAuth:
 
 @dataclass(frozen=True)
 class TlsAcceptorConfig:
-    """How the acceptor terminates TLS."""
+    """How the acceptor terminates TLS.
 
-    resolver: CertResolver
+    Certificates come either from a ``resolver`` (per ClientHello: SNI names,
+    on-the-fly issuance), for which the acceptor builds its own SSLContexts
+    from the options below, or from a ready stdlib ``ssl_context``
+    (:meth:`from_ssl_context`) used as it is for every connection. Exactly one
+    of the two is set. With ``ssl_context`` the context's own settings apply
+    (ALPN protocols, versions, ciphers, client verification): the acceptor
+    never changes it, so ``alpn_protocols``, ``client_auth`` and ``ciphers``
+    must stay unset there (a ValueError otherwise) and ``minimum_version`` /
+    ``maximum_version`` are ignored. Both kinds get the same ClientHello
+    capture, ``handshake_timeout``, logging and metrics.
+    """
+
+    resolver: CertResolver | None = None
     """Picks the certificate per ClientHello (see :mod:`rama_tls.resolver`)."""
     alpn_protocols: Sequence[str] = ()
     """Protocols the server accepts, in preference order (e.g. ``("h2", "http/1.1")``)."""
@@ -82,45 +108,100 @@ class TlsAcceptorConfig:
     """OpenSSL cipher string for TLS <= 1.2 (None: the ssl module's default)."""
     context_cache_size: int = 1024
     """How many per-certificate SSLContexts to keep."""
+    ssl_context: ssl.SSLContext | None = None
+    """A ready server context for every connection, instead of ``resolver``."""
+    metrics: TlsMetrics | None = None
+    """Where handshake failures are counted (None: :func:`~rama_tls.metrics.tls_metrics`)."""
+
+    def __post_init__(self) -> None:
+        if (self.resolver is None) == (self.ssl_context is None):
+            raise ValueError("TlsAcceptorConfig needs exactly one of resolver and ssl_context")
+        if self.ssl_context is not None:
+            if not isinstance(self.ssl_context, ssl.SSLContext):
+                raise TypeError(
+                    f"ssl_context must be an ssl.SSLContext, not {type(self.ssl_context).__name__}"
+                )
+            if self.ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+                raise ValueError(
+                    "ssl_context is a client context (PROTOCOL_TLS_CLIENT); a server needs "
+                    "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) or PROTOCOL_TLS_SERVER"
+                )
+            given = [
+                name
+                for name, value in (
+                    ("alpn_protocols", self.alpn_protocols),
+                    ("client_auth", self.client_auth),
+                    ("ciphers", self.ciphers),
+                )
+                if value
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} cannot be combined with ssl_context: "
+                    "configure them on the context itself"
+                )
+        if not self.handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout!r}")
 
     @classmethod
     def single(cls, cert: CertifiedKey, **options: Any) -> TlsAcceptorConfig:
         """A config serving one certificate for every name."""
         return cls(resolver=StaticCertResolver(cert), **options)
 
+    @classmethod
+    def from_ssl_context(cls, ssl_context: ssl.SSLContext, **options: Any) -> TlsAcceptorConfig:
+        """A config terminating every connection with a ready stdlib server context.
+
+        The context is used as it is and never modified: its ALPN protocols
+        (``set_alpn_protocols``) decide what is negotiated. ``options`` are the
+        other fields (``handshake_timeout``, ``max_client_hello_size``...).
+        """
+        return cls(ssl_context=ssl_context, **options)
+
 
 async def peek_client_hello(
-    stream: PeekStream, *, max_size: int = DEFAULT_MAX_CLIENT_HELLO
-) -> ClientHelloComplete:
-    """Read ahead until a whole ClientHello is buffered; nothing is consumed.
+    stream: PeekStream,
+    *,
+    max_size: int = DEFAULT_MAX_CLIENT_HELLO,
+    timeout: float | None = None,
+) -> ClientHello:
+    """Read ahead until a whole ClientHello is buffered and return it; nothing is consumed.
+
+    The hello's bytes stay in ``stream`` (``stream.peeked``) and are replayed
+    to whoever reads it next, e.g. the TLS engine. Each received chunk is
+    parsed once (the reader is fed only new bytes), so a hello dripped one
+    byte per segment costs linear time.
 
     Raises :class:`~rama_tls.errors.ClientHelloError` on bad input (including
-    :class:`~rama_tls.errors.NotTlsError` for another protocol) and
-    :class:`~rama_tls.errors.HandshakeError` when the peer closes first.
+    :class:`~rama_tls.errors.NotTlsError` for another protocol),
+    :class:`~rama_tls.errors.HandshakeTimeout` when ``timeout`` seconds pass
+    first and :class:`~rama_tls.errors.HandshakeError` when the peer closes
+    first.
     """
     reader = ClientHelloReader(max_size=max_size)
-    seen = 0
-    result: list[ClientHelloComplete] = []
+    result: list[ClientHello] = []
 
-    def done(buffer: bytes) -> bool:
-        nonlocal seen
+    def feed(new: bytes) -> bool:
         if result:
             return True
-        outcome = reader.feed(buffer[seen:])
-        seen = len(buffer)
+        outcome = reader.feed(new)
         if isinstance(outcome, ClientHelloComplete):
-            result.append(outcome)
+            result.append(outcome.client_hello)
             return True
         return False
 
     # headers of the records that carry the hello add 5 bytes per 16 KiB
     limit = max_size + 5 * (max_size // 16384 + 2)
-    try:
-        await stream.fill(done, limit=limit)
-    except PeekError as exc:
-        raise HandshakeError(f"reading the ClientHello failed: {exc}") from exc
+    with anyio.move_on_after(timeout) as scope:
+        try:
+            await stream.fill(feed, limit=limit, incremental=True)
+        except PeekError as exc:
+            raise MalformedClientHello(f"reading the ClientHello failed: {exc}") from exc
+    if scope.cancelled_caught:
+        assert timeout is not None
+        raise HandshakeTimeout(timeout)
     if not result:
-        raise HandshakeError(f"peer closed after {seen} bytes, before a whole ClientHello")
+        raise PeerClosed(f"peer closed after {reader.buffered} bytes, before a whole ClientHello")
     return result[0]
 
 
@@ -210,35 +291,74 @@ class TlsAcceptorService(Generic[T]):
         raise HandshakeTimeout(timeout)
 
     async def _handshake(self, ctx: Context, peek: PeekStream) -> TlsStream:
-        found = await peek_client_hello(peek, max_size=self.config.max_client_hello_size)
-        hello: ClientHello = found.client_hello
+        cfg = self.config
+        hello = await peek_client_hello(peek, max_size=cfg.max_client_hello_size)
         ctx.insert(hello)
-        cert = await self.config.resolver.resolve(ctx, hello)
-        if cert is None:
-            raise HandshakeError(f"no certificate for server name {hello.server_name!r}")
-        ssl_context = await self._contexts.get(cert)
+        if cfg.ssl_context is not None:
+            ssl_context = cfg.ssl_context
+        else:
+            assert cfg.resolver is not None  # __post_init__: one of the two
+            cert = await cfg.resolver.resolve(ctx, hello)
+            if cert is None:
+                raise NoCertificate(f"no certificate for server name {hello.server_name!r}")
+            ssl_context = await self._contexts.get(cert)
         tls = await wrap_tls(peek, ssl_context, server_side=True)
         ctx.insert(NegotiatedTls.from_stream(tls, "server", hello.server_name))
         return tls
 
     async def serve(self, ctx: Context, req: ByteStream) -> T:
-        """Handshake, then hand the TLS stream to the inner service."""
+        """Handshake, then hand the TLS stream to the inner service.
+
+        A failed handshake is logged once on ``rama.tls.acceptor`` (INFO, one
+        line with the peer address, no traceback; DEBUG for a peer that just
+        went away), counted in ``rama.tls.handshake_failures`` and re-raised
+        as its :class:`~rama_tls.errors.TlsError`.
+        """
         peek = req if isinstance(req, PeekStream) else PeekStream(req)
         try:
             tls = await self.handshake(ctx, peek)
         except NotTlsError as exc:
             if self.plaintext is None:
+                self._failed(ctx, "not_tls", exc)
                 exc.add_context("reading the TLS ClientHello")
                 raise
             return await self.plaintext.serve(ctx, peek)
-        except ClientHelloError as exc:
-            exc.add_context("reading the TLS ClientHello")
+        except TlsError as exc:
+            self._failed(ctx, _failure_reason(exc), exc)
+            if isinstance(exc, ClientHelloError):
+                exc.add_context("reading the TLS ClientHello")
             raise
         try:
             return await self.inner.serve(ctx, tls)
         finally:
             with anyio.CancelScope(shield=True):
                 await tls.aclose()
+
+    def _failed(self, ctx: Context, reason: str, exc: TlsError) -> None:
+        (self.config.metrics or tls_metrics()).handshake_failed(reason)
+        info = ctx.get(SocketInfo)
+        peer = str(info.peer_addr) if info is not None else "unknown peer"
+        level = logging.DEBUG if reason == "peer_closed" else logging.INFO
+        _log.log(level, "TLS handshake from %s failed (%s): %s", peer, reason, exc)
+
+
+def _failure_reason(exc: TlsError) -> str:
+    """The ``reason`` attribute of ``rama.tls.handshake_failures`` for ``exc``."""
+    if isinstance(exc, NotTlsError):
+        return "not_tls"
+    if isinstance(exc, ClientHelloTooLarge):
+        return "client_hello_too_large"
+    if isinstance(exc, ClientHelloError):
+        return "malformed_client_hello"
+    if isinstance(exc, HandshakeTimeout):
+        return "timeout"
+    if isinstance(exc, CertificateVerificationError):
+        return "certificate"
+    if isinstance(exc, NoCertificate):
+        return "no_certificate"
+    if isinstance(exc, PeerClosed):
+        return "peer_closed"
+    return "handshake"
 
 
 class TlsAcceptorLayer:

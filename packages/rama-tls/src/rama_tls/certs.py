@@ -130,6 +130,12 @@ class CertifiedKey:
             hint = "a password is needed" if password is None else "no password is needed"
             raise CertificateError(f"cannot load the private key ({hint}): {e}") from e
         except (ValueError, UnsupportedAlgorithm) as e:
+            if password is not None and b"ENCRYPTED" in key_pem:
+                # a wrong password usually fails the padding check ("bad decrypt"), but
+                # about once in 256 it decrypts to garbage that fails to parse instead
+                raise CertificateError(
+                    f"cannot decrypt the private key (wrong password?): {e}"
+                ) from e
             raise CertificateError(f"invalid PEM: {e}") from e
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise CertificateError(f"unsupported key type {type(key).__name__}")

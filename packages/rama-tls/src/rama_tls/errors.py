@@ -18,7 +18,9 @@ __all__ = [
     "HandshakeTimeout",
     "MalformedClientHello",
     "MissingServerNameError",
+    "NoCertificate",
     "NotTlsError",
+    "PeerClosed",
     "TlsError",
 ]
 
@@ -60,6 +62,14 @@ class HandshakeTimeout(HandshakeError, TimeoutError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"TLS handshake timed out after {seconds:g}s")
         self.seconds = seconds
+
+
+class PeerClosed(HandshakeError):
+    """The peer closed or reset the connection before the handshake finished."""
+
+
+class NoCertificate(HandshakeError):
+    """The acceptor's resolver has no certificate for the ClientHello (its SNI name)."""
 
 
 class CertificateVerificationError(HandshakeError):

@@ -19,12 +19,24 @@ __all__ = ["Ja3", "ja3"]
 
 @dataclass(frozen=True, slots=True)
 class Ja3:
-    """A JA3 fingerprint: the full string and its MD5."""
+    """A JA3 fingerprint: the full string and its MD5 (the shape of
+    :class:`~rama_tls.fingerprint.Fingerprint`: ``text`` and ``str()`` are the MD5,
+    ``raw`` the string)."""
 
     string: str
-    """E.g. ``771,4865-4866-...,0-23-65281-...,29-23-24,0``."""
+    """E.g. ``771,4865-4866-...,0-23-65281-...,29-23-24,0`` (also :attr:`raw`)."""
     hash: str
-    """Lower-case MD5 hex digest of :attr:`string`."""
+    """Lower-case MD5 hex digest of :attr:`string`: the JA3 fingerprint."""
+
+    @property
+    def text(self) -> str:
+        """The canonical fingerprint: the MD5 (:attr:`hash`)."""
+        return self.hash
+
+    @property
+    def raw(self) -> str:
+        """The unhashed JA3 string (:attr:`string`)."""
+        return self.string
 
     def __str__(self) -> str:
         return self.hash

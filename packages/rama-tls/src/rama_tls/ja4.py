@@ -75,7 +75,12 @@ class Ja4Transport(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Ja4:
-    """The four JA4 renderings of one ClientHello."""
+    """The four JA4 renderings of one ClientHello.
+
+    In the shape of :class:`~rama_tls.fingerprint.Fingerprint`: ``text``,
+    ``hash`` and ``str()`` are :attr:`ja4` (sorted and hashed), ``raw`` is
+    :attr:`ja4_r` (sorted, in clear).
+    """
 
     ja4: str
     """Sorted and hashed: ``t13d1516h2_8daaf6152771_e5627efa2ab1``."""
@@ -85,6 +90,21 @@ class Ja4:
     """Original (wire) order, hashed; SNI and ALPN kept in the extension list."""
     ja4_ro: str
     """Original order, raw."""
+
+    @property
+    def text(self) -> str:
+        """The canonical fingerprint: :attr:`ja4`."""
+        return self.ja4
+
+    @property
+    def hash(self) -> str:
+        """The hashed form: :attr:`ja4`."""
+        return self.ja4
+
+    @property
+    def raw(self) -> str:
+        """The unhashed form: :attr:`ja4_r`."""
+        return self.ja4_r
 
     def __str__(self) -> str:
         return self.ja4

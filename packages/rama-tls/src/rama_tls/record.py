@@ -61,6 +61,9 @@ class ClientHelloReader:
         self._handshake = bytearray()
         self._record_version: int | None = None
         self._result: ClientHelloComplete | None = None
+        # a record whose header (and the handshake header) passed the checks, still
+        # incomplete: until this many bytes are buffered, feed only appends
+        self._waiting: NeedMore | None = None
 
     @property
     def buffered(self) -> int:
@@ -72,6 +75,11 @@ class ClientHelloReader:
         if self._result is not None:
             return self._result
         self._buf += data
+        waiting = self._waiting
+        if waiting is not None:
+            if len(self._buf) < waiting.needed:
+                return waiting  # a hello dripped byte by byte costs an append per byte
+            self._waiting = None
         while True:
             header_end = self._pos + 5
             if len(self._buf) < header_end:
@@ -83,8 +91,12 @@ class ClientHelloReader:
             self._check_header(content_type, major, minor, length)
             record_end = header_end + length
             if len(self._buf) < record_end:
-                self._check_handshake(self._buf[header_end:])
-                return NeedMore(record_end)
+                # only the first bytes matter: no copy of the whole partial record
+                self._check_handshake(self._buf[header_end : header_end + 4])
+                need = NeedMore(record_end)
+                if len(self._handshake) + len(self._buf) - header_end >= 4:
+                    self._waiting = need  # nothing left to check before record_end
+                return need
             if self._record_version is None:
                 self._record_version = (major << 8) | minor
             self._handshake += self._buf[header_end:record_end]

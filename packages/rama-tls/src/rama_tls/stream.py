@@ -16,6 +16,15 @@ servers and proxies:
 An EOF from the peer without ``close_notify`` reads as a plain end of stream
 (``standard_compatible=False``): the application protocol (HTTP framing)
 detects truncation, as browsers and curl do.
+
+After the handshake, every failure of :meth:`TlsStream.receive`,
+:meth:`TlsStream.send` and :meth:`TlsStream.send_eof` that ends the
+connection (the transport was reset or broke, OpenSSL rejected a record:
+bad MAC, an alert from the peer...) is raised as
+:class:`rama_net.ConnectionLost`, the type every rama stream uses, so code
+above catches one type whatever the stream is. A clean EOF stays
+:class:`anyio.EndOfStream`; using a stream after closing it stays
+:class:`anyio.ClosedResourceError`.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
 
-from .errors import CertificateVerificationError, HandshakeError
+from rama_net import ConnectionLost
+
+from .errors import CertificateVerificationError, HandshakeError, PeerClosed
 
 __all__ = ["TlsStream", "wrap_tls"]
 
@@ -61,6 +72,24 @@ class TlsStream(TLSStream):
             with contextlib.suppress(Exception):
                 await self.transport_stream.send(pending)
 
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Decrypted bytes; :class:`rama_net.ConnectionLost` when the connection fails."""
+        try:
+            return await super().receive(max_bytes)
+        except ConnectionLost:
+            raise
+        except _LOST as exc:
+            raise _lost(exc, "TLS receive failed") from exc
+
+    async def send(self, item: bytes) -> None:
+        """Encrypt and send; :class:`rama_net.ConnectionLost` when the connection fails."""
+        try:
+            await super().send(item)
+        except ConnectionLost:
+            raise
+        except _LOST as exc:
+            raise _lost(exc, "TLS send failed") from exc
+
     async def send_eof(self) -> None:
         """Send ``close_notify``; receiving keeps working until the peer's EOF."""
         if self._eof_sent:
@@ -69,7 +98,12 @@ class TlsStream(TLSStream):
         with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
             self._ssl_object.unwrap()
         if self._write_bio.pending:
-            await self.transport_stream.send(self._write_bio.read())
+            try:
+                await self.transport_stream.send(self._write_bio.read())
+            except ConnectionLost:
+                raise
+            except _LOST as exc:
+                raise _lost(exc, "TLS send_eof failed") from exc
 
     async def aclose(self) -> None:
         """Send ``close_notify`` (without waiting for the reply) and close the transport."""
@@ -84,6 +118,17 @@ class TlsStream(TLSStream):
                 await self.transport_stream.aclose()
             if scope.cancelled_caught:
                 await anyio.aclose_forcefully(self.transport_stream)
+
+
+_LOST = (ssl.SSLError, OSError, anyio.BrokenResourceError)
+"""What ends an established connection (ConnectionLost is a BrokenResourceError)."""
+
+
+def _lost(exc: BaseException, what: str) -> ConnectionLost:
+    """A :class:`ConnectionLost` for ``exc`` (raise it ``from exc``)."""
+    # anyio raises a bare BrokenResourceError from the real cause
+    cause = exc.__cause__ if exc.__cause__ is not None and not str(exc) else exc
+    return ConnectionLost(f"{what}: {str(cause) or type(cause).__name__}")
 
 
 async def wrap_tls(
@@ -122,5 +167,5 @@ async def wrap_tls(
         anyio.BrokenResourceError,
         anyio.ClosedResourceError,
     ) as exc:
-        raise HandshakeError("peer went away during the TLS handshake") from exc
+        raise PeerClosed("peer went away during the TLS handshake") from exc
     return cast(TlsStream, stream)

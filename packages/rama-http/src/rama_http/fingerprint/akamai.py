@@ -42,7 +42,12 @@ class AkamaiParseError(RamaError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AkamaiH2Fingerprint:
-    """The four parts of an Akamai h2 fingerprint; ``str()`` gives the canonical text."""
+    """The four parts of an Akamai h2 fingerprint; ``str()`` gives the canonical text.
+
+    In the shape of :class:`rama_tls.fingerprint.Fingerprint`: ``text`` and
+    ``str()`` are the ``S|WU|P|PH`` string, which is also ``raw`` (the format
+    has no other clear form); ``hash`` is its MD5.
+    """
 
     settings: tuple[tuple[int, int], ...]
     window_update: int
@@ -100,6 +105,11 @@ class AkamaiH2Fingerprint:
         return f"{settings}|{window}|{priorities}|{order}"
 
     @property
+    def raw(self) -> str:
+        """The unhashed form: the same as :attr:`text`."""
+        return self.text
+
+    @property
     def hash(self) -> str:
         """MD5 hex digest of :attr:`text`, the form fingerprint databases key on."""
         return hashlib.md5(self.text.encode(), usedforsecurity=False).hexdigest()
@@ -108,6 +118,6 @@ class AkamaiH2Fingerprint:
         return self.text
 
 
-def akamai_h2_fingerprint(record: H2PrefaceRecord) -> str:
-    """The Akamai h2 fingerprint text for a recorded connection preface."""
-    return AkamaiH2Fingerprint.from_record(record).text
+def akamai_h2_fingerprint(record: H2PrefaceRecord) -> AkamaiH2Fingerprint:
+    """The Akamai h2 fingerprint of a recorded connection preface (``str()``: its text)."""
+    return AkamaiH2Fingerprint.from_record(record)

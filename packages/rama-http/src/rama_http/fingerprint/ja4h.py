@@ -66,7 +66,11 @@ def _cookie_pairs(values: Iterable[str]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True, slots=True)
 class Ja4hFingerprint:
-    """The JA4H of a request, with its raw inputs (see module docs)."""
+    """The JA4H of a request, with its raw inputs (see module docs).
+
+    In the shape of :class:`rama_tls.fingerprint.Fingerprint`: ``text``,
+    ``hash`` and ``str()`` are the JA4H ``a_b_c_d``, ``raw`` is ``JA4H_r``.
+    """
 
     method: str
     """The request method as sent."""
@@ -155,8 +159,13 @@ class Ja4hFingerprint:
 
     @property
     def text(self) -> str:
-        """The JA4H string ``a_b_c_d``."""
+        """The JA4H string ``a_b_c_d``: the canonical fingerprint."""
         return f"{self.a}_{self.b}_{self.c}_{self.d}"
+
+    @property
+    def hash(self) -> str:
+        """The hashed form: the same as :attr:`text`."""
+        return self.text
 
     def _raw(self, cookies: list[tuple[str, str]]) -> str:
         out = f"{self.a}_{','.join(self.header_names)}_"
@@ -178,6 +187,6 @@ class Ja4hFingerprint:
         return self.text
 
 
-def ja4h(request: Request) -> str:
-    """The JA4H string of ``request``."""
-    return Ja4hFingerprint.from_request(request).text
+def ja4h(request: Request) -> Ja4hFingerprint:
+    """The JA4H fingerprint of ``request`` (``str()`` / ``.text``: the JA4H string)."""
+    return Ja4hFingerprint.from_request(request)

@@ -11,7 +11,7 @@ Limits live in :class:`ServerConfig`, shared by every version.
 """
 
 from ._failure import HandlerFailure, handler_failure
-from .auto import HttpServer, HttpVersionChoice, TlsTermination, detect_version, serve
+from .auto import HttpServer, HttpVersionChoice, detect_version, serve
 from .config import Http1Engine, ServerConfig
 from .h1_conn import Http1Connection, serve_http1
 from .h1_engines import available_engines, make_engine
@@ -30,7 +30,6 @@ __all__ = [
     "HttpVersionChoice",
     "RewindStream",
     "ServerConfig",
-    "TlsTermination",
     "available_engines",
     "detect_version",
     "handler_failure",

@@ -17,7 +17,7 @@ both; handlers see the version on ``request.version``.
     await serve("127.0.0.1:8080", my_service)                # cleartext h1 + h2c
     await serve("[::1]:8443", my_service, tls=TlsAcceptorConfig.single(cert))  # TLS + ALPN
     await serve("[::1]:8443", my_service, tls=..., plaintext=True)  # https and http, one port
-    await serve("[::1]:8443", my_service, ssl_context=ctx)   # a stdlib SSLContext instead
+    await serve("[::1]:8443", my_service, ssl_context=ctx)   # a stdlib server SSLContext
 
     # or compose it yourself:
     await TcpListener.bind("127.0.0.1:8443").serve(
@@ -33,7 +33,6 @@ request in flight (answering with ``Connection: close``) and idle ones close;
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
@@ -43,10 +42,17 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from rama_core import Context, Service
-from rama_net import PeekError, PeekStream, SocketAddress, TcpListener, TcpServerConfig
+from rama_net import (
+    ConnectionLost,
+    PeekError,
+    PeekStream,
+    SocketAddress,
+    TcpListener,
+    TcpServerConfig,
+)
 from rama_tls import NegotiatedTls, TlsAcceptorConfig, TlsAcceptorLayer
 
 from ..h2.record import CONNECTION_PREFACE
@@ -55,7 +61,7 @@ from .config import ServerConfig
 from .h1_conn import serve_http1
 from .h2 import serve_h2
 
-__all__ = ["HttpServer", "HttpVersionChoice", "TlsTermination", "detect_version", "serve"]
+__all__ = ["HttpServer", "HttpVersionChoice", "detect_version", "serve"]
 
 _log = logging.getLogger("rama.http.server")
 
@@ -176,8 +182,8 @@ class HttpServer:
                 choice = detect_version(peek.peeked)
             except PeekError:
                 pass
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-                _log.debug("connection lost while detecting the version: %r", e)
+            except ConnectionLost as e:
+                _log.debug("connection lost while detecting the version: %s", e)
                 tg.cancel_scope.cancel()
                 return None, stream, b""
             tg.cancel_scope.cancel()
@@ -189,48 +195,6 @@ class HttpServer:
         return choice, (peek.inner if peek is not stream else stream), initial
 
 
-class TlsTermination:
-    """A minimal TLS server layer for :func:`serve`: handshake with a stdlib SSLContext.
-
-    It does no ClientHello capture and no per-SNI certificates; for those use
-    ``rama_tls``'s acceptor in front of :class:`HttpServer`. The ALPN protocols
-    of ``ssl_context`` decide the HTTP version (see :class:`HttpServer`).
-    """
-
-    def __init__(
-        self,
-        inner: Service[ByteStream, Any],
-        ssl_context: ssl.SSLContext,
-        handshake_timeout: float | None = 10.0,
-    ) -> None:
-        self.inner = inner
-        self.ssl_context = ssl_context
-        self.handshake_timeout = handshake_timeout
-
-    async def serve(self, ctx: Context, stream: ByteStream) -> None:
-        """Handshake (bounded by ``handshake_timeout``), then serve the decrypted stream."""
-        try:
-            with anyio.fail_after(self.handshake_timeout):
-                tls = await TLSStream.wrap(
-                    stream,
-                    server_side=True,
-                    ssl_context=self.ssl_context,
-                    standard_compatible=False,
-                )
-        except (ssl.SSLError, TimeoutError, anyio.EndOfStream) as e:
-            _log.debug("TLS handshake failed: %r", e)
-            return
-        try:
-            await self.inner.serve(ctx, tls)
-        finally:
-            with (
-                anyio.CancelScope(shield=True),
-                anyio.move_on_after(1.0),
-                contextlib.suppress(OSError, ssl.SSLError, anyio.BrokenResourceError),
-            ):
-                await tls.aclose()
-
-
 async def serve(
     address: str | tuple[str, int] | TcpListener,
     service: Service[Request, Response],
@@ -240,40 +204,53 @@ async def serve(
     tls: TlsAcceptorConfig | None = None,
     plaintext: bool = False,
     ssl_context: ssl.SSLContext | None = None,
-    alpn_protocols: Sequence[str] | None = ("h2", "http/1.1"),
+    alpn_protocols: Sequence[str] | None = None,
     tcp_config: TcpServerConfig | None = None,
     on_listening: Callable[[SocketAddress], Any] | None = None,
 ) -> None:
     """Listen on ``address`` (``"host:port"``, a tuple or a bound listener); serve h1 and h2.
 
-    With ``tls`` connections go through ``rama_tls``'s acceptor (ClientHello
-    and :class:`rama_tls.NegotiatedTls` land in the Context; a config without
-    ALPN protocols gets ``alpn_protocols``); ``plaintext=True`` also serves
-    cleartext HTTP on the same port. With ``ssl_context`` (a stdlib context)
-    a minimal :class:`TlsTermination` is used instead; ``alpn_protocols`` are
-    set on it (None keeps the context's own). The version comes from ALPN.
-    Runs until cancelled or, when ``ctx`` comes from a
-    :class:`rama_core.Shutdown`, until a graceful shutdown has drained every
-    connection. ``on_listening`` gets the bound address (useful with port 0).
+    TLS has one path, ``rama_tls``'s acceptor, whichever way it is asked for:
+    the ClientHello and :class:`rama_tls.NegotiatedTls` land in the Context,
+    the handshake is bounded by the acceptor's ``handshake_timeout`` and
+    failures are logged on ``rama.tls.acceptor`` and counted.
+
+    * ``tls``: a :class:`rama_tls.TlsAcceptorConfig`. A resolver config
+      without ALPN protocols gets ``alpn_protocols`` (default
+      ``("h2", "http/1.1")``).
+    * ``ssl_context``: a stdlib server context, shorthand for
+      ``tls=TlsAcceptorConfig.from_ssl_context(ssl_context)``. The context is
+      never modified: its own ALPN protocols decide the version, so call
+      ``ssl_context.set_alpn_protocols(["h2", "http/1.1"])`` for h2 (without
+      ALPN, clients speak HTTP/1.1, or h2 with prior knowledge, which the
+      preface detection still serves). ``alpn_protocols`` cannot be combined
+      with it.
+    * ``plaintext=True`` (with either) also serves cleartext HTTP on the same port.
+
+    The arguments are checked before anything is bound: a bad one raises
+    ``TypeError``/``ValueError`` and leaves no socket behind. Runs until
+    cancelled or, when ``ctx`` comes from a :class:`rama_core.Shutdown`, until
+    a graceful shutdown has drained every connection. ``on_listening`` gets
+    the bound address (useful with port 0).
     """
-    owned = not isinstance(address, TcpListener)
-    listener = address if isinstance(address, TcpListener) else TcpListener.bind(address)
-    if tls is not None and ssl_context is not None:
-        raise ValueError("pass tls or ssl_context, not both")
-    http = HttpServer(service, config)
-    stream_service: Service[ByteStream, Any] = http
-    if tls is not None:
-        if not tls.alpn_protocols and alpn_protocols:
-            tls = dataclasses.replace(tls, alpn_protocols=tuple(alpn_protocols))
-        stream_service = TlsAcceptorLayer(tls, plaintext=http if plaintext else None).layer(http)
-    elif ssl_context is not None:
-        if alpn_protocols:
-            ssl_context.set_alpn_protocols(list(alpn_protocols))
-        timeout = (config or ServerConfig()).header_read_timeout
-        stream_service = TlsTermination(stream_service, ssl_context, timeout)
-    if on_listening is not None:
-        on_listening(listener.local_addr)
+    _check_type("ctx", ctx, Context)
+    stream_service = _stream_service(
+        service, config, tls, plaintext, ssl_context, alpn_protocols, tcp_config
+    )
+    if isinstance(address, TcpListener):
+        owned = False
+        listener = address
+    elif isinstance(address, str | tuple):
+        owned = True
+        listener = TcpListener.bind(address)
+    else:
+        raise TypeError(
+            f"address must be 'host:port', a (host, port) tuple or a TcpListener, "
+            f"not {type(address).__name__}"
+        )
     try:
+        if on_listening is not None:
+            on_listening(listener.local_addr)
         await listener.serve(stream_service, ctx, tcp_config)
     finally:
         listener.close()
@@ -281,3 +258,53 @@ async def serve(
             # Cancelled (not shut down), serve() leaves its sockets open; ours must not leak.
             for sock in listener.sockets:
                 sock.close()
+
+
+def _check_type(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    if value is not None and not isinstance(value, kind):
+        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise TypeError(f"{name} must be a {want} or None, not {type(value).__name__}")
+
+
+def _stream_service(
+    service: Service[Request, Response],
+    config: ServerConfig | None,
+    tls: TlsAcceptorConfig | None,
+    plaintext: bool,
+    ssl_context: ssl.SSLContext | None,
+    alpn_protocols: Sequence[str] | None,
+    tcp_config: TcpServerConfig | None,
+) -> Service[ByteStream, Any]:
+    """Check :func:`serve`'s arguments and build its per-connection service (binds nothing)."""
+    if not callable(getattr(service, "serve", None)):
+        raise TypeError(f"service must be a Service (with .serve), not {type(service).__name__}")
+    _check_type("config", config, ServerConfig)
+    _check_type("tls", tls, TlsAcceptorConfig)
+    _check_type("ssl_context", ssl_context, ssl.SSLContext)
+    _check_type("tcp_config", tcp_config, TcpServerConfig)
+    if isinstance(alpn_protocols, str):
+        raise TypeError("alpn_protocols must be a sequence of protocol names, not one str")
+    if tls is not None and ssl_context is not None:
+        raise ValueError("pass tls or ssl_context, not both")
+    if plaintext and tls is None and ssl_context is None:
+        raise ValueError("plaintext=True serves cleartext beside TLS: pass tls or ssl_context")
+    if ssl_context is not None:
+        if alpn_protocols is not None:
+            raise ValueError(
+                "alpn_protocols cannot be combined with ssl_context, which is used unchanged: "
+                "call ssl_context.set_alpn_protocols(...) on it instead"
+            )
+        tls = TlsAcceptorConfig.from_ssl_context(ssl_context)
+    elif tls is not None and tls.ssl_context is not None and alpn_protocols is not None:
+        raise ValueError("alpn_protocols cannot be combined with a config's own ssl_context")
+    http = HttpServer(service, config)
+    if tls is None:
+        return http
+    if tls.ssl_context is None and not tls.alpn_protocols:
+        protocols = _DEFAULT_ALPN if alpn_protocols is None else tuple(alpn_protocols)
+        if protocols:
+            tls = dataclasses.replace(tls, alpn_protocols=protocols)
+    return TlsAcceptorLayer(tls, plaintext=http if plaintext else None).layer(http)
+
+
+_DEFAULT_ALPN = ("h2", "http/1.1")
