@@ -32,6 +32,7 @@ from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, Pro
 from ..headers import Headers
 from ..message import Request, Response
 from ..status import NO_BODY_STATUSES, reason_phrase
+from ._failure import handler_failure, log_handler_failure
 from .config import ServerConfig
 from .h1_engine import NEED_DATA, BodyData, BodyEnd, H1Engine, RequestHead
 from .h1_engines import make_engine
@@ -231,7 +232,7 @@ class Http1Connection:
     async def _on_timeout(self, phase: int) -> None:
         if phase == _HEAD or (phase == _BODY and not self._response_started):
             _log.debug("request not received in time")
-            await self._send_error(408, "request not received in time")
+            await self._send_error(408)
         elif phase == _IDLE:
             _log.debug("idle keep-alive connection closed")
 
@@ -276,7 +277,8 @@ class Http1Connection:
             try:
                 ev = engine.next_event()
             except ProtocolError as e:
-                await self._send_error(e.status, str(e))
+                _log.debug("bad request: %s", e)
+                await self._send_error(e.status)
                 return
             if ev is NEED_DATA:
                 await self._wait_head()
@@ -303,7 +305,8 @@ class Http1Connection:
         self._body_bytes = 0
         limit = cfg.max_body_size
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            await self._send_error(413, f"request body larger than {limit} bytes")
+            _log.debug("request body of %d bytes is over the limit", head.content_length)
+            await self._send_error(413)
             return False
         if head.has_body:
             self._body_done = False
@@ -322,27 +325,28 @@ class Http1Connection:
         )
         try:
             resp = await self.service.serve(self.ctx.fork(), req)
-        except HttpError as e:
-            broken = self._broken
-            if broken is not None:
-                await self._send_error(broken.status, str(broken))
-                return False
-            _log.debug("handler raised %s", e)
-            if self._response_started:
-                return False
-            resp = Response.error(e.status if 400 <= e.status < 600 else 500)
-            resp.headers.set("Connection", "close")
         except anyio.get_cancelled_exc_class():
             raise
-        except Exception:
-            _log.exception("HTTP handler failed for %s %s", head.method, head.target)
+        except _ConnectionGone:
+            raise
+        except Exception as e:
+            broken = self._broken
+            if broken is not None:
+                # The peer's request body was malformed or too large: the
+                # engine cannot find the next request, so answer and close.
+                _log.debug("bad request body for %s %s: %s", head.method, head.target, broken)
+                await self._send_error(broken.status)
+                return False
+            failure = handler_failure(e)
+            log_handler_failure(_log, failure, e, head.method, head.target)
             if self._response_started:
                 return False
-            resp = Response.error(500)
+            resp = failure.response()
             resp.headers.set("Connection", "close")
         if type(resp) is not Response and not isinstance(resp, Response):
-            _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+            _log.error("HTTP handler returned %s, not a Response", type(resp).__name__)
             resp = Response.error(500)
+            resp.headers.set("Connection", "close")
         if self._broken is not None and not self._body_done:
             # The handler caught the body error and answered anyway: send its
             # answer, but the connection cannot be reused.
@@ -397,7 +401,7 @@ class Http1Connection:
             and (self._continue_pending or not await self._drain_request_body())
         ):
             _log.error("cannot switch protocols: the request body was not read")
-            await self._send_error(500, "the request body was not read before switching")
+            await self._send_error(500)
             return False
         self._phase = _WRITE
         self._response_started = True
@@ -541,14 +545,17 @@ class Http1Connection:
     last_trailers: Headers | None = None
 
     # -- errors ----------------------------------------------------------------------
-    async def _send_error(self, status: int, message: str) -> None:
-        """Answer a request we cannot serve and close (lingering so the answer arrives)."""
+    async def _send_error(self, status: int) -> None:
+        """Answer a request we cannot serve and close (lingering so the answer arrives).
+
+        The body is the reason phrase only: what went wrong is logged, never sent.
+        """
         if self._response_started:
             return
         self._response_started = True
         if not 400 <= status < 600:
             status = 400
-        text = f"{status} {reason_phrase(status)}: {message}\n".encode("latin-1", "replace")
+        text = f"{reason_phrase(status)}\n".encode("latin-1", "replace")
         head = (
             f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n"

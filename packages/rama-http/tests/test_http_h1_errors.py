@@ -1,0 +1,186 @@
+"""What the HTTP/1.1 server answers and logs when things fail, on every engine.
+
+One policy (``rama_http.server.handler_failure``): the handler's own faults
+are a 500 logged once at ERROR with the traceback; ``ServiceTimeout`` is 504
+and ``Overloaded`` 503 with ``Retry-After``, both at INFO without traceback;
+the peer's faults get their 4xx. Error bodies carry the reason phrase only.
+Errors on the second and later requests of a keep-alive connection are
+answered like those on the first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+from rama_http_h1_peer import RawClient, echo, hello, http1_server
+
+from rama_core import Context, service_fn
+from rama_core.layers import ConcurrencyLimitLayer, LimitPolicy, TimeoutLayer
+from rama_http import Request, Response
+from rama_http.server import available_engines
+
+pytestmark = pytest.mark.anyio
+
+LOGGER = "rama.http.h1"
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.fixture(params=available_engines())
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == LOGGER and r.levelno >= level]
+
+
+async def one(port: int, raw: bytes = GET) -> Any:
+    async with RawClient.connect(port) as c:
+        await c.send(raw)
+        with anyio.fail_after(5):
+            return await c.response()
+
+
+async def test_invalid_header_built_by_the_handler_is_a_500_logged_once(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def bad(ctx: Context, req: Request) -> Response:
+        return Response.from_text("x", headers={"X-Bad": "a\r\nb"})
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(bad, engine) as port:
+        r = await one(port)
+        assert r.status == 500
+        assert r.body == b"Internal Server Error\n"
+        assert b"X-Bad" not in r.body
+        errors = records(caplog, logging.ERROR)
+        assert len(errors) == 1, errors
+        assert errors[0].exc_info is not None
+        assert "InvalidHeader" in caplog.text
+        # the server goes on serving
+        assert (await one(port)).status == 500
+
+
+async def test_service_timeout_is_a_504_at_info_without_traceback(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow(ctx: Context, req: Request) -> Response:
+        await anyio.sleep(10)
+        return Response.from_text("late")
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    svc = TimeoutLayer[Request, Response](0.05).layer(service_fn(slow))
+    async with http1_server(svc, engine) as port:
+        r = await one(port)
+    assert r.status == 504
+    assert r.body == b"Gateway Timeout\n"
+    assert not records(caplog, logging.WARNING)
+    info = [r for r in records(caplog, logging.INFO) if "504" in r.getMessage()]
+    assert len(info) == 1
+    assert info[0].levelno == logging.INFO
+    assert info[0].exc_info is None
+
+
+async def test_overloaded_is_a_503_with_retry_after_at_info(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    async def held(ctx: Context, req: Request) -> Response:
+        entered.set()
+        await release.wait()
+        return Response.from_text("done")
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    svc = ConcurrencyLimitLayer[Request, Response](1, LimitPolicy.REJECT).layer(service_fn(held))
+    async with http1_server(svc, engine) as port, RawClient.connect(port) as first:
+        await first.send(GET)
+        with anyio.fail_after(5):
+            await entered.wait()
+        r = await one(port)
+        release.set()
+        with anyio.fail_after(5):
+            assert (await first.response()).status == 200
+    assert r.status == 503
+    assert r.get("retry-after") == "1"
+    assert r.body == b"Service Unavailable\n"
+    assert not records(caplog, logging.WARNING)
+    assert [x.exc_info for x in records(caplog, logging.INFO)] == [None]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + b"3ff\r\n", 413),
+    ],
+    ids=["bad-chunk", "too-large"],
+)
+async def test_peer_body_errors_while_the_handler_reads_are_their_4xx(
+    engine: str, caplog: pytest.LogCaptureFixture, raw: bytes, status: int
+) -> None:
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(echo, engine, max_body_size=1000) as port:
+        async with RawClient.connect(port) as c:
+            await c.send(raw + (b"x" * 1023 + b"\r\n" if status == 413 else b""))
+            with anyio.fail_after(5):
+                r = await c.response()
+            assert r.status == status
+            assert r.get("connection") == "close"
+            assert await c.at_eof()
+    assert not records(caplog, logging.WARNING)
+
+
+async def test_body_error_raised_by_the_handler_is_its_4xx(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def strict(ctx: Context, req: Request) -> Response:
+        await req.json()  # not JSON: BodyError, the peer's fault
+        return Response.from_text("ok")
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(strict, engine) as port:
+        r = await one(port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n{{{")
+    assert r.status == 400
+    assert r.body == b"Bad Request\n"
+    assert not records(caplog, logging.WARNING)
+
+
+async def test_handler_returning_a_non_response_is_reported_and_a_500(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def wrong(ctx: Context, req: Request) -> Any:
+        return {"not": "a response"}
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(wrong, engine) as port:
+        r = await one(port)
+    assert r.status == 500
+    errors = records(caplog, logging.ERROR)
+    assert [e.getMessage() for e in errors] == ["HTTP handler returned dict, not a Response"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "body"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01secret\r\n\r\n", 400, b"Bad Request\n"),
+        (b"GET / HTTP/1.1\r\n\r\n", 400, b"Bad Request\n"),
+        (b"GET / HTTP/7.0\r\nHost: a\r\n\r\n", 505, b"HTTP Version Not Supported\n"),
+        (b"GET /" + b"s" * 9000 + b" HTTP/1.1\r\n\r\n", 414, b"Request-URI Too Long\n"),
+    ],
+    ids=["control-char", "no-host", "version", "long-target"],
+)
+async def test_parse_errors_carry_the_reason_phrase_only(
+    engine: str, raw: bytes, status: int, body: bytes
+) -> None:
+    async with http1_server(hello, engine) as port:
+        r = await one(port, raw)
+    assert r.status == status
+    assert r.body == body
