@@ -453,3 +453,32 @@ def test_expect_continue_is_reported(name: str) -> None:
     assert isinstance(head, RequestHead)
     assert head.expect_continue
     assert engine.continue_response().startswith(b"HTTP/1.1 100 ")
+
+
+@engines
+def test_a_large_read_ending_inside_a_head_counts_only_that_head(name: str) -> None:
+    req = b"GET /p HTTP/1.1\r\nHost: h\r\nX-Pad: " + b"p" * 60 + b"\r\n\r\n"
+    n = 3000
+    data = req * n
+    cut = len(data) - 20  # the first piece ends inside the last head
+    out = drive(new(name, max_header_size=1024), [data[:cut], data[cut:]])
+    assert len(out) == n
+
+
+@engines
+def test_requests_before_a_parse_error_in_the_same_read_come_first(name: str) -> None:
+    post = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+    engine = new(name)
+    engine.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" + post + b"\x00GARBAGE\r\n\r\n")
+    got: list[Any] = []
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(20):
+            ev = engine.next_event()
+            if ev is PAUSED or (isinstance(ev, RequestHead) and not ev.has_body):
+                got.append(ev if ev is PAUSED else ev.target)
+                engine.response(200, "OK", [], b"")
+                engine.start_next_cycle()
+                continue
+            got.append(ev.target if isinstance(ev, RequestHead) else type(ev).__name__)
+    assert info.value.status == 400
+    assert got == ["/", "/p", "BodyData", "BodyEnd", PAUSED]

@@ -184,3 +184,109 @@ async def test_parse_errors_carry_the_reason_phrase_only(
         r = await one(port, raw)
     assert r.status == status
     assert r.body == body
+
+
+# -- errors on the second and later requests of a connection ---------------------------
+
+SECOND = [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n", 413),
+]
+SECOND_IDS = ["400-garbage", "400-no-host", "414", "431", "501", "505", "413"]
+
+
+@pytest.mark.parametrize(("raw", "status"), SECOND, ids=SECOND_IDS)
+@pytest.mark.parametrize("together", [False, True], ids=["after", "pipelined"])
+async def test_errors_on_a_later_request_are_answered(
+    engine: str, raw: bytes, status: int, together: bool
+) -> None:
+    limits: dict[str, Any] = {
+        "max_request_line": 2048,
+        "max_header_size": 4096,
+        "max_body_size": 4096,
+    }
+    async with http1_server(hello, engine, **limits) as port, RawClient.connect(port) as c:
+        with anyio.fail_after(5):
+            for _ in range(2):
+                if together:
+                    await c.send(GET + GET + raw)
+                    assert (await c.response()).status == 200
+                else:
+                    await c.send(GET)
+                assert (await c.response()).status == 200
+                if not together:
+                    continue
+                break
+            if not together:
+                await c.send(raw)
+            r = await c.response()
+            assert r.status == status
+            assert r.get("connection") == "close"
+            assert await c.at_eof()
+
+
+async def test_a_stalled_later_head_gets_408(engine: str) -> None:
+    async with http1_server(hello, engine, header_read_timeout=0.3) as port:
+        async with RawClient.connect(port) as c:
+            with anyio.fail_after(5):
+                await c.send(GET)
+                assert (await c.response()).status == 200
+                await c.send(b"GET / HTTP/1.1\r\nHo")
+                r = await c.response()
+                assert r.status == 408
+                assert await c.at_eof()
+
+
+async def test_a_stalled_later_body_gets_408(engine: str) -> None:
+    async with http1_server(echo, engine, body_read_timeout=0.3) as port:
+        async with RawClient.connect(port) as c:
+            with anyio.fail_after(5):
+                await c.send(GET)
+                assert (await c.response()).status == 200
+                await c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+                r = await c.response()
+                assert r.status == 408
+                assert await c.at_eof()
+
+
+# -- pipelines: large reads and errors behind valid requests ------------------------------
+
+
+async def test_a_large_pipeline_in_one_write_is_answered_in_full(engine: str) -> None:
+    # Reads of up to 64 KiB end inside a head: only that head's bytes count to its limit.
+    n = 6000
+    req = b"GET /p HTTP/1.1\r\nHost: a\r\nUser-Agent: pipeline-test\r\n\r\n"
+    async with (
+        http1_server(hello, engine, max_header_size=4096) as port,
+        RawClient.connect(port) as c,
+    ):
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(c.send, req * n)
+                for _ in range(n):
+                    assert (await c.response()).status == 200
+
+
+async def test_a_valid_post_before_garbage_in_one_write_is_run_then_400(engine: str) -> None:
+    seen: list[bytes] = []
+
+    async def record(ctx: Context, req: Request) -> Response:
+        seen.append(await req.read())
+        return Response.from_text("ran")
+
+    post = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+    async with http1_server(record, engine) as port, RawClient.connect(port) as c:
+        await c.send(GET + post + b"\x00GARBAGE\r\n\r\n")
+        with anyio.fail_after(5):
+            assert (await c.response()).status == 200
+            r = await c.response()
+            assert (r.status, r.body) == (200, b"ran")
+            bad = await c.response()
+            assert bad.status == 400
+            assert await c.at_eof()
+    assert seen == [b"", b"hello"]

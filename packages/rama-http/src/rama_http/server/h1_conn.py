@@ -290,6 +290,9 @@ class Http1Connection:
             if not await self._handle(ev):
                 return
             self.requests += 1
+            # The answer is out: an error in the next request (or its
+            # stalled head) must be answered, not end in a bare close.
+            self._response_started = False
             try:
                 engine.start_next_cycle()
             except LocalProtocolError:

@@ -150,6 +150,10 @@ class H11Engine:
         method = ev.method.decode("ascii")
         self._method = method
         target = ev.target.decode("latin-1")
+        if len(method) + len(target) + 10 > self._limits.max_request_line:
+            # A pipelined request's line arrived with the one before it, past
+            # the incremental check in _feed.
+            raise RemoteProtocolError("request line too long", status=414)
         check_head_size(method, target, fields, self._limits.max_header_size)
         head = make_head(method, target, version, fields, keys)
         if not head.has_body:
