@@ -290,3 +290,55 @@ async def test_a_valid_post_before_garbage_in_one_write_is_run_then_400(engine: 
             assert bad.status == 400
             assert await c.at_eof()
     assert seen == [b"", b"hello"]
+
+
+# -- hostile framing over a real socket ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x85chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\xa0\r\n\r\nhello",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \x855\r\n\r\nhello",
+    ],
+    ids=["te-nbsp", "te-nel", "cl-nbsp", "cl-nel"],
+)
+async def test_framing_values_padded_with_unicode_whitespace_are_rejected(
+    engine: str, raw: bytes
+) -> None:
+    ran: list[str] = []
+
+    async def record(ctx: Context, req: Request) -> Response:
+        ran.append(req.target)
+        return Response.from_text("ran")
+
+    async with http1_server(record, engine) as port:
+        r = await one(port, raw + GET)
+    assert r.status in (400, 501)
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"CONNECT nohost HTTP/1.1\r\nHost: a\r\n\r\n",
+    ],
+    ids=["ipv6", "port", "authority"],
+)
+async def test_an_unparsable_request_target_is_the_peers_400(
+    engine: str, caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
+    async def uses_uri(ctx: Context, req: Request) -> Response:
+        return Response.from_text(f"{req.uri.host} {req.path} {req.query}")
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(uses_uri, engine) as port:
+        r = await one(port, raw)
+        assert r.status == 400
+        ok = await one(port, b"GET http://a:81/p?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (ok.status, ok.body) == (200, b"a /p q=1")
+    assert not records(caplog, logging.WARNING)

@@ -79,7 +79,7 @@ def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Hea
     if data is None or head.method == "HEAD" or resp.status in NO_BODY_STATUSES:
         return headers  # streamed bodies are checked as they go; HEAD/304 may announce a size
     values = headers.get_all("content-length")
-    if any(v.strip() != str(len(data)) for v in values):
+    if any(v.strip(" \t") != str(len(data)) for v in values):
         _log.error(
             "handler answered %s %s with Content-Length %s but a %d-byte body",
             head.method,
