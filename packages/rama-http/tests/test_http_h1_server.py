@@ -617,3 +617,31 @@ async def test_upgrade_accepted_without_reading_the_body_still_switches(engine: 
         resp = await c.response(head_request=True)
         assert resp.status == 101
         assert await c.read_exactly(len(b"switched:PING")) == b"switched:PING"
+
+
+async def test_shutdown_grace_ends_a_request_that_does_not_finish(engine: str) -> None:
+    started = anyio.Event()
+    cancelled: list[bool] = []
+
+    async def stuck(ctx: Context, req: Request) -> Response:
+        if req.path == "/stuck":
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                cancelled.append(True)
+                raise
+        return Response.from_text("quick")
+
+    async with Shutdown(deadline=30, signals=None) as sd:
+        async with http1_server(stuck, engine, shutdown=sd, shutdown_grace=0.3) as port:
+            async with RawClient.connect(port) as busy:
+                await busy.send(b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n")
+                with anyio.fail_after(5):
+                    await started.wait()
+                sd.trigger()
+                start = anyio.current_time()
+                # closed after the grace, long before the Shutdown deadline
+                assert await busy.at_eof(timeout=5)
+                assert 0.2 < anyio.current_time() - start < 3
+    assert cancelled == [True]

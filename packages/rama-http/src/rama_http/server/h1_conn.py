@@ -14,10 +14,12 @@ and answer it with ``Connection: close``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -59,6 +61,20 @@ def _http_date() -> str:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True)
     return str(_date_cache[1])
+
+
+def _event_loop_clock() -> Callable[[], float]:
+    """``anyio.current_time``, resolved once per connection.
+
+    The event loop's clock (so trio's autojump clock drives the timeouts in
+    tests), without anyio's per-call backend lookup on the request path: on
+    asyncio (and uvloop) the loop's own ``time`` costs what ``time.monotonic``
+    does.
+    """
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # trio
+        return anyio.current_time
 
 
 def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Headers | None:
@@ -143,10 +159,12 @@ class Http1Connection:
         self._continue_pending = False
         self._body_bytes = 0
         self._body_done = True
+        self._clock: Callable[[], float] = time.monotonic  # the loop's, once running
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
         """Serve until the peer leaves, an error closes the connection or shutdown."""
+        self._clock = _event_loop_clock()
         async with anyio.create_task_group() as tg:
             # Handlers may spawn helpers (a response body producer, say): they
             # run in this connection's task group, which waits for them.
@@ -199,11 +217,21 @@ class Http1Connection:
         executor = self.ctx.executor
         watch_shutdown = executor.shutdown is not None
         tick = self._tick()
+        clock = self._clock
+        grace_at = _INF
         while True:
             deadline = self._deadline
-            now = time.monotonic()
+            now = clock()
             if deadline <= now:
                 self._timed_out = self._phase
+                assert self._scope is not None
+                self._scope.cancel()
+                return
+            if grace_at <= now:
+                _log.info(
+                    "HTTP/1.1 connection: shutdown grace of %gs over, cancelling its request",
+                    self.config.shutdown_grace,
+                )
                 assert self._scope is not None
                 self._scope.cancel()
                 return
@@ -212,6 +240,8 @@ class Http1Connection:
             delay = tick if deadline == _INF else deadline - now
             if tick is not None and delay is not None and delay > tick:
                 delay = tick
+            if grace_at != _INF and (delay is None or grace_at - now < delay):
+                delay = grace_at - now
             if watch_shutdown:
                 with anyio.move_on_after(delay):
                     await executor.wait_shutdown()
@@ -221,13 +251,16 @@ class Http1Connection:
                         assert self._scope is not None
                         self._scope.cancel()
                         return
+                    # Busy: the request in flight may finish (answered with
+                    # Connection: close) within the grace, as on h2.
+                    grace_at = clock() + self.config.shutdown_grace
             elif delay is None:
                 await anyio.sleep_forever()
             else:
                 await anyio.sleep(delay)
 
     def _set_deadline(self, seconds: float | None) -> None:
-        self._deadline = _INF if seconds is None else time.monotonic() + seconds
+        self._deadline = _INF if seconds is None else self._clock() + seconds
 
     async def _on_timeout(self, phase: int) -> None:
         if phase == _HEAD or (phase == _BODY and not self._response_started):
