@@ -645,3 +645,49 @@ async def test_shutdown_grace_ends_a_request_that_does_not_finish(engine: str) -
                 assert await busy.at_eof(timeout=5)
                 assert 0.2 < anyio.current_time() - start < 3
     assert cancelled == [True]
+
+
+# -- fairness ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_client_pipelining_at_full_speed_does_not_starve_others(engine: str) -> None:
+    import time
+
+    async def busy(ctx: Context, req: Request) -> Response:
+        if req.path == "/p":
+            end = time.perf_counter() + 0.0005  # CPU-bound work, never awaits
+            while time.perf_counter() < end:
+                pass
+        return Response.from_text("ok")
+
+    n = 4000
+    latencies: list[float] = []
+    async with http1_server(busy, engine) as port:
+        async with RawClient.connect(port) as piper, RawClient.connect(port) as other:
+            await other.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await other.response()).status == 200
+            answered = 0
+
+            async def read_all() -> None:
+                nonlocal answered
+                for _ in range(n):
+                    assert (await piper.response()).status == 200
+                    answered += 1
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_all)
+                    await piper.send(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n" * n)
+                    while answered < 100:
+                        await anyio.sleep(0.01)
+                    for _ in range(5):
+                        start = anyio.current_time()
+                        await other.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                        assert (await other.response()).status == 200
+                        latencies.append(anyio.current_time() - start)
+                        await anyio.sleep(0.05)
+                    # the probes ran while the pipeline was being served
+                    # (without a yield in the loop they wait for all of it)
+                    assert answered < n, latencies
+    assert max(latencies) < 0.25, latencies

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
+from anyio.lowlevel import checkpoint
 
 from rama_core import Context, Service
 from rama_net import ProtocolStream
@@ -48,6 +49,8 @@ _DEFAULT_CONFIG = ServerConfig()
 _INF = math.inf
 _DRAIN_LIMIT = 1024 * 1024
 _LINGER_SECONDS = 1.0
+_YIELD_EVERY = 16
+"""Requests served in a row without waiting for input before the loop yields."""
 
 # Phases the watcher looks at when a deadline passes.
 _IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
@@ -159,6 +162,7 @@ class Http1Connection:
         self._continue_pending = False
         self._body_bytes = 0
         self._body_done = True
+        self._unyielded = 0
         self._clock: Callable[[], float] = time.monotonic  # the loop's, once running
 
     # -- lifecycle -------------------------------------------------------------------
@@ -323,6 +327,13 @@ class Http1Connection:
             if not await self._handle(ev):
                 return
             self.requests += 1
+            # Pipelined requests parsed from buffered bytes never make the loop
+            # wait: yield every few so one client cannot hold the event loop.
+            unyielded = self._unyielded + 1
+            if unyielded >= _YIELD_EVERY:
+                unyielded = 0
+                await checkpoint()
+            self._unyielded = unyielded
             # The answer is out: an error in the next request (or its
             # stalled head) must be answered, not end in a bare close.
             self._response_started = False
