@@ -342,3 +342,59 @@ async def test_an_unparsable_request_target_is_the_peers_400(
         ok = await one(port, b"GET http://a:81/p?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
         assert (ok.status, ok.body) == (200, b"a /p q=1")
     assert not records(caplog, logging.WARNING)
+
+
+# -- the client's connection lost vs. a handler's own ConnectionLost ------------------------
+
+
+async def test_a_client_resetting_mid_response_is_not_an_error(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+    import struct
+
+    from rama_http import Body
+
+    finished = anyio.Event()
+
+    async def endless(ctx: Context, req: Request) -> Response:
+        if req.path != "/endless":
+            return Response.from_text("ok")
+
+        async def chunks() -> Any:
+            try:
+                while True:
+                    yield b"x" * 65536
+                    await anyio.sleep(0)
+            finally:
+                finished.set()
+
+        return Response(200, body=Body.from_iter(chunks()))
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(endless, engine) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /endless HTTP/1.1\r\nHost: a\r\n\r\n")
+        await stream.receive()
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # RST
+        with anyio.fail_after(5):
+            await finished.wait()
+        assert (await one(port)).status == 200
+    assert not records(caplog, logging.WARNING)
+
+
+async def test_a_handlers_own_connection_lost_is_a_500(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rama_net import ConnectionLost
+
+    async def proxy(ctx: Context, req: Request) -> Response:
+        raise ConnectionLost("upstream reset")  # not the client's connection
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with http1_server(proxy, engine) as port:
+        r = await one(port)
+    assert r.status == 500
+    assert len(records(caplog, logging.ERROR)) == 1

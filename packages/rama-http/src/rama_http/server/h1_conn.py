@@ -111,7 +111,15 @@ def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Hea
 
 
 class _ConnectionGone(Exception):
-    """The peer closed or reset the connection."""
+    """The peer closed or reset the connection, or it cannot be used any more.
+
+    Reads and writes turn the stream's failure into this, so a handler's own
+    errors (a ConnectionLost of an upstream it dialled, say) are never taken
+    for the client's. A failing stream raises ``anyio.BrokenResourceError``:
+    rama's :class:`~rama_net.ConnectionLost` subclasses it and anyio's own
+    streams (``TLSStream``, ``SocketStream``) raise it directly, so that one
+    type covers both.
+    """
 
 
 async def serve_http1(
@@ -182,12 +190,8 @@ class Http1Connection:
                     if self._initial:
                         self.engine.feed(self._initial)
                     await self._loop()
-                except (
-                    _ConnectionGone,
-                    anyio.BrokenResourceError,
-                    anyio.ClosedResourceError,
-                    OSError,
-                ):
+                except (_ConnectionGone, anyio.BrokenResourceError):
+                    # (a protocol handed the stream by an upgrade lost it)
                     pass
             watcher.cancel()
             if self._timed_out is not None:
@@ -286,7 +290,7 @@ class Http1Connection:
         except anyio.EndOfStream:
             self.engine.feed_eof()
             return b""
-        except (anyio.BrokenResourceError, OSError) as e:
+        except anyio.BrokenResourceError as e:
             raise _ConnectionGone from e
         self.engine.feed(data)
         return data
@@ -511,23 +515,20 @@ class Http1Connection:
         if not data:
             return
         fast = self._fast
-        if fast is not None:
-            # Protocol-backed stream: wait only while the peer is behind, then
-            # queue without a coroutine (the transport buffers at most one
-            # write past its high-water mark).
-            if fast.write_paused:
-                await self._drain(fast)
-            try:
-                fast.send_nowait(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-                raise _ConnectionGone from e
-            return
-        phase = self._phase
-        self._phase = _WRITE
-        self._set_deadline(self.config.write_timeout)
         try:
+            if fast is not None:
+                # Protocol-backed stream: wait only while the peer is behind, then
+                # queue without a coroutine (the transport buffers at most one
+                # write past its high-water mark).
+                if fast.write_paused:
+                    await self._drain(fast)
+                fast.send_nowait(data)
+                return
+            phase = self._phase
+            self._phase = _WRITE
+            self._set_deadline(self.config.write_timeout)
             await self.stream.send(data)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+        except anyio.BrokenResourceError as e:
             raise _ConnectionGone from e
         self._deadline = _INF
         self._phase = phase
@@ -621,9 +622,7 @@ class Http1Connection:
                 received = 0
                 while received < _DRAIN_LIMIT:
                     received += len(await self.stream.receive(65536))
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-            except OSError:
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
                 pass
 
 
