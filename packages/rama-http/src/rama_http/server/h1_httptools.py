@@ -24,7 +24,7 @@ from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
 from .h1_fast import FastEngine
-from .h1_head import check_head_size, make_head
+from .h1_head import make_head
 from .h1_writer import ResponseWriter
 
 __all__ = ["HttptoolsEngine"]
@@ -108,7 +108,6 @@ class HttptoolsEngine(ResponseWriter):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
         parser = self._parser
         major, _, minor = parser.get_http_version().partition(".")
         if major != "1":
@@ -118,9 +117,12 @@ class HttptoolsEngine(ResponseWriter):
         keys = [n.lower() for n, _ in fields]
         method = parser.get_method().decode("ascii")
         target = self._url.decode("latin-1")
-        if len(method) + len(target) + 10 > self._limits.max_request_line:
+        line = len(method) + len(target) + 10
+        if line > self._limits.max_request_line:
             raise RemoteProtocolError("request line too long", status=414)
-        check_head_size(method, target, fields, self._limits.max_header_size)
+        # as check_head_size, from the field bytes on_header counted
+        if line + self._head_bytes + 5 > self._limits.max_header_size:
+            raise RemoteProtocolError("request head too large", status=431)
         head = make_head(method, target, version, fields, keys)
         self._head = head
         self._fields = []
