@@ -651,8 +651,11 @@ async def test_shutdown_grace_ends_a_request_that_does_not_finish(engine: str) -
 
 
 @pytest.mark.slow
-async def test_a_client_pipelining_at_full_speed_does_not_starve_others(engine: str) -> None:
+async def test_a_client_pipelining_at_full_speed_does_not_starve_others() -> None:
+    # The yield is in the connection loop, the same for every engine: run the default one.
     import time
+
+    engine = "auto"
 
     async def busy(ctx: Context, req: Request) -> Response:
         if req.path == "/p":
@@ -661,7 +664,7 @@ async def test_a_client_pipelining_at_full_speed_does_not_starve_others(engine: 
                 pass
         return Response.from_text("ok")
 
-    n = 4000
+    n = 8000
     latencies: list[float] = []
     async with http1_server(busy, engine) as port:
         async with RawClient.connect(port) as piper, RawClient.connect(port) as other:
@@ -686,8 +689,8 @@ async def test_a_client_pipelining_at_full_speed_does_not_starve_others(engine: 
                         await other.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                         assert (await other.response()).status == 200
                         latencies.append(anyio.current_time() - start)
-                        await anyio.sleep(0.05)
+                        await anyio.sleep(0.02)
                     # the probes ran while the pipeline was being served
                     # (without a yield in the loop they wait for all of it)
-                    assert answered < n, latencies
+                    assert answered < n, (answered, latencies)
     assert max(latencies) < 0.25, latencies
