@@ -49,9 +49,10 @@ _DEFAULT_CONFIG = ServerConfig()
 _INF = math.inf
 _DRAIN_LIMIT = 1024 * 1024
 _LINGER_SECONDS = 1.0
-_YIELD_EVERY = 64
-"""Requests served in a row from buffered input (a pipelining client) before the
-loop yields to other tasks; a connection that waits for each request never pays it."""
+_SLICE = 0.002
+"""Seconds a connection may serve requests from buffered input (a pipelining
+client: the loop never waits) before it yields to other tasks. Checked every
+8 such requests; a connection that waits for each request never pays it."""
 
 # Phases the watcher looks at when a deadline passes.
 _IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
@@ -172,6 +173,7 @@ class Http1Connection:
         self._body_bytes = 0
         self._body_done = True
         self._unyielded = 0
+        self._slice_start = 0.0
         self._clock: Callable[[], float] = time.monotonic  # the loop's, once running
 
     # -- lifecycle -------------------------------------------------------------------
@@ -287,8 +289,9 @@ class Http1Connection:
                 self.engine.feed(data)
                 return data
             # Nothing buffered: the receive below waits for the peer, which
-            # lets other tasks run (see _YIELD_EVERY).
+            # lets other tasks run (see _SLICE).
             self._unyielded = 0
+            self._slice_start = 0.0
         try:
             data = await self.stream.receive(65536)
         except anyio.EndOfStream:
@@ -338,9 +341,13 @@ class Http1Connection:
             # Pipelined requests parsed from buffered bytes never make the loop
             # wait: yield every few so one client cannot hold the event loop.
             unyielded = self._unyielded + 1
-            if unyielded >= _YIELD_EVERY:
-                unyielded = 0
-                await checkpoint()
+            if unyielded & 7 == 0:
+                now = time.monotonic()
+                if not self._slice_start:
+                    self._slice_start = now
+                elif now - self._slice_start >= _SLICE:
+                    await checkpoint()
+                    self._slice_start = time.monotonic()
             self._unyielded = unyielded
             # The answer is out: an error in the next request (or its
             # stalled head) must be answered, not end in a bare close.
