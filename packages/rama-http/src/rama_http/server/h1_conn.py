@@ -385,6 +385,7 @@ class Http1Connection:
             body,
             head.version,
         )
+        req._uri = head.uri
         try:
             resp = await self.service.serve(self.ctx.fork(), req)
         except anyio.get_cancelled_exc_class():

@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from ..uri import Uri
 from ..version import Version
 
 __all__ = [
@@ -101,6 +102,7 @@ class RequestHead:
         "method",
         "target",
         "upgrade",
+        "uri",
         "version",
     )
 
@@ -134,6 +136,8 @@ class RequestHead:
         """The client sent ``Expect: 100-continue`` and waits before sending the body."""
         self.upgrade = upgrade
         """The Upgrade header when the request asks to switch protocols."""
+        self.uri: Uri | None = None
+        """The parsed target when it is not in origin-form (checked at parse time)."""
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method} {self.target} {self.version})"

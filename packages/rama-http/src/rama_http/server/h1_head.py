@@ -25,12 +25,13 @@ def make_head(
     keys: list[str],
 ) -> RequestHead:
     """Validate a parsed head and derive its framing and connection facts."""
+    uri: Uri | None = None
     if target[:1] != "/":
         # Origin-form (the common case) always parses; other forms are checked
         # now, so an unparsable target is the peer's 400, not a 500 raised
-        # later by ``Request.uri`` in a handler.
+        # later by ``Request.uri`` in a handler (which gets this parse).
         try:
-            Uri.parse(target, method=method)
+            uri = Uri.parse(target, method=method)
         except InvalidUri as e:
             raise RemoteProtocolError(f"invalid request target {target[:100]!r}") from e
     content_length: int | None = None
@@ -59,7 +60,7 @@ def make_head(
     # without that the header is not an upgrade request.
     if conn_upgrade and "upgrade" in keys:
         upgrade = fields[keys.index("upgrade")][1] or None
-    return RequestHead(
+    head = RequestHead(
         method,
         target,
         version,
@@ -71,6 +72,9 @@ def make_head(
         expect_continue=expect_continue,
         upgrade=upgrade,
     )
+    if uri is not None:
+        head.uri = uri
+    return head
 
 
 _OWS = " \t"
