@@ -124,10 +124,14 @@ class Headers:
         return [self._items[i][1] for i, k in enumerate(self._keys) if k == key]
 
     def get_list(self, name: str) -> list[str]:
-        """Every comma-separated element of every ``name`` field, stripped, empties dropped."""
+        """Every comma-separated element of every ``name`` field, stripped, empties dropped.
+
+        Only SP and HTAB are stripped (RFC 9110 section 5.6.3 OWS), not the
+        Unicode whitespace ``str.strip()`` also removes (NBSP, NEL...).
+        """
         out: list[str] = []
         for value in self.get_all(name):
-            out.extend(p.strip() for p in value.split(",") if p.strip())
+            out.extend(e for p in value.split(",") if (e := p.strip(" \t")))
         return out
 
     def contains(self, name: str) -> bool:
