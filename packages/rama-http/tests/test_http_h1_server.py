@@ -694,3 +694,32 @@ async def test_a_client_pipelining_at_full_speed_does_not_starve_others() -> Non
                     # (without a yield in the loop they wait for all of it)
                     assert answered < n, (answered, latencies)
     assert max(latencies) < 0.25, latencies
+
+
+# -- one clock: the event loop's -----------------------------------------------------------
+
+
+def _autojump() -> Any:
+    from trio.testing import MockClock
+
+    return ("trio", {"clock": MockClock(autojump_threshold=0)})
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(_autojump(), id="trio-autojump")])
+async def test_timeouts_run_on_the_event_loop_clock(engine: str) -> None:
+    # Under trio's autojump clock a 30 s keep-alive timeout passes in no real
+    # time; with deadlines on time.monotonic it would never be seen to pass.
+    import time
+
+    real = time.monotonic()
+    async with http1_server(hello, engine, keep_alive_timeout=30, header_read_timeout=20) as port:
+        async with RawClient.connect(port) as c:
+            await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await c.response()).status == 200
+            start = anyio.current_time()
+            assert await c.at_eof(timeout=100)
+            assert 29 <= anyio.current_time() - start < 45
+            async with RawClient.connect(port) as slow:
+                await slow.send(b"GET / HTTP/1.1\r\nHo")
+                assert (await slow.response()).status == 408
+    assert time.monotonic() - real < 10
