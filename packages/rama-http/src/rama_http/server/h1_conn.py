@@ -9,7 +9,15 @@ Timeouts cost nothing per request: the loop only stores a deadline before it
 waits, and one watcher task per connection sleeps until the earliest deadline
 and cancels the loop when it passed. The same watcher closes idle keep-alive
 connections when a graceful shutdown starts; busy ones finish their request
-and answer it with ``Connection: close``.
+and answer it with ``Connection: close``, or are cancelled once
+``ServerConfig.shutdown_grace`` is over (as on h2). Deadlines are on the event
+loop's clock.
+
+A handler's failure is answered and logged by the policy every version
+shares (:func:`~rama_http.server.handler_failure`); the peer's malformed
+requests get their 4xx with the reason phrase only, on any request of the
+connection. A client pipelining from buffered input gets at most ``_SLICE``
+of the event loop before other tasks run.
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@
 Adapts :class:`h11.Connection` to
 :class:`~rama_http.server.h1_engine.H1Engine`. h11 keeps the original
 casing of header names in both directions (``raw_items``), so proxies see
-headers as sent. A few rules h11 leaves open are tightened here so both
-engines answer alike: request-line length (414), framing with both
-Content-Length and Transfer-Encoding (400), and HTTP major versions other
-than 1 (505).
+headers as sent. h11 validates the syntax; the framing policy all engines
+share (see :mod:`rama_http.server.h1_engine`) is applied on top of it: the
+fields come from the raw head bytes through the fast engine's field parser
+(h11 unfolds obs-fold, accepts bare LF and merges equal Content-Length
+fields), a chunked body is also run through the fast engine's chunk parser
+(h11 allows whitespace after a chunk size and control bytes in extensions),
+empty lines before a request are skipped, and request-line length (414) and
+HTTP major versions other than 1 (505) are checked here.
 """
 
 from __future__ import annotations
