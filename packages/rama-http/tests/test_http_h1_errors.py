@@ -398,3 +398,23 @@ async def test_a_handlers_own_connection_lost_is_a_500(
         r = await one(port)
     assert r.status == 500
     assert len(records(caplog, logging.ERROR)) == 1
+
+
+async def test_an_answer_that_cannot_be_framed_is_a_500_logged_once(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rama_http import Body
+
+    async def bad(ctx: Context, req: Request) -> Response:
+        async def chunks() -> Any:
+            yield b"x"
+
+        return Response(200, headers={"Content-Length": "abc"}, body=Body.from_iter(chunks()))
+
+    caplog.set_level(logging.DEBUG)
+    async with http1_server(bad, engine) as port:
+        r = await one(port)
+        assert r.status == 500
+        assert r.body == b"Internal Server Error\n"
+    errors = [x for x in caplog.records if x.levelno >= logging.ERROR]
+    assert [x.name for x in errors] == [LOGGER]

@@ -422,7 +422,16 @@ class Http1Connection:
             # The handler caught the body error and answered anyway: send its
             # answer, but the connection cannot be reused.
             resp.headers.set("Connection", "close")
-        return await self._respond(head, resp)
+        try:
+            return await self._respond(head, resp)
+        except LocalProtocolError as e:
+            # The handler's answer cannot be put on the wire (an invalid
+            # Content-Length, say): our fault, a 500 when nothing was sent yet.
+            _log.error(
+                "HTTP handler's answer to %s %s cannot be sent: %s", head.method, head.target, e
+            )
+            await self._send_error(500)
+            return False
 
     def _extra_headers(self, resp: Response) -> list[tuple[str, str]]:
         items = resp.headers._items
@@ -475,11 +484,10 @@ class Http1Connection:
             await self._send_error(500)
             return False
         self._phase = _WRITE
-        self._response_started = True
         if switching:
-            await self._send(
-                engine.response(status, reason, headers, b"" if status != 101 else None)
-            )
+            out = engine.response(status, reason, headers, b"" if status != 101 else None)
+            self._response_started = True
+            await self._send(out)
             leftover = engine.switch_protocol()
             self._deadline = _INF
             self._phase = _HANDLER
@@ -488,6 +496,7 @@ class Http1Connection:
             return False
         if data is not None:
             out = engine.response(status, reason, headers, data)
+            self._response_started = True
             await self._send(out)
         else:
             await self._stream_body(head, status, reason, headers, body)
@@ -510,7 +519,9 @@ class Http1Connection:
             n.lower() in ("content-length", "transfer-encoding") for n, _ in headers
         ):
             headers = [*headers, ("Content-Length", str(body.length))]
-        await self._send(engine.response(status, reason, headers, None))
+        out = engine.response(status, reason, headers, None)
+        self._response_started = True
+        await self._send(out)
         try:
             # HEAD, 204 and 304 answers carry no body: never run the producer
             # (an endless one would spin here without ever awaiting).

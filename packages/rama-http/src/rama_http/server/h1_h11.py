@@ -254,6 +254,18 @@ class H11Engine:
         body: bytes | None,
     ) -> bytes:
         """Serialize a response head (and body when complete)."""
+        try:
+            return self._response(status, reason, headers, body)
+        except h11.LocalProtocolError as e:  # h11's events validate their fields
+            raise LocalProtocolError(str(e)) from e
+
+    def _response(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+    ) -> bytes:
         reason_b = (reason or reason_phrase(status) or "Unknown").encode("latin-1")
         hdrs = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
         if status < 200:
