@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 from anyio.abc import ByteStream
+from rama_http_h1_peer import RawClient, echo, hello, http1_server
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.utilities import generate_accept_token
 
-from rama_core import Context, Shutdown, service_fn
+from rama_core import Context, Shutdown
 from rama_http import Body, Request, Response
-from rama_http.server import Http1Server, ServerConfig, available_engines
-from rama_net import SocketInfo, TcpListener
+from rama_http.server import available_engines
 
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[Context, Request], Any]
 
 
 @pytest.fixture(params=available_engines())
@@ -39,147 +36,6 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 def test_every_engine_is_tested() -> None:
     assert sorted(available_engines()) == ["fast", "h11", "httptools"]
-
-
-@asynccontextmanager
-async def http1_server(
-    handler: Handler,
-    engine: str,
-    shutdown: Shutdown | None = None,
-    **config: Any,
-) -> AsyncIterator[int]:
-    """Serve ``handler`` over HTTP/1.1 on an ephemeral loopback port."""
-    cfg = ServerConfig(http1_engine=engine, **config)  # type: ignore[arg-type]
-    listener = TcpListener.bind("127.0.0.1:0")
-    server = Http1Server(service_fn(handler), cfg)
-    async with anyio.create_task_group() as tg:
-        if shutdown is not None:
-            shutdown.spawn(listener.serve, server, shutdown.context())
-        else:
-            tg.start_soon(listener.serve, server)
-        try:
-            yield listener.local_addr.port
-        finally:
-            listener.close()
-            tg.cancel_scope.cancel()
-
-
-async def hello(ctx: Context, req: Request) -> Response:
-    return Response.from_text("hello\n")
-
-
-async def echo(ctx: Context, req: Request) -> Response:
-    """Echo method, target, header names in order and the body."""
-    body = await req.read(limit=1 << 20)
-    info = ctx.get(SocketInfo)
-    return Response.from_json(
-        {
-            "method": req.method,
-            "target": req.target,
-            "version": str(req.version),
-            "headers": req.headers.items(),
-            "body": body.decode("latin-1"),
-            "trailers": req.body.trailers.items() if req.body.trailers else None,
-            "peer_port": info.peer_addr.port if info else None,
-        },
-        headers=[("X-Custom-Header", "Kept"), ("x-lower", "kept")],
-    )
-
-
-class RawClient:
-    """A byte-level HTTP/1.1 client for what real clients refuse to send."""
-
-    def __init__(self, stream: ByteStream) -> None:
-        self.stream = stream
-        self.buf = b""
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(cls, port: int) -> AsyncIterator[RawClient]:
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        async with stream:
-            yield cls(stream)
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send(data)
-
-    async def _fill(self) -> bool:
-        try:
-            chunk = await self.stream.receive(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
-            return False
-        self.buf += chunk
-        return True
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buf:
-            if not await self._fill():
-                raise EOFError(f"closed before {marker!r}; got {self.buf!r}")
-        i = self.buf.index(marker) + len(marker)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
-
-    async def read_exactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            if not await self._fill():
-                raise EOFError(f"closed before {n} bytes; got {self.buf!r}")
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    async def response(self, *, head_request: bool = False) -> RawResponse:
-        """Read one response (Content-Length, chunked or, for HEAD, none)."""
-        raw_head = await self.read_until(b"\r\n\r\n")
-        lines = raw_head.decode("latin-1").split("\r\n")
-        _version, status, *reason = lines[0].split(" ", 2)
-        headers = [tuple(line.split(": ", 1)) for line in lines[1:] if line]
-        resp = RawResponse(int(status), reason[0] if reason else "", headers)  # type: ignore[arg-type]
-        if head_request or resp.status in (101, 204, 304) or resp.status < 200:
-            return resp
-        if resp.get("transfer-encoding") == "chunked":
-            parts = []
-            while True:
-                size = int((await self.read_until(b"\r\n"))[:-2].split(b";")[0], 16)
-                if size == 0:
-                    break
-                parts.append(await self.read_exactly(size))
-                assert await self.read_exactly(2) == b"\r\n"
-            trailer_block = await self.read_until(b"\r\n")
-            while trailer_block != b"\r\n" and not trailer_block.endswith(b"\r\n\r\n"):
-                trailer_block += await self.read_until(b"\r\n")
-            resp.trailers = [
-                tuple(t.split(": ", 1))  # type: ignore[misc]
-                for t in trailer_block.decode("latin-1").split("\r\n")
-                if t
-            ]
-            resp.body = b"".join(parts)
-        elif resp.get("content-length") is not None:
-            resp.body = await self.read_exactly(int(resp.get("content-length") or 0))
-        return resp
-
-    async def at_eof(self, timeout: float = 5.0) -> bool:
-        """Whether the server closes the connection (within ``timeout``) with nothing more."""
-        with anyio.fail_after(timeout):
-            while await self._fill():
-                pass
-        return True
-
-
-class RawResponse:
-    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = b""
-        self.trailers: list[tuple[str, str]] = []
-
-    def get(self, name: str) -> str | None:
-        for n, v in self.headers:
-            if n.lower() == name:
-                return v
-        return None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 # -- basics over httpx -----------------------------------------------------------------
@@ -761,3 +617,109 @@ async def test_upgrade_accepted_without_reading_the_body_still_switches(engine: 
         resp = await c.response(head_request=True)
         assert resp.status == 101
         assert await c.read_exactly(len(b"switched:PING")) == b"switched:PING"
+
+
+async def test_shutdown_grace_ends_a_request_that_does_not_finish(engine: str) -> None:
+    started = anyio.Event()
+    cancelled: list[bool] = []
+
+    async def stuck(ctx: Context, req: Request) -> Response:
+        if req.path == "/stuck":
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                cancelled.append(True)
+                raise
+        return Response.from_text("quick")
+
+    async with Shutdown(deadline=30, signals=None) as sd:
+        async with http1_server(stuck, engine, shutdown=sd, shutdown_grace=0.3) as port:
+            async with RawClient.connect(port) as busy:
+                await busy.send(b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n")
+                with anyio.fail_after(5):
+                    await started.wait()
+                sd.trigger()
+                start = anyio.current_time()
+                # closed after the grace, long before the Shutdown deadline
+                assert await busy.at_eof(timeout=5)
+                assert 0.2 < anyio.current_time() - start < 3
+    assert cancelled == [True]
+
+
+# -- fairness ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_client_pipelining_at_full_speed_does_not_starve_others() -> None:
+    # The yield is in the connection loop, the same for every engine: run the default one.
+    import time
+
+    engine = "auto"
+
+    async def busy(ctx: Context, req: Request) -> Response:
+        if req.path == "/p":
+            end = time.perf_counter() + 0.0005  # CPU-bound work, never awaits
+            while time.perf_counter() < end:
+                pass
+        return Response.from_text("ok")
+
+    n = 8000
+    latencies: list[float] = []
+    async with http1_server(busy, engine) as port:
+        async with RawClient.connect(port) as piper, RawClient.connect(port) as other:
+            await other.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await other.response()).status == 200
+            answered = 0
+
+            async def read_all() -> None:
+                nonlocal answered
+                for _ in range(n):
+                    assert (await piper.response()).status == 200
+                    answered += 1
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_all)
+                    await piper.send(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n" * n)
+                    while answered < 100:
+                        await anyio.sleep(0.01)
+                    for _ in range(5):
+                        start = anyio.current_time()
+                        await other.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                        assert (await other.response()).status == 200
+                        latencies.append(anyio.current_time() - start)
+                        await anyio.sleep(0.02)
+                    # the probes ran while the pipeline was being served
+                    # (without a yield in the loop they wait for all of it)
+                    assert answered < n, (answered, latencies)
+    assert max(latencies) < 0.25, latencies
+
+
+# -- one clock: the event loop's -----------------------------------------------------------
+
+
+def _autojump() -> Any:
+    from trio.testing import MockClock
+
+    return ("trio", {"clock": MockClock(autojump_threshold=0)})
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(_autojump(), id="trio-autojump")])
+async def test_timeouts_run_on_the_event_loop_clock(engine: str) -> None:
+    # Under trio's autojump clock a 30 s keep-alive timeout passes in no real
+    # time; with deadlines on time.monotonic it would never be seen to pass.
+    import time
+
+    real = time.monotonic()
+    async with http1_server(hello, engine, keep_alive_timeout=30, header_read_timeout=20) as port:
+        async with RawClient.connect(port) as c:
+            await c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await c.response()).status == 200
+            start = anyio.current_time()
+            assert await c.at_eof(timeout=100)
+            assert 29 <= anyio.current_time() - start < 45
+            async with RawClient.connect(port) as slow:
+                await slow.send(b"GET / HTTP/1.1\r\nHo")
+                assert (await slow.response()).status == 408
+    assert time.monotonic() - real < 10

@@ -381,3 +381,12 @@ def test_response_reason_cannot_smuggle_header_lines(reason: str) -> None:
     with pytest.raises(InvalidHeader, match="reason phrase"):
         resp.reason = reason
     assert resp.reason is None
+
+
+def test_list_elements_are_trimmed_of_sp_and_htab_only() -> None:
+    from rama_http import Headers
+
+    h = Headers([("Connection", "keep-alive,\tclose"), ("X", "a\xa0, b")])
+    assert h.get_list("connection") == ["keep-alive", "close"]
+    assert h.has_token("connection", "close")
+    assert h.get_list("x") == ["a\xa0", "b"]

@@ -63,20 +63,25 @@ class Headers:
         self._keys: list[str] = []
         if headers is None:
             return
-        if isinstance(headers, Headers):
+        pairs: Iterable[tuple[str | bytes, str | bytes]]
+        t = type(headers)
+        if t is list or t is tuple:
+            pairs = headers  # type: ignore[assignment]  # the common case: no ABC check
+        elif isinstance(headers, Headers):
             self._items = list(headers._items)
             self._keys = list(headers._keys)
             return
-        pairs: Iterable[tuple[str | bytes, str | bytes]] = (
-            headers.items() if isinstance(headers, Mapping) else headers
-        )
+        else:
+            pairs = headers.items() if isinstance(headers, Mapping) else headers
         items, keys = self._items, self._keys
+        valid = _VALID
         for name, value in pairs:
             if type(name) is not str:
                 name = _s(name)
             if type(value) is not str:
                 value = _s(value)
-            validate_header(name, value)
+            if (name, value) not in valid:
+                validate_header(name, value)
             items.append((name, value))
             keys.append(name.lower())
 
@@ -119,10 +124,14 @@ class Headers:
         return [self._items[i][1] for i, k in enumerate(self._keys) if k == key]
 
     def get_list(self, name: str) -> list[str]:
-        """Every comma-separated element of every ``name`` field, stripped, empties dropped."""
+        """Every comma-separated element of every ``name`` field, stripped, empties dropped.
+
+        Only SP and HTAB are stripped (RFC 9110 section 5.6.3 OWS), not the
+        Unicode whitespace ``str.strip()`` also removes (NBSP, NEL...).
+        """
         out: list[str] = []
         for value in self.get_all(name):
-            out.extend(p.strip() for p in value.split(",") if p.strip())
+            out.extend(e for p in value.split(",") if (e := p.strip(" \t")))
         return out
 
     def contains(self, name: str) -> bool:

@@ -9,20 +9,31 @@ Timeouts cost nothing per request: the loop only stores a deadline before it
 waits, and one watcher task per connection sleeps until the earliest deadline
 and cancels the loop when it passed. The same watcher closes idle keep-alive
 connections when a graceful shutdown starts; busy ones finish their request
-and answer it with ``Connection: close``.
+and answer it with ``Connection: close``, or are cancelled once
+``ServerConfig.shutdown_grace`` is over (as on h2). Deadlines are on the event
+loop's clock.
+
+A handler's failure is answered and logged by the policy every version
+shares (:func:`~rama_http.server.handler_failure`); the peer's malformed
+requests get their 4xx with the reason phrase only, on any request of the
+connection. A client pipelining from buffered input gets at most ``_SLICE``
+of the event loop before other tasks run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
+from anyio.lowlevel import checkpoint
 
 from rama_core import Context, Service
 from rama_net import ProtocolStream
@@ -32,6 +43,7 @@ from ..errors import BodyError, BodyTooLarge, HttpError, LocalProtocolError, Pro
 from ..headers import Headers
 from ..message import Request, Response
 from ..status import NO_BODY_STATUSES, reason_phrase
+from ._failure import handler_failure, log_handler_failure
 from .config import ServerConfig
 from .h1_engine import NEED_DATA, BodyData, BodyEnd, H1Engine, RequestHead
 from .h1_engines import make_engine
@@ -45,6 +57,10 @@ _DEFAULT_CONFIG = ServerConfig()
 _INF = math.inf
 _DRAIN_LIMIT = 1024 * 1024
 _LINGER_SECONDS = 1.0
+_SLICE = 0.002
+"""Seconds a connection may serve requests from buffered input (a pipelining
+client: the loop never waits) before it yields to other tasks. Checked every
+8 such requests; a connection that waits for each request never pays it."""
 
 # Phases the watcher looks at when a deadline passes.
 _IDLE, _HEAD, _HANDLER, _BODY, _WRITE = range(5)
@@ -58,6 +74,20 @@ def _http_date() -> str:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True)
     return str(_date_cache[1])
+
+
+def _event_loop_clock() -> Callable[[], float]:
+    """``anyio.current_time``, resolved once per connection.
+
+    The event loop's clock (so trio's autojump clock drives the timeouts in
+    tests), without anyio's per-call backend lookup on the request path: on
+    asyncio (and uvloop) the loop's own ``time`` costs what ``time.monotonic``
+    does.
+    """
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # trio
+        return anyio.current_time
 
 
 def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Headers | None:
@@ -78,7 +108,7 @@ def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Hea
     if data is None or head.method == "HEAD" or resp.status in NO_BODY_STATUSES:
         return headers  # streamed bodies are checked as they go; HEAD/304 may announce a size
     values = headers.get_all("content-length")
-    if any(v.strip() != str(len(data)) for v in values):
+    if any(v.strip(" \t") != str(len(data)) for v in values):
         _log.error(
             "handler answered %s %s with Content-Length %s but a %d-byte body",
             head.method,
@@ -91,7 +121,15 @@ def _check_framing(head: RequestHead, resp: Response, data: bytes | None) -> Hea
 
 
 class _ConnectionGone(Exception):
-    """The peer closed or reset the connection."""
+    """The peer closed or reset the connection, or it cannot be used any more.
+
+    Reads and writes turn the stream's failure into this, so a handler's own
+    errors (a ConnectionLost of an upstream it dialled, say) are never taken
+    for the client's. A failing stream raises ``anyio.BrokenResourceError``:
+    rama's :class:`~rama_net.ConnectionLost` subclasses it and anyio's own
+    streams (``TLSStream``, ``SocketStream``) raise it directly, so that one
+    type covers both.
+    """
 
 
 async def serve_http1(
@@ -142,10 +180,14 @@ class Http1Connection:
         self._continue_pending = False
         self._body_bytes = 0
         self._body_done = True
+        self._unyielded = 0
+        self._slice_start = 0.0
+        self._clock: Callable[[], float] = time.monotonic  # the loop's, once running
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
         """Serve until the peer leaves, an error closes the connection or shutdown."""
+        self._clock = _event_loop_clock()
         async with anyio.create_task_group() as tg:
             # Handlers may spawn helpers (a response body producer, say): they
             # run in this connection's task group, which waits for them.
@@ -159,12 +201,8 @@ class Http1Connection:
                     if self._initial:
                         self.engine.feed(self._initial)
                     await self._loop()
-                except (
-                    _ConnectionGone,
-                    anyio.BrokenResourceError,
-                    anyio.ClosedResourceError,
-                    OSError,
-                ):
+                except (_ConnectionGone, anyio.BrokenResourceError):
+                    # (a protocol handed the stream by an upgrade lost it)
                     pass
             watcher.cancel()
             if self._timed_out is not None:
@@ -198,11 +236,21 @@ class Http1Connection:
         executor = self.ctx.executor
         watch_shutdown = executor.shutdown is not None
         tick = self._tick()
+        clock = self._clock
+        grace_at = _INF
         while True:
             deadline = self._deadline
-            now = time.monotonic()
+            now = clock()
             if deadline <= now:
                 self._timed_out = self._phase
+                assert self._scope is not None
+                self._scope.cancel()
+                return
+            if grace_at <= now:
+                _log.info(
+                    "HTTP/1.1 connection: shutdown grace of %gs over, cancelling its request",
+                    self.config.shutdown_grace,
+                )
                 assert self._scope is not None
                 self._scope.cancel()
                 return
@@ -211,6 +259,8 @@ class Http1Connection:
             delay = tick if deadline == _INF else deadline - now
             if tick is not None and delay is not None and delay > tick:
                 delay = tick
+            if grace_at != _INF and (delay is None or grace_at - now < delay):
+                delay = grace_at - now
             if watch_shutdown:
                 with anyio.move_on_after(delay):
                     await executor.wait_shutdown()
@@ -220,18 +270,21 @@ class Http1Connection:
                         assert self._scope is not None
                         self._scope.cancel()
                         return
+                    # Busy: the request in flight may finish (answered with
+                    # Connection: close) within the grace, as on h2.
+                    grace_at = clock() + self.config.shutdown_grace
             elif delay is None:
                 await anyio.sleep_forever()
             else:
                 await anyio.sleep(delay)
 
     def _set_deadline(self, seconds: float | None) -> None:
-        self._deadline = _INF if seconds is None else time.monotonic() + seconds
+        self._deadline = _INF if seconds is None else self._clock() + seconds
 
     async def _on_timeout(self, phase: int) -> None:
         if phase == _HEAD or (phase == _BODY and not self._response_started):
             _log.debug("request not received in time")
-            await self._send_error(408, "request not received in time")
+            await self._send_error(408)
         elif phase == _IDLE:
             _log.debug("idle keep-alive connection closed")
 
@@ -243,12 +296,16 @@ class Http1Connection:
             if data is not None:
                 self.engine.feed(data)
                 return data
+            # Nothing buffered: the receive below waits for the peer, which
+            # lets other tasks run (see _SLICE).
+            self._unyielded = 0
+            self._slice_start = 0.0
         try:
             data = await self.stream.receive(65536)
         except anyio.EndOfStream:
             self.engine.feed_eof()
             return b""
-        except (anyio.BrokenResourceError, OSError) as e:
+        except anyio.BrokenResourceError as e:
             raise _ConnectionGone from e
         self.engine.feed(data)
         return data
@@ -276,7 +333,8 @@ class Http1Connection:
             try:
                 ev = engine.next_event()
             except ProtocolError as e:
-                await self._send_error(e.status, str(e))
+                _log.debug("bad request: %s", e)
+                await self._send_error(e.status)
                 return
             if ev is NEED_DATA:
                 await self._wait_head()
@@ -288,6 +346,20 @@ class Http1Connection:
             if not await self._handle(ev):
                 return
             self.requests += 1
+            # Pipelined requests parsed from buffered bytes never make the loop
+            # wait: yield every few so one client cannot hold the event loop.
+            unyielded = self._unyielded + 1
+            if unyielded & 7 == 0:
+                now = time.monotonic()
+                if not self._slice_start:
+                    self._slice_start = now
+                elif now - self._slice_start >= _SLICE:
+                    await checkpoint()
+                    self._slice_start = time.monotonic()
+            self._unyielded = unyielded
+            # The answer is out: an error in the next request (or its
+            # stalled head) must be answered, not end in a bare close.
+            self._response_started = False
             try:
                 engine.start_next_cycle()
             except LocalProtocolError:
@@ -303,7 +375,8 @@ class Http1Connection:
         self._body_bytes = 0
         limit = cfg.max_body_size
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            await self._send_error(413, f"request body larger than {limit} bytes")
+            _log.debug("request body of %d bytes is over the limit", head.content_length)
+            await self._send_error(413)
             return False
         if head.has_body:
             self._body_done = False
@@ -320,34 +393,45 @@ class Http1Connection:
             body,
             head.version,
         )
+        req._uri = head.uri
         try:
             resp = await self.service.serve(self.ctx.fork(), req)
-        except HttpError as e:
-            broken = self._broken
-            if broken is not None:
-                await self._send_error(broken.status, str(broken))
-                return False
-            _log.debug("handler raised %s", e)
-            if self._response_started:
-                return False
-            resp = Response.error(e.status if 400 <= e.status < 600 else 500)
-            resp.headers.set("Connection", "close")
         except anyio.get_cancelled_exc_class():
             raise
-        except Exception:
-            _log.exception("HTTP handler failed for %s %s", head.method, head.target)
+        except _ConnectionGone:
+            raise
+        except Exception as e:
+            broken = self._broken
+            if broken is not None:
+                # The peer's request body was malformed or too large: the
+                # engine cannot find the next request, so answer and close.
+                _log.debug("bad request body for %s %s: %s", head.method, head.target, broken)
+                await self._send_error(broken.status)
+                return False
+            failure = handler_failure(e)
+            log_handler_failure(_log, failure, e, head.method, head.target)
             if self._response_started:
                 return False
-            resp = Response.error(500)
+            resp = failure.response()
             resp.headers.set("Connection", "close")
         if type(resp) is not Response and not isinstance(resp, Response):
-            _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+            _log.error("HTTP handler returned %s, not a Response", type(resp).__name__)
             resp = Response.error(500)
+            resp.headers.set("Connection", "close")
         if self._broken is not None and not self._body_done:
             # The handler caught the body error and answered anyway: send its
             # answer, but the connection cannot be reused.
             resp.headers.set("Connection", "close")
-        return await self._respond(head, resp)
+        try:
+            return await self._respond(head, resp)
+        except LocalProtocolError as e:
+            # The handler's answer cannot be put on the wire (an invalid
+            # Content-Length, say): our fault, a 500 when nothing was sent yet.
+            _log.error(
+                "HTTP handler's answer to %s %s cannot be sent: %s", head.method, head.target, e
+            )
+            await self._send_error(500)
+            return False
 
     def _extra_headers(self, resp: Response) -> list[tuple[str, str]]:
         items = resp.headers._items
@@ -397,14 +481,13 @@ class Http1Connection:
             and (self._continue_pending or not await self._drain_request_body())
         ):
             _log.error("cannot switch protocols: the request body was not read")
-            await self._send_error(500, "the request body was not read before switching")
+            await self._send_error(500)
             return False
         self._phase = _WRITE
-        self._response_started = True
         if switching:
-            await self._send(
-                engine.response(status, reason, headers, b"" if status != 101 else None)
-            )
+            out = engine.response(status, reason, headers, b"" if status != 101 else None)
+            self._response_started = True
+            await self._send(out)
             leftover = engine.switch_protocol()
             self._deadline = _INF
             self._phase = _HANDLER
@@ -413,6 +496,7 @@ class Http1Connection:
             return False
         if data is not None:
             out = engine.response(status, reason, headers, data)
+            self._response_started = True
             await self._send(out)
         else:
             await self._stream_body(head, status, reason, headers, body)
@@ -435,7 +519,9 @@ class Http1Connection:
             n.lower() in ("content-length", "transfer-encoding") for n, _ in headers
         ):
             headers = [*headers, ("Content-Length", str(body.length))]
-        await self._send(engine.response(status, reason, headers, None))
+        out = engine.response(status, reason, headers, None)
+        self._response_started = True
+        await self._send(out)
         try:
             # HEAD, 204 and 304 answers carry no body: never run the producer
             # (an endless one would spin here without ever awaiting).
@@ -460,23 +546,20 @@ class Http1Connection:
         if not data:
             return
         fast = self._fast
-        if fast is not None:
-            # Protocol-backed stream: wait only while the peer is behind, then
-            # queue without a coroutine (the transport buffers at most one
-            # write past its high-water mark).
-            if fast.write_paused:
-                await self._drain(fast)
-            try:
-                fast.send_nowait(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-                raise _ConnectionGone from e
-            return
-        phase = self._phase
-        self._phase = _WRITE
-        self._set_deadline(self.config.write_timeout)
         try:
+            if fast is not None:
+                # Protocol-backed stream: wait only while the peer is behind, then
+                # queue without a coroutine (the transport buffers at most one
+                # write past its high-water mark).
+                if fast.write_paused:
+                    await self._drain(fast)
+                fast.send_nowait(data)
+                return
+            phase = self._phase
+            self._phase = _WRITE
+            self._set_deadline(self.config.write_timeout)
             await self.stream.send(data)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+        except anyio.BrokenResourceError as e:
             raise _ConnectionGone from e
         self._deadline = _INF
         self._phase = phase
@@ -541,14 +624,17 @@ class Http1Connection:
     last_trailers: Headers | None = None
 
     # -- errors ----------------------------------------------------------------------
-    async def _send_error(self, status: int, message: str) -> None:
-        """Answer a request we cannot serve and close (lingering so the answer arrives)."""
+    async def _send_error(self, status: int) -> None:
+        """Answer a request we cannot serve and close (lingering so the answer arrives).
+
+        The body is the reason phrase only: what went wrong is logged, never sent.
+        """
         if self._response_started:
             return
         self._response_started = True
         if not 400 <= status < 600:
             status = 400
-        text = f"{status} {reason_phrase(status)}: {message}\n".encode("latin-1", "replace")
+        text = f"{reason_phrase(status)}\n".encode("latin-1", "replace")
         head = (
             f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n"
@@ -567,9 +653,7 @@ class Http1Connection:
                 received = 0
                 while received < _DRAIN_LIMIT:
                     received += len(await self.stream.receive(65536))
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-            except OSError:
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
                 pass
 
 

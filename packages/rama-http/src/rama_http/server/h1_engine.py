@@ -19,6 +19,34 @@ Rules all engines follow (and the conformance suite checks):
   HTTP/1.0.
 - Keep-alive is off after a request with ``Connection: close``, an HTTP/1.0
   request, a response with ``Connection: close`` or a close-delimited body.
+- Requests parsed before a protocol error in the same bytes are handed out
+  (and answered) first; the error is raised after them.
+
+One framing policy (a proxy whose engines frame a message differently is
+open to request smuggling). Every engine applies it, and the table in
+``tests/test_http_h1_engine.py`` checks it at every split point:
+
+- obs-fold (a field line starting with SP/HTAB) is rejected (400) in every
+  field, framing fields included (RFC 9112 section 5.2 allows either).
+- Lines end with CRLF. A bare LF in a request head, chunk-size line or
+  trailer section is rejected (400); a stray CR too. Empty lines (CRLF or
+  LF) before a request line are ignored (RFC 9112 section 2.2).
+- Optional whitespace is SP and HTAB only (RFC 9110 section 5.6.3), never
+  what ``str.strip()`` takes after a latin-1 decode (NBSP ``\xa0``, NEL
+  ``\x85``, VT, FF): ``Content-Length: 5\xa0`` is a 400, not a length.
+- ``Content-Length`` is one field of 1*DIGIT; lists (``5, 5``) and repeated
+  fields are rejected (400), even with equal values.
+- ``Transfer-Encoding`` is one field whose value is ``chunked`` (any case,
+  SP/HTAB around it, but no trailing HTAB, which llhttp rejects): another
+  coding is 501, a repeated field 400, with ``Content-Length`` also 400.
+- ``Connection`` is a comma-separated token list with SP/HTAB around the
+  tokens: ``keep-alive,<HTAB>close`` closes.
+- A chunk size is hex digits followed directly by ``;`` or CRLF (``5 `` and
+  ``5 ;ext`` are 400); extensions must not hold control bytes (NUL, DEL).
+- Trailer fields may not carry framing: ``Content-Length`` or
+  ``Transfer-Encoding`` in trailers is a 400 (RFC 9110 section 6.5.1).
+- A request target not in origin-form must parse (absolute-form,
+  authority-form for CONNECT, ``*``); otherwise 400, the peer's fault.
 """
 
 from __future__ import annotations
@@ -26,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from ..uri import Uri
 from ..version import Version
 
 __all__ = [
@@ -73,6 +102,7 @@ class RequestHead:
         "method",
         "target",
         "upgrade",
+        "uri",
         "version",
     )
 
@@ -106,6 +136,8 @@ class RequestHead:
         """The client sent ``Expect: 100-continue`` and waits before sending the body."""
         self.upgrade = upgrade
         """The Upgrade header when the request asks to switch protocols."""
+        self.uri: Uri | None = None
+        """The parsed target when it is not in origin-form (checked at parse time)."""
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method} {self.target} {self.version})"

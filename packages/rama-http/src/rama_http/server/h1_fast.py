@@ -14,10 +14,10 @@ import re
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
-from .h1_head import make_head
+from .h1_head import check_trailers, make_head
 from .h1_writer import ResponseWriter
 
-__all__ = ["FastEngine"]
+__all__ = ["FastEngine", "parse_head_text"]
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = r"[^\x00-\x20\x7f]"
@@ -28,7 +28,11 @@ _FIELD = rf"({_TOKEN}):[ \t]*((?:{_VCHAR}+(?:[ \t]+{_VCHAR}+)*)?)[ \t]*\r\n"
 _FIELD_RE = re.compile(_FIELD)
 _BLOCK_RE = re.compile(rf"(?:{_FIELD})*")
 _REQUEST_LINE_RE = re.compile(rf"({_TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
-_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+# The size is followed directly by ';' or CRLF (no whitespace, as llhttp);
+# extensions may not hold control characters (NUL, DEL, bare CR/LF).
+_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+_TE_TAB_RE = re.compile(r"(?im)^transfer-encoding:[^\r\n]*\t\r$")
 _MAX_CHUNK_LINE = 4096
 
 _IDLE, _CL_BODY, _CL_END, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE, _SWITCHED = (
@@ -47,6 +51,35 @@ def _parse_fields(block: str, max_headers: int) -> list[tuple[str, str]]:
     if len(fields) > max_headers:
         raise RemoteProtocolError(f"more than {max_headers} header fields", status=431)
     return fields
+
+
+def parse_head_text(
+    text: str, limits: EngineLimits
+) -> tuple[str, str, Version, list[tuple[str, str]], list[str]]:
+    """Split a CRLF-terminated request head into its request line and fields.
+
+    ``text`` is the latin-1 decoded head without its final empty line. The
+    h11 engine uses it too, so every engine derives framing from the same
+    field values.
+    """
+    line_end = text.find("\r\n")
+    line = text[:line_end]
+    if len(line) > limits.max_request_line:
+        raise RemoteProtocolError("request line too long", status=414)
+    m = _REQUEST_LINE_RE.fullmatch(line)
+    if m is None:
+        raise RemoteProtocolError(f"invalid request line {line[:100]!r}")
+    method, target, major, minor = m.groups()
+    if major != "1":
+        raise RemoteProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
+    version = Version.HTTP_10 if minor == "0" else Version.HTTP_11
+    block = text[line_end + 2 :]
+    fields = _parse_fields(block, limits.max_headers) if block else []
+    keys = [n.lower() for n, _ in fields]
+    if "transfer-encoding" in keys and _TE_TAB_RE.search(block):
+        # The field pattern strips OWS; llhttp rejects a trailing HTAB here, so all do.
+        raise RemoteProtocolError("invalid Transfer-Encoding value")
+    return method, target, version, fields, keys
 
 
 class FastEngine(ResponseWriter):
@@ -138,7 +171,7 @@ class FastEngine(ResponseWriter):
             if lf < 0:
                 lf = buf.find(b"\n\r\n", self._scan_from)
             if lf >= 0:
-                return self._read_head_bare_lf(buf)
+                raise RemoteProtocolError("bare LF line ending in request head")
             if (
                 len(buf) > limits.max_request_line
                 and buf.find(b"\n", 0, limits.max_request_line + 2) < 0
@@ -156,35 +189,8 @@ class FastEngine(ResponseWriter):
         self._consume(end + 4)
         return self._parse_head(text)
 
-    def _read_head_bare_lf(self, buf: bytes | bytearray) -> H1Event:
-        # Rare path: clients ending lines with a bare LF. Normalize to CRLF.
-        m = re.search(rb"\r?\n\r?\n", buf)
-        assert m is not None
-        if m.end() > self._limits.max_header_size:
-            raise RemoteProtocolError("request head too large", status=431)
-        raw = bytes(buf[: m.start()]).replace(b"\r\n", b"\n")
-        if b"\r" in raw:
-            raise RemoteProtocolError("stray CR in request head")
-        self._consume(m.end())
-        return self._parse_head(raw.replace(b"\n", b"\r\n").decode("latin-1") + "\r\n")
-
     def _parse_head(self, text: str) -> RequestHead:
-        limits = self._limits
-        line_end = text.find("\r\n")
-        line = text[:line_end]
-        if len(line) > limits.max_request_line:
-            raise RemoteProtocolError("request line too long", status=414)
-        m = _REQUEST_LINE_RE.fullmatch(line)
-        if m is None:
-            raise RemoteProtocolError(f"invalid request line {line[:100]!r}")
-        method, target, major, minor = m.groups()
-        if major != "1":
-            raise RemoteProtocolError(f"HTTP version {major}.{minor} not supported", status=505)
-        version = Version.HTTP_10 if minor == "0" else Version.HTTP_11
-        block = text[line_end + 2 :]
-        fields = _parse_fields(block, limits.max_headers) if block else []
-        keys = [n.lower() for n, _ in fields]
-
+        method, target, version, fields, keys = parse_head_text(text, self._limits)
         head = make_head(method, target, version, fields, keys)
         keep_alive = head.keep_alive
         self._req_method = method
@@ -268,13 +274,15 @@ class FastEngine(ResponseWriter):
                 return BodyEnd()
             end = buf.find(b"\r\n\r\n")
             if end < 0:
+                if _BARE_LF_RE.search(buf):
+                    raise RemoteProtocolError("bare LF line ending in trailers")
                 if len(buf) > self._limits.max_header_size:
                     raise RemoteProtocolError("trailers too large", status=431)
                 return self._need()
             text = bytes(buf[: end + 2]).decode("latin-1")
             self._consume(end + 4)
             self._state = _DONE
-            return BodyEnd(_parse_fields(text, self._limits.max_headers))
+            return BodyEnd(check_trailers(_parse_fields(text, self._limits.max_headers)))
 
     def _need(self) -> H1Event:
         if self._eof:

@@ -3,10 +3,14 @@
 Adapts :class:`h11.Connection` to
 :class:`~rama_http.server.h1_engine.H1Engine`. h11 keeps the original
 casing of header names in both directions (``raw_items``), so proxies see
-headers as sent. A few rules h11 leaves open are tightened here so both
-engines answer alike: request-line length (414), framing with both
-Content-Length and Transfer-Encoding (400), and HTTP major versions other
-than 1 (505).
+headers as sent. h11 validates the syntax; the framing policy all engines
+share (see :mod:`rama_http.server.h1_engine`) is applied on top of it: the
+fields come from the raw head bytes through the fast engine's field parser
+(h11 unfolds obs-fold, accepts bare LF and merges equal Content-Length
+fields), a chunked body is also run through the fast engine's chunk parser
+(h11 allows whitespace after a chunk size and control bytes in extensions),
+empty lines before a request are skipped, and request-line length (414) and
+HTTP major versions other than 1 (505) are checked here.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ import h11
 from ..errors import InvalidHeader, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..headers import validate_header
 from ..status import reason_phrase
-from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
-from .h1_head import check_head_size, make_head
+from .h1_fast import FastEngine, parse_head_text
+from .h1_head import check_head_size, check_trailers, make_head
 
 __all__ = ["H11Engine"]
 
 
 def _str_pairs(items: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in items]
+
+
+def _skip_empty_lines(data: bytes) -> bytes:
+    """``data`` without the empty lines (CRLF or LF) in front of a request line."""
+    while data[:2] == b"\r\n" or data[:1] == b"\n":
+        data = data[2:] if data[:1] == b"\r" else data[1:]
+    return data
 
 
 class H11Engine:
@@ -42,6 +53,15 @@ class H11Engine:
         self._method = ""
         self._switched = False
         self._error: ProtocolError | None = None
+        # The raw bytes of the head being received: h11 unfolds obs-fold,
+        # accepts bare LF and merges equal Content-Length fields, so the
+        # framing policy is applied to these bytes, as the fast engine does.
+        self._raw = bytearray()
+        # A chunked body is also parsed by the fast engine's rules, so that
+        # h11's lenient corners (whitespace after the size, control bytes in
+        # extensions, bare LF in trailers) are rejected like elsewhere.
+        self._shadow: FastEngine | None = None
+        self._held = b""
 
     # -- receiving -------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -54,7 +74,18 @@ class H11Engine:
             self._error = e
 
     def _feed(self, data: bytes) -> None:
-        if self._conn.their_state is h11.IDLE or self._conn.their_state is h11.DONE:
+        state = self._conn.their_state
+        if state is h11.IDLE:
+            if not self._raw:
+                data = _skip_empty_lines(self._held + data)
+                self._held = b""
+                if not data or data == b"\r":
+                    self._held = data  # maybe the CR of an empty line
+                    return
+            self._raw += data
+        elif self._shadow is not None:
+            self._shadow.feed(data)
+        if state is h11.IDLE or state is h11.DONE:
             if not self._line_seen:
                 nl = data.find(b"\n")
                 if nl >= 0:
@@ -100,12 +131,16 @@ class H11Engine:
         """The next event (see H1Engine)."""
         if self._error is not None:
             raise self._error
+        if self._shadow is not None:
+            self._check_shadow()
         try:
             ev = self._conn.next_event()
         except h11.RemoteProtocolError as e:
             status = e.error_status_hint
             if "Receive buffer too long" in str(e):
                 status = 431
+            elif self._conn.their_state is h11.IDLE or self._conn.their_state is h11.ERROR:
+                status = self._policy_status(status)
             raise RemoteProtocolError(str(e), status=status) from e
         if ev is h11.NEED_DATA:
             if self._eof:
@@ -121,37 +156,76 @@ class H11Engine:
         if t is h11.Data:
             return BodyData(bytes(ev.data))  # type: ignore[union-attr]
         if t is h11.EndOfMessage:
+            if self._shadow is not None:
+                self._check_shadow()
+                if self._shadow is not None:
+                    raise RemoteProtocolError("malformed chunked body")
             trailers = list(ev.headers.raw_items())  # type: ignore[union-attr]
-            return BodyEnd(_str_pairs(trailers) if trailers else None)
+            return BodyEnd(check_trailers(_str_pairs(trailers)) if trailers else None)
         if t is h11.ConnectionClosed:
             return PAUSED
         raise RemoteProtocolError(f"unexpected h11 event {ev!r}")
 
+    def _policy_status(self, status: int) -> int:
+        """The status the shared rules give a head h11 rejected (h11's when they accept it)."""
+        raw = bytes(self._raw)
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            return status
+        try:
+            method, target, version, fields, keys = parse_head_text(
+                raw[: end + 2].decode("latin-1"), self._limits
+            )
+            make_head(method, target, version, fields, keys)
+        except RemoteProtocolError as e:
+            return e.status
+        return status
+
+    def _check_shadow(self) -> None:
+        shadow = self._shadow
+        assert shadow is not None
+        while True:
+            ev = shadow.next_event()
+            if ev is NEED_DATA:
+                return
+            if type(ev) is BodyEnd:
+                self._shadow = None
+                return
+
     def _head(self, ev: h11.Request) -> RequestHead:
         self._pending = 0
         self._line_seen = False
-        major, _, minor = ev.http_version.partition(b".")
+        major, _, _minor = ev.http_version.partition(b".")
         if major != b"1":
             raise RemoteProtocolError(f"HTTP version {ev.http_version!r} not supported", status=505)
-        raw = list(ev.headers.raw_items())
-        if len(raw) > self._limits.max_headers:
+        rest = self._conn.trailing_data[0]
+        raw = bytes(self._raw[: len(self._raw) - len(rest)])
+        self._raw = bytearray()
+        if not raw.endswith(b"\r\n\r\n") or raw.count(b"\n") != raw.count(b"\r\n"):
+            raise RemoteProtocolError("bare LF line ending in request head")
+        method, target, version, fields, keys = parse_head_text(
+            raw[:-2].decode("latin-1"), self._limits
+        )
+        if len(fields) > self._limits.max_headers:
             raise RemoteProtocolError(
                 f"more than {self._limits.max_headers} header fields", status=431
             )
-        fields = _str_pairs(raw)
         for n, v in fields:
             # h11 lets control characters through in values; the other engines do not.
             try:
                 validate_header(n, v)
             except InvalidHeader as e:
                 raise RemoteProtocolError(str(e)) from e
-        keys = [n.lower() for n, _ in fields]
-        version = Version.HTTP_10 if minor == b"0" else Version.HTTP_11
-        method = ev.method.decode("ascii")
         self._method = method
-        target = ev.target.decode("latin-1")
+        if len(method) + len(target) + 10 > self._limits.max_request_line:
+            # A pipelined request's line arrived with the one before it, past
+            # the incremental check in _feed.
+            raise RemoteProtocolError("request line too long", status=414)
         check_head_size(method, target, fields, self._limits.max_header_size)
         head = make_head(method, target, version, fields, keys)
+        if head.chunked:
+            shadow = self._shadow = FastEngine.body_only(head, self._limits)
+            shadow.feed(rest)
         if not head.has_body:
             # h11 reports EndOfMessage right away for bodiless requests; the
             # H1Engine contract says no body events follow, so swallow it.
@@ -180,6 +254,18 @@ class H11Engine:
         body: bytes | None,
     ) -> bytes:
         """Serialize a response head (and body when complete)."""
+        try:
+            return self._response(status, reason, headers, body)
+        except h11.LocalProtocolError as e:  # h11's events validate their fields
+            raise LocalProtocolError(str(e)) from e
+
+    def _response(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+    ) -> bytes:
         reason_b = (reason or reason_phrase(status) or "Unknown").encode("latin-1")
         hdrs = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
         if status < 200:
@@ -221,8 +307,28 @@ class H11Engine:
             self._conn.start_next_cycle()
         except h11.LocalProtocolError as e:
             raise LocalProtocolError(str(e)) from e
-        self._pending = len(self._conn.trailing_data[0])
-        self._line_seen = b"\n" in self._conn.trailing_data[0]
+        self._shadow = None
+        rest = self._conn.trailing_data[0]
+        skipped = _skip_empty_lines(rest)
+        if len(skipped) != len(rest) or skipped == b"\r":
+            # Empty lines before a request are ignored (RFC 9112 section 2.2);
+            # h11 rejects them, so start over on a connection without them.
+            self._conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self._limits.max_header_size
+            )
+            rest = skipped
+            if rest == b"\r":
+                self._held, rest = rest, b""
+            try:
+                if rest:  # (receive_data(b"") means EOF)
+                    self._conn.receive_data(rest)
+                if self._eof:
+                    self._conn.receive_data(b"")
+            except h11.RemoteProtocolError as e:
+                self._error = RemoteProtocolError(str(e), status=e.error_status_hint)
+        self._raw = bytearray(rest)
+        self._pending = len(rest)
+        self._line_seen = b"\n" in rest
 
     def switch_protocol(self) -> bytes:
         """Return bytes after the request once h11 switched protocols."""

@@ -24,7 +24,7 @@ from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..version import Version
 from .h1_engine import NEED_DATA, PAUSED, BodyData, BodyEnd, EngineLimits, H1Event, RequestHead
 from .h1_fast import FastEngine
-from .h1_head import check_head_size, make_head
+from .h1_head import make_head
 from .h1_writer import ResponseWriter
 
 __all__ = ["HttptoolsEngine"]
@@ -47,6 +47,7 @@ class HttptoolsEngine(ResponseWriter):
         "_body",
         "_buf",
         "_eof",
+        "_error",
         "_events",
         "_fields",
         "_head",
@@ -54,6 +55,7 @@ class HttptoolsEngine(ResponseWriter):
         "_in_head",
         "_limits",
         "_parser",
+        "_partial",
         "_paused",
         "_rest",
         "_switched",
@@ -73,6 +75,8 @@ class HttptoolsEngine(ResponseWriter):
         self._head: RequestHead | None = None
         self._in_head = False
         self._head_bytes = 0
+        self._partial = 0
+        self._error: ProtocolError | None = None
         self._paused = False
         self._rest: bytes | None = None
         self._switched = False
@@ -84,6 +88,8 @@ class HttptoolsEngine(ResponseWriter):
         self._in_head = True
         self._fields = []
         self._url = b""
+        self._head_bytes = 0
+        self._partial = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -94,6 +100,7 @@ class HttptoolsEngine(ResponseWriter):
         # After the head, trailer fields of a chunked body arrive here too.
         fields = self._fields
         fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._head_bytes += len(name) + len(value) + 4
         if len(fields) > self._limits.max_headers:
             raise RemoteProtocolError(
                 f"more than {self._limits.max_headers} header fields", status=431
@@ -101,7 +108,6 @@ class HttptoolsEngine(ResponseWriter):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
         parser = self._parser
         major, _, minor = parser.get_http_version().partition(".")
         if major != "1":
@@ -111,7 +117,12 @@ class HttptoolsEngine(ResponseWriter):
         keys = [n.lower() for n, _ in fields]
         method = parser.get_method().decode("ascii")
         target = self._url.decode("latin-1")
-        check_head_size(method, target, fields, self._limits.max_header_size)
+        line = len(method) + len(target) + 10
+        if line > self._limits.max_request_line:
+            raise RemoteProtocolError("request line too long", status=414)
+        # as check_head_size, from the field bytes on_header counted
+        if line + self._head_bytes + 5 > self._limits.max_header_size:
+            raise RemoteProtocolError("request head too large", status=431)
         head = make_head(method, target, version, fields, keys)
         self._head = head
         self._fields = []
@@ -154,7 +165,8 @@ class HttptoolsEngine(ResponseWriter):
         """Bytes of an incomplete request head received."""
         if self._paused or self._events:
             return 0
-        return self._head_bytes + len(self._buf)
+        started = self._head_bytes + self._partial + len(self._url) + 1 if self._in_head else 0
+        return started + len(self._buf)
 
     def next_event(self) -> H1Event:
         """The next event (see :class:`~rama_http.server.h1_engine.H1Engine`)."""
@@ -174,6 +186,9 @@ class HttptoolsEngine(ResponseWriter):
                     self._req_keep_alive = ev.keep_alive
                     self._keep_alive = ev.keep_alive
                 return ev  # type: ignore[return-value]
+            if self._error is not None:
+                # Raised only once the events parsed before it were handed out.
+                raise self._error
             if self._rest is not None or self._switched:
                 # llhttp stopped after an upgrade/CONNECT request; the bytes
                 # behind it wait for switch_protocol or start_next_cycle.
@@ -213,7 +228,14 @@ class HttptoolsEngine(ResponseWriter):
     def _parse(self) -> None:
         data = self._buf
         self._buf = b""
-        starts_in_head = self._in_head or self._head is None
+        try:
+            self._feed_parser(data)
+        except ProtocolError as e:
+            # Requests parsed before the error in this read are still served
+            # (next_event raises it once their events are out); nothing after it.
+            self._error = e
+
+    def _feed_parser(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -231,10 +253,13 @@ class HttptoolsEngine(ResponseWriter):
             status = 505 if "invalid http version" in str(e).lower() else 400
             raise RemoteProtocolError(str(e), status=status) from e
         if self._in_head:
-            # Bytes fed since the head started: bounded even while llhttp
-            # accumulates one long field internally (the URL is bounded by on_url).
-            self._head_bytes += len(data) if starts_in_head else 0
-            if self._head_bytes > self._limits.max_header_size:
+            # The current head only: its completed fields (counted by on_header)
+            # plus the field llhttp is still accumulating, which holds no LF, so
+            # it is what follows the last LF of this read (or all of it).
+            nl = data.rfind(b"\n")
+            self._partial = self._partial + len(data) if nl < 0 else len(data) - nl - 1
+            size = self._head_bytes + self._partial + len(self._url)
+            if size > self._limits.max_header_size:
                 raise RemoteProtocolError("request head too large", status=431)
 
     def start_next_cycle(self) -> None:
