@@ -72,7 +72,7 @@ async def test_service_timeout_is_a_504_at_info_without_traceback(
         return Response.from_text("late")
 
     caplog.set_level(logging.DEBUG, LOGGER)
-    svc = TimeoutLayer[Request, Response](0.05).layer(service_fn(slow))
+    svc = TimeoutLayer(0.05).layer(service_fn(slow))
     async with http1_server(svc, engine) as port:
         r = await one(port)
     assert r.status == 504
@@ -96,7 +96,7 @@ async def test_overloaded_is_a_503_with_retry_after_at_info(
         return Response.from_text("done")
 
     caplog.set_level(logging.DEBUG, LOGGER)
-    svc = ConcurrencyLimitLayer[Request, Response](1, LimitPolicy.REJECT).layer(service_fn(held))
+    svc = ConcurrencyLimitLayer(1, LimitPolicy.REJECT).layer(service_fn(held))
     async with http1_server(svc, engine) as port, RawClient.connect(port) as first:
         await first.send(GET)
         with anyio.fail_after(5):
