@@ -157,7 +157,10 @@ async def test_request_and_response_trailers() -> None:
 
 
 # -- failures stay on their stream ------------------------------------------------------------
-async def test_handler_error_resets_only_its_stream() -> None:
+async def test_handler_error_answers_500_on_its_stream_only() -> None:
+    """A handler bug is a 500 (not a reset) on its stream; an HttpError that is not the
+    peer's fault is ours too (see test_h2_errors for the whole policy)."""
+
     async def handler(ctx: Context, req: Request) -> Response:
         if req.path == "/boom":
             raise RuntimeError("handler bug")
@@ -170,9 +173,11 @@ async def test_handler_error_resets_only_its_stream() -> None:
         tea = await c.request("/teapot")
         good = await c.request("/fine")
         await c.until(lambda: c.ended(bad) and c.ended(good) and c.ended(tea))
-        (reset,) = c.of(bad, h2.events.StreamReset)
-        assert reset.error_code == ErrorCodes.INTERNAL_ERROR
-        assert c.status(tea) == 418
+        assert c.status(bad) == 500
+        assert c.body(bad) == b"Internal Server Error\n"
+        assert c.reset_code(bad) is None
+        assert c.status(tea) == 500
+        assert b"stout" not in c.body(tea)
         assert c.body(good) == b"ok"
         assert c.goaway() is None
 

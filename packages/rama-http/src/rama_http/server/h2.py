@@ -46,15 +46,16 @@ from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 from rama_core import Context, Service
 
 from ..body import Body, close_body_soon
-from ..errors import BodyTooLarge, HttpError
+from ..errors import BodyTooLarge
 from ..h2.config import H2Config
 from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
 from ..h2.record import H2PrefaceRecord, H2PrefaceRecorder, PseudoHeaderOrder
 from ..headers import Headers
 from ..message import Request, Response
-from ..status import NO_BODY_STATUSES
+from ..status import NO_BODY_STATUSES, reason_phrase
 from ..uri import Uri
 from ..version import Version
+from ._failure import handler_failure, log_handler_failure
 from .config import ServerConfig
 
 __all__ = ["ExtendedConnectProtocol", "H2ServerConnection", "serve_h2"]
@@ -441,7 +442,7 @@ class H2ServerConnection:
         if limit is not None and length is not None and length > limit:
             # Refused before any handler runs, as HTTP/1.1 does.
             _log.info("h2 stream %d: declared body of %d bytes over the limit", sid, length)
-            self._answer_now(st, 413, f"request body larger than {limit} bytes")
+            self._answer_now(st, 413, text=f"request body larger than {limit} bytes")
             if event.stream_ended is None:
                 self._reset(st, ErrorCodes.NO_ERROR)
             return
@@ -502,7 +503,7 @@ class H2ServerConnection:
         # The request is refused whatever the handler would do: stop it, answer in full,
         # then ask the client to stop sending with RST_STREAM(NO_ERROR) (RFC 9113 8.1).
         st.scope.cancel()
-        self._answer_now(st, 413, str(err))
+        self._answer_now(st, 413, text=f"request body larger than {err.limit} bytes")
         self._reset(st, ErrorCodes.NO_ERROR)
 
     def _on_window(self, stream_id: int) -> None:
@@ -539,10 +540,11 @@ class H2ServerConnection:
             with st.scope:
                 try:
                     resp = await self._service.serve(ctx, req)
+                    if not isinstance(resp, Response):
+                        _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+                        resp = Response.error(500)
                     await self._send_response(st, req, resp)
-                except _StreamGone:
-                    pass
-                except StreamResetError:
+                except (_StreamGone, StreamResetError):
                     pass
                 except Exception as e:
                     self._on_handler_error(st, req, e)
@@ -562,37 +564,54 @@ class H2ServerConnection:
                     self._stop.cancel()
 
     def _on_handler_error(self, st: _Stream, req: Request, e: Exception) -> None:
-        if isinstance(e, HttpError) and not st.headers_sent and self._open(st):
-            _log.info("h2 stream %d: %s -> %d", st.id, e, e.status)
-            if self._answer_now(st, e.status, str(e) or "error"):
-                return
-        else:
-            _log.error("h2 stream %d: handler failed for %r", st.id, req, exc_info=e)
+        """One policy with HTTP/1.1 (:func:`handler_failure`): answer if the head is unsent.
+
+        After the head went out the stream can only be reset (INTERNAL_ERROR).
+        A stream the peer reset or a connection that closed meanwhile is not the
+        handler's fault: nothing is logged above DEBUG.
+        """
+        if not self._open(st):
+            _log.debug("h2 stream %d: handler ended after the stream closed: %r", st.id, e)
+            return
+        failure = handler_failure(e)
+        log_handler_failure(_log, failure, e, req.method, req.target)
+        if not st.headers_sent and self._answer_now(st, failure.status, failure.headers):
+            return
         self._reset(st, ErrorCodes.INTERNAL_ERROR)
 
-    def _answer_now(self, st: _Stream, status: int, message: str) -> bool:
+    def _answer_now(
+        self,
+        st: _Stream,
+        status: int,
+        extra: tuple[tuple[str, str], ...] = (),
+        text: str | None = None,
+    ) -> bool:
         """Queue a complete plain-text answer; False when the stream cannot take it.
+
+        ``text`` is the server's own words (default: the reason phrase), never an
+        exception's message.
 
         The text goes along only when the peer's windows have room for it, so
         this never waits (a stalled peer gets the status alone).
         """
         conn = self._conn
-        text = message.encode("utf-8", "replace") + b"\n"
+        body = (text if text is not None else reason_phrase(status)).encode() + b"\n"
         fields = [
             (b":status", str(status).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
         ]
+        fields += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra]
         if self._config.date_header:
             fields.append((b"date", _DATE.get()))
         try:
             room = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size)
-            if st.head or len(text) > room:
-                fields.append((b"content-length", b"0" if not st.head else b"%d" % len(text)))
+            if st.head or len(body) > room:
+                fields.append((b"content-length", b"0" if not st.head else b"%d" % len(body)))
                 conn.send_headers(st.id, fields, end_stream=True)
             else:
-                fields.append((b"content-length", b"%d" % len(text)))
+                fields.append((b"content-length", b"%d" % len(body)))
                 conn.send_headers(st.id, fields)
-                conn.send_data(st.id, text, end_stream=True)
+                conn.send_data(st.id, body, end_stream=True)
         except h2.exceptions.ProtocolError:
             return False
         st.headers_sent = True
