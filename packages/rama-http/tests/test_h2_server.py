@@ -31,7 +31,7 @@ from hyperframe.frame import (
 from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
 from rama_core import Context, Shutdown
-from rama_http import Body, HttpError, Request, Response
+from rama_http import Body, H2Config, HttpError, Request, Response
 from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
 from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
 from rama_http.server.config import ServerConfig
@@ -231,7 +231,7 @@ async def test_bad_preface_closes_that_connection_only() -> None:
 
 
 async def test_oversized_header_list_ends_connection_with_enhance_your_calm() -> None:
-    config = ServerConfig(h2_max_header_list_size=4096)
+    config = ServerConfig(h2=H2Config(max_header_list_size=4096))
     async with h2_server(hello, config) as port:
         async with RawH2.connect(port) as c:
             await c.until(lambda: c.conn.remote_settings.max_header_list_size == 4096)
@@ -255,7 +255,7 @@ async def test_a_stream_over_the_concurrency_limit_is_refused_not_the_connection
             await release.wait()
         return Response.from_text("ok")
 
-    config = ServerConfig(h2_max_concurrent_streams=2)
+    config = ServerConfig(h2=H2Config(max_concurrent_streams=2))
     async with h2_server(handler, config) as port, RawH2.connect(port) as c:
         # Sent before the server's SETTINGS arrive, so h2 lets the client open a third.
         first, second, third = [await c.request(f"/{i}") for i in range(3)]
@@ -308,7 +308,7 @@ async def test_unread_upload_stops_at_the_stream_window() -> None:
         await release.wait()
         return Response.from_text(str(len(await req.read())))
 
-    config = ServerConfig(h2_initial_window_size=65535)
+    config = ServerConfig(h2=H2Config(initial_window_size=65535))
     async with h2_server(handler, config) as port, RawH2.connect(port) as c:
         await c.until(lambda: c.conn.remote_settings.initial_window_size == 65535)
         sid = await c.request("/up", "POST", end=False)
@@ -440,7 +440,7 @@ async def test_in_flight_requests_are_answered_after_a_client_goaway(
 
 
 async def test_idle_connection_is_closed_with_goaway() -> None:
-    config = ServerConfig(keep_alive_timeout=0.3)
+    config = ServerConfig(h2=H2Config(keep_alive_timeout=0.3))
     async with h2_server(hello, config) as port, RawH2.connect(port) as c:
         sid = await c.request("/")
         await c.until(lambda: c.ended(sid))

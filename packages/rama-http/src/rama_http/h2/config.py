@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..server.config import ServerConfig
 
 __all__ = ["H2Config"]
 
@@ -15,7 +11,12 @@ __all__ = ["H2Config"]
 class H2Config:
     """What an h2 server connection advertises and enforces.
 
-    Every limit is finite by default: a server must not trust its peers.
+    Every limit is finite by default: a server must not trust its peers. It
+    lives in one place, ``ServerConfig(h2=H2Config(...))``, and is exported as
+    ``rama_http.H2Config`` and ``rama_http.server.H2Config``. The shared
+    :class:`~rama_http.server.ServerConfig` fields that are not version-specific
+    (``max_body_size``, ``body_read_timeout``, ``write_timeout``, ``date_header``,
+    ``server_header``, ``shutdown_grace``) apply to h2 as they do to HTTP/1.1.
     """
 
     max_concurrent_streams: int = 100
@@ -32,8 +33,13 @@ class H2Config:
     """SETTINGS_MAX_FRAME_SIZE we accept."""
     enable_connect_protocol: bool = True
     """Advertise RFC 8441 extended CONNECT (``:protocol``, e.g. WebSocket over h2)."""
-    keep_alive_timeout: float | None = 60.0
-    """Close (with GOAWAY) a connection that had no open stream for this long."""
+    keep_alive_timeout: float | None = 30.0
+    """Close (with GOAWAY) a connection that had no open stream for this long.
+
+    Its own knob, not ``ServerConfig.keep_alive_timeout`` (HTTP/1.1's wait for the
+    next request): an idle h2 connection may deserve a different bound than an idle
+    HTTP/1.1 one (browsers keep one h2 connection per origin). The default is the
+    same 30 s (nginx: ``keepalive_timeout`` 75 s for both)."""
     max_write_buffer: int = 256 * 1024
     """Bytes waiting to be written (queued, or handed to a socket that has not taken
     them yet) above which the connection stops reading from the peer; response
@@ -58,17 +64,6 @@ class H2Config:
     concurrency limit never sees. None: no limit."""
     read_size: int = 65536
     """Bytes read from the socket at a time."""
-
-    @classmethod
-    def from_server_config(cls, config: ServerConfig) -> H2Config:
-        """The h2 settings implied by the shared server configuration."""
-        return cls(
-            max_concurrent_streams=config.h2_max_concurrent_streams,
-            max_header_list_size=config.h2_max_header_list_size,
-            initial_window_size=config.h2_initial_window_size,
-            max_frame_size=config.h2_max_frame_size,
-            keep_alive_timeout=config.keep_alive_timeout,
-        )
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_concurrent_streams <= 2**31 - 1:

@@ -7,9 +7,11 @@
   :func:`serve_h2` serve one connection of a known version;
   :class:`Http1Server` is the HTTP/1.1-only stream service.
 
-Limits live in :class:`ServerConfig`, shared by every version.
+Limits live in :class:`ServerConfig`, shared by every version; what is h2's
+alone lives in :class:`H2Config`, as ``ServerConfig(h2=H2Config(...))``.
 """
 
+from ..h2.config import H2Config
 from ._failure import HandlerFailure, handler_failure
 from .auto import HttpServer, HttpVersionChoice, TlsTermination, detect_version, serve
 from .config import Http1Engine, ServerConfig
@@ -21,6 +23,7 @@ from .h2 import ExtendedConnectProtocol, H2ServerConnection, serve_h2
 
 __all__ = [
     "ExtendedConnectProtocol",
+    "H2Config",
     "HandlerFailure",
     "H2ServerConnection",
     "Http1Connection",

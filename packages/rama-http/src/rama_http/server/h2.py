@@ -210,10 +210,9 @@ class H2ServerConnection:
         stream: ByteStream,
         service: Service[Request, Response],
         config: ServerConfig | None = None,
-        h2_config: H2Config | None = None,
     ) -> None:
         self._config = config or ServerConfig()
-        self._h2c = h2_config or self._config.h2 or H2Config.from_server_config(self._config)
+        self._h2c: H2Config = self._config.h2
         self._ctx = ctx.fork()
         self._stream = stream
         self._service = service
