@@ -48,8 +48,9 @@ class H2Config:
     buffer past about this plus one read's worth of answers; if the socket takes
     nothing for ``ServerConfig.write_timeout`` the connection ends."""
     flood_window: float = 10.0
-    """Seconds over which the ``max_pings``, ``max_settings`` and ``max_resets``
-    allowances are counted (a fixed window, restarted when it runs out)."""
+    """Seconds over which the ``max_pings``, ``max_settings``, ``max_resets`` and
+    ``max_idle_frames`` allowances are counted (a fixed window, restarted when it
+    runs out). All are checked per frame."""
     max_pings: int | None = 1000
     """PING frames (each answered with a PING ACK) allowed per ``flood_window``; past it
     the connection ends with GOAWAY(ENHANCE_YOUR_CALM). None: no limit."""
@@ -62,6 +63,16 @@ class H2Config:
     ``flood_window``; past it GOAWAY(ENHANCE_YOUR_CALM). This stops the "rapid reset"
     attack (CVE-2023-44487), where each opened-and-reset stream starts a handler the
     concurrency limit never sees. None: no limit."""
+    max_idle_frames: int | None = 1000
+    """Frames that make no progress allowed per ``flood_window``: empty DATA, a
+    WINDOW_UPDATE for window the server never used (``+1`` floods), unknown frame
+    types, RST_STREAM/HEADERS/small DATA for streams no longer open (each answered
+    with RST_STREAM), unsolicited ACKs. Each stream the client opens forgives two.
+    Past it GOAWAY(ENHANCE_YOUR_CALM) (CVE-2019-9518 class; nginx: its "http2 flood
+    detected" byte heuristic). PRIORITY frames have their own budget, tied to
+    ``max_concurrent_streams`` as in nginx: ``max(100, max_concurrent_streams)``
+    plus ``max_concurrent_streams`` per stream opened (CVE-2019-9513 class).
+    None: no limit."""
     read_size: int = 65536
     """Bytes read from the socket at a time."""
 
@@ -80,7 +91,7 @@ class H2Config:
             raise ValueError("max_write_buffer must be positive")
         if not self.flood_window > 0:
             raise ValueError("flood_window must be positive")
-        for name in ("max_pings", "max_settings", "max_resets"):
+        for name in ("max_pings", "max_settings", "max_resets", "max_idle_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")

@@ -70,9 +70,15 @@ class H2InboundData:
 
     # -- producer side (the connection) ---------------------------------------------------
     def push(self, data: bytes, flow_controlled_length: int) -> None:
-        """A DATA frame arrived; raises :class:`BodyTooLarge` past the limit."""
-        if self._closed or self._ended:
-            self._ack(flow_controlled_length)
+        """A DATA frame arrived; raises :class:`BodyTooLarge` past the limit.
+
+        An empty frame (padding at most) is acknowledged at once and never queued:
+        a peer sending empty DATA to a handler that does not read would otherwise
+        grow the queue without bound, with no flow-control window to stop it.
+        """
+        if self._closed or self._ended or not data:
+            if flow_controlled_length:
+                self._ack(flow_controlled_length)
             return
         self._received += len(data)
         if self._limit is not None and self._received > self._limit:

@@ -41,12 +41,25 @@ from anyio.abc import ByteStream, TaskGroup
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import (
+    AltSvcFrame,
+    DataFrame,
+    ExtensionFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
 from rama_core import Context, Service
 
 from ..body import Body, close_body_soon
 from ..errors import BodyTooLarge
+from ..h2._flood import H2Flood, H2FloodGuard
 from ..h2.config import H2Config
 from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
 from ..h2.record import H2PrefaceRecord, H2PrefaceRecorder, PseudoHeaderOrder
@@ -81,11 +94,52 @@ class ExtendedConnectProtocol(str):
 class _ServerH2Connection(h2.connection.H2Connection):
     """h2's connection, with the server-side behaviour the library lacks."""
 
-    def __init__(self, config: h2.config.H2Configuration) -> None:
+    def __init__(self, config: h2.config.H2Configuration, guard: H2FloodGuard) -> None:
         super().__init__(config=config)
         self._admit_over_limit = False
+        self.guard = guard
         self.refused = 0
         """Streams refused for exceeding SETTINGS_MAX_CONCURRENT_STREAMS, all told."""
+
+    def _stream_open(self, stream_id: int) -> bool:
+        st = self.streams.get(stream_id)
+        return st is not None and not st.closed
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        # Every frame passes here, one at a time, before h2 acts on it: the flood
+        # accounting is per frame (H2Flood stops the read at the frame that spent an
+        # allowance, so a PING past max_pings is never answered).
+        guard = self.guard
+        kind = type(frame)
+        if kind is DataFrame:
+            assert isinstance(frame, DataFrame)
+            guard.data(
+                stream_open=self._stream_open(frame.stream_id),
+                length=len(frame.data),
+                end_stream="END_STREAM" in frame.flags,
+            )
+        elif kind is HeadersFrame:
+            sid = frame.stream_id
+            if sid > self.highest_inbound_stream_id:
+                guard.headers(opens_stream=True, stream_open=False)
+            else:
+                guard.headers(opens_stream=False, stream_open=self._stream_open(sid))
+        elif kind is WindowUpdateFrame:
+            assert isinstance(frame, WindowUpdateFrame)
+            guard.window_update(frame.stream_id, frame.window_increment)
+        elif kind is PingFrame:
+            guard.ping(ack="ACK" in frame.flags)
+        elif kind is SettingsFrame:
+            guard.settings(ack="ACK" in frame.flags)
+        elif kind is PriorityFrame:
+            guard.priority()
+        elif kind is RstStreamFrame:
+            guard.rst_stream(stream_open=self._stream_open(frame.stream_id))
+        elif kind is GoAwayFrame:
+            guard.goaway()
+        elif kind is ExtensionFrame or kind is AltSvcFrame:
+            guard.unknown()
+        return super()._receive_frame(frame)
 
     @property
     def open_inbound_streams(self) -> int:
@@ -132,33 +186,6 @@ class _ServerH2Connection(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
-
-
-class _Flood(Exception):
-    """The peer spent an allowance (PING, SETTINGS, resets): the connection must end."""
-
-
-class _Allowance:
-    """How many of one kind of frame a peer may send per fixed time window."""
-
-    __slots__ = ("limit", "spent", "start", "window")
-
-    def __init__(self, limit: int | None, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self.spent = 0
-        self.start = time.monotonic()
-
-    def spend(self, n: int = 1) -> bool:
-        """Count ``n`` more; False once the window's allowance is exceeded."""
-        if self.limit is None:
-            return True
-        now = time.monotonic()
-        if now - self.start >= self.window:
-            self.start = now
-            self.spent = 0
-        self.spent += n
-        return self.spent <= self.limit
 
 
 class _StreamGone(Exception):
@@ -228,7 +255,16 @@ class H2ServerConnection:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        conn = _ServerH2Connection(config=cfg)
+        h2c = self._h2c
+        self._flood = H2FloodGuard(
+            window=h2c.flood_window,
+            max_pings=h2c.max_pings,
+            max_settings=h2c.max_settings,
+            max_resets=h2c.max_resets,
+            max_idle_frames=h2c.max_idle_frames,
+            max_concurrent_streams=h2c.max_concurrent_streams,
+        )
+        conn = _ServerH2Connection(cfg, self._flood)
         settings: dict[SettingCodes, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
@@ -250,10 +286,6 @@ class H2ServerConnection:
         self._out = bytearray()  # taken from h2 (or hand-made frames), not yet sent
         self._in_send = 0  # bytes handed to the socket that it has not taken yet
         self._drained = anyio.Event()
-        window = self._h2c.flood_window
-        self._pings = _Allowance(self._h2c.max_pings, window)
-        self._settings = _Allowance(self._h2c.max_settings, window)
-        self._resets = _Allowance(self._h2c.max_resets, window)
         self._refused_seen = 0
         self._goaway_sent = False
         self._draining = False
@@ -328,6 +360,7 @@ class H2ServerConnection:
     def _receive(self, data: bytes) -> bool:
         """Feed bytes to h2; False when the connection must end."""
         self.recorder.feed(data)
+        self._flood.tick(anyio.current_time())
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -338,34 +371,38 @@ class H2ServerConnection:
                 self._goaway_sent = True
                 self._queue_frame(GoAwayFrame(0, last_stream_id=0, error_code=code))
             return False
+        except H2Flood as e:
+            # Raised by the per-frame accounting at the frame that spent the allowance:
+            # what followed it in this read is never processed.
+            self._on_flood(e)
+            return False
         try:
             refused = self._conn.refused - self._refused_seen
             if refused:
                 self._refused_seen += refused
-                self._spend(self._resets, "refused streams", refused)
+                self._flood.refused(refused)
             for event in events:
                 self._on_event(event)
         except h2.exceptions.ProtocolError as e:
             _log.info("h2 protocol error: %s", e)
             return False
-        except _Flood as e:
-            _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e)
-            self._draining = self._goaway_sent = True
-            self._queue_frame(
-                GoAwayFrame(
-                    0,
-                    last_stream_id=self._last_stream_id,
-                    error_code=ErrorCodes.ENHANCE_YOUR_CALM,
-                    additional_data=f"too many {e}".encode(),
-                )
-            )
+        except H2Flood as e:
+            self._on_flood(e)
             return False
         self._want_write.set()
         return True
 
-    def _spend(self, allowance: _Allowance, what: str, n: int = 1) -> None:
-        if not allowance.spend(n):
-            raise _Flood(what)
+    def _on_flood(self, e: H2Flood) -> None:
+        _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e.what)
+        self._draining = self._goaway_sent = True
+        self._queue_frame(
+            GoAwayFrame(
+                0,
+                last_stream_id=self._last_stream_id,
+                error_code=ErrorCodes.ENHANCE_YOUR_CALM,
+                additional_data=f"too many {e.what}".encode(),
+            )
+        )
 
     # -- events ---------------------------------------------------------------------------
     def _on_event(self, event: h2.events.Event) -> None:
@@ -384,14 +421,11 @@ class H2ServerConnection:
         elif isinstance(event, h2.events.WindowUpdated):
             self._on_window(event.stream_id)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
-            self._spend(self._settings, "SETTINGS frames")
             self._on_window(0)
-        elif isinstance(event, h2.events.PingReceived):
-            self._spend(self._pings, "PING frames")
         elif isinstance(event, h2.events.StreamReset):
             # Reset by the client, or by h2 for a malformed request: either way a
             # stream that cost a handler (or an answer) and yields nothing.
-            self._spend(self._resets, "stream resets")
+            self._flood.resets()
             st = self._streams.get(event.stream_id)
             if st is not None:
                 code = int(event.error_code or 0)
@@ -411,7 +445,7 @@ class H2ServerConnection:
         raw = event.headers or []
         if self._draining or self._closed:
             self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
-            self._spend(self._resets, "refused streams")
+            self._flood.refused()
             return
         self._last_stream_id = max(self._last_stream_id, sid)
         pseudo: dict[bytes, bytes] = {}
@@ -556,6 +590,7 @@ class H2ServerConnection:
                     # Answered before the upload finished: tell the client to stop sending.
                     self._reset(st, ErrorCodes.NO_ERROR)
             self._streams.pop(st.id, None)
+            self._flood.stream_closed(st.id)
             if not self._streams:
                 self._idle_since = time.monotonic()
                 self._idle_changed.set()
@@ -611,6 +646,7 @@ class H2ServerConnection:
                 fields.append((b"content-length", b"%d" % len(body)))
                 conn.send_headers(st.id, fields)
                 conn.send_data(st.id, body, end_stream=True)
+                self._flood.sent(st.id, len(body))
         except h2.exceptions.ProtocolError:
             return False
         st.headers_sent = True
@@ -749,6 +785,7 @@ class H2ServerConnection:
             last = n == len(view)
             with self._on_stream(st):
                 conn.send_data(st.id, view[:n], end_stream=end and last)
+            self._flood.sent(st.id, n)
             view = view[n:]
             await self._write()
             if last:
