@@ -47,6 +47,14 @@ class H2Config:
     that makes the server write (PING, SETTINGS, ...) without reading cannot grow the
     buffer past about this plus one read's worth of answers; if the socket takes
     nothing for ``ServerConfig.write_timeout`` the connection ends."""
+    max_queued_response_bytes: int = 4 * 1024 * 1024
+    """Response bytes that streams may hold, per connection, while they wait for the
+    peer to open its flow-control window. The first waiting stream may always wait
+    (up to ``ServerConfig.write_timeout``); a stream whose bytes go past this is
+    reset (RST_STREAM(CANCEL)) once the peer opened no window at all for a second.
+    A client that advertises a zero window (or never returns any) cannot pin
+    ``max_concurrent_streams`` answers in memory for the write timeout; a slow
+    client that keeps opening windows is not affected."""
     flood_window: float = 10.0
     """Seconds over which the ``max_pings``, ``max_settings``, ``max_resets`` and
     ``max_idle_frames`` allowances are counted (a fixed window, restarted when it
@@ -89,6 +97,8 @@ class H2Config:
             raise ValueError("max_header_list_size must be at least 1024")
         if self.max_write_buffer < 1:
             raise ValueError("max_write_buffer must be positive")
+        if self.max_queued_response_bytes < 1:
+            raise ValueError("max_queued_response_bytes must be positive")
         if not self.flood_window > 0:
             raise ValueError("flood_window must be positive")
         for name in ("max_pings", "max_settings", "max_resets", "max_idle_frames"):

@@ -27,6 +27,7 @@ import contextlib
 import email.utils
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -80,6 +81,8 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
 _WRITE_SLICE = 256 * 1024
+# How long streams past max_queued_response_bytes wait for a peer that opens no window.
+_STARVED_GRACE = 1.0
 
 
 class ExtendedConnectProtocol(str):
@@ -287,6 +290,8 @@ class H2ServerConnection:
         self._in_send = 0  # bytes handed to the socket that it has not taken yet
         self._drained = anyio.Event()
         self._refused_seen = 0
+        self._holders: dict[int, int] = {}  # stream id -> bytes waiting for window, in order
+        self._window_updates = 0
         self._goaway_sent = False
         self._draining = False
         self._last_stream_id = 0
@@ -540,6 +545,7 @@ class H2ServerConnection:
         self._reset(st, ErrorCodes.NO_ERROR)
 
     def _on_window(self, stream_id: int) -> None:
+        self._window_updates += 1
         if stream_id == 0:
             for st in self._streams.values():
                 st.wake()
@@ -768,18 +774,7 @@ class H2ServerConnection:
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
                 raise _StreamGone from e
             if window <= 0:
-                # A peer that never opens its window would keep this answer (and its
-                # handler) forever: the write timeout bounds each wait, then the stream
-                # is cancelled. CANCEL, not FLOW_CONTROL_ERROR: withholding window is
-                # the peer's right, not a protocol violation. Other streams go on.
-                st.window = ev = anyio.Event()
-                timeout = self._config.write_timeout
-                with anyio.move_on_after(timeout) as waited:
-                    await ev.wait()
-                if waited.cancelled_caught:
-                    _log.info("h2 stream %d: no flow-control window for %gs", st.id, timeout)
-                    self._reset(st, ErrorCodes.CANCEL)
-                    raise _StreamGone
+                await self._wait_for_window(st, len(view))
                 continue
             n = min(window, conn.max_outbound_frame_size, len(view))
             last = n == len(view)
@@ -790,6 +785,60 @@ class H2ServerConnection:
             await self._write()
             if last:
                 return
+
+    async def _wait_for_window(self, st: _Stream, held: int) -> None:
+        """Wait for the peer to open the window this stream's ``held`` bytes need.
+
+        A peer that never opens its window would keep this answer (and its handler)
+        forever: the write timeout bounds each wait, then the stream is cancelled.
+        CANCEL, not FLOW_CONTROL_ERROR: withholding window is the peer's right, not a
+        protocol violation. Other streams go on. The bytes waiting streams hold are
+        capped per connection (``H2Config.max_queued_response_bytes``): a stream
+        whose bytes go beyond the cap (counted in the order streams started
+        waiting; the first one is always allowed) is cancelled as soon as the peer
+        opened no window at all for a second, so a zero-window client cannot pin
+        ``max_concurrent_streams`` answers for the whole write timeout.
+        """
+        timeout = self._config.write_timeout
+        holders = self._holders
+        holders[st.id] = held
+        start = anyio.current_time()
+        try:
+            while True:
+                st.window = ev = anyio.Event()
+                beyond = self._beyond_cap(st.id)
+                left = math.inf if timeout is None else start + timeout - anyio.current_time()
+                wait = min(left, _STARVED_GRACE) if beyond else left
+                updates = self._window_updates
+                with anyio.move_on_after(wait) as waited:
+                    await ev.wait()
+                if not waited.cancelled_caught:
+                    return
+                if timeout is not None and anyio.current_time() - start >= timeout:
+                    _log.info("h2 stream %d: no flow-control window for %gs", st.id, timeout)
+                elif beyond and self._window_updates == updates:
+                    _log.info(
+                        "h2 stream %d: %d bytes waiting for a window the peer does not open,"
+                        " over max_queued_response_bytes: cancelled",
+                        st.id,
+                        held,
+                    )
+                else:
+                    continue
+                self._reset(st, ErrorCodes.CANCEL)
+                raise _StreamGone
+        finally:
+            holders.pop(st.id, None)
+
+    def _beyond_cap(self, stream_id: int) -> bool:
+        """Whether ``stream_id``'s held bytes are past the cap (streams before it count first)."""
+        cap = self._h2c.max_queued_response_bytes
+        before = 0
+        for sid, n in self._holders.items():
+            if sid == stream_id:
+                return before > 0 and before + n > cap
+            before += n
+        return False
 
     # -- writing --------------------------------------------------------------------------
     async def _write(self) -> None:
