@@ -36,6 +36,7 @@ from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
 from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import ExtendedConnectProtocol
+from rama_net import ConnectionLost
 
 pytestmark = pytest.mark.anyio
 
@@ -567,3 +568,41 @@ async def test_idle_tunnel_outlives_the_body_read_timeout(extended: bool) -> Non
         await c.until(lambda: c.ended(sid))
         assert not c.of(sid, h2.events.StreamReset)
     assert failures == []
+
+
+async def test_a_tunnel_owner_sees_connection_lost_when_the_client_resets_the_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The h2 stream of a tunnel fails like any rama stream: ConnectionLost, nothing at ERROR."""
+    caplog.set_level(logging.DEBUG, logger="rama.http.h2")
+    seen: list[BaseException] = []
+    done = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        async def owner(io: ByteStream) -> None:
+            try:
+                await io.send(await io.receive())
+                await io.receive()
+            except ConnectionLost as e:
+                seen.append(e)
+                raise
+            finally:
+                done.set()
+
+        return Response(200, on_upgrade=owner)
+
+    async with h2_server(handler) as port, RawH2.connect(port) as c:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "example.com:443")])
+        c.conn.send_data(sid, b"hi")
+        await c.flush()
+        await c.until(lambda: c.body(sid) == b"hi")
+        c.conn.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        with anyio.fail_after(5):
+            await done.wait()
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.status(after) == 200
+    assert len(seen) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream
 
+from rama_net import ConnectionLost
+
 from ..errors import BodyError, BodyTooLarge
 from ..headers import Headers
 
@@ -180,14 +182,18 @@ class H2StreamIO(ByteStream):
         self._pending = b""
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """The next bytes from the peer; :class:`anyio.EndOfStream` after END_STREAM."""
+        """The next bytes from the peer; :class:`anyio.EndOfStream` after END_STREAM.
+
+        A reset stream raises :class:`rama_net.ConnectionLost`, as any rama stream
+        whose connection failed does.
+        """
         if self._closed:
             raise anyio.ClosedResourceError
         if not self._pending:
             try:
                 chunk = await self._inbound.next_chunk(timed=False)
             except StreamResetError as e:
-                raise anyio.BrokenResourceError from e
+                raise ConnectionLost(f"h2 stream {e.stream_id} was reset") from e
             if chunk is None:
                 raise anyio.EndOfStream
             self._pending = chunk

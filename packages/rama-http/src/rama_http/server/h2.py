@@ -57,6 +57,7 @@ from hyperframe.frame import (
 )
 
 from rama_core import Context, Service
+from rama_net import ConnectionLost
 
 from ..body import Body, close_body_soon
 from ..errors import BodyTooLarge
@@ -81,6 +82,10 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
 _WRITE_SLICE = 256 * 1024
+# A connection that failed under us, the one place naming it: rama streams raise
+# ConnectionLost, plain anyio and TLS streams BrokenResourceError (its base); a write the
+# peer took nothing of for write_timeout raises TimeoutError (our fail_after).
+_LOST = (ConnectionLost, anyio.BrokenResourceError, TimeoutError)
 # How long streams past max_queued_response_bytes wait for a peer that opens no window.
 _STARVED_GRACE = 1.0
 
@@ -342,7 +347,7 @@ class H2ServerConnection:
                     with anyio.move_on_after(1.0):
                         await self._flush()
                 tg.cancel_scope.cancel()
-        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as group:
+        except* _LOST as group:
             _log.debug("h2 connection lost: %r", group.exceptions)
         finally:
             self._closed = True
@@ -357,7 +362,7 @@ class H2ServerConnection:
             await self._wait_for_room()
             try:
                 data = await self._stream.receive(read_size)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except (anyio.EndOfStream, *_LOST):
                 return
             if not self._receive(data):
                 return
@@ -732,13 +737,13 @@ class H2ServerConnection:
             try:
                 await self._send_data(st, data, end=end)
             except _StreamGone as e:
-                raise anyio.BrokenResourceError(f"h2 stream {st.id} is gone") from e
+                raise ConnectionLost(f"h2 stream {st.id} is gone") from e
 
         io = H2StreamIO(st.body, send, lambda: self._reset(st, ErrorCodes.CANCEL))
         assert resp.on_upgrade is not None
         try:
             await resp.on_upgrade(io)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except (*_LOST, anyio.ClosedResourceError):
             if self._open(st):
                 raise
             raise _StreamGone from None  # the stream was reset: not the owner's fault
@@ -880,8 +885,7 @@ class H2ServerConnection:
                 await self._want_write.wait()
                 self._want_write = anyio.Event()
                 await self._flush()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-            # TimeoutError (an OSError) included: the peer took nothing for write_timeout.
+        except _LOST as e:
             _log.debug("h2 connection: writing failed: %r", e)
             self._write_failed = True
             self._stop.cancel()
@@ -964,7 +968,7 @@ async def _close_quietly(stream: ByteStream) -> None:
     try:
         with anyio.move_on_after(1.0):
             await stream.aclose()
-    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+    except _LOST:
         pass
 
 
