@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import h2.config
 import h2.connection
 import h2.events
@@ -88,6 +89,12 @@ _WRITE_SLICE = 256 * 1024
 _LOST = (ConnectionLost, anyio.BrokenResourceError, TimeoutError)
 # How long streams past max_queued_response_bytes wait for a peer that opens no window.
 _STARVED_GRACE = 1.0
+# Input is fed to h2 in slices of _FEED_SLICE bytes. A slice dense with frames (on
+# average under _DENSE_FRAME bytes each: a flood's, not DATA's) makes the read loop
+# yield to other connections and take the rest of the read in _DENSE_FEED_SLICE pieces.
+_FEED_SLICE = 16 * 1024
+_DENSE_FEED_SLICE = 2048
+_DENSE_FRAME = 256
 
 
 class ExtendedConnectProtocol(str):
@@ -106,6 +113,8 @@ class _ServerH2Connection(h2.connection.H2Connection):
         super().__init__(config=config)
         self._admit_over_limit = False
         self.guard = guard
+        self.frames_received = 0
+        """Frames processed, all told (the read loop yields after dense slices)."""
         self.refused = 0
         """Streams refused for exceeding SETTINGS_MAX_CONCURRENT_STREAMS, all told."""
 
@@ -117,6 +126,7 @@ class _ServerH2Connection(h2.connection.H2Connection):
         # Every frame passes here, one at a time, before h2 acts on it: the flood
         # accounting is per frame (H2Flood stops the read at the frame that spent an
         # allowance, so a PING past max_pings is never answered).
+        self.frames_received += 1
         guard = self.guard
         kind = type(frame)
         if kind is DataFrame:
@@ -355,19 +365,51 @@ class H2ServerConnection:
                 await _close_quietly(self._stream)
 
     async def _read_loop(self) -> None:
+        """Read and process input, yielding to other connections at a bounded cost.
+
+        A stream may return buffered bytes without waiting (rama's Protocol-backed
+        streams do), so one busy connection could keep the event loop for as long as
+        its peer keeps the buffer full. Here the loop yields at least once per
+        ``read_size`` bytes, and a read is fed to h2 in slices with a yield after
+        every slice dense with frames (a flood of tiny frames costs far more per
+        byte than DATA): a turn of this connection costs about one slice.
+        """
         read_size = self._h2c.read_size
+        conn = self._conn
+        receive = self._stream.receive
+        since = 0  # bytes processed since this loop last yielded
         while True:
             # A peer that makes us write (PING, SETTINGS, resets, requests) must also
             # read: while our answers pile up, stop taking more from it.
             await self._wait_for_room()
             try:
-                data = await self._stream.receive(read_size)
+                data = await receive(read_size)
             except (anyio.EndOfStream, *_LOST):
                 return
-            if not self._receive(data):
-                return
+            size = len(data)
+            if size <= _FEED_SLICE:
+                if not self._receive(data):
+                    return
+            else:
+                view = memoryview(data)
+                start, step = 0, _FEED_SLICE
+                while start < size:
+                    before = conn.frames_received
+                    end = start + step
+                    if not self._receive(view[start:end]):
+                        return
+                    start = end
+                    if (conn.frames_received - before) * _DENSE_FRAME >= step:
+                        # Tiny frames: yield now, and take the rest in smaller slices.
+                        step = _DENSE_FEED_SLICE
+                        since = 0
+                        await anyio.lowlevel.checkpoint()
+            since += size
+            if since >= read_size:
+                since = 0
+                await anyio.lowlevel.checkpoint()
 
-    def _receive(self, data: bytes) -> bool:
+    def _receive(self, data: bytes | memoryview) -> bool:
         """Feed bytes to h2; False when the connection must end."""
         self.recorder.feed(data)
         self._flood.tick(anyio.current_time())
