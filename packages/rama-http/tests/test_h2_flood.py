@@ -40,7 +40,7 @@ from rama_http.h2._flood import H2Flood, H2FloodGuard
 from rama_http.h2.inbound import H2InboundData
 from rama_http.h2.record import CONNECTION_PREFACE
 from rama_http.server import ServerConfig
-from rama_http.server.h2 import H2ServerConnection
+from rama_http.server.h2 import H2Connection
 
 
 # -- the accounting, without sockets ---------------------------------------------------------
@@ -291,7 +291,7 @@ async def test_a_flood_of_frames_that_carry_nothing_gets_goaway_enhance_your_cal
     kind: str,
 ) -> None:
     make, what = FLOODS[kind]
-    conns: list[H2ServerConnection] = []
+    conns: list[H2Connection] = []
     latencies: list[float] = []
     stop = anyio.Event()
     # The defaults: every allowance is finite without configuring anything.
@@ -326,7 +326,7 @@ async def test_a_flood_of_frames_that_carry_nothing_gets_goaway_enhance_your_cal
 
 @pytest.mark.anyio
 async def test_empty_data_below_the_allowance_queues_nothing_and_the_stream_goes_on() -> None:
-    conns: list[H2ServerConnection] = []
+    conns: list[H2Connection] = []
     async with h2_server(_slow, conns=conns) as port, RawH2.connect(port) as c:
         sid = await c.request("/slow", "POST", end=False)
         for _ in range(500):

@@ -36,7 +36,7 @@ from rama_http import Body, Request, Response
 from rama_http.h2.config import H2Config
 from rama_http.h2.record import CONNECTION_PREFACE
 from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import H2ServerConnection
+from rama_http.server.h2 import H2Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -321,7 +321,7 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
         write_timeout=1.2,
         h2=H2Config(max_write_buffer=bound, read_size=read_size, max_pings=None),
     )
-    conns: list[H2ServerConnection] = []
+    conns: list[H2Connection] = []
     sent = 0
     broken = anyio.Event()
 
@@ -385,7 +385,7 @@ async def _big(ctx: Context, req: Request) -> Response:
 
 
 async def test_a_zero_window_client_cannot_pin_answers_past_the_queued_bytes_cap() -> None:
-    conns: list[H2ServerConnection] = []
+    conns: list[H2Connection] = []
     cap = 4 * 1024 * 1024
     config = ServerConfig(write_timeout=30, h2=H2Config(max_queued_response_bytes=cap))
     settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}

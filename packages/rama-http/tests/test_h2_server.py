@@ -30,13 +30,13 @@ from hyperframe.frame import (
 )
 from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
-from rama_core import Context, Shutdown
+from rama_core import Context, Shutdown, service_fn
 from rama_http import Body, H2Config, HttpError, Request, Response
 from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
 from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import ExtendedConnectProtocol
-from rama_net import ConnectionLost
+from rama_net import ConnectionLost, TcpListener
 
 pytestmark = pytest.mark.anyio
 
@@ -606,3 +606,19 @@ async def test_a_tunnel_owner_sees_connection_lost_when_the_client_resets_the_st
         assert c.status(after) == 200
     assert len(seen) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_h2_server_is_the_h2_only_stream_service() -> None:
+    """``H2Server`` is to h2 what ``Http1Server`` is to HTTP/1.1; ``H2Connection`` drives one."""
+    import rama_http.server as server
+
+    assert server.H2Connection.__name__ == "H2Connection"
+    assert not hasattr(server, "H2ServerConnection")
+    listener = TcpListener.bind("127.0.0.1:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, server.H2Server(service_fn(hello)))
+        async with _client(listener.local_addr.port) as client:
+            resp = await client.get("/")
+        assert resp.http_version == "HTTP/2"
+        assert resp.text == "hello\n"
+        tg.cancel_scope.cancel()

@@ -17,8 +17,10 @@ not started; an answer the peer's flow-control window stalls for
 ``write_timeout`` is cancelled (RST_STREAM(CANCEL)); tunnels have no body read
 timeout.
 
-Entry point: :func:`serve_h2`, usually reached through
-:class:`rama_http.server.auto.HttpServer`.
+Entry points: :func:`serve_h2` for one connection, :class:`H2Server` as the
+h2-only stream service (the counterpart of ``Http1Server``), both usually
+reached through :class:`rama_http.server.HttpServer`; :class:`H2Connection`
+drives one connection (as ``Http1Connection`` does for HTTP/1.1).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ from ..version import Version
 from ._failure import handler_failure, log_handler_failure
 from .config import ServerConfig
 
-__all__ = ["ExtendedConnectProtocol", "H2ServerConnection", "serve_h2"]
+__all__ = ["ExtendedConnectProtocol", "H2Connection", "H2Server", "serve_h2"]
 
 _log = logging.getLogger("rama.http.h2")
 
@@ -246,7 +248,7 @@ class _DateCache:
 _DATE = _DateCache()
 
 
-class H2ServerConnection:
+class H2Connection:
     """Drives one server-side h2 connection over a ByteStream."""
 
     def __init__(
@@ -1026,4 +1028,23 @@ async def serve_h2(
 
     ``initial`` holds bytes already read from ``stream`` (a peeked preface).
     """
-    await H2ServerConnection(ctx, stream, service, config).run(initial)
+    await H2Connection(ctx, stream, service, config).run(initial)
+
+
+class H2Server:
+    """A ``Service[ByteStream, None]`` serving h2 only (prior knowledge or ALPN ``h2``).
+
+    The counterpart of :class:`~rama_http.server.Http1Server`; plug it into any
+    listener, behind a TLS acceptor or not. Every connection is served by
+    :func:`serve_h2`. :class:`~rama_http.server.HttpServer` serves both versions.
+    """
+
+    def __init__(
+        self, service: Service[Request, Response], config: ServerConfig | None = None
+    ) -> None:
+        self.service = service
+        self.config = config or ServerConfig()
+
+    async def serve(self, ctx: Context, stream: ByteStream) -> None:
+        """Serve one connection until it ends."""
+        await serve_h2(ctx, stream, self.service, self.config)
