@@ -17,6 +17,11 @@ class H2Config:
     :class:`~rama_http.server.ServerConfig` fields that are not version-specific
     (``max_body_size``, ``body_read_timeout``, ``write_timeout``, ``date_header``,
     ``server_header``, ``shutdown_grace``) apply to h2 as they do to HTTP/1.1.
+
+    On shutdown an h2 connection sends GOAWAY at once (no new streams) and gives
+    its in-flight streams ``ServerConfig.shutdown_grace``; the Shutdown's own
+    grace and ``TcpServerConfig.drain_timeout`` can only shorten that (the
+    smallest of the three wins, see :attr:`ServerConfig.shutdown_grace`).
     """
 
     max_concurrent_streams: int = 100

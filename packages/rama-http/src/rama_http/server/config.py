@@ -53,4 +53,10 @@ class ServerConfig:
 
     # -- shutdown ------------------------------------------------------------------------
     shutdown_grace: float = 10.0
-    """Seconds a connection gets to finish its in-flight request once shutdown starts."""
+    """Seconds an in-flight request (HTTP/1.1) or stream (h2) gets to finish once
+    shutdown starts; h2 sends GOAWAY at once, then cancels what is left.
+
+    Shutdown precedence, the same for both versions: ``rama_core.Shutdown``'s grace
+    is the overall cap; ``rama_net.TcpServerConfig.drain_timeout`` bounds how long
+    a listener waits for its connections (None: up to the Shutdown's grace); this
+    field bounds each in-flight request. The effective bound is the smallest."""
