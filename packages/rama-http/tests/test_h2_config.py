@@ -53,3 +53,28 @@ async def test_the_http1_keep_alive_timeout_does_not_close_idle_h2_connections()
         again = await c.request("/")
         await c.until(lambda: c.ended(again))
         assert c.body(again) == b"hello\n"
+
+
+def _autojump() -> object:
+    import trio.testing
+
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("trio", {"clock": _autojump()}))])
+async def test_the_h2_idle_timeout_runs_on_the_event_loop_clock() -> None:
+    """One clock (anyio.current_time): under trio's autojump clock 30 s pass at once."""
+    import time
+
+    config = ServerConfig(h2=H2Config(keep_alive_timeout=30.0))
+    real = time.monotonic()
+    async with h2_server(hello, config) as port, RawH2.connect(port) as c:
+        sid = await c.request("/")
+        await c.until(lambda: c.ended(sid))
+        start = anyio.current_time()
+        await c.until_closed(timeout=120)
+        idle = anyio.current_time() - start
+        assert c.goaway() is not None
+    assert 29 <= idle <= 35
+    assert time.monotonic() - real < 10

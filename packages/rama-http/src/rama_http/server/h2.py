@@ -238,7 +238,7 @@ class _DateCache:
         self.value = b""
 
     def get(self) -> bytes:
-        now = int(time.time())
+        now = int(time.time())  # wall-clock time, for the Date header
         if now != self.second:
             self.second = now
             self.value = email.utils.formatdate(now, usegmt=True).encode()
@@ -313,7 +313,7 @@ class H2Connection:
         self._draining = False
         self._last_stream_id = 0
         self._stop = anyio.CancelScope()
-        self._idle_since: float | None = time.monotonic()
+        self._idle_since: float | None = 0.0  # idle from the start (set in run())
         self._idle_changed = anyio.Event()
         self._closed = False
         self._write_failed = False
@@ -336,6 +336,11 @@ class H2Connection:
     async def run(self, initial: bytes = b"") -> None:
         """Serve the connection until it closes; never raises for peer misbehaviour."""
         conn = self._conn
+        # One clock, the event loop's (anyio.current_time): trio's test clocks move it.
+        now = anyio.current_time()
+        if self._idle_since is not None:
+            self._idle_since = now
+        self._flood.tick(now)
         conn.initiate_connection()
         extra_window = self._h2c.connection_window_size - 65535
         if extra_window > 0:
@@ -647,7 +652,7 @@ class H2Connection:
             self._streams.pop(st.id, None)
             self._flood.stream_closed(st.id)
             if not self._streams:
-                self._idle_since = time.monotonic()
+                self._idle_since = anyio.current_time()
                 self._idle_changed.set()
                 if self._draining:
                     self._stop.cancel()
@@ -993,7 +998,7 @@ class H2Connection:
                 self._idle_changed = ev = anyio.Event()
                 await ev.wait()
                 continue
-            remaining = since + timeout - time.monotonic()
+            remaining = since + timeout - anyio.current_time()
             if remaining <= 0 and self._idle_since is not None:
                 _log.debug("h2 connection idle for %gs: closing", timeout)
                 self.goaway()
