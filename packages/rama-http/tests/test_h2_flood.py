@@ -44,7 +44,17 @@ from rama_http.server.h2 import H2Connection
 
 
 # -- the accounting, without sockets ---------------------------------------------------------
-def _guard(**kw: Any) -> H2FloodGuard:
+class _Clock:
+    """A manual clock for the sans-IO guard."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _guard(clock: _Clock | None = None, **kw: Any) -> H2FloodGuard:
     args: dict[str, Any] = {
         "window": 10.0,
         "max_pings": 1000,
@@ -54,9 +64,7 @@ def _guard(**kw: Any) -> H2FloodGuard:
         "max_concurrent_streams": 100,
     }
     args.update(kw)
-    guard = H2FloodGuard(**args)
-    guard.tick(100.0)
-    return guard
+    return H2FloodGuard(clock=clock or _Clock(), **args)
 
 
 def _until_flood(step: Callable[[], None], limit: int = 100_000) -> tuple[int, H2Flood]:
@@ -112,6 +120,8 @@ def test_the_last_window_updates_of_a_finished_stream_are_progress() -> None:
     guard = _guard()
     guard.sent(5, 40_000)
     guard.stream_closed(5)
+    guard.sent(7, 100)  # small answers are forgotten when they finish
+    guard.stream_closed(7)
     guard.window_update(5, 20_000)
     guard.window_update(5, 20_000)
     assert guard.idle_frames == 0
@@ -175,12 +185,13 @@ def test_ping_and_settings_allowances_are_exact_per_frame() -> None:
 
 
 def test_allowances_restart_with_the_window() -> None:
-    guard = _guard(max_idle_frames=10, window=1.0)
+    clock = _Clock()
+    guard = _guard(clock, max_idle_frames=10, window=1.0)
     for second in range(5):
-        guard.tick(100.0 + second)
+        clock.now = 100.0 + second
         for _ in range(10):
             guard.unknown()
-    guard.tick(104.5)
+    clock.now = 104.5
     with pytest.raises(H2Flood):
         guard.unknown()
 

@@ -9,7 +9,9 @@ or that open and reset streams (CVE-2023-44487). :class:`H2FloodGuard` is told
 about each frame as it is processed and raises :class:`H2Flood` once the peer
 spent an allowance; the connection then sends GOAWAY(ENHANCE_YOUR_CALM) and
 closes. It knows nothing of sockets or of the ``h2`` library: the caller
-reports frames with plain values and the time once per read.
+reports frames with plain values; the time comes from the caller's clock
+(``anyio.current_time`` in the server), read only when an allowance is spent,
+so ordinary traffic (requests, DATA) never reads it.
 
 The allowances (:class:`~rama_http.h2.config.H2Config`):
 
@@ -23,7 +25,7 @@ The allowances (:class:`~rama_http.h2.config.H2Config`):
   SETTINGS ACK the server asked for. Everything else counts: empty DATA, a
   WINDOW_UPDATE for window never consumed (``+1`` floods), unknown frame types,
   RST_STREAM, HEADERS or small DATA (under 1 KiB) for streams no longer open
-  (each of those is answered with RST_STREAM), unsolicited ACKs. Each stream
+  (h2 answers DATA and HEADERS there with RST_STREAM), unsolicited ACKs. Each stream
   the peer opens forgives two such frames already counted in the window (a
   reset racing a response, a last WINDOW_UPDATE for a finished stream).
 - PRIORITY: a budget tied to the concurrency limit, as nginx does: ``max(100,
@@ -34,12 +36,16 @@ The allowances (:class:`~rama_http.h2.config.H2Config`):
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 __all__ = ["H2Flood", "H2FloodGuard", "WindowAllowance"]
 
 _MIN_RETURN = 1024
 _MIN_LATE_DATA = 1024
 _FORGIVE_PER_STREAM = 2
+# Outstanding window of a finished stream is remembered only from this size on:
+# clients return stream window in large steps, so smaller answers see no late updates.
+_KEEP_CLOSED_CREDIT = 16 * 1024
 
 
 class H2Flood(Exception):
@@ -83,19 +89,18 @@ class WindowAllowance:
 class H2FloodGuard:
     """Counts, per frame, what an h2 peer's frames are worth; raises :class:`H2Flood`.
 
-    Call :meth:`tick` with the time before each batch of frames (one socket
-    read), then the method matching each frame as it is processed, and
+    Call the method matching each frame as it is processed, and
     :meth:`sent`/:meth:`stream_closed` as the server sends DATA and finishes
     streams (they decide which WINDOW_UPDATEs return used window).
     """
 
     __slots__ = (
+        "_clock",
         "_closed_credit",
         "_closed_keep",
         "_conn_credit",
         "_goaway_seen",
         "_idle",
-        "_now",
         "_pings",
         "_priority_budget",
         "_priority_per_stream",
@@ -115,9 +120,10 @@ class H2FloodGuard:
         max_resets: int | None,
         max_idle_frames: int | None,
         max_concurrent_streams: int,
-        now: float = 0.0,
+        clock: Callable[[], float],
     ) -> None:
-        self._now = now
+        self._clock = clock
+        now = clock()
         self._pings = WindowAllowance(max_pings, window, now)
         self._settings = WindowAllowance(max_settings, window, now)
         self._resets = WindowAllowance(max_resets, window, now)
@@ -135,17 +141,12 @@ class H2FloodGuard:
         self.idle_frames = 0
         """Frames that made no progress, all told (for diagnostics and tests)."""
 
-    # -- the clock ----------------------------------------------------------------------------
-    def tick(self, now: float) -> None:
-        """The time for the frames that follow (call once per read)."""
-        self._now = now
-
     # -- frames received --------------------------------------------------------------------
     def ping(self, *, ack: bool) -> None:
         """A PING; one that is not an ACK is answered, and counts against ``max_pings``."""
         if ack:
             self._idle_frame("PING ACK frames nobody asked for")  # the server sends no PING
-        elif not self._pings.spend(self._now):
+        elif not self._pings.spend(self._clock()):
             raise H2Flood("PING frames")
 
     def settings(self, *, ack: bool) -> None:
@@ -155,7 +156,7 @@ class H2FloodGuard:
                 self._settings_acks_due -= 1
             else:
                 self._idle_frame("SETTINGS ACK frames nobody asked for")
-        elif not self._settings.spend(self._now):
+        elif not self._settings.spend(self._clock()):
             raise H2Flood("SETTINGS frames")
 
     def settings_sent(self) -> None:
@@ -219,12 +220,12 @@ class H2FloodGuard:
 
     def resets(self, n: int = 1) -> None:
         """``n`` streams reset in progress or refused (``max_resets``)."""
-        if not self._resets.spend(self._now, n):
+        if not self._resets.spend(self._clock(), n):
             raise H2Flood("stream resets")
 
     def refused(self, n: int = 1) -> None:
         """``n`` streams refused (over the concurrency limit, or after GOAWAY)."""
-        if not self._resets.spend(self._now, n):
+        if not self._resets.spend(self._clock(), n):
             raise H2Flood("refused streams")
 
     # -- what the server does -----------------------------------------------------------------
@@ -237,7 +238,7 @@ class H2FloodGuard:
     def stream_closed(self, stream_id: int) -> None:
         """The stream is finished; its outstanding window is forgotten."""
         credit = self._stream_credit.pop(stream_id, 0)
-        if credit:
+        if credit >= _KEEP_CLOSED_CREDIT:
             closed = self._closed_credit
             closed[stream_id] = credit
             if len(closed) > self._closed_keep:
@@ -245,5 +246,5 @@ class H2FloodGuard:
 
     def _idle_frame(self, what: str) -> None:
         self.idle_frames += 1
-        if not self._idle.spend(self._now):
+        if not self._idle.spend(self._clock()):
             raise H2Flood(what)

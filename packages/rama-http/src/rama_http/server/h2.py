@@ -283,6 +283,7 @@ class H2Connection:
             max_resets=h2c.max_resets,
             max_idle_frames=h2c.max_idle_frames,
             max_concurrent_streams=h2c.max_concurrent_streams,
+            clock=anyio.current_time,
         )
         conn = _ServerH2Connection(cfg, self._flood)
         settings: dict[SettingCodes, int] = {
@@ -337,10 +338,8 @@ class H2Connection:
         """Serve the connection until it closes; never raises for peer misbehaviour."""
         conn = self._conn
         # One clock, the event loop's (anyio.current_time): trio's test clocks move it.
-        now = anyio.current_time()
         if self._idle_since is not None:
-            self._idle_since = now
-        self._flood.tick(now)
+            self._idle_since = anyio.current_time()
         conn.initiate_connection()
         extra_window = self._h2c.connection_window_size - 65535
         if extra_window > 0:
@@ -419,7 +418,6 @@ class H2Connection:
     def _receive(self, data: bytes | memoryview) -> bool:
         """Feed bytes to h2; False when the connection must end."""
         self.recorder.feed(data)
-        self._flood.tick(anyio.current_time())
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -537,6 +535,7 @@ class H2Connection:
             self._answer_now(st, 413, text=f"request body larger than {limit} bytes")
             if event.stream_ended is None:
                 self._reset(st, ErrorCodes.NO_ERROR)
+            self._flood.stream_closed(sid)
             return
         self._streams[sid] = st
         self._idle_since = None
