@@ -2,20 +2,28 @@
 
 Each request runs in its own task; responses respect the peer's flow-control
 windows; request bodies return window only as the handler reads them. A
-failing handler resets its stream (RST_STREAM), never the connection. On
-graceful shutdown, or when the client sends GOAWAY, the connection sends
-GOAWAY, finishes the streams it already accepted and closes. What the client
-sent before its first request (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header
-order) is recorded into the Context for fingerprinting.
+failing handler is answered by the policy HTTP/1.1 uses too
+(:func:`~rama_http.server.handler_failure`: 500, 504, 503 with Retry-After,
+or the peer's 4xx, with the reason phrase as body) while its response head is
+unsent, and its stream is reset (RST_STREAM(INTERNAL_ERROR)) after; never the
+connection. On graceful shutdown, or when the client sends GOAWAY, the
+connection sends GOAWAY, finishes the streams it already accepted (within
+``ServerConfig.shutdown_grace``) and closes. What the client sent before its
+first request (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header order) is
+recorded into the Context for fingerprinting.
 
 Against misbehaving peers (limits in :class:`~rama_http.h2.config.H2Config`):
-reading pauses while unsent output exceeds ``max_write_buffer``; PING and
-SETTINGS floods and rapid resets past their allowances end the connection
-with GOAWAY(ENHANCE_YOUR_CALM); a stream over the concurrency limit is refused
-(REFUSED_STREAM); a body over ``max_body_size`` gets 413 while the response has
-not started; an answer the peer's flow-control window stalls for
-``write_timeout`` is cancelled (RST_STREAM(CANCEL)); tunnels have no body read
-timeout.
+every frame passes the sans-IO flood accounting
+(:mod:`rama_http.h2._flood`): PING and SETTINGS floods, rapid resets, frames
+that carry nothing (empty DATA, WINDOW_UPDATE +1, unknown frames, frames on
+closed streams) and PRIORITY past its budget end the connection with
+GOAWAY(ENHANCE_YOUR_CALM); reading pauses while unsent output exceeds
+``max_write_buffer``; the read loop yields to other connections at a bounded
+cost; a stream over the concurrency limit is refused (REFUSED_STREAM); a body
+over ``max_body_size`` gets 413 while the response has not started; an answer
+the peer's flow-control window stalls for ``write_timeout`` is cancelled
+(RST_STREAM(CANCEL)), sooner past ``max_queued_response_bytes``; tunnels have
+no body read timeout.
 
 Entry points: :func:`serve_h2` for one connection, :class:`H2Server` as the
 h2-only stream service (the counterpart of ``Http1Server``), both usually
