@@ -21,7 +21,7 @@ from hyperframe.frame import Frame
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
 from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import H2ServerConnection
+from rama_http.server.h2 import H2Connection
 
 __all__ = ["Handler", "RawH2", "h2_server", "hello", "read_frames", "shrink_buffers"]
 
@@ -34,7 +34,7 @@ async def h2_server(
     config: ServerConfig | None = None,
     shutdown: Shutdown | None = None,
     *,
-    conns: list[H2ServerConnection] | None = None,
+    conns: list[H2Connection] | None = None,
     sock_buf: int | None = None,
 ) -> AsyncIterator[int]:
     """Serve h2 (prior knowledge) on an ephemeral loopback port.
@@ -51,7 +51,7 @@ async def h2_server(
         if sock_buf is not None:
             shrink_buffers(stream, sock_buf)
         ctx = shutdown.context() if shutdown is not None else Context()
-        conn = H2ServerConnection(ctx, stream, svc, config)
+        conn = H2Connection(ctx, stream, svc, config)
         if conns is not None:
             conns.append(conn)
         await conn.run()

@@ -36,7 +36,7 @@ from rama_http import Body, Request, Response
 from rama_http.h2.config import H2Config
 from rama_http.h2.record import CONNECTION_PREFACE
 from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import H2ServerConnection
+from rama_http.server.h2 import H2Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -321,7 +321,7 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
         write_timeout=1.2,
         h2=H2Config(max_write_buffer=bound, read_size=read_size, max_pings=None),
     )
-    conns: list[H2ServerConnection] = []
+    conns: list[H2Connection] = []
     sent = 0
     broken = anyio.Event()
 
@@ -374,3 +374,47 @@ async def test_server_stops_reading_while_its_answers_pile_up_unread() -> None:
     # At most the bound plus the answers to one read (a PING ACK is as long as a PING).
     assert peak <= bound + read_size + 1024
     assert sent < 4 * 1024 * 1024
+
+
+# -- a peer that opens no window: bytes held by waiting streams are capped ------------------
+_MB = b"m" * (1024 * 1024)
+
+
+async def _big(ctx: Context, req: Request) -> Response:
+    return Response.from_bytes(_MB)
+
+
+async def test_a_zero_window_client_cannot_pin_answers_past_the_queued_bytes_cap() -> None:
+    conns: list[H2Connection] = []
+    cap = 4 * 1024 * 1024
+    config = ServerConfig(write_timeout=30, h2=H2Config(max_queued_response_bytes=cap))
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    async with h2_server(_big, config, conns=conns) as port:
+        async with RawH2.connect(port, settings=settings) as c:
+            sids = [await c.request(f"/{i}") for i in range(20)]
+            start = anyio.current_time()
+            # Streams past the cap are cancelled within a few seconds, not after 30.
+            await c.until(lambda: sum(c.ended(s) for s in sids) >= 16, timeout=5)
+            elapsed = anyio.current_time() - start
+            held = sum(conns[0]._holders.values())
+            assert held <= cap
+            reset = [s for s in sids if c.ended(s)]
+            assert all(c.reset_code(s) == ErrorCodes.CANCEL for s in reset)
+            assert len(reset) == 20 - cap // len(_MB)  # the first four still wait
+            assert elapsed < 4
+            assert c.goaway() is None
+
+
+async def test_a_slow_client_that_keeps_opening_windows_gets_every_answer() -> None:
+    config = ServerConfig(h2=H2Config(max_queued_response_bytes=1024 * 1024))
+    async with h2_server(_big, config) as port, RawH2.connect(port, window=16 * 1024 * 1024) as c:
+        sids = [await c.request(f"/{i}") for i in range(10)]
+        with anyio.fail_after(20):
+            while not all(c.ended(s) for s in sids):
+                await c.pump()
+                await anyio.sleep(0.01)  # slow: the server's streams keep waiting
+                c.ack_all()
+                await c.flush()
+        for s in sids:
+            assert c.reset_code(s) is None
+            assert len(c.body(s)) == len(_MB)

@@ -30,12 +30,13 @@ from hyperframe.frame import (
 )
 from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
-from rama_core import Context, Shutdown
-from rama_http import Body, HttpError, Request, Response
+from rama_core import Context, Shutdown, service_fn
+from rama_http import Body, H2Config, HttpError, Request, Response
 from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
 from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
 from rama_http.server.config import ServerConfig
 from rama_http.server.h2 import ExtendedConnectProtocol
+from rama_net import ConnectionLost, TcpListener
 
 pytestmark = pytest.mark.anyio
 
@@ -157,7 +158,10 @@ async def test_request_and_response_trailers() -> None:
 
 
 # -- failures stay on their stream ------------------------------------------------------------
-async def test_handler_error_resets_only_its_stream() -> None:
+async def test_handler_error_answers_500_on_its_stream_only() -> None:
+    """A handler bug is a 500 (not a reset) on its stream; an HttpError that is not the
+    peer's fault is ours too (see test_h2_errors for the whole policy)."""
+
     async def handler(ctx: Context, req: Request) -> Response:
         if req.path == "/boom":
             raise RuntimeError("handler bug")
@@ -170,9 +174,11 @@ async def test_handler_error_resets_only_its_stream() -> None:
         tea = await c.request("/teapot")
         good = await c.request("/fine")
         await c.until(lambda: c.ended(bad) and c.ended(good) and c.ended(tea))
-        (reset,) = c.of(bad, h2.events.StreamReset)
-        assert reset.error_code == ErrorCodes.INTERNAL_ERROR
-        assert c.status(tea) == 418
+        assert c.status(bad) == 500
+        assert c.body(bad) == b"Internal Server Error\n"
+        assert c.reset_code(bad) is None
+        assert c.status(tea) == 500
+        assert b"stout" not in c.body(tea)
         assert c.body(good) == b"ok"
         assert c.goaway() is None
 
@@ -226,7 +232,7 @@ async def test_bad_preface_closes_that_connection_only() -> None:
 
 
 async def test_oversized_header_list_ends_connection_with_enhance_your_calm() -> None:
-    config = ServerConfig(h2_max_header_list_size=4096)
+    config = ServerConfig(h2=H2Config(max_header_list_size=4096))
     async with h2_server(hello, config) as port:
         async with RawH2.connect(port) as c:
             await c.until(lambda: c.conn.remote_settings.max_header_list_size == 4096)
@@ -250,7 +256,7 @@ async def test_a_stream_over_the_concurrency_limit_is_refused_not_the_connection
             await release.wait()
         return Response.from_text("ok")
 
-    config = ServerConfig(h2_max_concurrent_streams=2)
+    config = ServerConfig(h2=H2Config(max_concurrent_streams=2))
     async with h2_server(handler, config) as port, RawH2.connect(port) as c:
         # Sent before the server's SETTINGS arrive, so h2 lets the client open a third.
         first, second, third = [await c.request(f"/{i}") for i in range(3)]
@@ -303,7 +309,7 @@ async def test_unread_upload_stops_at_the_stream_window() -> None:
         await release.wait()
         return Response.from_text(str(len(await req.read())))
 
-    config = ServerConfig(h2_initial_window_size=65535)
+    config = ServerConfig(h2=H2Config(initial_window_size=65535))
     async with h2_server(handler, config) as port, RawH2.connect(port) as c:
         await c.until(lambda: c.conn.remote_settings.initial_window_size == 65535)
         sid = await c.request("/up", "POST", end=False)
@@ -435,7 +441,7 @@ async def test_in_flight_requests_are_answered_after_a_client_goaway(
 
 
 async def test_idle_connection_is_closed_with_goaway() -> None:
-    config = ServerConfig(keep_alive_timeout=0.3)
+    config = ServerConfig(h2=H2Config(keep_alive_timeout=0.3))
     async with h2_server(hello, config) as port, RawH2.connect(port) as c:
         sid = await c.request("/")
         await c.until(lambda: c.ended(sid))
@@ -562,3 +568,57 @@ async def test_idle_tunnel_outlives_the_body_read_timeout(extended: bool) -> Non
         await c.until(lambda: c.ended(sid))
         assert not c.of(sid, h2.events.StreamReset)
     assert failures == []
+
+
+async def test_a_tunnel_owner_sees_connection_lost_when_the_client_resets_the_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The h2 stream of a tunnel fails like any rama stream: ConnectionLost, nothing at ERROR."""
+    caplog.set_level(logging.DEBUG, logger="rama.http.h2")
+    seen: list[BaseException] = []
+    done = anyio.Event()
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        async def owner(io: ByteStream) -> None:
+            try:
+                await io.send(await io.receive())
+                await io.receive()
+            except ConnectionLost as e:
+                seen.append(e)
+                raise
+            finally:
+                done.set()
+
+        return Response(200, on_upgrade=owner)
+
+    async with h2_server(handler) as port, RawH2.connect(port) as c:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "example.com:443")])
+        c.conn.send_data(sid, b"hi")
+        await c.flush()
+        await c.until(lambda: c.body(sid) == b"hi")
+        c.conn.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        with anyio.fail_after(5):
+            await done.wait()
+        after = await c.request("/after")
+        await c.until(lambda: c.ended(after))
+        assert c.status(after) == 200
+    assert len(seen) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_h2_server_is_the_h2_only_stream_service() -> None:
+    """``H2Server`` is to h2 what ``Http1Server`` is to HTTP/1.1; ``H2Connection`` drives one."""
+    import rama_http.server as server
+
+    assert server.H2Connection.__name__ == "H2Connection"
+    assert not hasattr(server, "H2ServerConnection")
+    listener = TcpListener.bind("127.0.0.1:0")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, server.H2Server(service_fn(hello)))
+        async with _client(listener.local_addr.port) as client:
+            resp = await client.get("/")
+        assert resp.http_version == "HTTP/2"
+        assert resp.text == "hello\n"
+        tg.cancel_scope.cancel()

@@ -10,7 +10,7 @@
         return Response.from_text("hello\\n")
 
 Servers live in :mod:`rama_http.server` (``serve_http1``, ``Http1Server``,
-``ServerConfig``); fingerprints (JA4H, Akamai h2) in :mod:`rama_http.fingerprint`.
+``ServerConfig``, ``H2Config``); fingerprints (JA4H, Akamai h2) in :mod:`rama_http.fingerprint`.
 """
 
 from .body import Body, BodyInput, BodyWriter
@@ -26,6 +26,7 @@ from .errors import (
     RemoteProtocolError,
 )
 from .fingerprint import AkamaiH2Fingerprint, Ja4hFingerprint, akamai_h2_fingerprint, ja4h
+from .h2.config import H2Config
 from .h2.record import H2PrefaceRecord, PseudoHeaderOrder
 from .headers import HeaderInput, Headers
 from .message import Request, Response, UpgradeHandler
@@ -46,9 +47,10 @@ __all__ = [
     "BodyWriter",
     "HeaderInput",
     "Headers",
+    "H2Config",
+    "H2PrefaceRecord",
     "HttpError",
     "InvalidHeader",
-    "H2PrefaceRecord",
     "InvalidUri",
     "Ja4hFingerprint",
     "LocalProtocolError",

@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream
 
+from rama_net import ConnectionLost
+
 from ..errors import BodyError, BodyTooLarge
 from ..headers import Headers
 
@@ -70,9 +72,15 @@ class H2InboundData:
 
     # -- producer side (the connection) ---------------------------------------------------
     def push(self, data: bytes, flow_controlled_length: int) -> None:
-        """A DATA frame arrived; raises :class:`BodyTooLarge` past the limit."""
-        if self._closed or self._ended:
-            self._ack(flow_controlled_length)
+        """A DATA frame arrived; raises :class:`BodyTooLarge` past the limit.
+
+        An empty frame (padding at most) is acknowledged at once and never queued:
+        a peer sending empty DATA to a handler that does not read would otherwise
+        grow the queue without bound, with no flow-control window to stop it.
+        """
+        if self._closed or self._ended or not data:
+            if flow_controlled_length:
+                self._ack(flow_controlled_length)
             return
         self._received += len(data)
         if self._limit is not None and self._received > self._limit:
@@ -174,14 +182,18 @@ class H2StreamIO(ByteStream):
         self._pending = b""
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """The next bytes from the peer; :class:`anyio.EndOfStream` after END_STREAM."""
+        """The next bytes from the peer; :class:`anyio.EndOfStream` after END_STREAM.
+
+        A reset stream raises :class:`rama_net.ConnectionLost`, as any rama stream
+        whose connection failed does.
+        """
         if self._closed:
             raise anyio.ClosedResourceError
         if not self._pending:
             try:
                 chunk = await self._inbound.next_chunk(timed=False)
             except StreamResetError as e:
-                raise anyio.BrokenResourceError from e
+                raise ConnectionLost(f"h2 stream {e.stream_id} was reset") from e
             if chunk is None:
                 raise anyio.EndOfStream
             self._pending = chunk

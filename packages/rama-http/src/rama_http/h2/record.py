@@ -114,7 +114,7 @@ class H2PrefaceRecorder:
         self._seen = 0
         self._settings_seen = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Consume the next bytes the client sent."""
         if self.done:
             return

@@ -5,11 +5,14 @@
   :class:`HttpServer` is the same as a stream service for any listener.
 - ``serve_http1(ctx, stream, service, config, initial=b"")`` and
   :func:`serve_h2` serve one connection of a known version;
-  :class:`Http1Server` is the HTTP/1.1-only stream service.
+  :class:`Http1Server` and :class:`H2Server` are the single-version stream
+  services.
 
-Limits live in :class:`ServerConfig`, shared by every version.
+Limits live in :class:`ServerConfig`, shared by every version; what is h2's
+alone lives in :class:`H2Config`, as ``ServerConfig(h2=H2Config(...))``.
 """
 
+from ..h2.config import H2Config
 from ._failure import HandlerFailure, handler_failure
 from .auto import HttpServer, HttpVersionChoice, detect_version, serve
 from .config import Http1Engine, ServerConfig
@@ -17,12 +20,14 @@ from .h1_conn import Http1Connection, serve_http1
 from .h1_engines import available_engines, make_engine
 from .h1_server import Http1Server
 from .h1_stream import RewindStream
-from .h2 import ExtendedConnectProtocol, H2ServerConnection, serve_h2
+from .h2 import ExtendedConnectProtocol, H2Connection, H2Server, serve_h2
 
 __all__ = [
     "ExtendedConnectProtocol",
+    "H2Config",
     "HandlerFailure",
-    "H2ServerConnection",
+    "H2Connection",
+    "H2Server",
     "Http1Connection",
     "Http1Engine",
     "Http1Server",

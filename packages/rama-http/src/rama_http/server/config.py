@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ..h2.config import H2Config
@@ -33,7 +33,8 @@ class ServerConfig:
     header_read_timeout: float | None = 10.0
     """Seconds a client has to send a complete request head once it started; 408 after."""
     keep_alive_timeout: float | None = 30.0
-    """Seconds an idle keep-alive connection is kept open waiting for the next request."""
+    """Seconds an idle HTTP/1.1 keep-alive connection is kept open waiting for the next
+    request. An idle h2 connection has its own: ``H2Config.keep_alive_timeout``."""
     body_read_timeout: float | None = 60.0
     """Seconds a client may stay silent while the handler waits for body bytes."""
     write_timeout: float | None = 60.0
@@ -43,18 +44,19 @@ class ServerConfig:
     date_header: bool = True
     """Add a Date header to responses that lack one."""
 
-    # -- h2 (used by rama_http.server.h2) --------------------------------------------------
-    h2_max_concurrent_streams: int = 100
-    """SETTINGS_MAX_CONCURRENT_STREAMS announced to clients."""
-    h2_max_header_list_size: int = 64 * 1024
-    """SETTINGS_MAX_HEADER_LIST_SIZE announced to clients."""
-    h2_initial_window_size: int = 1024 * 1024
-    """Initial per-stream receive window."""
-    h2_max_frame_size: int = 16 * 1024
-    """SETTINGS_MAX_FRAME_SIZE announced to clients."""
-    h2: H2Config | None = None
-    """Full h2 settings; None derives them from the ``h2_*`` fields above."""
+    # -- h2 ------------------------------------------------------------------------------
+    h2: H2Config = field(default_factory=H2Config)
+    """Everything h2-specific (SETTINGS, windows, flood allowances, its idle timeout):
+    the one place for it. The shared fields above (body size and read timeout,
+    write timeout, Date/Server headers, ``shutdown_grace``) apply to h2 too;
+    ``keep_alive_timeout`` does not (h2 has ``H2Config.keep_alive_timeout``)."""
 
     # -- shutdown ------------------------------------------------------------------------
     shutdown_grace: float = 10.0
-    """Seconds a connection gets to finish its in-flight request once shutdown starts."""
+    """Seconds an in-flight request (HTTP/1.1) or stream (h2) gets to finish once
+    shutdown starts; h2 sends GOAWAY at once, then cancels what is left.
+
+    Shutdown precedence, the same for both versions: ``rama_core.Shutdown``'s grace
+    is the overall cap; ``rama_net.TcpServerConfig.drain_timeout`` bounds how long
+    a listener waits for its connections (None: up to the Shutdown's grace); this
+    field bounds each in-flight request. The effective bound is the smallest."""

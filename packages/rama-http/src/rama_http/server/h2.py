@@ -2,23 +2,33 @@
 
 Each request runs in its own task; responses respect the peer's flow-control
 windows; request bodies return window only as the handler reads them. A
-failing handler resets its stream (RST_STREAM), never the connection. On
-graceful shutdown, or when the client sends GOAWAY, the connection sends
-GOAWAY, finishes the streams it already accepted and closes. What the client
-sent before its first request (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header
-order) is recorded into the Context for fingerprinting.
+failing handler is answered by the policy HTTP/1.1 uses too
+(:func:`~rama_http.server.handler_failure`: 500, 504, 503 with Retry-After,
+or the peer's 4xx, with the reason phrase as body) while its response head is
+unsent, and its stream is reset (RST_STREAM(INTERNAL_ERROR)) after; never the
+connection. On graceful shutdown, or when the client sends GOAWAY, the
+connection sends GOAWAY, finishes the streams it already accepted (within
+``ServerConfig.shutdown_grace``) and closes. What the client sent before its
+first request (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-header order) is
+recorded into the Context for fingerprinting.
 
 Against misbehaving peers (limits in :class:`~rama_http.h2.config.H2Config`):
-reading pauses while unsent output exceeds ``max_write_buffer``; PING and
-SETTINGS floods and rapid resets past their allowances end the connection
-with GOAWAY(ENHANCE_YOUR_CALM); a stream over the concurrency limit is refused
-(REFUSED_STREAM); a body over ``max_body_size`` gets 413 while the response has
-not started; an answer the peer's flow-control window stalls for
-``write_timeout`` is cancelled (RST_STREAM(CANCEL)); tunnels have no body read
-timeout.
+every frame passes the sans-IO flood accounting
+(:mod:`rama_http.h2._flood`): PING and SETTINGS floods, rapid resets, frames
+that carry nothing (empty DATA, WINDOW_UPDATE +1, unknown frames, frames on
+closed streams) and PRIORITY past its budget end the connection with
+GOAWAY(ENHANCE_YOUR_CALM); reading pauses while unsent output exceeds
+``max_write_buffer``; the read loop yields to other connections at a bounded
+cost; a stream over the concurrency limit is refused (REFUSED_STREAM); a body
+over ``max_body_size`` gets 413 while the response has not started; an answer
+the peer's flow-control window stalls for ``write_timeout`` is cancelled
+(RST_STREAM(CANCEL)), sooner past ``max_queued_response_bytes``; tunnels have
+no body read timeout.
 
-Entry point: :func:`serve_h2`, usually reached through
-:class:`rama_http.server.auto.HttpServer`.
+Entry points: :func:`serve_h2` for one connection, :class:`H2Server` as the
+h2-only stream service (the counterpart of ``Http1Server``), both usually
+reached through :class:`rama_http.server.HttpServer`; :class:`H2Connection`
+drives one connection (as ``Http1Connection`` does for HTTP/1.1).
 """
 
 from __future__ import annotations
@@ -27,11 +37,13 @@ import contextlib
 import email.utils
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import h2.config
 import h2.connection
 import h2.events
@@ -41,23 +53,38 @@ from anyio.abc import ByteStream, TaskGroup
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import (
+    AltSvcFrame,
+    DataFrame,
+    ExtensionFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
 from rama_core import Context, Service
+from rama_net import ConnectionLost
 
 from ..body import Body, close_body_soon
-from ..errors import BodyTooLarge, HttpError
+from ..errors import BodyTooLarge
+from ..h2._flood import H2Flood, H2FloodGuard
 from ..h2.config import H2Config
 from ..h2.inbound import H2InboundData, H2StreamIO, StreamResetError
 from ..h2.record import H2PrefaceRecord, H2PrefaceRecorder, PseudoHeaderOrder
 from ..headers import Headers
 from ..message import Request, Response
-from ..status import NO_BODY_STATUSES
+from ..status import NO_BODY_STATUSES, reason_phrase
 from ..uri import Uri
 from ..version import Version
+from ._failure import handler_failure, log_handler_failure
 from .config import ServerConfig
 
-__all__ = ["ExtendedConnectProtocol", "H2ServerConnection", "serve_h2"]
+__all__ = ["ExtendedConnectProtocol", "H2Connection", "H2Server", "serve_h2"]
 
 _log = logging.getLogger("rama.http.h2")
 
@@ -66,6 +93,18 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
 _WRITE_SLICE = 256 * 1024
+# A connection that failed under us, the one place naming it: rama streams raise
+# ConnectionLost, plain anyio and TLS streams BrokenResourceError (its base); a write the
+# peer took nothing of for write_timeout raises TimeoutError (our fail_after).
+_LOST = (ConnectionLost, anyio.BrokenResourceError, TimeoutError)
+# How long streams past max_queued_response_bytes wait for a peer that opens no window.
+_STARVED_GRACE = 1.0
+# Input is fed to h2 in slices of _FEED_SLICE bytes. A slice dense with frames (on
+# average under _DENSE_FRAME bytes each: a flood's, not DATA's) makes the read loop
+# yield to other connections and take the rest of the read in _DENSE_FEED_SLICE pieces.
+_FEED_SLICE = 16 * 1024
+_DENSE_FEED_SLICE = 2048
+_DENSE_FRAME = 256
 
 
 class ExtendedConnectProtocol(str):
@@ -80,11 +119,55 @@ class ExtendedConnectProtocol(str):
 class _ServerH2Connection(h2.connection.H2Connection):
     """h2's connection, with the server-side behaviour the library lacks."""
 
-    def __init__(self, config: h2.config.H2Configuration) -> None:
+    def __init__(self, config: h2.config.H2Configuration, guard: H2FloodGuard) -> None:
         super().__init__(config=config)
         self._admit_over_limit = False
+        self.guard = guard
+        self.frames_received = 0
+        """Frames processed, all told (the read loop yields after dense slices)."""
         self.refused = 0
         """Streams refused for exceeding SETTINGS_MAX_CONCURRENT_STREAMS, all told."""
+
+    def _stream_open(self, stream_id: int) -> bool:
+        st = self.streams.get(stream_id)
+        return st is not None and not st.closed
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        # Every frame passes here, one at a time, before h2 acts on it: the flood
+        # accounting is per frame (H2Flood stops the read at the frame that spent an
+        # allowance, so a PING past max_pings is never answered).
+        self.frames_received += 1
+        guard = self.guard
+        kind = type(frame)
+        if kind is DataFrame:
+            assert isinstance(frame, DataFrame)
+            guard.data(
+                stream_open=self._stream_open(frame.stream_id),
+                length=len(frame.data),
+                end_stream="END_STREAM" in frame.flags,
+            )
+        elif kind is HeadersFrame:
+            sid = frame.stream_id
+            if sid > self.highest_inbound_stream_id:
+                guard.headers(opens_stream=True, stream_open=False)
+            else:
+                guard.headers(opens_stream=False, stream_open=self._stream_open(sid))
+        elif kind is WindowUpdateFrame:
+            assert isinstance(frame, WindowUpdateFrame)
+            guard.window_update(frame.stream_id, frame.window_increment)
+        elif kind is PingFrame:
+            guard.ping(ack="ACK" in frame.flags)
+        elif kind is SettingsFrame:
+            guard.settings(ack="ACK" in frame.flags)
+        elif kind is PriorityFrame:
+            guard.priority()
+        elif kind is RstStreamFrame:
+            guard.rst_stream(stream_open=self._stream_open(frame.stream_id))
+        elif kind is GoAwayFrame:
+            guard.goaway()
+        elif kind is ExtensionFrame or kind is AltSvcFrame:
+            guard.unknown()
+        return super()._receive_frame(frame)
 
     @property
     def open_inbound_streams(self) -> int:
@@ -133,33 +216,6 @@ class _ServerH2Connection(h2.connection.H2Connection):
         return [], [event]
 
 
-class _Flood(Exception):
-    """The peer spent an allowance (PING, SETTINGS, resets): the connection must end."""
-
-
-class _Allowance:
-    """How many of one kind of frame a peer may send per fixed time window."""
-
-    __slots__ = ("limit", "spent", "start", "window")
-
-    def __init__(self, limit: int | None, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self.spent = 0
-        self.start = time.monotonic()
-
-    def spend(self, n: int = 1) -> bool:
-        """Count ``n`` more; False once the window's allowance is exceeded."""
-        if self.limit is None:
-            return True
-        now = time.monotonic()
-        if now - self.start >= self.window:
-            self.start = now
-            self.spent = 0
-        self.spent += n
-        return self.spent <= self.limit
-
-
 class _StreamGone(Exception):
     """The stream can no longer be written (reset by the peer or connection closed)."""
 
@@ -190,7 +246,7 @@ class _DateCache:
         self.value = b""
 
     def get(self) -> bytes:
-        now = int(time.time())
+        now = int(time.time())  # wall-clock time, for the Date header
         if now != self.second:
             self.second = now
             self.value = email.utils.formatdate(now, usegmt=True).encode()
@@ -200,7 +256,7 @@ class _DateCache:
 _DATE = _DateCache()
 
 
-class H2ServerConnection:
+class H2Connection:
     """Drives one server-side h2 connection over a ByteStream."""
 
     def __init__(
@@ -209,10 +265,9 @@ class H2ServerConnection:
         stream: ByteStream,
         service: Service[Request, Response],
         config: ServerConfig | None = None,
-        h2_config: H2Config | None = None,
     ) -> None:
         self._config = config or ServerConfig()
-        self._h2c = h2_config or self._config.h2 or H2Config.from_server_config(self._config)
+        self._h2c: H2Config = self._config.h2
         self._ctx = ctx.fork()
         self._stream = stream
         self._service = service
@@ -228,7 +283,17 @@ class H2ServerConnection:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        conn = _ServerH2Connection(config=cfg)
+        h2c = self._h2c
+        self._flood = H2FloodGuard(
+            window=h2c.flood_window,
+            max_pings=h2c.max_pings,
+            max_settings=h2c.max_settings,
+            max_resets=h2c.max_resets,
+            max_idle_frames=h2c.max_idle_frames,
+            max_concurrent_streams=h2c.max_concurrent_streams,
+            clock=anyio.current_time,
+        )
+        conn = _ServerH2Connection(cfg, self._flood)
         settings: dict[SettingCodes, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
@@ -250,16 +315,14 @@ class H2ServerConnection:
         self._out = bytearray()  # taken from h2 (or hand-made frames), not yet sent
         self._in_send = 0  # bytes handed to the socket that it has not taken yet
         self._drained = anyio.Event()
-        window = self._h2c.flood_window
-        self._pings = _Allowance(self._h2c.max_pings, window)
-        self._settings = _Allowance(self._h2c.max_settings, window)
-        self._resets = _Allowance(self._h2c.max_resets, window)
         self._refused_seen = 0
+        self._holders: dict[int, int] = {}  # stream id -> bytes waiting for window, in order
+        self._window_updates = 0
         self._goaway_sent = False
         self._draining = False
         self._last_stream_id = 0
         self._stop = anyio.CancelScope()
-        self._idle_since: float | None = time.monotonic()
+        self._idle_since: float | None = 0.0  # idle from the start (set in run())
         self._idle_changed = anyio.Event()
         self._closed = False
         self._write_failed = False
@@ -282,6 +345,9 @@ class H2ServerConnection:
     async def run(self, initial: bytes = b"") -> None:
         """Serve the connection until it closes; never raises for peer misbehaviour."""
         conn = self._conn
+        # One clock, the event loop's (anyio.current_time): trio's test clocks move it.
+        if self._idle_since is not None:
+            self._idle_since = anyio.current_time()
         conn.initiate_connection()
         extra_window = self._h2c.connection_window_size - 65535
         if extra_window > 0:
@@ -305,7 +371,7 @@ class H2ServerConnection:
                     with anyio.move_on_after(1.0):
                         await self._flush()
                 tg.cancel_scope.cancel()
-        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as group:
+        except* _LOST as group:
             _log.debug("h2 connection lost: %r", group.exceptions)
         finally:
             self._closed = True
@@ -313,19 +379,51 @@ class H2ServerConnection:
                 await _close_quietly(self._stream)
 
     async def _read_loop(self) -> None:
+        """Read and process input, yielding to other connections at a bounded cost.
+
+        A stream may return buffered bytes without waiting (rama's Protocol-backed
+        streams do), so one busy connection could keep the event loop for as long as
+        its peer keeps the buffer full. Here the loop yields at least once per
+        ``read_size`` bytes, and a read is fed to h2 in slices with a yield after
+        every slice dense with frames (a flood of tiny frames costs far more per
+        byte than DATA): a turn of this connection costs about one slice.
+        """
         read_size = self._h2c.read_size
+        conn = self._conn
+        receive = self._stream.receive
+        since = 0  # bytes processed since this loop last yielded
         while True:
             # A peer that makes us write (PING, SETTINGS, resets, requests) must also
             # read: while our answers pile up, stop taking more from it.
             await self._wait_for_room()
             try:
-                data = await self._stream.receive(read_size)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                data = await receive(read_size)
+            except (anyio.EndOfStream, *_LOST):
                 return
-            if not self._receive(data):
-                return
+            size = len(data)
+            if size <= _FEED_SLICE:
+                if not self._receive(data):
+                    return
+            else:
+                view = memoryview(data)
+                start, step = 0, _FEED_SLICE
+                while start < size:
+                    before = conn.frames_received
+                    end = start + step
+                    if not self._receive(view[start:end]):
+                        return
+                    start = end
+                    if (conn.frames_received - before) * _DENSE_FRAME >= step:
+                        # Tiny frames: yield now, and take the rest in smaller slices.
+                        step = _DENSE_FEED_SLICE
+                        since = 0
+                        await anyio.lowlevel.checkpoint()
+            since += size
+            if since >= read_size:
+                since = 0
+                await anyio.lowlevel.checkpoint()
 
-    def _receive(self, data: bytes) -> bool:
+    def _receive(self, data: bytes | memoryview) -> bool:
         """Feed bytes to h2; False when the connection must end."""
         self.recorder.feed(data)
         try:
@@ -338,34 +436,38 @@ class H2ServerConnection:
                 self._goaway_sent = True
                 self._queue_frame(GoAwayFrame(0, last_stream_id=0, error_code=code))
             return False
+        except H2Flood as e:
+            # Raised by the per-frame accounting at the frame that spent the allowance:
+            # what followed it in this read is never processed.
+            self._on_flood(e)
+            return False
         try:
             refused = self._conn.refused - self._refused_seen
             if refused:
                 self._refused_seen += refused
-                self._spend(self._resets, "refused streams", refused)
+                self._flood.refused(refused)
             for event in events:
                 self._on_event(event)
         except h2.exceptions.ProtocolError as e:
             _log.info("h2 protocol error: %s", e)
             return False
-        except _Flood as e:
-            _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e)
-            self._draining = self._goaway_sent = True
-            self._queue_frame(
-                GoAwayFrame(
-                    0,
-                    last_stream_id=self._last_stream_id,
-                    error_code=ErrorCodes.ENHANCE_YOUR_CALM,
-                    additional_data=f"too many {e}".encode(),
-                )
-            )
+        except H2Flood as e:
+            self._on_flood(e)
             return False
         self._want_write.set()
         return True
 
-    def _spend(self, allowance: _Allowance, what: str, n: int = 1) -> None:
-        if not allowance.spend(n):
-            raise _Flood(what)
+    def _on_flood(self, e: H2Flood) -> None:
+        _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e.what)
+        self._draining = self._goaway_sent = True
+        self._queue_frame(
+            GoAwayFrame(
+                0,
+                last_stream_id=self._last_stream_id,
+                error_code=ErrorCodes.ENHANCE_YOUR_CALM,
+                additional_data=f"too many {e.what}".encode(),
+            )
+        )
 
     # -- events ---------------------------------------------------------------------------
     def _on_event(self, event: h2.events.Event) -> None:
@@ -384,14 +486,11 @@ class H2ServerConnection:
         elif isinstance(event, h2.events.WindowUpdated):
             self._on_window(event.stream_id)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
-            self._spend(self._settings, "SETTINGS frames")
             self._on_window(0)
-        elif isinstance(event, h2.events.PingReceived):
-            self._spend(self._pings, "PING frames")
         elif isinstance(event, h2.events.StreamReset):
             # Reset by the client, or by h2 for a malformed request: either way a
             # stream that cost a handler (or an answer) and yields nothing.
-            self._spend(self._resets, "stream resets")
+            self._flood.resets()
             st = self._streams.get(event.stream_id)
             if st is not None:
                 code = int(event.error_code or 0)
@@ -411,7 +510,7 @@ class H2ServerConnection:
         raw = event.headers or []
         if self._draining or self._closed:
             self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
-            self._spend(self._resets, "refused streams")
+            self._flood.refused()
             return
         self._last_stream_id = max(self._last_stream_id, sid)
         pseudo: dict[bytes, bytes] = {}
@@ -441,9 +540,10 @@ class H2ServerConnection:
         if limit is not None and length is not None and length > limit:
             # Refused before any handler runs, as HTTP/1.1 does.
             _log.info("h2 stream %d: declared body of %d bytes over the limit", sid, length)
-            self._answer_now(st, 413, f"request body larger than {limit} bytes")
+            self._answer_now(st, 413, text=f"request body larger than {limit} bytes")
             if event.stream_ended is None:
                 self._reset(st, ErrorCodes.NO_ERROR)
+            self._flood.stream_closed(sid)
             return
         self._streams[sid] = st
         self._idle_since = None
@@ -502,10 +602,11 @@ class H2ServerConnection:
         # The request is refused whatever the handler would do: stop it, answer in full,
         # then ask the client to stop sending with RST_STREAM(NO_ERROR) (RFC 9113 8.1).
         st.scope.cancel()
-        self._answer_now(st, 413, str(err))
+        self._answer_now(st, 413, text=f"request body larger than {err.limit} bytes")
         self._reset(st, ErrorCodes.NO_ERROR)
 
     def _on_window(self, stream_id: int) -> None:
+        self._window_updates += 1
         if stream_id == 0:
             for st in self._streams.values():
                 st.wake()
@@ -539,10 +640,11 @@ class H2ServerConnection:
             with st.scope:
                 try:
                     resp = await self._service.serve(ctx, req)
+                    if not isinstance(resp, Response):
+                        _log.error("HTTP handler returned %r, not a Response", type(resp).__name__)
+                        resp = Response.error(500)
                     await self._send_response(st, req, resp)
-                except _StreamGone:
-                    pass
-                except StreamResetError:
+                except (_StreamGone, StreamResetError):
                     pass
                 except Exception as e:
                     self._on_handler_error(st, req, e)
@@ -555,44 +657,63 @@ class H2ServerConnection:
                     # Answered before the upload finished: tell the client to stop sending.
                     self._reset(st, ErrorCodes.NO_ERROR)
             self._streams.pop(st.id, None)
+            self._flood.stream_closed(st.id)
             if not self._streams:
-                self._idle_since = time.monotonic()
+                self._idle_since = anyio.current_time()
                 self._idle_changed.set()
                 if self._draining:
                     self._stop.cancel()
 
     def _on_handler_error(self, st: _Stream, req: Request, e: Exception) -> None:
-        if isinstance(e, HttpError) and not st.headers_sent and self._open(st):
-            _log.info("h2 stream %d: %s -> %d", st.id, e, e.status)
-            if self._answer_now(st, e.status, str(e) or "error"):
-                return
-        else:
-            _log.error("h2 stream %d: handler failed for %r", st.id, req, exc_info=e)
+        """One policy with HTTP/1.1 (:func:`handler_failure`): answer if the head is unsent.
+
+        After the head went out the stream can only be reset (INTERNAL_ERROR).
+        A stream the peer reset or a connection that closed meanwhile is not the
+        handler's fault: nothing is logged above DEBUG.
+        """
+        if not self._open(st):
+            _log.debug("h2 stream %d: handler ended after the stream closed: %r", st.id, e)
+            return
+        failure = handler_failure(e)
+        log_handler_failure(_log, failure, e, req.method, req.target)
+        if not st.headers_sent and self._answer_now(st, failure.status, failure.headers):
+            return
         self._reset(st, ErrorCodes.INTERNAL_ERROR)
 
-    def _answer_now(self, st: _Stream, status: int, message: str) -> bool:
+    def _answer_now(
+        self,
+        st: _Stream,
+        status: int,
+        extra: tuple[tuple[str, str], ...] = (),
+        text: str | None = None,
+    ) -> bool:
         """Queue a complete plain-text answer; False when the stream cannot take it.
+
+        ``text`` is the server's own words (default: the reason phrase), never an
+        exception's message.
 
         The text goes along only when the peer's windows have room for it, so
         this never waits (a stalled peer gets the status alone).
         """
         conn = self._conn
-        text = message.encode("utf-8", "replace") + b"\n"
+        body = (text if text is not None else reason_phrase(status)).encode() + b"\n"
         fields = [
             (b":status", str(status).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
         ]
+        fields += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra]
         if self._config.date_header:
             fields.append((b"date", _DATE.get()))
         try:
             room = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size)
-            if st.head or len(text) > room:
-                fields.append((b"content-length", b"0" if not st.head else b"%d" % len(text)))
+            if st.head or len(body) > room:
+                fields.append((b"content-length", b"0" if not st.head else b"%d" % len(body)))
                 conn.send_headers(st.id, fields, end_stream=True)
             else:
-                fields.append((b"content-length", b"%d" % len(text)))
+                fields.append((b"content-length", b"%d" % len(body)))
                 conn.send_headers(st.id, fields)
-                conn.send_data(st.id, text, end_stream=True)
+                conn.send_data(st.id, body, end_stream=True)
+                self._flood.sent(st.id, len(body))
         except h2.exceptions.ProtocolError:
             return False
         st.headers_sent = True
@@ -672,13 +793,13 @@ class H2ServerConnection:
             try:
                 await self._send_data(st, data, end=end)
             except _StreamGone as e:
-                raise anyio.BrokenResourceError(f"h2 stream {st.id} is gone") from e
+                raise ConnectionLost(f"h2 stream {st.id} is gone") from e
 
         io = H2StreamIO(st.body, send, lambda: self._reset(st, ErrorCodes.CANCEL))
         assert resp.on_upgrade is not None
         try:
             await resp.on_upgrade(io)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except (*_LOST, anyio.ClosedResourceError):
             if self._open(st):
                 raise
             raise _StreamGone from None  # the stream was reset: not the owner's fault
@@ -714,27 +835,71 @@ class H2ServerConnection:
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
                 raise _StreamGone from e
             if window <= 0:
-                # A peer that never opens its window would keep this answer (and its
-                # handler) forever: the write timeout bounds each wait, then the stream
-                # is cancelled. CANCEL, not FLOW_CONTROL_ERROR: withholding window is
-                # the peer's right, not a protocol violation. Other streams go on.
-                st.window = ev = anyio.Event()
-                timeout = self._config.write_timeout
-                with anyio.move_on_after(timeout) as waited:
-                    await ev.wait()
-                if waited.cancelled_caught:
-                    _log.info("h2 stream %d: no flow-control window for %gs", st.id, timeout)
-                    self._reset(st, ErrorCodes.CANCEL)
-                    raise _StreamGone
+                await self._wait_for_window(st, len(view))
                 continue
             n = min(window, conn.max_outbound_frame_size, len(view))
             last = n == len(view)
             with self._on_stream(st):
                 conn.send_data(st.id, view[:n], end_stream=end and last)
+            self._flood.sent(st.id, n)
             view = view[n:]
             await self._write()
             if last:
                 return
+
+    async def _wait_for_window(self, st: _Stream, held: int) -> None:
+        """Wait for the peer to open the window this stream's ``held`` bytes need.
+
+        A peer that never opens its window would keep this answer (and its handler)
+        forever: the write timeout bounds each wait, then the stream is cancelled.
+        CANCEL, not FLOW_CONTROL_ERROR: withholding window is the peer's right, not a
+        protocol violation. Other streams go on. The bytes waiting streams hold are
+        capped per connection (``H2Config.max_queued_response_bytes``): a stream
+        whose bytes go beyond the cap (counted in the order streams started
+        waiting; the first one is always allowed) is cancelled as soon as the peer
+        opened no window at all for a second, so a zero-window client cannot pin
+        ``max_concurrent_streams`` answers for the whole write timeout.
+        """
+        timeout = self._config.write_timeout
+        holders = self._holders
+        holders[st.id] = held
+        start = anyio.current_time()
+        try:
+            while True:
+                st.window = ev = anyio.Event()
+                beyond = self._beyond_cap(st.id)
+                left = math.inf if timeout is None else start + timeout - anyio.current_time()
+                wait = min(left, _STARVED_GRACE) if beyond else left
+                updates = self._window_updates
+                with anyio.move_on_after(wait) as waited:
+                    await ev.wait()
+                if not waited.cancelled_caught:
+                    return
+                if timeout is not None and anyio.current_time() - start >= timeout:
+                    _log.info("h2 stream %d: no flow-control window for %gs", st.id, timeout)
+                elif beyond and self._window_updates == updates:
+                    _log.info(
+                        "h2 stream %d: %d bytes waiting for a window the peer does not open,"
+                        " over max_queued_response_bytes: cancelled",
+                        st.id,
+                        held,
+                    )
+                else:
+                    continue
+                self._reset(st, ErrorCodes.CANCEL)
+                raise _StreamGone
+        finally:
+            holders.pop(st.id, None)
+
+    def _beyond_cap(self, stream_id: int) -> bool:
+        """Whether ``stream_id``'s held bytes are past the cap (streams before it count first)."""
+        cap = self._h2c.max_queued_response_bytes
+        before = 0
+        for sid, n in self._holders.items():
+            if sid == stream_id:
+                return before > 0 and before + n > cap
+            before += n
+        return False
 
     # -- writing --------------------------------------------------------------------------
     async def _write(self) -> None:
@@ -776,8 +941,7 @@ class H2ServerConnection:
                 await self._want_write.wait()
                 self._want_write = anyio.Event()
                 await self._flush()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-            # TimeoutError (an OSError) included: the peer took nothing for write_timeout.
+        except _LOST as e:
             _log.debug("h2 connection: writing failed: %r", e)
             self._write_failed = True
             self._stop.cancel()
@@ -841,7 +1005,7 @@ class H2ServerConnection:
                 self._idle_changed = ev = anyio.Event()
                 await ev.wait()
                 continue
-            remaining = since + timeout - time.monotonic()
+            remaining = since + timeout - anyio.current_time()
             if remaining <= 0 and self._idle_since is not None:
                 _log.debug("h2 connection idle for %gs: closing", timeout)
                 self.goaway()
@@ -860,7 +1024,7 @@ async def _close_quietly(stream: ByteStream) -> None:
     try:
         with anyio.move_on_after(1.0):
             await stream.aclose()
-    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+    except _LOST:
         pass
 
 
@@ -876,4 +1040,23 @@ async def serve_h2(
 
     ``initial`` holds bytes already read from ``stream`` (a peeked preface).
     """
-    await H2ServerConnection(ctx, stream, service, config).run(initial)
+    await H2Connection(ctx, stream, service, config).run(initial)
+
+
+class H2Server:
+    """A ``Service[ByteStream, None]`` serving h2 only (prior knowledge or ALPN ``h2``).
+
+    The counterpart of :class:`~rama_http.server.Http1Server`; plug it into any
+    listener, behind a TLS acceptor or not. Every connection is served by
+    :func:`serve_h2`. :class:`~rama_http.server.HttpServer` serves both versions.
+    """
+
+    def __init__(
+        self, service: Service[Request, Response], config: ServerConfig | None = None
+    ) -> None:
+        self.service = service
+        self.config = config or ServerConfig()
+
+    async def serve(self, ctx: Context, stream: ByteStream) -> None:
+        """Serve one connection until it ends."""
+        await serve_h2(ctx, stream, self.service, self.config)
