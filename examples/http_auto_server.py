@@ -31,10 +31,9 @@ from pathlib import Path
 import anyio
 
 from rama_core import Context, Shutdown, service_fn
-from rama_http import Request, Response
-from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
-from rama_http.h2.record import H2PrefaceRecord
-from rama_http.server.auto import serve
+from rama_http import H2PrefaceRecord, Request, Response
+from rama_http.fingerprint import AkamaiH2Fingerprint
+from rama_http.server import serve
 from rama_net import TcpListener
 from rama_tls import self_signed
 

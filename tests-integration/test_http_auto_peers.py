@@ -22,11 +22,9 @@ import anyio
 import pytest
 
 from rama_core import Context, service_fn
-from rama_http import Request, Response
-from rama_http.fingerprint.akamai import AkamaiH2Fingerprint, akamai_h2_fingerprint
-from rama_http.h2.record import H2PrefaceRecord, PseudoHeaderOrder
-from rama_http.server.auto import serve
-from rama_http.server.config import Http1Engine, ServerConfig
+from rama_http import H2PrefaceRecord, PseudoHeaderOrder, Request, Response
+from rama_http.fingerprint import AkamaiH2Fingerprint, akamai_h2_fingerprint
+from rama_http.server import Http1Engine, ServerConfig, serve
 from rama_net import TcpListener
 from rama_tls import self_signed
 

@@ -35,7 +35,7 @@ import anyio
 
 from rama_core import service_fn
 from rama_http import Response
-from rama_http.server.auto import serve
+from rama_http.server._auto import serve
 
 port, loop, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
 HEADERS = [("content-type", "text/plain")]

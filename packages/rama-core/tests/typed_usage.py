@@ -23,6 +23,7 @@ from rama_core import (
     middleware_fn,
     service_fn,
 )
+from rama_core._matcher import Always
 from rama_core.layers import (
     AddExtension,
     AddExtensionLayer,
@@ -44,7 +45,6 @@ from rama_core.layers import (
     Timeout,
     TimeoutLayer,
 )
-from rama_core.matcher import Always
 from rama_core.telemetry import MetricsLayer, MetricsService, TracingLayer, TracingService
 
 

@@ -20,8 +20,8 @@ from hyperframe.frame import Frame
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
-from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import H2Connection
+from rama_http.server._config import ServerConfig
+from rama_http.server._h2 import H2Connection
 
 __all__ = ["Handler", "RawH2", "h2_server", "hello", "read_frames", "shrink_buffers"]
 

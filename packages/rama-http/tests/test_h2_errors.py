@@ -23,8 +23,8 @@ from rama_http_h2_peer import RawH2, h2_server
 from rama_core import Context, Overloaded, service_fn
 from rama_core.layers import TimeoutLayer
 from rama_http import Body, Request, Response
-from rama_http.errors import RemoteProtocolError
-from rama_http.server.config import ServerConfig
+from rama_http._errors import RemoteProtocolError
+from rama_http.server._config import ServerConfig
 
 pytestmark = pytest.mark.anyio
 

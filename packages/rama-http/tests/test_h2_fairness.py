@@ -21,7 +21,7 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
-from rama_http.h2.record import CONNECTION_PREFACE
+from rama_http._h2._record import CONNECTION_PREFACE
 from rama_http.server import serve
 from rama_net import TcpListener
 

@@ -36,11 +36,11 @@ from rama_http_h2_peer import RawH2, h2_server, read_frames
 
 from rama_core import Context
 from rama_http import H2Config, Request, Response
-from rama_http.h2._flood import H2Flood, H2FloodGuard
-from rama_http.h2.inbound import H2InboundData
-from rama_http.h2.record import CONNECTION_PREFACE
+from rama_http._h2._flood import H2Flood, H2FloodGuard
+from rama_http._h2._inbound import H2InboundData
+from rama_http._h2._record import CONNECTION_PREFACE
 from rama_http.server import ServerConfig
-from rama_http.server.h2 import H2Connection
+from rama_http.server._h2 import H2Connection
 
 
 # -- the accounting, without sockets ---------------------------------------------------------

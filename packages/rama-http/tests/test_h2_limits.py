@@ -33,10 +33,10 @@ from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
 from rama_core import Context
 from rama_http import Body, Request, Response
-from rama_http.h2.config import H2Config
-from rama_http.h2.record import CONNECTION_PREFACE
-from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import H2Connection
+from rama_http._h2._config import H2Config
+from rama_http._h2._record import CONNECTION_PREFACE
+from rama_http.server._config import ServerConfig
+from rama_http.server._h2 import H2Connection
 
 pytestmark = pytest.mark.anyio
 

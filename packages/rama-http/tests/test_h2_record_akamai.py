@@ -14,8 +14,8 @@ from hyperframe.frame import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rama_http.fingerprint.akamai import AkamaiH2Fingerprint, AkamaiParseError
-from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecorder, H2Priority
+from rama_http._h2._record import CONNECTION_PREFACE, H2PrefaceRecorder, H2Priority
+from rama_http.fingerprint._akamai import AkamaiH2Fingerprint, AkamaiParseError
 
 # Published by fingerprint services (browserleaks/tls.peet.ws) for Chrome 14x,
 # with its MD5 "akamai_hash".

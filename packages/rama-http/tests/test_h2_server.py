@@ -32,10 +32,10 @@ from rama_http_h2_peer import RawH2, h2_server, hello, read_frames
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Body, H2Config, HttpError, Request, Response
-from rama_http.fingerprint.akamai import AkamaiH2Fingerprint
-from rama_http.h2.record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
-from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import ExtendedConnectProtocol
+from rama_http._h2._record import CONNECTION_PREFACE, H2PrefaceRecord, PseudoHeaderOrder
+from rama_http.fingerprint._akamai import AkamaiH2Fingerprint
+from rama_http.server._config import ServerConfig
+from rama_http.server._h2 import ExtendedConnectProtocol
 from rama_net import ConnectionLost, TcpListener
 
 pytestmark = pytest.mark.anyio

@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
-from rama_http.h2.record import CONNECTION_PREFACE
-from rama_http.server.auto import HttpServer, HttpVersionChoice, detect_version, serve
-from rama_http.server.config import ServerConfig
-from rama_http.server.h2 import ExtendedConnectProtocol
+from rama_http._h2._record import CONNECTION_PREFACE
+from rama_http.server._auto import HttpServer, HttpVersionChoice, detect_version, serve
+from rama_http.server._config import ServerConfig
+from rama_http.server._h2 import ExtendedConnectProtocol
 from rama_net import SocketAddress, TcpListener
 from rama_tls import ClientHello, NegotiatedTls, TlsAcceptorConfig, self_signed
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rama_http.errors import ProtocolError
-from rama_http.server import ServerConfig, available_engines, make_engine
-from rama_http.server.h1_engine import (
+from rama_http._errors import ProtocolError
+from rama_http.server import ServerConfig, available_engines
+from rama_http.server._h1_engine import (
     NEED_DATA,
     PAUSED,
     BodyData,
@@ -26,6 +26,7 @@ from rama_http.server.h1_engine import (
     H1Engine,
     RequestHead,
 )
+from rama_http.server._h1_engines import make_engine
 
 ENGINES = available_engines()
 engines = pytest.mark.parametrize("name", ENGINES)
@@ -242,7 +243,7 @@ def test_limits_and_rejections(name: str, raw: bytes, status: int) -> None:
 # (target, body, trailers) and how the connection ends: "open" (waiting for
 # the next request), "close", or the error status. Every engine runs every
 # row, fed whole and split at every point. The policy is written down in
-# rama_http.server.h1_engine's docstring.
+# rama_http.server._h1_engine's docstring.
 
 _TE = b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
 _G = b"GET / HTTP/1.1\r\nHost: h\r\n"

@@ -22,7 +22,7 @@ from rama_http import (
     UriForm,
     Version,
 )
-from rama_http.status import is_client_error, is_informational, is_server_error, reason_phrase
+from rama_http._status import is_client_error, is_informational, is_server_error, reason_phrase
 
 # -- Headers ------------------------------------------------------------------------------------
 

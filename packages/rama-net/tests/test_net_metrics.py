@@ -22,7 +22,7 @@ from rama_net import (
     connect_tcp,
     connect_udp,
 )
-from rama_net.address import Authority
+from rama_net._address import Authority
 
 pytestmark = pytest.mark.anyio
 

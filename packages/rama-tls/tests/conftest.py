@@ -20,7 +20,7 @@ from anyio.abc import ByteStream
 from rama_core import Service
 from rama_net import TcpListener
 from rama_tls import CertificateAuthority
-from rama_tls.record import ClientHelloComplete, ClientHelloReader
+from rama_tls._record import ClientHelloComplete, ClientHelloReader
 
 CaptureFn = Callable[[Callable[[int], object]], bytes]
 

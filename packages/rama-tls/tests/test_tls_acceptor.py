@@ -38,7 +38,7 @@ from rama_tls import (
     ja4,
     parse_client_hello_records,
 )
-from rama_tls.record import ClientHelloComplete
+from rama_tls._record import ClientHelloComplete
 
 pytestmark = pytest.mark.anyio
 

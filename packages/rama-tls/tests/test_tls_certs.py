@@ -22,7 +22,7 @@ from rama_tls import (
     LeafCertificateCache,
     self_signed,
 )
-from rama_tls import certs as certs_module
+from rama_tls import _certs as certs_module
 
 
 def verify(

@@ -17,7 +17,7 @@ from rama_tls import (
     parse_client_hello_message,
     parse_client_hello_records,
 )
-from rama_tls.extensions import (
+from rama_tls._extensions import (
     Alpn,
     ApplicationSettings,
     CompressCertificate,

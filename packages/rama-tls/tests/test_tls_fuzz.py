@@ -53,7 +53,7 @@ from rama_tls import (
     ja4,
     parse_client_hello_message,
 )
-from rama_tls.extensions import Extension, ExtensionType, UnknownExtension, parse_extension
+from rama_tls._extensions import Extension, ExtensionType, UnknownExtension, parse_extension
 
 CORPUS = Path(__file__).parent / "corpus"
 EXPECTED = CORPUS / "expected.json"

@@ -22,8 +22,8 @@ from rama_tls import (
     ja4,
     parse_client_hello_message,
 )
-from rama_tls.extensions import parse_extension
-from rama_tls.ja4 import ja4_alpn_chars
+from rama_tls._extensions import parse_extension
+from rama_tls._ja4 import ja4_alpn_chars
 
 SPEC_CIPHERS = (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8)
 SPEC_CIPHERS += (0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035)

@@ -13,8 +13,8 @@ The service model every other rama package builds on::
     await svc.serve(Context(), "world")
 """
 
-from .context import Context
-from .errors import (
+from ._context import Context
+from ._errors import (
     MissingExtension,
     Overloaded,
     RamaError,
@@ -23,8 +23,8 @@ from .errors import (
     error_context,
     format_error_chain,
 )
-from .executor import Executor, NoTaskGroupError
-from .layer import (
+from ._executor import Executor, NoTaskGroupError
+from ._layer import (
     Identity,
     Layer,
     LayerFn,
@@ -34,9 +34,9 @@ from .layer import (
     layer_fn,
     middleware_fn,
 )
-from .matcher import AllOf, Always, AnyOf, FnMatcher, Matcher, Never, Not, matcher_fn
-from .service import Service, ServiceFn, service_fn
-from .shutdown import DEFAULT_SIGNALS, Shutdown, ShutdownGuard, ShutdownReport
+from ._matcher import AllOf, Always, AnyOf, FnMatcher, Matcher, Never, Not, matcher_fn
+from ._service import Service, ServiceFn, service_fn
+from ._shutdown import DEFAULT_SIGNALS, Shutdown, ShutdownGuard, ShutdownReport
 
 __version__ = "0.1.0"
 

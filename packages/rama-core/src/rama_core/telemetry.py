@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 from opentelemetry import metrics, trace
 from opentelemetry.util.types import AttributeValue
 
-from .context import Context
-from .service import Service
+from ._context import Context
+from ._service import Service
 
 __all__ = [
     "MetricsLayer",

@@ -13,8 +13,8 @@ Servers live in :mod:`rama_http.server` (``serve_http1``, ``Http1Server``,
 ``ServerConfig``, ``H2Config``); fingerprints (JA4H, Akamai h2) in :mod:`rama_http.fingerprint`.
 """
 
-from .body import Body, BodyInput, BodyWriter
-from .errors import (
+from ._body import Body, BodyInput, BodyWriter
+from ._errors import (
     BodyAlreadyConsumed,
     BodyError,
     BodyTooLarge,
@@ -25,15 +25,15 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
 )
+from ._h2._config import H2Config
+from ._h2._record import H2PrefaceRecord, PseudoHeaderOrder
+from ._headers import HeaderInput, Headers
+from ._message import Request, Response, UpgradeHandler
+from ._method import Method
+from ._status import StatusCode, reason_phrase
+from ._uri import Uri, UriForm, default_port
+from ._version import Version
 from .fingerprint import AkamaiH2Fingerprint, Ja4hFingerprint, akamai_h2_fingerprint, ja4h
-from .h2.config import H2Config
-from .h2.record import H2PrefaceRecord, PseudoHeaderOrder
-from .headers import HeaderInput, Headers
-from .message import Request, Response, UpgradeHandler
-from .method import Method
-from .status import StatusCode, reason_phrase
-from .uri import Uri, UriForm, default_port
-from .version import Version
 
 __version__ = "0.1.0"
 

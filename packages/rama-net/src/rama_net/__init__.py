@@ -1,7 +1,6 @@
 """rama-net: addresses, TCP/UDP servers and connectors, DNS, forwarding, stream middleware."""
 
-from ._errors import ConnectionLost
-from .address import (
+from ._address import (
     DEFAULT_PORTS,
     AddressError,
     Authority,
@@ -11,7 +10,7 @@ from .address import (
     SocketAddress,
     default_port,
 )
-from .dns import (
+from ._dns import (
     CachingResolver,
     DnsAnswer,
     DnsError,
@@ -25,9 +24,10 @@ from .dns import (
     default_resolver,
     resolve_host,
 )
-from .forward import ForwardStats, forward, zero_copy_supported
-from .metrics import TransportMetrics, transport_metrics
-from .middleware import (
+from ._errors import ConnectionLost
+from ._forward import ForwardStats, forward, zero_copy_supported
+from ._metrics import TransportMetrics, transport_metrics
+from ._middleware import (
     ByteCounters,
     ByteCountLayer,
     CountingStream,
@@ -35,8 +35,8 @@ from .middleware import (
     RateLimitLayer,
     TokenBucket,
 )
-from .peek import PeekError, PeekStream
-from .stream import (
+from ._peek import PeekError, PeekStream
+from ._stream import (
     ByteStream,
     ProtocolStream,
     Stream,
@@ -45,7 +45,7 @@ from .stream import (
     raw_socket_of,
     wrap_socket,
 )
-from .tcp import (
+from ._tcp import (
     ConnectError,
     ConnectionId,
     ConnectRefused,
@@ -59,7 +59,7 @@ from .tcp import (
     TcpServerConfig,
     connect_tcp,
 )
-from .udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_udp
+from ._udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_udp
 
 __version__ = "0.1.0"
 

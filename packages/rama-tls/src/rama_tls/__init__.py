@@ -1,20 +1,20 @@
 """rama-tls: TLS for rama services.
 
-* sans-IO ClientHello parsing (:mod:`rama_tls.record`, :mod:`rama_tls.client_hello`,
-  :mod:`rama_tls.extensions`) and fingerprints (:mod:`rama_tls.ja3`, :mod:`rama_tls.ja4`);
-* certificates (:mod:`rama_tls.certs`): CA, on-the-fly leaves, PEM I/O;
-* the acceptor and connector layers (:mod:`rama_tls.acceptor`,
-  :mod:`rama_tls.connector`) over any anyio ByteStream.
+* sans-IO ClientHello parsing (:mod:`rama_tls._record`, :mod:`rama_tls._client_hello`,
+  :mod:`rama_tls._extensions`) and fingerprints (:mod:`rama_tls._ja3`, :mod:`rama_tls._ja4`);
+* certificates (:mod:`rama_tls._certs`): CA, on-the-fly leaves, PEM I/O;
+* the acceptor and connector layers (:mod:`rama_tls._acceptor`,
+  :mod:`rama_tls._connector`) over any anyio ByteStream.
 """
 
-from .acceptor import (
+from ._acceptor import (
     ClientAuth,
     TlsAcceptorConfig,
     TlsAcceptorLayer,
     TlsAcceptorService,
     peek_client_hello,
 )
-from .certs import (
+from ._certs import (
     CertificateAuthority,
     CertifiedKey,
     KeyType,
@@ -23,10 +23,10 @@ from .certs import (
     generate_key,
     self_signed,
 )
-from .client_hello import ClientHello, parse_client_hello_body, parse_client_hello_message
-from .connector import TlsClientConfig, TlsConnector, TlsConnectorLayer, tls_connect
-from .encode import encode_client_hello_message, encode_handshake_records
-from .errors import (
+from ._client_hello import ClientHello, parse_client_hello_body, parse_client_hello_message
+from ._connector import TlsClientConfig, TlsConnector, TlsConnectorLayer, tls_connect
+from ._encode import encode_client_hello_message, encode_handshake_records
+from ._errors import (
     CertificateError,
     CertificateVerificationError,
     ClientHelloError,
@@ -40,21 +40,21 @@ from .errors import (
     PeerClosed,
     TlsError,
 )
-from .extensions import Extension, ExtensionType
-from .fingerprint import Fingerprint
-from .grease import GREASE_VALUES, is_grease
-from .info import NegotiatedTls, TlsSide
-from .ja3 import Ja3, ja3
-from .ja4 import Ja4, Ja4Transport, ja4
-from .metrics import TlsMetrics, tls_metrics
-from .record import (
+from ._extensions import Extension, ExtensionType
+from ._fingerprint import Fingerprint
+from ._grease import GREASE_VALUES, is_grease
+from ._info import NegotiatedTls, TlsSide
+from ._ja3 import Ja3, ja3
+from ._ja4 import Ja4, Ja4Transport, ja4
+from ._metrics import TlsMetrics, tls_metrics
+from ._record import (
     ClientHelloComplete,
     ClientHelloReader,
     NeedMore,
     parse_client_hello_records,
 )
-from .resolver import CertResolver, IssuingCertResolver, StaticCertResolver
-from .stream import TlsStream, wrap_tls
+from ._resolver import CertResolver, IssuingCertResolver, StaticCertResolver
+from ._stream import TlsStream, wrap_tls
 
 __version__ = "0.1.0"
 

@@ -1,12 +1,12 @@
 """A bounds-checked reader over a byte string, used by the sans-IO parsers.
 
 Every read checks the remaining length first, so a lying length field becomes a
-:class:`~rama_tls.errors.MalformedClientHello`, never an IndexError.
+:class:`~rama_tls.MalformedClientHello`, never an IndexError.
 """
 
 from __future__ import annotations
 
-from .errors import MalformedClientHello
+from ._errors import MalformedClientHello
 
 __all__ = ["Cursor"]
 

@@ -10,7 +10,7 @@ import os
 import ssl
 import tempfile
 
-from .certs import CertifiedKey
+from ._certs import CertifiedKey
 
 __all__ = ["load_certified_key"]
 

@@ -1,10 +1,10 @@
 """Generic layers that work with any service."""
 
-from .error import ConsumeError, ConsumeErrorLayer, LogError, LogErrorLayer
-from .extension import AddExtension, AddExtensionLayer
-from .hijack import Either, Hijack, HijackLayer
-from .limit import ConcurrencyLimit, ConcurrencyLimitLayer, LimitPolicy
-from .map import (
+from ._error import ConsumeError, ConsumeErrorLayer, LogError, LogErrorLayer
+from ._extension import AddExtension, AddExtensionLayer
+from ._hijack import Either, Hijack, HijackLayer
+from ._limit import ConcurrencyLimit, ConcurrencyLimitLayer, LimitPolicy
+from ._map import (
     MapError,
     MapErrorLayer,
     MapRequest,
@@ -12,7 +12,7 @@ from .map import (
     MapResponse,
     MapResponseLayer,
 )
-from .timeout import Timeout, TimeoutLayer
+from ._timeout import Timeout, TimeoutLayer
 
 __all__ = [
     "AddExtension",

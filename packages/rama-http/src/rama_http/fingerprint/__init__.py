@@ -1,7 +1,7 @@
 """HTTP fingerprints: pure functions of what a client sent."""
 
-from .akamai import AkamaiH2Fingerprint, AkamaiParseError, akamai_h2_fingerprint
-from .ja4h import Ja4hFingerprint, ja4h
+from ._akamai import AkamaiH2Fingerprint, AkamaiParseError, akamai_h2_fingerprint
+from ._ja4h import Ja4hFingerprint, ja4h
 
 __all__ = [
     "AkamaiH2Fingerprint",

@@ -12,15 +12,14 @@ Limits live in :class:`ServerConfig`, shared by every version; what is h2's
 alone lives in :class:`H2Config`, as ``ServerConfig(h2=H2Config(...))``.
 """
 
-from ..h2.config import H2Config
+from .._h2._config import H2Config
+from ._auto import HttpServer, HttpVersionChoice, detect_version, serve
+from ._config import Http1Engine, ServerConfig
 from ._failure import HandlerFailure, handler_failure
-from .auto import HttpServer, HttpVersionChoice, detect_version, serve
-from .config import Http1Engine, ServerConfig
-from .h1_conn import Http1Connection, serve_http1
-from .h1_engines import available_engines, make_engine
-from .h1_server import Http1Server
-from .h1_stream import RewindStream
-from .h2 import ExtendedConnectProtocol, H2Connection, H2Server, serve_h2
+from ._h1_conn import Http1Connection, serve_http1
+from ._h1_engines import available_engines
+from ._h1_server import Http1Server
+from ._h2 import ExtendedConnectProtocol, H2Connection, H2Server, serve_h2
 
 __all__ = [
     "ExtendedConnectProtocol",
@@ -33,12 +32,10 @@ __all__ = [
     "Http1Server",
     "HttpServer",
     "HttpVersionChoice",
-    "RewindStream",
     "ServerConfig",
     "available_engines",
     "detect_version",
     "handler_failure",
-    "make_engine",
     "serve",
     "serve_h2",
     "serve_http1",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from rama_core import Overloaded, ServiceTimeout
 
-from ..errors import BodyError, RemoteProtocolError
-from ..message import Response
+from .._errors import BodyError, RemoteProtocolError
+from .._message import Response
 
 __all__ = ["HandlerFailure", "handler_failure", "log_handler_failure"]
 

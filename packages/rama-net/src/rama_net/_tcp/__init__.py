@@ -1,0 +1,28 @@
+"""TCP: listener/server and connector."""
+
+from ._connector import (
+    ConnectError,
+    ConnectRefused,
+    ConnectTimeout,
+    EstablishedConnection,
+    ResolveError,
+    TcpConnector,
+    connect_tcp,
+)
+from ._forwarder import TcpForwarder
+from ._server import ConnectionId, SocketInfo, TcpListener, TcpServerConfig
+
+__all__ = [
+    "ConnectError",
+    "ConnectRefused",
+    "ConnectTimeout",
+    "ConnectionId",
+    "EstablishedConnection",
+    "ResolveError",
+    "SocketInfo",
+    "TcpConnector",
+    "TcpForwarder",
+    "TcpListener",
+    "TcpServerConfig",
+    "connect_tcp",
+]

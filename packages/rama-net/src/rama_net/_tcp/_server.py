@@ -1,0 +1,421 @@
+"""TCP listener: bind, accept, and serve a stream service per connection.
+
+Each connection runs in its own task with a forked Context holding
+:class:`SocketInfo` and :class:`ConnectionId`. A failing or slow connection
+never stalls the accept loop; limits (max connections, idle timeout) have
+defaults; shutdown stops accepting and lets connections drain under the
+rama_core Shutdown deadline.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import math
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+
+from rama_core import Context, RamaError, Service, format_error_chain
+
+from .._address import Authority, Host, SocketAddress
+from .._metrics import TransportMetrics, transport_metrics
+from .._stream import ProtocolStream, TrackedStream, wrap_socket
+
+__all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
+
+_log = logging.getLogger("rama.net.tcp")
+
+# What Linux accept(2) reports for a connection that failed while queued: the
+# listener itself is fine and should take the next one.
+_PENDING_NETWORK_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ECONNRESET",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, name)
+)
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketInfo:
+    """Both ends of an accepted (or dialled) connection, put into the Context."""
+
+    peer_addr: SocketAddress
+    local_addr: SocketAddress
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionId:
+    """A process-unique number for a connection, for logs and correlation."""
+
+    value: int
+
+    def __str__(self) -> str:
+        return f"conn-{self.value}"
+
+
+@dataclass(frozen=True)
+class TcpServerConfig:
+    """Limits of a TCP server."""
+
+    max_connections: int | None = 10_000
+    """Accepting pauses while this many connections are open (None: unlimited)."""
+    idle_timeout: float | None = 300.0
+    """Close a connection after this many seconds without bytes either way."""
+    read_timeout: float | None = None
+    """Close a connection after this many seconds without a byte from the peer."""
+    metrics: TransportMetrics | None = None
+    """Where to record transport metrics (default: the process-wide instruments)."""
+    fast_streams: bool = True
+    """Use the Protocol-backed stream on asyncio (see rama_net._stream)."""
+    drain_timeout: float | None = None
+    """After :meth:`TcpListener.close` (or shutdown), seconds open connections get
+    to finish before they are cancelled (None: wait for them; a Shutdown's own
+    deadline still applies)."""
+
+
+class _Slots:
+    """Counts open connections; accept loops wait while the limit is reached."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.open = 0
+        self._freed: anyio.Event | None = None
+
+    async def acquire(self) -> None:
+        while self.limit is not None and self.open >= self.limit:
+            if self._freed is None:
+                self._freed = anyio.Event()
+            await self._freed.wait()
+        self.open += 1
+
+    def release(self) -> None:
+        self.open -= 1
+        freed, self._freed = self._freed, None
+        if freed is not None:
+            freed.set()
+
+    async def wait_empty(self) -> None:
+        # Slots are taken before accept() and released when a connection ends, so
+        # this also covers connections accepted but not yet started.
+        while self.open > 0:
+            if self._freed is None:
+                self._freed = anyio.Event()
+            await self._freed.wait()
+
+
+def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_all(infos: list[Any], port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for family, _, _, _, sockaddr in infos:
+            key = (family, str(sockaddr[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            # with port 0 and several addresses, reuse the first pick everywhere
+            addr = (sockaddr[0], port or (sockets[0].getsockname()[1] if sockets else 0))
+            addr = (*addr, *sockaddr[2:])
+            sockets.append(_bind_one(family, addr, backlog, reuse_port))
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
+
+
+class _ThreadlessEvent:
+    """An event usable before any event loop runs (bind() is synchronous)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
+class TcpListener:
+    """One or more bound, listening TCP sockets and the loop that serves them."""
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        if not sockets:
+            raise ValueError("a listener needs at least one socket")
+        self.sockets = sockets
+        # kept after close, for logs and for tests asserting on what was bound
+        self._local_addrs = [SocketAddress.from_sockaddr(s.getsockname()) for s in sockets]
+        self._closed = False
+        self._stop: anyio.Event | None = None
+        self._sockets_closed = _ThreadlessEvent()
+        self._scopes: dict[int, tuple[anyio.CancelScope, Any]] = {}
+
+    @classmethod
+    def bind(
+        cls,
+        address: str | SocketAddress | Authority | tuple[str, int],
+        *,
+        backlog: int = 1024,
+        reuse_port: bool = False,
+    ) -> TcpListener:
+        """Bind ``host:port`` (port 0 picks a free one; a name binds every address of it).
+
+        ``reuse_port`` sets SO_REUSEPORT so several worker processes can share
+        the port.
+        """
+        if isinstance(address, tuple):
+            host, port = Host.parse(address[0]), address[1]
+        elif isinstance(address, SocketAddress):
+            host, port = Host(address.ip), address.port
+        elif isinstance(address, Authority):
+            host, port = address.host, address.port
+        else:
+            auth = Authority.parse(address)
+            host, port = auth.host, auth.port
+        infos = socket.getaddrinfo(
+            str(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        # With port 0 and several addresses the port picked for the first may be
+        # taken on another family: pick again a few times.
+        for attempt in range(8):
+            try:
+                return cls(_bind_all(infos, port, backlog, reuse_port))
+            except OSError as exc:
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 7:
+                    raise
+        raise AssertionError("unreachable")
+
+    @property
+    def local_addrs(self) -> list[SocketAddress]:
+        """Every bound address (port 0 resolved to the real port)."""
+        return list(self._local_addrs)
+
+    @property
+    def local_addr(self) -> SocketAddress:
+        """The first bound address."""
+        return self.local_addrs[0]
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently being served."""
+        return len(self._scopes)
+
+    def close(self) -> None:
+        """Stop accepting; open connections keep running (graceful drain)."""
+        self._closed = True
+        if self._stop is not None:
+            # serve() closes the sockets once its accept loops have stopped
+            # watching them: closing a watched fd confuses the event loop.
+            self._stop.set()
+        else:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for s in self.sockets:
+            s.close()
+        self._sockets_closed.set()
+
+    async def aclose(self) -> None:
+        """Stop accepting and wait until the listening sockets are closed.
+
+        Unlike :meth:`close`, a connect attempt after this returns is refused.
+        Open connections keep running (graceful drain).
+        """
+        self.close()
+        await self._sockets_closed.wait()
+
+    async def __aenter__(self) -> TcpListener:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def serve(
+        self,
+        service: Service[ByteStream, Any],
+        ctx: Context | None = None,
+        config: TcpServerConfig | None = None,
+    ) -> None:
+        """Serve connections until :meth:`close` or the context's shutdown.
+
+        Returns once accepting has stopped and every connection has finished
+        (a Shutdown's deadline cancels the stragglers).
+        """
+        ctx = ctx if ctx is not None else Context()
+        cfg = config or TcpServerConfig()
+        slots = _Slots(cfg.max_connections)
+        if self._closed:
+            self._close_sockets()
+            return
+        self._stop = anyio.Event()
+        async with anyio.create_task_group() as conns:
+            async with anyio.create_task_group() as loops:
+                for sock in self.sockets:
+                    loops.start_soon(self._accept_loop, sock, service, ctx, cfg, slots, conns)
+                if cfg.idle_timeout is not None or cfg.read_timeout is not None:
+                    conns.start_soon(
+                        self._sweep_idle, cfg.idle_timeout, cfg.read_timeout, name="idle-sweeper"
+                    )
+                await _first_of(self._stop.wait, ctx.executor.wait_shutdown)
+                loops.cancel_scope.cancel()
+            self._closed = True
+            self._close_sockets()
+            _log.debug("listener closed; draining %d connections", self.open_connections)
+            # let connections drain (within drain_timeout), then stop the sweeper
+            with anyio.move_on_after(
+                cfg.drain_timeout if cfg.drain_timeout is not None else math.inf
+            ):
+                await slots.wait_empty()
+            if slots.open:
+                _log.warning("drain timeout: cancelling %d connections", slots.open)
+            conns.cancel_scope.cancel()
+
+    async def _accept_loop(
+        self,
+        sock: socket.socket,
+        service: Service[ByteStream, Any],
+        ctx: Context,
+        cfg: TcpServerConfig,
+        slots: _Slots,
+        conns: TaskGroup,
+    ) -> None:
+        while True:
+            await slots.acquire()
+            try:
+                await anyio.wait_readable(sock)
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                slots.release()
+                continue
+            except OSError as exc:
+                slots.release()
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    _log.warning("accept failed (%s); backing off", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                if exc.errno in _PENDING_NETWORK_ERRORS:
+                    # accept(2): errors of the aborted connection, not of the listener
+                    _log.debug("accept: connection dropped before it was taken (%s)", exc)
+                    continue
+                raise
+            except BaseException:
+                slots.release()  # cancelled while waiting: the slot was never used
+                raise
+            guard = ctx.executor.guard("tcp-connection")
+            conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
+
+    async def _handle(
+        self,
+        conn: socket.socket,
+        service: Service[ByteStream, Any],
+        parent: Context,
+        cfg: TcpServerConfig,
+        slots: _Slots,
+        guard: Any,
+    ) -> None:
+        conn_id = ConnectionId(next(_ids))
+        stream: ProtocolStream | TrackedStream | None = None
+        metrics = cfg.metrics or transport_metrics()
+        metrics.connection_opened("tcp")
+        started = anyio.current_time()
+        with guard, anyio.CancelScope() as scope:
+            try:
+                info = SocketInfo(
+                    peer_addr=SocketAddress.from_sockaddr(conn.getpeername()),
+                    local_addr=SocketAddress.from_sockaddr(conn.getsockname()),
+                )
+                stream = await wrap_socket(conn, fast=cfg.fast_streams)
+                metrics.track("tcp", stream)
+                self._scopes[conn_id.value] = (scope, stream)
+                ctx = parent.fork()
+                ctx.insert(info)
+                ctx.insert(conn_id)
+                await service.serve(ctx, stream)
+            except OSError as exc:
+                _log.debug("%s: socket error: %s", conn_id, exc)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                _log.debug("%s: peer went away", conn_id)
+            except RamaError as exc:
+                _log.debug("%s: %s", conn_id, format_error_chain(exc))
+            except Exception:
+                _log.exception("%s: service failed", conn_id)
+            finally:
+                self._scopes.pop(conn_id.value, None)
+                slots.release()
+                with anyio.CancelScope(shield=True):
+                    if stream is not None:
+                        await stream.aclose()
+                    else:
+                        conn.close()
+                metrics.connection_closed(
+                    "tcp",
+                    anyio.current_time() - started,
+                    stream.bytes_received if stream is not None else 0,
+                    stream.bytes_sent if stream is not None else 0,
+                    stream=stream,
+                )
+
+    async def _sweep_idle(self, idle_timeout: float | None, read_timeout: float | None) -> None:
+        shortest = min(t for t in (idle_timeout, read_timeout) if t is not None)
+        period = min(max(shortest / 4, 0.01), 1.0)
+        while True:
+            await anyio.sleep(period)
+            now = anyio.current_time()
+            for scope, stream in list(self._scopes.values()):
+                if (idle_timeout is not None and stream.last_activity < now - idle_timeout) or (
+                    read_timeout is not None and stream.last_received < now - read_timeout
+                ):
+                    scope.cancel()
+
+
+async def _first_of(*waits: Callable[[], Any]) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def run(fn: Callable[[], Any]) -> None:
+            await fn()
+            tg.cancel_scope.cancel()
+
+        for fn in waits:
+            tg.start_soon(run, fn)
