@@ -77,8 +77,8 @@ async def run(listen: str, target: str, *, zero_copy: bool, idle: float, grace: 
     listener = TcpListener.bind(listen)
     relay = LoggedRelay(TcpForwarder(target, idle_timeout=idle, zero_copy=zero_copy))
     config = TcpServerConfig(max_connections=5000, idle_timeout=None)  # the forwarder times out
-    async with Shutdown(deadline=grace) as shutdown:
-        shutdown.spawn(listener.serve, relay, shutdown.context(), config)
+    async with Shutdown(grace=grace) as shutdown:
+        shutdown.spawn(listener.serve, relay, config)  # joins the Shutdown
         print(f"listening on {listener.local_addr}", flush=True)
     # "forced" when a second signal cut the drain short
     print(f"stopped ({shutdown.outcome})", flush=True)

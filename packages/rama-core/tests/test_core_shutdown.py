@@ -47,7 +47,7 @@ async def test_trigger_lets_inflight_work_finish_within_deadline() -> None:
         sd.trigger()
 
     started = time.monotonic()
-    async with Shutdown(deadline=5, signals=None) as sd:
+    async with Shutdown(grace=5, signals=None) as sd:
         sd.spawn(server, sd)
         sd.executor.spawn(trigger_soon, sd, guarded=False)
     assert sd.report is not None
@@ -72,9 +72,9 @@ async def test_deadline_cancels_and_reports_stragglers(caplog: pytest.LogCapture
     async def quick() -> None:
         await anyio.sleep(0.01)
 
-    with caplog.at_level(logging.WARNING, logger="rama.shutdown"):
+    with caplog.at_level(logging.WARNING, logger="rama.core.shutdown"):
         with anyio.fail_after(5):
-            async with Shutdown(deadline=0.1, signals=None) as sd:
+            async with Shutdown(grace=0.1, signals=None) as sd:
                 sd.executor.spawn(straggler, name="straggler")
                 sd.executor.spawn(quick, name="quick")
                 sd.trigger()
@@ -125,7 +125,7 @@ async def test_second_signal_cancels_immediately() -> None:
 
     started = time.monotonic()
     with anyio.fail_after(5):
-        async with Shutdown(deadline=30, signals=(signal.SIGTERM,)) as sd:
+        async with Shutdown(grace=30, signals=(signal.SIGTERM,)) as sd:
             sd.spawn(stubborn, sd)
             os.kill(os.getpid(), signal.SIGTERM)
             await anyio.sleep(0.05)
@@ -142,7 +142,7 @@ async def test_second_signal_cancels_immediately() -> None:
 async def test_second_signal_during_the_body_cancels_everything() -> None:
     started = time.monotonic()
     with anyio.fail_after(5):
-        async with Shutdown(deadline=30, signals=(signal.SIGTERM,)) as sd:
+        async with Shutdown(grace=30, signals=(signal.SIGTERM,)) as sd:
             os.kill(os.getpid(), signal.SIGTERM)
             await anyio.sleep(0.05)
             os.kill(os.getpid(), signal.SIGTERM)
@@ -194,7 +194,7 @@ async def test_executor_task_errors_are_logged_not_fatal(caplog: pytest.LogCaptu
         await anyio.sleep(0.02)
         ran.append("good")
 
-    with caplog.at_level(logging.ERROR, logger="rama.executor"):
+    with caplog.at_level(logging.ERROR, logger="rama.core.executor"):
         async with Shutdown(signals=None) as sd:
             ctx = sd.context(state="app")
             assert ctx.state == "app"

@@ -54,7 +54,7 @@ async def http1_server(
     server = Http1Server(service_fn(handler), cfg)
     async with anyio.create_task_group() as tg:
         if shutdown is not None:
-            shutdown.spawn(listener.serve, server, shutdown.context())
+            shutdown.spawn(listener.serve, server)
         else:
             tg.start_soon(listener.serve, server)
         try:
@@ -680,7 +680,7 @@ async def test_graceful_shutdown_finishes_in_flight_and_closes_idle(engine: str)
             return Response.from_text("finished")
         return Response.from_text("quick")
 
-    async with Shutdown(deadline=10, signals=None) as sd:
+    async with Shutdown(grace=10, signals=None) as sd:
         async with http1_server(slow, engine, shutdown=sd) as port:
             async with RawClient.connect(port) as idle, RawClient.connect(port) as busy:
                 await idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")

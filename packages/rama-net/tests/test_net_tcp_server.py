@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -33,7 +34,7 @@ async def serving(
 ) -> AsyncIterator[TcpListener]:
     listener = TcpListener.bind(address)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, service, ctx, config)
+        tg.start_soon(partial(listener.serve, service, config, ctx=ctx))
         try:
             yield listener
         finally:
@@ -236,7 +237,7 @@ async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
     stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, stuck, None, TcpServerConfig(drain_timeout=0.3))
+        tg.start_soon(listener.serve, stuck, TcpServerConfig(drain_timeout=0.3))
         client = await connect_tcp(str(listener.local_addr))
         assert await client.receive() == b"in"
         started = anyio.current_time()
@@ -252,8 +253,8 @@ async def test_shutdown_deadline_cancels_stuck_connections() -> None:
     stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     with anyio.fail_after(10):
-        async with Shutdown(deadline=0.3, signals=()) as shutdown:
-            shutdown.spawn(listener.serve, stuck, shutdown.context())
+        async with Shutdown(grace=0.3, signals=()) as shutdown:
+            shutdown.spawn(partial(listener.serve, stuck, ctx=shutdown.context()))
             client = await connect_tcp(str(listener.local_addr))
             assert await client.receive() == b"in"
             shutdown.trigger()

@@ -57,7 +57,7 @@ async def test_in_flight_limit_drops_excess_datagrams() -> None:
 
     listener = await UdpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, slow, None, UdpServerConfig(max_in_flight=2))
+        tg.start_soon(listener.serve, slow, UdpServerConfig(max_in_flight=2))
         client = await connect_udp(str(listener.local_addr))
         async with client:
             for _ in range(5):
@@ -96,8 +96,8 @@ async def test_shutdown_of_the_context_stops_the_listener() -> None:
 
     listener = await UdpListener.bind("127.0.0.1:0")
     with anyio.fail_after(5):
-        async with Shutdown(deadline=1, signals=()) as shutdown:
-            shutdown.spawn(listener.serve, upper, shutdown.context())
+        async with Shutdown(grace=1, signals=()) as shutdown:
+            shutdown.spawn(listener.serve, upper)  # joins via Shutdown.current()
             await anyio.sleep(0.05)
             shutdown.trigger()
     assert shutdown.report is not None

@@ -1,6 +1,6 @@
 """rama-net: addresses, TCP/UDP servers and connectors, DNS, forwarding, stream middleware."""
 
-from ._errors import ConnectionLost
+from ._errors import BindError, ConnectionLost
 from .address import (
     DEFAULT_PORTS,
     AddressError,
@@ -64,6 +64,7 @@ from .udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_u
 __version__ = "0.1.0"
 
 __all__ = [
+    "BindError",
     "AddressError",
     "Authority",
     "ByteCountLayer",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import ConnectedUDPSocket, SocketAttribute, TaskGroup, UDPSocket
 
-from rama_core import Context, RamaError, Service
+from rama_core import Context, RamaError, Service, Shutdown
 from rama_core.errors import format_error_chain
 
 from .address import Authority, Host, SocketAddress
@@ -110,11 +110,19 @@ class UdpListener:
     async def serve(
         self,
         service: Service[Datagram, bytes | None],
-        ctx: Context | None = None,
         config: UdpServerConfig | None = None,
+        *,
+        ctx: Context | None = None,
     ) -> None:
-        """Serve datagrams until :meth:`close` or the context's shutdown."""
-        ctx = ctx if ctx is not None else Context()
+        """Serve datagrams until :meth:`close` or the context's shutdown.
+
+        Without ``ctx`` the root Context comes from the enclosing
+        ``async with Shutdown()`` (:meth:`rama_core.Shutdown.current`), as
+        for :meth:`TcpListener.serve`.
+        """
+        if ctx is None:
+            current = Shutdown.current()
+            ctx = current.context() if current is not None else Context()
         cfg = config or UdpServerConfig()
         metrics = cfg.metrics or transport_metrics()
         local = self.local_addr
