@@ -10,14 +10,26 @@ pays a scheduling checkpoint and a future per chunk, about four times the
 cost of a Protocol callback. :class:`ProtocolStream` buffers what the
 transport delivers and returns it without suspending when data is already
 there; it only awaits when the buffer is empty or the peer is slow to read.
-Unlike anyio streams, a ``receive`` that finds data buffered is therefore not
-a cancellation checkpoint. On trio (or with ``fast=False``) the portable anyio
-socket stream is used instead.
+Fairness: a ``receive`` that finds data buffered returns it without
+suspending, but only up to a budget (64 KiB served, each call counting at least
+1 KiB, so at most 64 calls) since the stream last suspended; then it yields to
+the event loop once (a cancellation point, taken before any byte is removed
+from the buffer, so a cancelled ``receive`` loses nothing). One busy connection
+therefore holds the loop for at most that much input per turn.
+:meth:`ProtocolStream.receive_nowait` never yields, by design: a caller looping
+on it must checkpoint itself. One task reads at a time: a second concurrent
+``receive`` raises :class:`anyio.BusyResourceError`, as anyio's streams do.
+
+On trio (or with ``fast=False``) the portable anyio socket stream is used
+instead. Activity times (``last_activity``/``last_received``) come from the
+event loop's clock, which on asyncio is :func:`anyio.current_time`; the
+protocol callbacks read ``loop.time()`` directly because they run per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -43,6 +55,10 @@ Stream = ByteStream
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
+# receive() yields once per this many bytes served from the buffer without a
+# suspension; each call counts at least _READ_COST, so tiny reads are bounded too
+_YIELD_BUDGET = 64 * 1024
+_READ_COST = 1024
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -60,7 +76,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.detached = False
         self.write_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self.last_activity = self.last_received = loop.time()
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -92,9 +108,7 @@ class _StreamProtocol(asyncio.Protocol):
         if exc is not None:
             self.lost = exc
         self._wake_reader()
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_writers()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -102,9 +116,15 @@ class _StreamProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self.last_activity = self.loop.time()  # the peer is reading: not idle
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        # every waiting writer gets its own future: cancelling one never wakes
+        # (or strands) the others
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- helpers for ProtocolStream ------------------------------------------------------
     def _wake_reader(self) -> None:
@@ -122,8 +142,13 @@ class _StreamProtocol(asyncio.Protocol):
 
     async def wait_drained(self) -> None:
         waiter = self.loop.create_future()
-        self._drain_waiter = waiter
-        await waiter
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._drain_waiters.remove(waiter)
 
     def consumed(self, n: int) -> None:
         self.buffered -= n
@@ -150,6 +175,8 @@ class ProtocolStream(ByteStream):
         self._transport = transport
         self._protocol = protocol
         self._closed = False
+        self._receiving = False  # a receive() is suspended: a second one is busy
+        self._unyielded = 0  # budget used since receive() last suspended
         # asyncio only exposes a TransportSocket; keep the real one for splice
         self._sock = sock
 
@@ -164,31 +191,49 @@ class ProtocolStream(ByteStream):
 
     # -- ByteStream ----------------------------------------------------------------------
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """Return buffered bytes at once, or wait for the next chunk."""
+        """Return buffered bytes at once, or wait for the next chunk.
+
+        Yields to the event loop once per budget of bytes served without a
+        suspension (see the module docs); raises :class:`anyio.BusyResourceError`
+        while another task is suspended in ``receive``.
+        """
         proto = self._protocol
-        if self._closed:
-            raise anyio.ClosedResourceError
-        if not proto.chunks:
-            if proto.eof:
+        if self._receiving:
+            raise anyio.BusyResourceError("reading from")
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if proto.chunks:
+                if self._unyielded < _YIELD_BUDGET:
+                    break
+            elif proto.eof:
                 if proto.lost is not None:
                     raise connection_lost(proto.lost) from proto.lost
                 raise anyio.EndOfStream
-            await proto.wait_readable()
-            if not proto.chunks:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                if proto.lost is not None:
-                    raise connection_lost(proto.lost) from proto.lost
-                raise anyio.EndOfStream
+            self._receiving = True
+            try:
+                if proto.chunks:
+                    await asyncio.sleep(0)  # fairness checkpoint; the data stays buffered
+                else:
+                    await proto.wait_readable()
+            finally:
+                self._receiving = False
+            self._unyielded = 0
         chunk = proto.chunks.popleft()
         if len(chunk) > max_bytes:
             proto.chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
-        proto.consumed(len(chunk))
+        n = len(chunk)
+        self._unyielded += n if n > _READ_COST else _READ_COST
+        proto.consumed(n)
         return chunk
 
     def receive_nowait(self) -> bytes | None:
-        """Fast path: all buffered bytes joined, or None when nothing is buffered."""
+        """Fast path: all buffered bytes joined, or None when nothing is buffered.
+
+        Never suspends, so it is never a checkpoint: a loop that keeps finding
+        data here must yield to the event loop itself now and then.
+        """
         proto = self._protocol
         if not proto.chunks:
             return None
