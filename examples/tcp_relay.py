@@ -56,9 +56,8 @@ class LoggedRelay:
         conn, peer = ctx.require(ConnectionId), ctx.require(SocketInfo).peer_addr
         try:
             stats = await self.inner.serve(ctx, stream)
-        except ConnectError as exc:
-            log.warning("%s from %s: upstream %s: %s", conn, peer, self.inner.target, exc)
-            return None
+        except ConnectError:
+            return None  # TcpForwarder logged it (WARNING on rama.net.forwarder)
         log.info(
             "%s from %s: %d bytes up, %d bytes down, %s, %.3fs%s",
             conn,

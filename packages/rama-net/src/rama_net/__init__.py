@@ -58,6 +58,7 @@ from .tcp import (
     TcpListener,
     TcpServerConfig,
     connect_tcp,
+    default_max_connections,
 )
 from .udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_udp
 
@@ -114,6 +115,7 @@ __all__ = [
     "UdpListener",
     "UdpServerConfig",
     "connect_tcp",
+    "default_max_connections",
     "connect_udp",
     "default_port",
     "forward",

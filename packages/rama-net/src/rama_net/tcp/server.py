@@ -15,6 +15,7 @@ smallest that applies.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import itertools
 import logging
@@ -30,12 +31,19 @@ from anyio.abc import ByteStream, TaskGroup
 from rama_core import Context, RamaError, Service, Shutdown
 from rama_core.errors import format_error_chain
 
-from .._errors import BindError
+from .._errors import BindError, ConnectionLost
+from .._ratelimit import RateLimitedLog
 from ..address import Authority, Host, SocketAddress
 from ..metrics import TransportMetrics, transport_metrics
 from ..stream import ProtocolStream, TrackedStream, wrap_socket
 
-__all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
+__all__ = [
+    "ConnectionId",
+    "SocketInfo",
+    "TcpListener",
+    "TcpServerConfig",
+    "default_max_connections",
+]
 
 _log = logging.getLogger("rama.net.tcp")
 
@@ -59,6 +67,30 @@ _PENDING_NETWORK_ERRORS = frozenset(
     if hasattr(errno, name)
 )
 _ids = itertools.count(1)
+_FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# fds a process keeps for itself (stdio, logs, the listening sockets, DNS, ...)
+_FD_RESERVE = 64
+_FDS_PER_CONNECTION = 2  # the accepted socket and one upstream
+
+
+def default_max_connections() -> int:
+    """The default connection limit: what RLIMIT_NOFILE allows, at most 10,000.
+
+    Counts two fds per connection (the accepted socket and one upstream) and
+    keeps 64 for the process. A zero-copy relay needs up to 8 per connection
+    (2 sockets, 2 duplicates, 2 pipes while data flows both ways; see
+    :mod:`rama_net.forward`): it falls back to copying when fds run out, but
+    set ``max_connections`` (or raise the limit, ``ulimit -n``) for it.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no rlimits on this platform
+        return 10_000
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, min(10_000, (soft - _FD_RESERVE) // _FDS_PER_CONNECTION))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +115,9 @@ class ConnectionId:
 class TcpServerConfig:
     """Limits of a TCP server."""
 
-    max_connections: int | None = 10_000
-    """Accepting pauses while this many connections are open (None: unlimited)."""
+    max_connections: int | None = dataclasses.field(default_factory=default_max_connections)
+    """Accepting pauses while this many connections are open (None: unlimited).
+    Default: :func:`default_max_connections` (RLIMIT_NOFILE / 2, at most 10,000)."""
     idle_timeout: float | None = 300.0
     """Close a connection after this many seconds without bytes either way."""
     read_timeout: float | None = None
@@ -204,6 +237,7 @@ class TcpListener:
         self._sockets_closed = _ThreadlessEvent()
         self._scopes: dict[int, tuple[anyio.CancelScope, Any]] = {}
         self._serving = False
+        self._accept_warning = RateLimitedLog(_log, 10.0)
 
     @classmethod
     def bind(
@@ -392,8 +426,15 @@ class TcpListener:
                 continue
             except OSError as exc:
                 slots.release()
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    _log.warning("accept failed (%s); backing off", exc)
+                if exc.errno in _FD_ERRORS:
+                    # out of fds: retry every 100 ms, say so at most every 10 s
+                    self._accept_warning.log(
+                        logging.WARNING,
+                        "accept on %s failed (%s); backing off (%d connections open)",
+                        SocketAddress.from_sockaddr(sock.getsockname()),
+                        exc,
+                        slots.open,
+                    )
                     await anyio.sleep(0.1)
                     continue
                 if exc.errno in _PENDING_NETWORK_ERRORS:
@@ -434,12 +475,16 @@ class TcpListener:
                 ctx.insert(info)
                 ctx.insert(conn_id)
                 await service.serve(ctx, stream)
-            except OSError as exc:
-                _log.debug("%s: socket error: %s", conn_id, exc)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                _log.debug("%s: peer went away", conn_id)
+            except (ConnectionLost, anyio.EndOfStream) as exc:
+                _log.debug("%s: peer went away (%s)", conn_id, exc or type(exc).__name__)
             except RamaError as exc:
                 _log.debug("%s: %s", conn_id, format_error_chain(exc))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                # another library's stream (anyio's TLSStream, a raw socket) failing
+                _log.debug("%s: connection failed: %r", conn_id, exc)
+            except TimeoutError as exc:
+                # an expected event (a service's own timeout), not a bug: no traceback
+                _log.info("%s: timed out: %s", conn_id, exc or "TimeoutError")
             except Exception:
                 _log.exception("%s: service failed", conn_id)
             finally:
