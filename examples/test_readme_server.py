@@ -70,7 +70,7 @@ def test_readme_server_exits_cleanly_on_sigint(readme: Path, backend: str) -> No
         assert idle.recv(65536).startswith(b"HTTP/1.1 200")
         proc.send_signal(signal.SIGINT)
         try:
-            out, err = proc.communicate(timeout=10)
+            _, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             _out, err = proc.communicate()
