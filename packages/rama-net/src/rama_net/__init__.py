@@ -37,9 +37,7 @@ from .middleware import (
 )
 from .peek import PeekError, PeekStream
 from .stream import (
-    ByteStream,
     ProtocolStream,
-    Stream,
     TrackedStream,
     on_asyncio,
     raw_socket_of,
@@ -71,7 +69,6 @@ __all__ = [
     "ByteCountLayer",
     "ByteCounters",
     "ConnectionLost",
-    "ByteStream",
     "CachingResolver",
     "ConnectError",
     "ConnectRefused",
@@ -101,7 +98,6 @@ __all__ = [
     "Resolver",
     "SocketAddress",
     "SocketInfo",
-    "Stream",
     "SystemResolver",
     "default_resolver",
     "TcpConnector",

@@ -41,17 +41,12 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from ._errors import ConnectionLost, connection_lost
 
 __all__ = [
-    "ByteStream",
     "ProtocolStream",
-    "Stream",
     "TrackedStream",
     "on_asyncio",
     "raw_socket_of",
     "wrap_socket",
 ]
-
-Stream = ByteStream
-"""The stream type rama services take: any anyio ByteStream."""
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
