@@ -7,6 +7,7 @@ import socket
 
 import anyio
 import pytest
+import trio.testing
 from anyio.abc import ByteStream
 
 from rama_core import Context, RamaError, Shutdown, service_fn
@@ -216,6 +217,14 @@ async def test_grace_below_drain_timeout_wins() -> None:
     assert 0.15 <= took < 2
 
 
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param(
+            ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="autojump"
+        )
+    ],
+)
 async def test_grace_counts_from_the_trigger() -> None:
     # The body spends 0.3 s after the trigger; grace=0.5 leaves 0.2 s for the drain.
     cancelled = anyio.Event()
