@@ -11,11 +11,13 @@ cost of a Protocol callback. :class:`ProtocolStream` buffers what the
 transport delivers and returns it without suspending when data is already
 there; it only awaits when the buffer is empty or the peer is slow to read.
 Fairness: a ``receive`` that finds data buffered returns it without
-suspending, but only up to a budget (64 KiB served, each call counting at least
-1 KiB, so at most 64 calls) since the stream last suspended; then it yields to
-the event loop once (a cancellation point, taken before any byte is removed
-from the buffer, so a cancelled ``receive`` loses nothing). One busy connection
-therefore holds the loop for at most that much input per turn.
+suspending, but once the stream has been served from its buffer for 2 ms
+(``_YIELD_AFTER``, counting the caller's work between calls) without
+suspending, the next ``receive`` yields to the event loop once first (a
+cancellation point, taken before any byte is removed from the buffer, so a
+cancelled ``receive`` loses nothing). One busy connection therefore holds the
+loop for about that long per turn, whatever its consumer does per chunk, at
+the cost of one clock read per call (a bulk copy rarely reaches the bound).
 :meth:`ProtocolStream.receive_nowait` never yields, by design: a caller looping
 on it must checkpoint itself. One task reads at a time: a second concurrent
 ``receive`` raises :class:`anyio.BusyResourceError`, as anyio's streams do.
@@ -50,10 +52,8 @@ __all__ = [
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
-# receive() yields once per this many bytes served from the buffer without a
-# suspension; each call counts at least _READ_COST, so tiny reads are bounded too
-_YIELD_BUDGET = 64 * 1024
-_READ_COST = 1024
+# receive() yields once it has served from the buffer this long without suspending
+_YIELD_AFTER = 0.002
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -171,7 +171,7 @@ class ProtocolStream(ByteStream):
         self._protocol = protocol
         self._closed = False
         self._receiving = False  # a receive() is suspended: a second one is busy
-        self._unyielded = 0  # budget used since receive() last suspended
+        self._suspended_at = protocol.loop.time()  # when receive() last suspended
         # asyncio only exposes a TransportSocket; keep the real one for splice
         self._sock = sock
 
@@ -188,9 +188,10 @@ class ProtocolStream(ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return buffered bytes at once, or wait for the next chunk.
 
-        Yields to the event loop once per budget of bytes served without a
-        suspension (see the module docs); raises :class:`anyio.BusyResourceError`
-        while another task is suspended in ``receive``.
+        Yields to the event loop once after 2 ms of serving from the buffer
+        without a suspension (see the module docs); raises
+        :class:`anyio.BusyResourceError` while another task is suspended in
+        ``receive``.
         """
         proto = self._protocol
         if self._receiving:
@@ -199,7 +200,7 @@ class ProtocolStream(ByteStream):
             if self._closed:
                 raise anyio.ClosedResourceError
             if proto.chunks:
-                if self._unyielded < _YIELD_BUDGET:
+                if proto.loop.time() - self._suspended_at < _YIELD_AFTER:
                     break
             elif proto.eof:
                 if proto.lost is not None:
@@ -213,14 +214,12 @@ class ProtocolStream(ByteStream):
                     await proto.wait_readable()
             finally:
                 self._receiving = False
-            self._unyielded = 0
+            self._suspended_at = proto.loop.time()
         chunk = proto.chunks.popleft()
         if len(chunk) > max_bytes:
             proto.chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
-        n = len(chunk)
-        self._unyielded += n if n > _READ_COST else _READ_COST
-        proto.consumed(n)
+        proto.consumed(len(chunk))
         return chunk
 
     def receive_nowait(self) -> bytes | None:
@@ -249,6 +248,7 @@ class ProtocolStream(ByteStream):
         proto.last_activity = proto.loop.time()
         if proto.write_paused:
             await proto.wait_drained()
+            self._suspended_at = proto.loop.time()  # the loop ran: a fresh turn
             if proto.closed and proto.lost is not None:
                 raise connection_lost(proto.lost) from proto.lost
 
