@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -287,3 +288,23 @@ async def test_peer_reset_is_contained() -> None:
         raw.close()  # RST
         await anyio.sleep(0.05)
         assert await _roundtrip(str(listener.local_addr)) == b"ping"
+
+
+async def test_a_service_timeout_is_logged_at_info_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @service_fn
+    async def times_out(ctx: Context, stream: ByteStream) -> None:
+        with anyio.fail_after(0.01):
+            await anyio.sleep(5)
+
+    with caplog.at_level(logging.DEBUG, logger="rama.net"):
+        async with serving(times_out) as listener:
+            client = await connect_tcp(str(listener.local_addr))
+            with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await client.receive()
+            await client.aclose()
+    timed_out = [r for r in caplog.records if "timed out" in r.getMessage()]
+    assert [r.levelno for r in timed_out] == [logging.INFO]
+    assert timed_out[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -139,6 +139,9 @@ class UdpListener:
                     metrics.moved("udp", sent=len(reply))
             except RamaError as exc:
                 _log.debug("datagram from %s: %s", peer, format_error_chain(exc))
+            except TimeoutError as exc:
+                # an expected event (the handler's own timeout), not a bug: no traceback
+                _log.info("datagram from %s: timed out: %s", peer, exc or "TimeoutError")
             except Exception:
                 _log.exception("datagram service failed for %s", peer)
             finally:

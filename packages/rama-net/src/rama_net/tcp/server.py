@@ -479,12 +479,12 @@ class TcpListener:
                 _log.debug("%s: peer went away (%s)", conn_id, exc or type(exc).__name__)
             except RamaError as exc:
                 _log.debug("%s: %s", conn_id, format_error_chain(exc))
+            except TimeoutError as exc:  # (an OSError too: before the clause below)
+                # an expected event (a service's own timeout), not a bug: no traceback
+                _log.info("%s: timed out: %s", conn_id, exc or "TimeoutError")
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 # another library's stream (anyio's TLSStream, a raw socket) failing
                 _log.debug("%s: connection failed: %r", conn_id, exc)
-            except TimeoutError as exc:
-                # an expected event (a service's own timeout), not a bug: no traceback
-                _log.info("%s: timed out: %s", conn_id, exc or "TimeoutError")
             except Exception:
                 _log.exception("%s: service failed", conn_id)
             finally:
