@@ -166,3 +166,22 @@ def test_accept_at_emfile_warns_rate_limited_with_a_count(backend: str) -> None:
     assert "accept on 127.0.0.1:" in warnings[0]
     assert "Too many open files" in warnings[0]
     assert "more since the last report" in warnings[1]
+
+
+def test_default_max_connections_follows_rlimit_nofile() -> None:
+    script = textwrap.dedent(
+        """
+        import resource
+        from rama_net import TcpServerConfig, default_max_connections
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        for limit in (256, 1024, min(hard, 1 << 20)):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            print(limit, default_max_connections(), TcpServerConfig().max_connections)
+        """
+    )
+    done = _run(script)
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(map(int, line.split())) for line in done.stdout.splitlines()]
+    assert rows[0] == (256, 96, 96)  # (256 - 64) / 2: two fds per connection
+    assert rows[1] == (1024, 480, 480)
+    assert rows[2][1] == rows[2][2] == min(10_000, (rows[2][0] - 64) // 2)
