@@ -12,12 +12,14 @@ transport delivers and returns it without suspending when data is already
 there; it only awaits when the buffer is empty or the peer is slow to read.
 Fairness: a ``receive`` that finds data buffered returns it without
 suspending, but once the stream has been served from its buffer for 2 ms
-(``_YIELD_AFTER``, counting the caller's work between calls) without
-suspending, the next ``receive`` yields to the event loop once first (a
+(``_YIELD_AFTER``, counting the caller's work between calls, measured from
+the first buffered call after a suspension) without suspending, the next
+``receive`` yields to the event loop once first (a
 cancellation point, taken before any byte is removed from the buffer, so a
 cancelled ``receive`` loses nothing). One busy connection therefore holds the
 loop for about that long per turn, whatever its consumer does per chunk, at
-the cost of one clock read per call (a bulk copy rarely reaches the bound).
+the cost of one clock read per buffered call (a call that suspends reads no
+clock; a bulk copy rarely reaches the bound).
 :meth:`ProtocolStream.receive_nowait` never yields, by design: a caller looping
 on it must checkpoint itself. One task reads at a time: a second concurrent
 ``receive`` raises :class:`anyio.BusyResourceError`, as anyio's streams do.
@@ -171,7 +173,7 @@ class ProtocolStream(ByteStream):
         self._protocol = protocol
         self._closed = False
         self._receiving = False  # a receive() is suspended: a second one is busy
-        self._suspended_at = protocol.loop.time()  # when receive() last suspended
+        self._turn_started = 0.0  # loop time of the first buffered receive since a suspension
         # asyncio only exposes a TransportSocket; keep the real one for splice
         self._sock = sock
 
@@ -188,39 +190,62 @@ class ProtocolStream(ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return buffered bytes at once, or wait for the next chunk.
 
-        Yields to the event loop once after 2 ms of serving from the buffer
-        without a suspension (see the module docs); raises
-        :class:`anyio.BusyResourceError` while another task is suspended in
-        ``receive``.
+        Yields to the event loop once after about 2 ms of serving from the
+        buffer without a suspension (see the module docs); raises
+        :class:`anyio.BusyResourceError` while another task is in ``receive``.
         """
         proto = self._protocol
         if self._receiving:
             raise anyio.BusyResourceError("reading from")
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if proto.chunks:
-                if proto.loop.time() - self._suspended_at < _YIELD_AFTER:
-                    break
-            elif proto.eof:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not proto.chunks:
+            if proto.eof:
                 if proto.lost is not None:
                     raise connection_lost(proto.lost) from proto.lost
                 raise anyio.EndOfStream
             self._receiving = True
             try:
-                if proto.chunks:
-                    await asyncio.sleep(0)  # fairness checkpoint; the data stays buffered
-                else:
-                    await proto.wait_readable()
+                await proto.wait_readable()
             finally:
                 self._receiving = False
-            self._suspended_at = proto.loop.time()
+            if not proto.chunks:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if proto.lost is not None:
+                    raise connection_lost(proto.lost) from proto.lost
+                if proto.eof:
+                    raise anyio.EndOfStream
+                return await self.receive(max_bytes)  # woken without data: wait again
+            self._turn_started = 0.0  # suspended: a new turn (its clock starts lazily)
+        else:
+            # Served from the buffer: the turn's clock starts at the first such
+            # call, so a receive that suspends every time never reads the clock.
+            now = proto.loop.time()
+            started = self._turn_started
+            if not started:
+                self._turn_started = now
+            elif now - started >= _YIELD_AFTER:
+                await self._yield_turn()
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if not proto.chunks:  # taken meanwhile (receive_nowait, detach)
+                    return await self.receive(max_bytes)
         chunk = proto.chunks.popleft()
         if len(chunk) > max_bytes:
             proto.chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
         proto.consumed(len(chunk))
         return chunk
+
+    async def _yield_turn(self) -> None:
+        """The fairness checkpoint: let other tasks run; nothing is taken yet."""
+        self._receiving = True
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._receiving = False
+        self._turn_started = 0.0
 
     def receive_nowait(self) -> bytes | None:
         """Fast path: all buffered bytes joined, or None when nothing is buffered.
@@ -248,7 +273,7 @@ class ProtocolStream(ByteStream):
         proto.last_activity = proto.loop.time()
         if proto.write_paused:
             await proto.wait_drained()
-            self._suspended_at = proto.loop.time()  # the loop ran: a fresh turn
+            self._turn_started = 0.0  # the loop ran: a fresh turn
             if proto.closed and proto.lost is not None:
                 raise connection_lost(proto.lost) from proto.lost
 
