@@ -66,7 +66,7 @@ async def main(requests: list[str]) -> None:
     async def call(i: int, item: str, ctx: Context) -> None:
         answers[i] = await svc.serve(ctx.fork(), item)
 
-    async with Shutdown(deadline=2, signals=None) as shutdown:
+    async with Shutdown(grace=2, signals=None) as shutdown:
         ctx = shutdown.context()
         for i, item in enumerate(requests):
             ctx.executor.spawn(call, i, item, ctx, name=f"request-{i}")

@@ -79,10 +79,10 @@ async def run(listen: str, tls_listen: str, cert_out: Path | None, grace: float)
     plain = TcpListener.bind(listen)
     tls = TcpListener.bind(tls_listen)
     ssl_ctx = _tls_context(cert_out)
-    async with Shutdown(deadline=grace) as shutdown:
-        ctx = shutdown.context()
-        shutdown.spawn(functools.partial(serve, plain, handle, ctx=ctx))
-        shutdown.spawn(functools.partial(serve, tls, handle, ctx=ctx, ssl_context=ssl_ctx))
+    async with Shutdown(grace=grace) as shutdown:
+        # no ctx= needed: servers started in the block join the Shutdown
+        shutdown.spawn(serve, plain, handle)
+        shutdown.spawn(functools.partial(serve, tls, handle, ssl_context=ssl_ctx))
         print(f"listening on {plain.local_addr}", flush=True)
         print(f"tls on {tls.local_addr}", flush=True)
     # "forced" when a second signal cut the drain short

@@ -76,8 +76,8 @@ async def run(listen: str, engine: str, grace: float) -> None:
         keep_alive_timeout=30,
         server_header="rama-example",
     )
-    async with Shutdown(deadline=grace) as shutdown:
-        shutdown.spawn(listener.serve, Http1Server(handle, config), shutdown.context())
+    async with Shutdown(grace=grace) as shutdown:
+        shutdown.spawn(listener.serve, Http1Server(handle, config))  # joins the Shutdown
         print(f"listening on {listener.local_addr}", flush=True)
     # "forced" when a second signal cut the drain short
     print(f"stopped ({shutdown.outcome})", flush=True)

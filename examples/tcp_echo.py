@@ -52,8 +52,8 @@ async def run(listen: str, grace: float) -> None:
     listener = TcpListener.bind(listen)
     # Limits: at most 1000 clients at once, and a client silent for a minute is dropped.
     config = TcpServerConfig(max_connections=1000, idle_timeout=60)
-    async with Shutdown(deadline=grace) as shutdown:
-        shutdown.spawn(listener.serve, echo, shutdown.context(), config)
+    async with Shutdown(grace=grace) as shutdown:
+        shutdown.spawn(listener.serve, echo, config)  # joins the Shutdown
         # Printed only now: the signal handlers are in place from here on.
         print(f"listening on {listener.local_addr}", flush=True)
     # "forced" when a second signal cut the drain short

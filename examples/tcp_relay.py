@@ -56,9 +56,8 @@ class LoggedRelay:
         conn, peer = ctx.require(ConnectionId), ctx.require(SocketInfo).peer_addr
         try:
             stats = await self.inner.serve(ctx, stream)
-        except ConnectError as exc:
-            log.warning("%s from %s: upstream %s: %s", conn, peer, self.inner.target, exc)
-            return None
+        except ConnectError:
+            return None  # TcpForwarder logged it (WARNING on rama.net.forwarder)
         log.info(
             "%s from %s: %d bytes up, %d bytes down, %s, %.3fs%s",
             conn,
@@ -77,8 +76,8 @@ async def run(listen: str, target: str, *, zero_copy: bool, idle: float, grace: 
     listener = TcpListener.bind(listen)
     relay = LoggedRelay(TcpForwarder(target, idle_timeout=idle, zero_copy=zero_copy))
     config = TcpServerConfig(max_connections=5000, idle_timeout=None)  # the forwarder times out
-    async with Shutdown(deadline=grace) as shutdown:
-        shutdown.spawn(listener.serve, relay, shutdown.context(), config)
+    async with Shutdown(grace=grace) as shutdown:
+        shutdown.spawn(listener.serve, relay, config)  # joins the Shutdown
         print(f"listening on {listener.local_addr}", flush=True)
     # "forced" when a second signal cut the drain short
     print(f"stopped ({shutdown.outcome})", flush=True)

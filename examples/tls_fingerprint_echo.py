@@ -147,17 +147,17 @@ async def main(argv: list[str] | None = None) -> None:
         Path(args.ca_out).write_bytes(ca.cert_pem())
     listener = TcpListener.bind(args.listen)
     print(f"listening on {listener.local_addr}", flush=True)
-    async with Shutdown(deadline=5) as shutdown:
-        ctx = shutdown.context()
+    async with Shutdown(grace=5) as shutdown:
         config = TcpServerConfig(max_connections=1000, idle_timeout=60)
-        shutdown.spawn(listener.serve, build(ca, args.idle_timeout), ctx, config)
+        # no ctx= needed: the listener joins the enclosing Shutdown
+        shutdown.spawn(listener.serve, build(ca, args.idle_timeout), config)
         if args.duration is not None:
 
             async def stop_later() -> None:
                 await anyio.sleep(args.duration)
                 shutdown.trigger("duration")
 
-            ctx.executor.spawn(stop_later, guarded=False)
+            shutdown.executor.spawn(stop_later, guarded=False)
     assert shutdown.report is not None
     print(f"shutdown: reason={shutdown.report.reason} clean={shutdown.report.clean}", flush=True)
 

@@ -36,8 +36,8 @@ async def echo(ctx: Context, datagram: Datagram) -> bytes | None:
 async def run(listen: str) -> None:
     """Serve the echo service on ``listen`` until a signal asks to stop."""
     listener = await UdpListener.bind(listen)
-    async with Shutdown(deadline=2) as shutdown:
-        shutdown.spawn(listener.serve, echo, shutdown.context(), UdpServerConfig(max_in_flight=256))
+    async with Shutdown(grace=2) as shutdown:
+        shutdown.spawn(listener.serve, echo, UdpServerConfig(max_in_flight=256))
         print(f"listening on {listener.local_addr}", flush=True)
     # A second signal cancels at once, without a drain report.
     reason = shutdown.report.reason if shutdown.report else "forced"

@@ -133,7 +133,7 @@ async def relay_to(port: int, zero_copy: bool) -> AsyncIterator[tuple[str, Recor
     listener = TcpListener.bind("127.0.0.1:0")
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, recording, None, TcpServerConfig(idle_timeout=30))
+            tg.start_soon(listener.serve, recording, TcpServerConfig(idle_timeout=30))
             try:
                 yield f"http://{listener.local_addr}", recording
             finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -32,7 +33,7 @@ async def http1_server(
     server = Http1Server(service, cfg)
     async with anyio.create_task_group() as tg:
         if shutdown is not None:
-            shutdown.spawn(listener.serve, server, shutdown.context())
+            shutdown.spawn(partial(listener.serve, server, ctx=shutdown.context()))
         else:
             tg.start_soon(listener.serve, server)
         try:

@@ -357,7 +357,7 @@ async def test_graceful_shutdown_sends_goaway_and_finishes_in_flight() -> None:
         await anyio.sleep(0.5)
         return Response.from_text("finished")
 
-    async with Shutdown(deadline=5, signals=None) as shutdown:
+    async with Shutdown(grace=5, signals=None) as shutdown:
         async with h2_server(handler, shutdown=shutdown) as port:
             stream = await anyio.connect_tcp("127.0.0.1", port)
             block = hpack.Encoder().encode(

@@ -394,7 +394,7 @@ async def test_graceful_shutdown_drains_every_version_and_closes_idle_connection
     listener = TcpListener.bind("127.0.0.1:0")
     port = listener.local_addr.port
     results: dict[str, Any] = {}
-    async with Shutdown(deadline=10, signals=None) as sd:
+    async with Shutdown(grace=10, signals=None) as sd:
         sd.spawn(functools.partial(serve, listener, service_fn(slow), ctx=sd.context()))
 
         # Idle HTTP/1.1 keep-alive connection (answered once), and one that never spoke.

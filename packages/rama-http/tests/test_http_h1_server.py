@@ -536,7 +536,7 @@ async def test_graceful_shutdown_finishes_in_flight_and_closes_idle(engine: str)
             return Response.from_text("finished")
         return Response.from_text("quick")
 
-    async with Shutdown(deadline=10, signals=None) as sd:
+    async with Shutdown(grace=10, signals=None) as sd:
         async with http1_server(slow, engine, shutdown=sd) as port:
             async with RawClient.connect(port) as idle, RawClient.connect(port) as busy:
                 await idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -633,7 +633,7 @@ async def test_shutdown_grace_ends_a_request_that_does_not_finish(engine: str) -
                 raise
         return Response.from_text("quick")
 
-    async with Shutdown(deadline=30, signals=None) as sd:
+    async with Shutdown(grace=30, signals=None) as sd:
         async with http1_server(stuck, engine, shutdown=sd, shutdown_grace=0.3) as port:
             async with RawClient.connect(port) as busy:
                 await busy.send(b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -332,3 +333,69 @@ async def test_client_reset_before_forwarding_starts_is_an_outcome_not_a_crash(
     assert isinstance(outcomes[0], ForwardStats), outcomes
     assert isinstance(outcomes[0].error, anyio.BrokenResourceError)
     assert outcomes[0].left_to_right == outcomes[0].right_to_left == 0
+
+
+def _recv_until_closed(sock: socket.socket) -> tuple[bytes, BaseException | None]:
+    """Blocking: read until EOF or an error; returns what came and the error (None: clean EOF)."""
+    got = b""
+    sock.settimeout(5)
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except OSError as exc:
+        return got, exc
+    return got, None
+
+
+@paths
+async def test_upstream_reset_reaches_the_client_as_a_reset(zero_copy: bool) -> None:
+    @service_fn
+    async def partial_then_reset(ctx: Context, stream: ByteStream) -> None:
+        await stream.receive()
+        await stream.send(b"partial")
+        await anyio.sleep(0.1)
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        if isinstance(stream, ProtocolStream):
+            stream.abort()
+        else:
+            await stream.aclose()
+
+    async with serving(partial_then_reset) as sink:
+        forwarder = TcpForwarder(str(sink.local_addr), zero_copy=zero_copy, idle_timeout=10)
+        async with serving(forwarder) as relay:
+            raw = socket.create_connection(relay.local_addr.to_sockaddr()[:2])
+            with raw:
+                raw.sendall(b"request")
+                got, error = await anyio.to_thread.run_sync(_recv_until_closed, raw)
+    # before: a clean FIN, so the client could not tell a truncated answer from a whole one
+    assert isinstance(error, ConnectionResetError), (got, error)
+    assert got in (b"", b"partial")
+
+
+async def test_forwarder_logs_an_unreachable_upstream_at_warning_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    with caplog.at_level(logging.DEBUG, logger="rama.net"):
+        async with serving(TcpForwarder(f"127.0.0.1:{dead}")) as relay:
+            raw = socket.create_connection(relay.local_addr.to_sockaddr()[:2])
+            with raw:
+                host, port = raw.getsockname()[:2]
+                peer = f"{host}:{port}"
+                _, error = await anyio.to_thread.run_sync(_recv_until_closed, raw)
+            assert error is None or isinstance(error, ConnectionResetError)
+            with anyio.fail_after(5):
+                while not any(r.name == "rama.net.forwarder" for r in caplog.records):
+                    await anyio.sleep(0.01)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    record = warnings[0]
+    assert record.name == "rama.net.forwarder"
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert f"127.0.0.1:{dead}" in record.getMessage()
+    assert peer in record.getMessage()
+    assert "refused" in record.getMessage()

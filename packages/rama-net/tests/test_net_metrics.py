@@ -71,7 +71,7 @@ async def test_connections_and_bytes_are_recorded(
     listener = TcpListener.bind("127.0.0.1:0")
     connector = TcpConnector(metrics=metrics)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, echo, None, TcpServerConfig(metrics=metrics))
+        tg.start_soon(listener.serve, echo, TcpServerConfig(metrics=metrics))
         for _ in range(3):
             client = (
                 await connector.serve(Context(), Authority.parse(str(listener.local_addr)))
@@ -109,7 +109,7 @@ async def test_bytes_of_an_open_connection_show_while_it_runs(
 
     listener = TcpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, tunnel, None, TcpServerConfig(metrics=metrics))
+        tg.start_soon(listener.serve, tunnel, TcpServerConfig(metrics=metrics))
         client = await connect_tcp(str(listener.local_addr))
         got = 0
         with anyio.fail_after(5):
@@ -151,7 +151,7 @@ async def test_datagram_bytes_are_counted(
 
     listener = await UdpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, shout, None, UdpServerConfig(metrics=metrics))
+        tg.start_soon(listener.serve, shout, UdpServerConfig(metrics=metrics))
         async with await connect_udp(str(listener.local_addr)) as sock:
             for _ in range(2):
                 await sock.send(b"hey")

@@ -123,3 +123,28 @@ async def test_rate_limit_layer_wraps_each_connection() -> None:
         await listener.aclose()
     assert total == 60_000
     assert elapsed >= 0.15, elapsed
+
+
+@pytest.mark.parametrize("wrapper", ["counting", "rate-limited"])
+async def test_wrappers_pass_connection_lost_through_unchanged(wrapper: str) -> None:
+    from rama_net import ConnectionLost, CountingStream, wrap_socket
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        peer = socket.create_connection(srv.getsockname())
+        ours, _ = srv.accept()
+    inner = await wrap_socket(ours)
+    stream: ByteStream = (
+        CountingStream(inner)
+        if wrapper == "counting"
+        else RateLimitedStream(inner, read=TokenBucket(1e6), write=TokenBucket(1e6))
+    )
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.close()  # RST
+    with anyio.fail_after(5), pytest.raises(ConnectionLost):
+        while True:
+            await stream.receive()
+    with pytest.raises(ConnectionLost):
+        for _ in range(100):
+            await stream.send(b"x" * 1024)
+            await anyio.sleep(0.001)
+    await stream.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import anyio
@@ -146,3 +147,83 @@ async def test_peer_reset_raises_broken_resource() -> None:
             await stream.send(b"x" * 65536)
             await anyio.sleep(0)
     await stream.aclose()
+
+
+async def test_a_second_concurrent_reader_is_busy_and_the_first_keeps_reading() -> None:
+    stream, peer = await _wrapped_pair()
+    got: list[bytes] = []
+    async with stream, anyio.create_task_group() as tg:
+
+        async def first() -> None:
+            got.append(await stream.receive())
+
+        tg.start_soon(first)
+        await anyio.sleep(0.05)  # the first reader is waiting for data
+        with anyio.fail_after(2), pytest.raises(anyio.BusyResourceError):
+            await stream.receive()
+        peer.send(b"for the first")
+        with anyio.fail_after(5):
+            while not got:
+                await anyio.sleep(0.01)
+    assert got == [b"for the first"]
+    peer.close()
+
+
+async def test_buffered_receives_yield_to_other_tasks() -> None:
+    # One connection with a full buffer must not hold the event loop until it
+    # is drained: receive() yields after 2 ms of serving from its buffer.
+    stream, peer = await _wrapped_pair()
+    payload = b"x" * (128 * 1024)
+    peer.setblocking(True)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with stream, anyio.create_task_group() as tg:
+        await anyio.to_thread.run_sync(peer.sendall, payload)
+        proto = getattr(stream, "_protocol", None)
+        with anyio.fail_after(5):
+            while proto is not None and proto.buffered < len(payload):
+                await anyio.sleep(0.01)
+        tg.start_soon(ticker)
+        await anyio.sleep(0)
+        before = ticks
+        got = 0
+        while got < len(payload):
+            got += len(await stream.receive(512))
+            time.sleep(0.0002)  # the consumer's own work per chunk (parsing frames, say)
+        during = ticks - before
+        tg.cancel_scope.cancel()
+    # 256 reads of ~0.2 ms each: about 50 ms of work, so some 25 turns for the others
+    assert during >= 5, f"other tasks ran {during} times while 256 buffered reads were served"
+    peer.close()
+
+
+async def test_cancelled_fairness_checkpoint_loses_no_bytes() -> None:
+    stream, peer = await _wrapped_pair()
+    payload = bytes(range(256)) * 512  # 128 KiB
+    peer.setblocking(True)
+    async with stream:
+        await anyio.to_thread.run_sync(peer.sendall, payload)
+        proto = getattr(stream, "_protocol", None)
+        with anyio.fail_after(5):
+            while proto is not None and proto.buffered < len(payload):
+                await anyio.sleep(0.01)
+        got = bytearray()
+        cancelled = 0
+        while len(got) < len(payload):
+            # a scope cancelled before the call: a checkpoint in receive is cancelled
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                got += await stream.receive(1024)
+            cancelled += scope.cancelled_caught
+            if len(got) < len(payload):
+                got += await stream.receive(1024)
+            time.sleep(0.0002)  # per-chunk work, so the 2 ms bound is reached
+        assert bytes(got) == payload
+        assert cancelled >= 1  # the checkpoint is a cancellation point
+    peer.close()

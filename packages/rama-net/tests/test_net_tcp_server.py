@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -33,7 +35,7 @@ async def serving(
 ) -> AsyncIterator[TcpListener]:
     listener = TcpListener.bind(address)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, service, ctx, config)
+        tg.start_soon(partial(listener.serve, service, config, ctx=ctx))
         try:
             yield listener
         finally:
@@ -236,7 +238,7 @@ async def test_drain_timeout_cancels_connections_that_do_not_finish() -> None:
     stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, stuck, None, TcpServerConfig(drain_timeout=0.3))
+        tg.start_soon(listener.serve, stuck, TcpServerConfig(drain_timeout=0.3))
         client = await connect_tcp(str(listener.local_addr))
         assert await client.receive() == b"in"
         started = anyio.current_time()
@@ -252,8 +254,8 @@ async def test_shutdown_deadline_cancels_stuck_connections() -> None:
     stuck = stuck_until_cancelled(cancelled)
     listener = TcpListener.bind("127.0.0.1:0")
     with anyio.fail_after(10):
-        async with Shutdown(deadline=0.3, signals=()) as shutdown:
-            shutdown.spawn(listener.serve, stuck, shutdown.context())
+        async with Shutdown(grace=0.3, signals=()) as shutdown:
+            shutdown.spawn(partial(listener.serve, stuck, ctx=shutdown.context()))
             client = await connect_tcp(str(listener.local_addr))
             assert await client.receive() == b"in"
             shutdown.trigger()
@@ -286,3 +288,23 @@ async def test_peer_reset_is_contained() -> None:
         raw.close()  # RST
         await anyio.sleep(0.05)
         assert await _roundtrip(str(listener.local_addr)) == b"ping"
+
+
+async def test_a_service_timeout_is_logged_at_info_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @service_fn
+    async def times_out(ctx: Context, stream: ByteStream) -> None:
+        with anyio.fail_after(0.01):
+            await anyio.sleep(5)
+
+    with caplog.at_level(logging.DEBUG, logger="rama.net"):
+        async with serving(times_out) as listener:
+            client = await connect_tcp(str(listener.local_addr))
+            with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await client.receive()
+            await client.aclose()
+    timed_out = [r for r in caplog.records if "timed out" in r.getMessage()]
+    assert [r.levelno for r in timed_out] == [logging.INFO]
+    assert timed_out[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -57,7 +57,7 @@ async def test_in_flight_limit_drops_excess_datagrams() -> None:
 
     listener = await UdpListener.bind("127.0.0.1:0")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, slow, None, UdpServerConfig(max_in_flight=2))
+        tg.start_soon(listener.serve, slow, UdpServerConfig(max_in_flight=2))
         client = await connect_udp(str(listener.local_addr))
         async with client:
             for _ in range(5):
@@ -96,9 +96,41 @@ async def test_shutdown_of_the_context_stops_the_listener() -> None:
 
     listener = await UdpListener.bind("127.0.0.1:0")
     with anyio.fail_after(5):
-        async with Shutdown(deadline=1, signals=()) as shutdown:
-            shutdown.spawn(listener.serve, upper, shutdown.context())
+        async with Shutdown(grace=1, signals=()) as shutdown:
+            shutdown.spawn(listener.serve, upper)  # joins via Shutdown.current()
             await anyio.sleep(0.05)
             shutdown.trigger()
     assert shutdown.report is not None
     assert shutdown.report.clean
+
+
+async def test_a_handler_timeout_is_logged_at_info_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    handled = anyio.Event()
+
+    @service_fn
+    async def times_out(ctx: Context, datagram: Datagram) -> bytes | None:
+        try:
+            with anyio.fail_after(0.01):
+                await anyio.sleep(5)
+        finally:
+            handled.set()
+        return None
+
+    listener = await UdpListener.bind("127.0.0.1:0")
+    with caplog.at_level(logging.DEBUG, logger="rama.net.udp"):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, times_out)
+            client = await connect_udp(str(listener.local_addr))
+            async with client:
+                await client.send(b"x")
+                with anyio.fail_after(5):
+                    await handled.wait()
+                await anyio.sleep(0.05)
+            listener.close()
+    records = [r for r in caplog.records if r.name == "rama.net.udp"]
+    assert [r.levelno for r in records] == [logging.INFO]
+    assert records[0].exc_info is None

@@ -2,7 +2,7 @@
 
 An :class:`Executor` pairs an anyio task group with an optional
 :class:`~rama_core.Shutdown`. Tasks spawned through it hold a
-shutdown guard, so a graceful shutdown waits for them (up to its deadline)
+shutdown guard, so a graceful shutdown waits for them (up to its grace period)
 before cancelling. Errors of spawned tasks are logged, never propagated: one
 failed connection must not take a listener down.
 """
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor", "NoTaskGroupError"]
 
-_log = logging.getLogger("rama.executor")
+_log = logging.getLogger("rama.core.executor")
 
 
 class NoTaskGroupError(RuntimeError):
@@ -78,7 +78,7 @@ class Executor:
         """Start ``fn(*args)`` in the background.
 
         Guarded tasks delay a graceful shutdown until they finish or its
-        deadline passes. Exceptions are logged with the task's name.
+        grace period ends. Exceptions are logged with the task's name.
         """
         if self._task_group is None:
             raise NoTaskGroupError(

@@ -2,25 +2,34 @@
 
 ::
 
-    async with Shutdown(deadline=10) as shutdown:
-        shutdown.spawn(server.serve, shutdown.context())
-    print(shutdown.report)
+    async with Shutdown(grace=10):
+        await serve("127.0.0.1:8080", service)  # joins the shutdown by itself
+    # or, for several servers: shutdown.spawn(listener.serve, service)
 
 Leaving the block waits until the shutdown is triggered (SIGINT/SIGTERM or
 :meth:`Shutdown.trigger`) or until no guarded work is left. Once triggered,
-guarded work gets ``deadline`` seconds to finish; whatever is still running is
-then cancelled and named in :attr:`Shutdown.report`. A second signal cancels
-at once.
+guarded work gets ``grace`` seconds (counted from the trigger) to finish;
+whatever is still running is then cancelled and named in
+:attr:`Shutdown.report`. A second signal cancels at once.
+
+Joining without plumbing: ``async with Shutdown()`` sets a context variable
+for the code in its block and every task started from it;
+:meth:`Shutdown.current` reads it. Servers that are given no ``ctx``
+(``rama_net.TcpListener.serve``, ``UdpListener.serve`` and so
+``rama_http.server.serve``) take their root Context from it, so they stop
+accepting on the trigger and their connections are guarded. An explicit
+``ctx=shutdown.context()`` still works and wins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
-import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from itertools import count
 from types import TracebackType
@@ -34,7 +43,9 @@ from ._executor import Executor
 
 __all__ = ["DEFAULT_SIGNALS", "Shutdown", "ShutdownGuard", "ShutdownReport"]
 
-_log = logging.getLogger("rama.shutdown")
+_log = logging.getLogger("rama.core.shutdown")
+
+_current: ContextVar[Shutdown | None] = ContextVar("rama_core._shutdown", default=None)
 
 DEFAULT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
@@ -76,26 +87,40 @@ class ShutdownReport:
     drain_seconds: float
     """Time spent waiting for guarded work after the trigger."""
     cancelled: tuple[str, ...] = field(default=())
-    """Names of guarded tasks still running at the deadline, then cancelled."""
+    """Names of guarded tasks still running when the grace period ended, then cancelled."""
     forced: bool = False
     """Whether a second signal cut the drain short."""
 
     @property
     def clean(self) -> bool:
-        """True when every guarded task finished before the deadline."""
+        """True when every guarded task finished within the grace period."""
         return not self.cancelled
 
 
 class Shutdown:
-    """Coordinates graceful shutdown of a set of guarded tasks."""
+    """Coordinates graceful shutdown of a set of guarded tasks.
+
+    ``grace`` is a duration: seconds guarded work gets after the trigger
+    before it is cancelled (None: no limit). It is the overall cap of a
+    shutdown; shorter per-server bounds (``TcpServerConfig.drain_timeout``,
+    rama-http's ``ServerConfig.shutdown_grace``) apply within it, and the
+    smallest bound that applies wins. ``signals`` trigger the shutdown
+    (None or ``()``: only :meth:`trigger`); they are watched only in the main
+    thread.
+
+    Inside ``async with Shutdown()``, :meth:`Shutdown.current` returns it:
+    servers started in the block without a ``ctx`` join it on their own.
+    """
 
     def __init__(
         self,
         *,
-        deadline: float | None = 30.0,
+        grace: float | None = 30.0,
         signals: tuple[signal.Signals, ...] | None = DEFAULT_SIGNALS,
     ) -> None:
-        self.deadline = deadline
+        self.grace = grace
+        self._triggered_at: float | None = None
+        self._token: Token[Shutdown | None] | None = None
         self._signals = signals or ()
         self._reason: str | None = None
         self._trigger_event: anyio.Event | None = None
@@ -107,6 +132,22 @@ class Shutdown:
         self.report: ShutdownReport | None = None
         self._drain_scope: anyio.CancelScope | None = None
         self._forced = False
+
+    @staticmethod
+    def current() -> Shutdown | None:
+        """The innermost running ``async with Shutdown()`` around the caller, or None."""
+        return _current.get()
+
+    @property
+    def grace_deadline(self) -> float:
+        """When guarded work is cancelled, on anyio's clock (:func:`anyio.current_time`).
+
+        ``math.inf`` until the shutdown is triggered, or with ``grace=None``.
+        Servers bound their own drain by it.
+        """
+        if self._triggered_at is None or self.grace is None:
+            return math.inf
+        return self._triggered_at + self.grace
 
     # -- triggering -----------------------------------------------------------------
     @property
@@ -130,10 +171,18 @@ class Shutdown:
         if self._reason is not None:
             return
         self._reason = reason
+        self._mark_triggered()
         _log.info("graceful shutdown triggered (%s)", reason)
         if self._trigger_event is not None:
             self._trigger_event.set()
         self._wake()
+
+    def _mark_triggered(self) -> None:
+        if self._triggered_at is None:
+            try:
+                self._triggered_at = anyio.current_time()
+            except Exception:  # no event loop (triggered before the block): from entry
+                self._triggered_at = None
 
     async def wait_triggered(self) -> None:
         """Block until the shutdown is triggered."""
@@ -206,7 +255,9 @@ class Shutdown:
     async def __aenter__(self) -> Shutdown:
         self._trigger_event = anyio.Event()
         if self._reason is not None:
+            self._mark_triggered()
             self._trigger_event.set()
+        self._token = _current.set(self)
         self._stack = contextlib.AsyncExitStack()
         tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._task_group = tg
@@ -222,7 +273,7 @@ class Shutdown:
                     self.trigger(signal.Signals(signum).name)
                 else:
                     _log.warning("second %s: cancelling now", signal.Signals(signum).name)
-                    self.deadline = 0
+                    self.grace = 0
                     self._forced = True
                     self._wake()
                     if self._drain_scope is not None:
@@ -232,6 +283,29 @@ class Shutdown:
                         self._task_group.cancel_scope.cancel()
 
     async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None
+        assert self._task_group is not None
+        try:
+            return await self._exit(exc_type, exc, tb)
+        finally:
+            self._reset_current()
+
+    def _reset_current(self) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            _current.reset(token)
+        except ValueError:  # exited in another context than entered: clear ours only
+            if _current.get() is self:
+                _current.set(token.old_value if token.old_value is not Token.MISSING else None)
+
+    async def _exit(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -266,20 +340,23 @@ class Shutdown:
         await self._wait_until(lambda: self.is_triggered or not self._active)
         if self._reason is None:
             self._reason = "idle"
+        self._mark_triggered()
         if self._trigger_event is not None:
             self._trigger_event.set()
-        started = time.monotonic()
-        with anyio.move_on_after(self.deadline) as scope:
+        started = anyio.current_time()
+        # grace counts from the trigger: time the body spent draining (a server
+        # awaited in the block) is part of it
+        with anyio.CancelScope(deadline=self.grace_deadline) as scope:
             self._drain_scope = scope
             await self._wait_until(lambda: not self._active)
         self._drain_scope = None
         self.report = ShutdownReport(
             reason=self._reason,
-            drain_seconds=time.monotonic() - started,
+            drain_seconds=anyio.current_time() - started,
             cancelled=tuple(self._active.values()),
             forced=self._forced,
         )
         if self.report.cancelled:
             _log.warning(
-                "shutdown deadline passed; cancelling %s", ", ".join(self.report.cancelled)
+                "shutdown grace period ended; cancelling %s", ", ".join(self.report.cancelled)
             )

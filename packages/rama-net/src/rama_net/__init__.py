@@ -24,7 +24,7 @@ from ._dns import (
     default_resolver,
     resolve_host,
 )
-from ._errors import ConnectionLost
+from ._errors import BindError, ConnectionLost
 from ._forward import ForwardStats, forward, zero_copy_supported
 from ._metrics import TransportMetrics, transport_metrics
 from ._middleware import (
@@ -37,9 +37,7 @@ from ._middleware import (
 )
 from ._peek import PeekError, PeekStream
 from ._stream import (
-    ByteStream,
     ProtocolStream,
-    Stream,
     TrackedStream,
     on_asyncio,
     raw_socket_of,
@@ -58,18 +56,19 @@ from ._tcp import (
     TcpListener,
     TcpServerConfig,
     connect_tcp,
+    default_max_connections,
 )
 from ._udp import Datagram, UdpConnector, UdpListener, UdpServerConfig, connect_udp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BindError",
     "AddressError",
     "Authority",
     "ByteCountLayer",
     "ByteCounters",
     "ConnectionLost",
-    "ByteStream",
     "CachingResolver",
     "ConnectError",
     "ConnectRefused",
@@ -99,7 +98,6 @@ __all__ = [
     "Resolver",
     "SocketAddress",
     "SocketInfo",
-    "Stream",
     "SystemResolver",
     "default_resolver",
     "TcpConnector",
@@ -113,6 +111,7 @@ __all__ = [
     "UdpListener",
     "UdpServerConfig",
     "connect_tcp",
+    "default_max_connections",
     "connect_udp",
     "default_port",
     "forward",

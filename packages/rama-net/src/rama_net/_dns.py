@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 import socket
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -341,7 +340,7 @@ class CachingResolver:
         key = (domain, rtype)
         while True:
             hit = self._cache.get(key)
-            if hit is not None and hit[0] > time.monotonic():
+            if hit is not None and hit[0] > anyio.current_time():
                 if isinstance(hit[1], DnsError):
                     raise _fresh(hit[1])
                 return hit[1]
@@ -357,14 +356,14 @@ class CachingResolver:
         except DnsTimeout:
             raise
         except DnsError as exc:
-            self._store(key, time.monotonic() + self.negative_ttl, exc)
+            self._store(key, anyio.current_time() + self.negative_ttl, exc)
             raise
         finally:
             if self._in_flight.get(key) is done:
                 del self._in_flight[key]
             done.set()
         ttl = min(max(answer.ttl, self.min_ttl), self.max_ttl)
-        self._store(key, time.monotonic() + ttl, answer)
+        self._store(key, anyio.current_time() + ttl, answer)
         return answer
 
     def _store(

@@ -16,7 +16,7 @@ import anyio
 
 from rama_core import RamaError
 
-__all__ = ["ConnectionLost", "connection_lost"]
+__all__ = ["BindError", "ConnectionLost", "connection_lost"]
 
 
 class ConnectionLost(RamaError, anyio.BrokenResourceError):
@@ -29,3 +29,20 @@ def connection_lost(cause: BaseException | None, what: str = "connection lost") 
         return ConnectionLost(what)
     detail = str(cause) or type(cause).__name__
     return ConnectionLost(f"{what}: {detail}")
+
+
+class BindError(RamaError, OSError):
+    """A listening socket could not be bound; the message names the address.
+
+    An :class:`OSError` too, with the cause's ``errno`` and ``strerror``, so
+    ``except OSError`` and ``exc.errno == errno.EADDRINUSE`` keep working::
+
+        cannot bind 127.0.0.1:80: [Errno 13] Permission denied
+    """
+
+    def __init__(self, address: str, cause: OSError) -> None:
+        super().__init__(f"cannot bind {address}: {cause}")
+        self.address = address
+        """The address (``host:port``) that could not be bound."""
+        self.errno = cause.errno
+        self.strerror = cause.strerror

@@ -6,6 +6,20 @@ timeout. When both ends are plain TCP sockets on Linux it moves the bytes with
 ``os.splice`` through a kernel pipe, so payload never enters Python; any other
 pair of streams (TLS, wrappers, non-Linux) uses a portable copy loop. Both
 paths behave the same and are tested against each other.
+
+File descriptors: the copy path holds none beyond the two sockets. The splice
+path adds a duplicate of each socket (the event loop may not watch a
+transport's own fd) and, per direction, a pipe (two fds) only while bytes flow
+that way: a pipe is created when data first arrives and given back after
+``_PIPE_IDLE`` seconds without any. So a relayed connection costs 2 fds
+(copy), 4 (splice, idle) and up to 8 (splice, both ways busy). When a dup or a
+pipe cannot be had (EMFILE/ENFILE at fd exhaustion) the connection, or that
+direction, falls back to copying through Python instead of failing; the
+event is logged at WARNING on ``rama.net.forward``, at most every 10 s.
+
+A transport failure of one side (a reset, say) ends both directions, and the
+other side is then closed with a reset (SO_LINGER 0) rather than a clean FIN,
+so the truncation stays visible to it.
 """
 
 from __future__ import annotations
@@ -13,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import socket
+import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,15 +38,26 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
+from ._errors import ConnectionLost, connection_lost
+from ._ratelimit import RateLimitedLog
 from ._stream import ProtocolStream, TrackedStream
 
 __all__ = ["ForwardStats", "forward", "zero_copy_supported"]
+
+_log = logging.getLogger("rama.net.forward")
+_fd_warning = RateLimitedLog(_log, 10.0)
+# Out of descriptors (or kernel memory for a pipe): fall back to the copy loop.
+_FD_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+_PIPE_IDLE = 2.0
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 _CHUNK = 256 * 1024
 _PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError, OSError)
+# Our streams raise ConnectionLost (a BrokenResourceError); streams of other
+# libraries (anyio's TLSStream, say) raise anyio's own errors or an ssl OSError.
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 def zero_copy_supported() -> bool:
@@ -51,9 +78,9 @@ class ForwardStats:
     idle_timed_out: bool = False
     """Whether the idle timeout ended the forwarding."""
     error: BaseException | None = None
-    """What broke one direction (the other was then stopped), if anything: an
-    :class:`anyio.BrokenResourceError` (its ``__cause__`` holds the OS error) or
-    :class:`anyio.ClosedResourceError`."""
+    """What broke one direction (the other was then stopped), if anything: a
+    :class:`~rama_net.ConnectionLost` (its ``__cause__`` holds the OS error, if
+    any) or :class:`anyio.ClosedResourceError`."""
     started: float = field(default=0.0, repr=False)
     duration: float = 0.0
     """Seconds from start to the end of both directions."""
@@ -83,11 +110,15 @@ async def forward(
     and the opposite direction keeps running; forwarding ends when both
     directions are done, when either breaks (reset, closed), or after
     ``idle_timeout`` seconds without a byte either way. Both streams are closed
-    at the end unless ``close`` is false. Never raises for peer misbehaviour:
-    the outcome is in the returned :class:`ForwardStats`.
+    at the end unless ``close`` is false; when one side failed (a reset, a
+    broken pipe) the other is closed with a reset (SO_LINGER 0), so a relayed
+    peer sees the truncation instead of a clean EOF. Never raises for peer
+    misbehaviour: the outcome is in the returned :class:`ForwardStats`.
     """
     stats = ForwardStats(started=anyio.current_time())
     activity = _Activity()
+    # sockets taken now: a transport that sees a reset may drop its own soon
+    socks = [_raw_socket(s) for s in (left, right)]
     try:
         async with anyio.create_task_group() as tg:
             if idle_timeout is not None:
@@ -103,6 +134,10 @@ async def forward(
             tg.cancel_scope.cancel()
     finally:
         stats.duration = anyio.current_time() - stats.started
+        if close and isinstance(stats.error, ConnectionLost):
+            # one side failed: reset the other instead of a clean FIN
+            for sock in socks:
+                _reset_on_close(sock)
         if close:
             with anyio.CancelScope(shield=True):
                 for stream in (left, right):
@@ -149,12 +184,29 @@ async def _both(
 
 
 def _as_broken(exc: BaseException) -> BaseException:
-    """The same anyio error type for the same event on both paths (splice raises OSError)."""
-    if isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError):
+    """One error type for the same event on both paths and every stream: ConnectionLost."""
+    if isinstance(exc, ConnectionLost | anyio.ClosedResourceError):
         return exc
-    broken = anyio.BrokenResourceError(str(exc))
-    broken.__cause__ = exc
-    return broken
+    cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ else exc
+    lost = connection_lost(cause)
+    lost.__cause__ = cause
+    return lost
+
+
+def _raw_socket(stream: ByteStream) -> socket.socket | None:
+    try:
+        sock = stream.extra(SocketAttribute.raw_socket, None)
+    except Exception:  # a wrapper whose attributes fail once closed
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _reset_on_close(sock: socket.socket | None) -> None:
+    """Make the socket's close send RST (SO_LINGER 0); a no-op when it is gone."""
+    if sock is None or sock.fileno() < 0:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 # -- portable path -------------------------------------------------------------------------
@@ -242,14 +294,22 @@ def _splice_pair(left: ByteStream, right: ByteStream) -> tuple[socket.socket, so
         return None
     try:
         ldup = _dup(lsock)
-    except OSError:
+    except OSError as exc:
+        _fd_exhausted("dup", exc)
         return None
     try:
         rdup = _dup(rsock)
-    except OSError:
+    except OSError as exc:
         ldup.close()
+        _fd_exhausted("dup", exc)
         return None
     return ldup, rdup
+
+
+def _fd_exhausted(what: str, exc: OSError) -> None:
+    _fd_warning.log(
+        logging.WARNING, "zero-copy relay: %s failed (%s); using the copy loop", what, exc
+    )
 
 
 def _dup(sock: socket.socket) -> socket.socket:
@@ -323,39 +383,98 @@ async def _pump(
     dst_stream: ByteStream,
     add: Callable[[int], None],
 ) -> None:
-    """Move bytes src -> dst through a pipe until EOF, reporting each batch to ``add``."""
-    if pending:
-        await _send_all(dst, pending)
-        add(len(pending))
-    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    """Move bytes src -> dst through a pipe until EOF, reporting each batch to ``add``.
+
+    The pipe is taken when data arrives and given back after ``_PIPE_IDLE``
+    seconds without any; without a pipe to be had this direction copies.
+    Socket failures raise :class:`ConnectionLost`.
+    """
     try:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(wfd, _F_SETPIPE_SZ, _PIPE_SIZE)
-        while True:
-            try:
-                n = os.splice(src.fileno(), wfd, _PIPE_SIZE, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                await anyio.wait_readable(src)
-                continue
-            if n == 0:
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
-                return
-            activity.touch()
-            left = n
-            while left:
+        if pending:
+            await _send_all(dst, pending)
+            add(len(pending))
+        pipe: tuple[int, int] | None = None
+        try:
+            while True:
+                if pipe is None:
+                    await anyio.wait_readable(src)  # data, EOF or an error: then a pipe
+                    try:
+                        pipe = _new_pipe()
+                    except OSError as exc:
+                        if exc.errno not in _FD_EXHAUSTED:
+                            raise
+                        _fd_exhausted("pipe", exc)
+                        await _copy_sockets(src, dst, activity, src_stream, dst_stream, add)
+                        return
+                rfd, wfd = pipe
                 try:
-                    left -= os.splice(rfd, dst.fileno(), left, flags=_SPLICE_FLAGS)
-                    activity.touch()
+                    n = os.splice(src.fileno(), wfd, _PIPE_SIZE, flags=_SPLICE_FLAGS)
                 except BlockingIOError:
-                    await anyio.wait_writable(dst)
-                except OSError as exc:
-                    if exc.errno == errno.EAGAIN:
+                    with anyio.move_on_after(_PIPE_IDLE) as idle:
+                        await anyio.wait_readable(src)
+                    if idle.cancelled_caught:  # quiet direction: hold no pipe meanwhile
+                        _close_pipe(pipe)
+                        pipe = None
+                    continue
+                if n == 0:
+                    with contextlib.suppress(OSError):
+                        dst.shutdown(socket.SHUT_WR)
+                    return
+                activity.touch()
+                left = n
+                while left:
+                    try:
+                        left -= os.splice(rfd, dst.fileno(), left, flags=_SPLICE_FLAGS)
+                        activity.touch()
+                    except BlockingIOError:
                         await anyio.wait_writable(dst)
-                        continue
-                    raise
-            add(n)
-            _count(src_stream, dst_stream, n)
-    finally:
-        os.close(rfd)
-        os.close(wfd)
+                    except OSError as exc:
+                        if exc.errno == errno.EAGAIN:
+                            await anyio.wait_writable(dst)
+                            continue
+                        raise
+                add(n)
+                _count(src_stream, dst_stream, n)
+        finally:
+            if pipe is not None:
+                _close_pipe(pipe)
+    except OSError as exc:
+        raise connection_lost(exc) from exc
+
+
+def _new_pipe() -> tuple[int, int]:
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(wfd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    return rfd, wfd
+
+
+def _close_pipe(pipe: tuple[int, int]) -> None:
+    os.close(pipe[0])
+    os.close(pipe[1])
+
+
+async def _copy_sockets(
+    src: socket.socket,
+    dst: socket.socket,
+    activity: _Activity,
+    src_stream: ByteStream,
+    dst_stream: ByteStream,
+    add: Callable[[int], None],
+) -> None:
+    """The copy loop over the duplicated sockets, for a direction that has no pipe."""
+    while True:
+        try:
+            data = src.recv(_CHUNK)
+        except BlockingIOError:
+            await anyio.wait_readable(src)
+            continue
+        if not data:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+            return
+        activity.touch()
+        await _send_all(dst, data)
+        activity.touch()
+        add(len(data))
+        _count(src_stream, dst_stream, len(data))

@@ -3,7 +3,7 @@
 Each wrapper is an :class:`anyio.abc.ByteStream` around another one, and each
 comes with a layer for stream services (``layer(inner)`` gives a service that
 wraps the stream before calling ``inner``). Wrapped streams are no longer
-plain sockets, so :func:`rama_net.forward` falls back to its copy path
+plain sockets, so :func:`rama_net` falls back to its copy path
 for them, which keeps the counts and limits exact.
 """
 

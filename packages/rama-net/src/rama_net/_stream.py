@@ -10,14 +10,30 @@ pays a scheduling checkpoint and a future per chunk, about four times the
 cost of a Protocol callback. :class:`ProtocolStream` buffers what the
 transport delivers and returns it without suspending when data is already
 there; it only awaits when the buffer is empty or the peer is slow to read.
-Unlike anyio streams, a ``receive`` that finds data buffered is therefore not
-a cancellation checkpoint. On trio (or with ``fast=False``) the portable anyio
-socket stream is used instead.
+Fairness: a ``receive`` that finds data buffered returns it without
+suspending, but once the stream has been served from its buffer for 2 ms
+(``_YIELD_AFTER``, counting the caller's work between calls, measured from
+the first buffered call after a suspension) without suspending, the next
+``receive`` yields to the event loop once first (a
+cancellation point, taken before any byte is removed from the buffer, so a
+cancelled ``receive`` loses nothing). One busy connection therefore holds the
+loop for about that long per turn, whatever its consumer does per chunk, at
+the cost of one clock read per buffered call (a call that suspends reads no
+clock; a bulk copy rarely reaches the bound).
+:meth:`ProtocolStream.receive_nowait` never yields, by design: a caller looping
+on it must checkpoint itself. One task reads at a time: a second concurrent
+``receive`` raises :class:`anyio.BusyResourceError`, as anyio's streams do.
+
+On trio (or with ``fast=False``) the portable anyio socket stream is used
+instead. Activity times (``last_activity``/``last_received``) come from the
+event loop's clock, which on asyncio is :func:`anyio.current_time`; the
+protocol callbacks read ``loop.time()`` directly because they run per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,20 +45,17 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from ._errors import ConnectionLost, connection_lost
 
 __all__ = [
-    "ByteStream",
     "ProtocolStream",
-    "Stream",
     "TrackedStream",
     "on_asyncio",
     "raw_socket_of",
     "wrap_socket",
 ]
 
-Stream = ByteStream
-"""The stream type rama services take: any anyio ByteStream."""
-
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
+# receive() yields once it has served from the buffer this long without suspending
+_YIELD_AFTER = 0.002
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -60,7 +73,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.detached = False
         self.write_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self.last_activity = self.last_received = loop.time()
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -92,9 +105,7 @@ class _StreamProtocol(asyncio.Protocol):
         if exc is not None:
             self.lost = exc
         self._wake_reader()
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_writers()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -102,9 +113,15 @@ class _StreamProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self.last_activity = self.loop.time()  # the peer is reading: not idle
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        # every waiting writer gets its own future: cancelling one never wakes
+        # (or strands) the others
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- helpers for ProtocolStream ------------------------------------------------------
     def _wake_reader(self) -> None:
@@ -122,8 +139,13 @@ class _StreamProtocol(asyncio.Protocol):
 
     async def wait_drained(self) -> None:
         waiter = self.loop.create_future()
-        self._drain_waiter = waiter
-        await waiter
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._drain_waiters.remove(waiter)
 
     def consumed(self, n: int) -> None:
         self.buffered -= n
@@ -150,6 +172,8 @@ class ProtocolStream(ByteStream):
         self._transport = transport
         self._protocol = protocol
         self._closed = False
+        self._receiving = False  # a receive() is suspended: a second one is busy
+        self._turn_started = 0.0  # loop time of the first buffered receive since a suspension
         # asyncio only exposes a TransportSocket; keep the real one for splice
         self._sock = sock
 
@@ -164,8 +188,15 @@ class ProtocolStream(ByteStream):
 
     # -- ByteStream ----------------------------------------------------------------------
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """Return buffered bytes at once, or wait for the next chunk."""
+        """Return buffered bytes at once, or wait for the next chunk.
+
+        Yields to the event loop once after about 2 ms of serving from the
+        buffer without a suspension (see the module docs); raises
+        :class:`anyio.BusyResourceError` while another task is in ``receive``.
+        """
         proto = self._protocol
+        if self._receiving:
+            raise anyio.BusyResourceError("reading from")
         if self._closed:
             raise anyio.ClosedResourceError
         if not proto.chunks:
@@ -173,13 +204,33 @@ class ProtocolStream(ByteStream):
                 if proto.lost is not None:
                     raise connection_lost(proto.lost) from proto.lost
                 raise anyio.EndOfStream
-            await proto.wait_readable()
+            self._receiving = True
+            try:
+                await proto.wait_readable()
+            finally:
+                self._receiving = False
             if not proto.chunks:
                 if self._closed:
                     raise anyio.ClosedResourceError
                 if proto.lost is not None:
                     raise connection_lost(proto.lost) from proto.lost
-                raise anyio.EndOfStream
+                if proto.eof:
+                    raise anyio.EndOfStream
+                return await self.receive(max_bytes)  # woken without data: wait again
+            self._turn_started = 0.0  # suspended: a new turn (its clock starts lazily)
+        else:
+            # Served from the buffer: the turn's clock starts at the first such
+            # call, so a receive that suspends every time never reads the clock.
+            now = proto.loop.time()
+            started = self._turn_started
+            if not started:
+                self._turn_started = now
+            elif now - started >= _YIELD_AFTER:
+                await self._yield_turn()
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if not proto.chunks:  # taken meanwhile (receive_nowait, detach)
+                    return await self.receive(max_bytes)
         chunk = proto.chunks.popleft()
         if len(chunk) > max_bytes:
             proto.chunks.appendleft(chunk[max_bytes:])
@@ -187,8 +238,21 @@ class ProtocolStream(ByteStream):
         proto.consumed(len(chunk))
         return chunk
 
+    async def _yield_turn(self) -> None:
+        """The fairness checkpoint: let other tasks run; nothing is taken yet."""
+        self._receiving = True
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._receiving = False
+        self._turn_started = 0.0
+
     def receive_nowait(self) -> bytes | None:
-        """Fast path: all buffered bytes joined, or None when nothing is buffered."""
+        """Fast path: all buffered bytes joined, or None when nothing is buffered.
+
+        Never suspends, so it is never a checkpoint: a loop that keeps finding
+        data here must yield to the event loop itself now and then.
+        """
         proto = self._protocol
         if not proto.chunks:
             return None
@@ -209,6 +273,7 @@ class ProtocolStream(ByteStream):
         proto.last_activity = proto.loop.time()
         if proto.write_paused:
             await proto.wait_drained()
+            self._turn_started = 0.0  # the loop ran: a fresh turn
             if proto.closed and proto.lost is not None:
                 raise connection_lost(proto.lost) from proto.lost
 

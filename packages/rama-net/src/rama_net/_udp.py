@@ -18,7 +18,7 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import ConnectedUDPSocket, SocketAttribute, TaskGroup, UDPSocket
 
-from rama_core import Context, RamaError, Service, format_error_chain
+from rama_core import Context, RamaError, Service, Shutdown, format_error_chain
 
 from ._address import Authority, Host, SocketAddress
 from ._dns import DnsError, Resolver, default_resolver, resolve_host
@@ -109,11 +109,19 @@ class UdpListener:
     async def serve(
         self,
         service: Service[Datagram, bytes | None],
-        ctx: Context | None = None,
         config: UdpServerConfig | None = None,
+        *,
+        ctx: Context | None = None,
     ) -> None:
-        """Serve datagrams until :meth:`close` or the context's shutdown."""
-        ctx = ctx if ctx is not None else Context()
+        """Serve datagrams until :meth:`close` or the context's shutdown.
+
+        Without ``ctx`` the root Context comes from the enclosing
+        ``async with Shutdown()`` (:meth:`rama_core.Shutdown.current`), as
+        for :meth:`TcpListener.serve`.
+        """
+        if ctx is None:
+            current = Shutdown.current()
+            ctx = current.context() if current is not None else Context()
         cfg = config or UdpServerConfig()
         metrics = cfg.metrics or transport_metrics()
         local = self.local_addr
@@ -130,6 +138,9 @@ class UdpListener:
                     metrics.moved("udp", sent=len(reply))
             except RamaError as exc:
                 _log.debug("datagram from %s: %s", peer, format_error_chain(exc))
+            except TimeoutError as exc:
+                # an expected event (the handler's own timeout), not a bug: no traceback
+                _log.info("datagram from %s: timed out: %s", peer, exc or "TimeoutError")
             except Exception:
                 _log.exception("datagram service failed for %s", peer)
             finally:

@@ -21,7 +21,7 @@ both; handlers see the version on ``request.version``.
 
     # or compose it yourself:
     await TcpListener.bind("127.0.0.1:8443").serve(
-        TlsAcceptorLayer(tls_config).layer(HttpServer(my_service)), shutdown.context()
+        TlsAcceptorLayer(tls_config).layer(HttpServer(my_service)), ctx=shutdown.context()
     )
 
 Graceful shutdown: with a Context from :class:`rama_core.Shutdown`, a
@@ -251,7 +251,7 @@ async def serve(
     try:
         if on_listening is not None:
             on_listening(listener.local_addr)
-        await listener.serve(stream_service, ctx, tcp_config)
+        await listener.serve(stream_service, tcp_config, ctx=ctx)
     finally:
         listener.close()
         if owned:

@@ -10,7 +10,13 @@ from ._connector import (
     connect_tcp,
 )
 from ._forwarder import TcpForwarder
-from ._server import ConnectionId, SocketInfo, TcpListener, TcpServerConfig
+from ._server import (
+    ConnectionId,
+    SocketInfo,
+    TcpListener,
+    TcpServerConfig,
+    default_max_connections,
+)
 
 __all__ = [
     "ConnectError",
@@ -25,4 +31,5 @@ __all__ = [
     "TcpListener",
     "TcpServerConfig",
     "connect_tcp",
+    "default_max_connections",
 ]

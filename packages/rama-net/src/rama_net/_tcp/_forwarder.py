@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+
 from anyio.abc import ByteStream
 
 from rama_core import Context
 
 from .._address import Authority
 from .._forward import ForwardStats, forward
-from ._connector import TcpConnector
+from ._connector import ConnectError, TcpConnector
+from ._server import ConnectionId, SocketInfo
 
 __all__ = ["TcpForwarder"]
+
+_log = logging.getLogger("rama.net.forwarder")
 
 
 class TcpForwarder:
     """Connects to ``target`` for every incoming stream and forwards both ways.
 
-    The upstream connection's errors (resolve, refused, timeout) propagate as
-    :class:`~rama_net.ConnectError`; the incoming stream is then closed by
-    the listener. The returned :class:`ForwardStats` is also put in the Context.
+    The upstream connection's errors (resolve, refused, timeout) are logged
+    at WARNING on ``rama.net.forwarder`` (target, connection and peer; no
+    traceback: an unreachable upstream is an event, not a bug) and propagate
+    as :class:`~rama_net.ConnectError`; the incoming stream is then closed
+    by the listener. The returned :class:`ForwardStats` is also put in the
+    Context.
     """
 
     def __init__(
@@ -36,7 +44,18 @@ class TcpForwarder:
 
     async def serve(self, ctx: Context, stream: ByteStream) -> ForwardStats:
         """Relay ``stream`` to the target until both sides are done."""
-        upstream = await self.connector.serve(ctx, self.target)
+        try:
+            upstream = await self.connector.serve(ctx, self.target)
+        except ConnectError as exc:
+            info = ctx.get(SocketInfo)
+            _log.warning(
+                "upstream %s unreachable for %s from %s: %s",
+                self.target,
+                ctx.get(ConnectionId) or "connection",
+                info.peer_addr if info is not None else "?",
+                exc,
+            )
+            raise
         stats = await forward(
             stream, upstream.stream, idle_timeout=self.idle_timeout, zero_copy=self.zero_copy
         )

@@ -3,12 +3,19 @@
 Each connection runs in its own task with a forked Context holding
 :class:`SocketInfo` and :class:`ConnectionId`. A failing or slow connection
 never stalls the accept loop; limits (max connections, idle timeout) have
-defaults; shutdown stops accepting and lets connections drain under the
-rama_core Shutdown deadline.
+defaults; shutdown stops accepting and lets connections drain within the
+rama_core Shutdown's grace period.
+
+Shutdown timers, one precedence: ``Shutdown(grace=G)`` is the overall cap
+(guarded work is cancelled G seconds after the trigger);
+:attr:`TcpServerConfig.drain_timeout` bounds how long a listener waits for its
+connections once it stops accepting (None: up to G); the effective bound is the
+smallest that applies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import itertools
 import logging
@@ -21,13 +28,21 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
-from rama_core import Context, RamaError, Service, format_error_chain
+from rama_core import Context, RamaError, Service, Shutdown, format_error_chain
 
 from .._address import Authority, Host, SocketAddress
+from .._errors import BindError, ConnectionLost
 from .._metrics import TransportMetrics, transport_metrics
+from .._ratelimit import RateLimitedLog
 from .._stream import ProtocolStream, TrackedStream, wrap_socket
 
-__all__ = ["ConnectionId", "SocketInfo", "TcpListener", "TcpServerConfig"]
+__all__ = [
+    "ConnectionId",
+    "SocketInfo",
+    "TcpListener",
+    "TcpServerConfig",
+    "default_max_connections",
+]
 
 _log = logging.getLogger("rama.net.tcp")
 
@@ -51,6 +66,30 @@ _PENDING_NETWORK_ERRORS = frozenset(
     if hasattr(errno, name)
 )
 _ids = itertools.count(1)
+_FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# fds a process keeps for itself (stdio, logs, the listening sockets, DNS, ...)
+_FD_RESERVE = 64
+_FDS_PER_CONNECTION = 2  # the accepted socket and one upstream
+
+
+def default_max_connections() -> int:
+    """The default connection limit: what RLIMIT_NOFILE allows, at most 10,000.
+
+    Counts two fds per connection (the accepted socket and one upstream) and
+    keeps 64 for the process. A zero-copy relay needs up to 8 per connection
+    (2 sockets, 2 duplicates, 2 pipes while data flows both ways; see
+    :mod:`rama_net._forward`): it falls back to copying when fds run out, but
+    set ``max_connections`` (or raise the limit, ``ulimit -n``) for it.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no rlimits on this platform
+        return 10_000
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, min(10_000, (soft - _FD_RESERVE) // _FDS_PER_CONNECTION))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +114,9 @@ class ConnectionId:
 class TcpServerConfig:
     """Limits of a TCP server."""
 
-    max_connections: int | None = 10_000
-    """Accepting pauses while this many connections are open (None: unlimited)."""
+    max_connections: int | None = dataclasses.field(default_factory=default_max_connections)
+    """Accepting pauses while this many connections are open (None: unlimited).
+    Default: :func:`default_max_connections` (RLIMIT_NOFILE / 2, at most 10,000)."""
     idle_timeout: float | None = 300.0
     """Close a connection after this many seconds without bytes either way."""
     read_timeout: float | None = None
@@ -86,9 +126,10 @@ class TcpServerConfig:
     fast_streams: bool = True
     """Use the Protocol-backed stream on asyncio (see rama_net._stream)."""
     drain_timeout: float | None = None
-    """After :meth:`TcpListener.close` (or shutdown), seconds open connections get
-    to finish before they are cancelled (None: wait for them; a Shutdown's own
-    deadline still applies)."""
+    """After :meth:`TcpListener.close` (or a shutdown's trigger), seconds open
+    connections get to finish before they are cancelled. None: wait for them,
+    up to the Shutdown's grace when there is one (forever without). With a
+    Shutdown the smaller of the two applies."""
 
 
 class _Slots:
@@ -122,7 +163,10 @@ class _Slots:
 
 
 def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise BindError(str(SocketAddress.from_sockaddr(addr)), exc) from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -132,9 +176,9 @@ def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool
         sock.bind(addr)
         sock.listen(backlog)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise BindError(str(SocketAddress.from_sockaddr(addr)), exc) from exc
     return sock
 
 
@@ -191,6 +235,8 @@ class TcpListener:
         self._stop: anyio.Event | None = None
         self._sockets_closed = _ThreadlessEvent()
         self._scopes: dict[int, tuple[anyio.CancelScope, Any]] = {}
+        self._serving = False
+        self._accept_warning = RateLimitedLog(_log, 10.0)
 
     @classmethod
     def bind(
@@ -203,7 +249,10 @@ class TcpListener:
         """Bind ``host:port`` (port 0 picks a free one; a name binds every address of it).
 
         ``reuse_port`` sets SO_REUSEPORT so several worker processes can share
-        the port.
+        the port. Failures raise :class:`~rama_net.BindError` (an ``OSError``
+        naming the address, e.g. ``cannot bind 127.0.0.1:80: [Errno 13]
+        Permission denied``). Use the listener as ``async with`` to have its
+        sockets closed on exit, whatever happened to :meth:`serve`.
         """
         if isinstance(address, tuple):
             host, port = Host.parse(address[0]), address[1]
@@ -214,9 +263,12 @@ class TcpListener:
         else:
             auth = Authority.parse(address)
             host, port = auth.host, auth.port
-        infos = socket.getaddrinfo(
-            str(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        try:
+            infos = socket.getaddrinfo(
+                str(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except OSError as exc:
+            raise BindError(str(Authority(host, port)), exc) from exc
         # With port 0 and several addresses the port picked for the first may be
         # taken on another family: pick again a few times.
         for attempt in range(8):
@@ -257,6 +309,11 @@ class TcpListener:
             s.close()
         self._sockets_closed.set()
 
+    @property
+    def closed(self) -> bool:
+        """Whether the listener stopped accepting (its sockets are or will soon be closed)."""
+        return self._closed
+
     async def aclose(self) -> None:
         """Stop accepting and wait until the listening sockets are closed.
 
@@ -270,26 +327,55 @@ class TcpListener:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Stop accepting and close the listening sockets (a connect is then refused)."""
         self.close()
+        if not self._serving:
+            self._close_sockets()
+            return
+        # serve() runs elsewhere: it closes the sockets as soon as its accept
+        # loops have stopped; wait for that briefly even when we are cancelled
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            await self._sockets_closed.wait()
 
     async def serve(
         self,
         service: Service[ByteStream, Any],
-        ctx: Context | None = None,
         config: TcpServerConfig | None = None,
+        *,
+        ctx: Context | None = None,
     ) -> None:
         """Serve connections until :meth:`close` or the context's shutdown.
 
-        Returns once accepting has stopped and every connection has finished
-        (a Shutdown's deadline cancels the stragglers).
+        Without ``ctx`` the root Context comes from the enclosing
+        ``async with Shutdown()`` (:meth:`rama_core.Shutdown.current`), so a
+        server started in that block joins the shutdown; outside of one it is
+        a plain ``Context()``. Returns once accepting has stopped and every
+        connection has finished or was cancelled (after ``drain_timeout`` or
+        the Shutdown's grace, whichever ends first). The listening sockets are
+        closed when this returns, also when it is cancelled.
         """
-        ctx = ctx if ctx is not None else Context()
+        if ctx is None:
+            current = Shutdown.current()
+            ctx = current.context() if current is not None else Context()
         cfg = config or TcpServerConfig()
-        slots = _Slots(cfg.max_connections)
         if self._closed:
             self._close_sockets()
             return
         self._stop = anyio.Event()
+        self._serving = True
+        try:
+            await self._serve(service, ctx, cfg)
+        finally:
+            self._serving = False
+            self._closed = True
+            # the accept loops have stopped watching the sockets by now
+            self._close_sockets()
+
+    async def _serve(
+        self, service: Service[ByteStream, Any], ctx: Context, cfg: TcpServerConfig
+    ) -> None:
+        assert self._stop is not None
+        slots = _Slots(cfg.max_connections)
         async with anyio.create_task_group() as conns:
             async with anyio.create_task_group() as loops:
                 for sock in self.sockets:
@@ -303,13 +389,21 @@ class TcpListener:
             self._closed = True
             self._close_sockets()
             _log.debug("listener closed; draining %d connections", self.open_connections)
-            # let connections drain (within drain_timeout), then stop the sweeper
-            with anyio.move_on_after(
-                cfg.drain_timeout if cfg.drain_timeout is not None else math.inf
-            ):
-                await slots.wait_empty()
+            # let connections drain (within drain_timeout and the shutdown's
+            # grace, whichever ends first), then stop the sweeper
+            shutdown = ctx.executor.shutdown
+            with anyio.CancelScope(deadline=_drain_deadline(cfg.drain_timeout, shutdown)):
+                if shutdown is not None and not shutdown.is_triggered:
+                    # closed by hand; a shutdown triggered meanwhile still caps the drain
+                    await _first_of(slots.wait_empty, lambda: _until_grace(shutdown))
+                else:
+                    await slots.wait_empty()
             if slots.open:
-                _log.warning("drain timeout: cancelling %d connections", slots.open)
+                _log.warning(
+                    "drain bound reached: cancelling %d connections on %s",
+                    slots.open,
+                    self._local_addrs[0],
+                )
             conns.cancel_scope.cancel()
 
     async def _accept_loop(
@@ -331,8 +425,15 @@ class TcpListener:
                 continue
             except OSError as exc:
                 slots.release()
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    _log.warning("accept failed (%s); backing off", exc)
+                if exc.errno in _FD_ERRORS:
+                    # out of fds: retry every 100 ms, say so at most every 10 s
+                    self._accept_warning.log(
+                        logging.WARNING,
+                        "accept on %s failed (%s); backing off (%d connections open)",
+                        SocketAddress.from_sockaddr(sock.getsockname()),
+                        exc,
+                        slots.open,
+                    )
                     await anyio.sleep(0.1)
                     continue
                 if exc.errno in _PENDING_NETWORK_ERRORS:
@@ -373,12 +474,16 @@ class TcpListener:
                 ctx.insert(info)
                 ctx.insert(conn_id)
                 await service.serve(ctx, stream)
-            except OSError as exc:
-                _log.debug("%s: socket error: %s", conn_id, exc)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                _log.debug("%s: peer went away", conn_id)
+            except (ConnectionLost, anyio.EndOfStream) as exc:
+                _log.debug("%s: peer went away (%s)", conn_id, exc or type(exc).__name__)
             except RamaError as exc:
                 _log.debug("%s: %s", conn_id, format_error_chain(exc))
+            except TimeoutError as exc:  # (an OSError too: before the clause below)
+                # an expected event (a service's own timeout), not a bug: no traceback
+                _log.info("%s: timed out: %s", conn_id, exc or "TimeoutError")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                # another library's stream (anyio's TLSStream, a raw socket) failing
+                _log.debug("%s: connection failed: %r", conn_id, exc)
             except Exception:
                 _log.exception("%s: service failed", conn_id)
             finally:
@@ -408,6 +513,21 @@ class TcpListener:
                     read_timeout is not None and stream.last_received < now - read_timeout
                 ):
                     scope.cancel()
+
+
+def _drain_deadline(drain_timeout: float | None, shutdown: Shutdown | None) -> float:
+    """The absolute time (anyio's clock) at which a drain starting now ends."""
+    deadline = math.inf if drain_timeout is None else anyio.current_time() + drain_timeout
+    if shutdown is not None:
+        deadline = min(deadline, shutdown.grace_deadline)
+    return deadline
+
+
+async def _until_grace(shutdown: Shutdown) -> None:
+    await shutdown.wait_triggered()
+    if math.isinf(shutdown.grace_deadline):
+        await anyio.sleep_forever()
+    await anyio.sleep_until(shutdown.grace_deadline)
 
 
 async def _first_of(*waits: Callable[[], Any]) -> None:
