@@ -124,7 +124,7 @@ def huffman_decode(data: bytes | memoryview) -> bytes:
     nxt = _HUFF_NEXT
     emit = _HUFF_EMIT
     state = 0
-    out = []
+    out: list[bytes] = []
     append = out.append
     for b in data:
         idx = (state << 8) | b
