@@ -725,7 +725,13 @@ class H2Engine:
         closed = self._closed
         closed[sid] = how
         if len(closed) > self.max_closed_streams:
-            del closed[next(iter(closed))]
+            self._trim_closed()
+
+    def _trim_closed(self) -> None:
+        # Keep the newer half (deleting one at a time from the front of a dict
+        # makes the next lookup of its first key scan the deleted slots).
+        keep = self.max_closed_streams // 2
+        self._closed = dict(list(self._closed.items())[-keep:]) if keep else {}
 
     def _close(self, st: _Stream, how: int) -> None:
         sid = st.sid
@@ -738,7 +744,7 @@ class H2Engine:
         closed = self._closed
         closed[sid] = how
         if len(closed) > self.max_closed_streams:
-            del closed[next(iter(closed))]
+            self._trim_closed()
 
     def _is_idle(self, sid: int) -> bool:
         if (sid & 1) == (1 if self.client else 0):

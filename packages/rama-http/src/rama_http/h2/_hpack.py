@@ -234,8 +234,10 @@ class Decoder:
     """
 
     __slots__ = (
+        "_cache",
         "_dyn",
         "_dyn_size",
+        "_generation",
         "_max",
         "_require_update",
         "_tainted",
@@ -255,6 +257,8 @@ class Decoder:
     ) -> None:
         self._dyn: deque[tuple[bytes, bytes]] = deque()
         self._dyn_size = 0
+        self._generation = 0
+        self._cache: dict[bytes, tuple[int, list[tuple[bytes, bytes]], int]] = {}
         self._max = max_table_size
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
@@ -282,6 +286,7 @@ class Decoder:
 
     def _resize(self, size: int) -> None:
         self._max = size
+        self._generation += 1
         dyn = self._dyn
         while self._dyn_size > size:
             n, v = dyn.pop()
@@ -290,6 +295,7 @@ class Decoder:
     def _add(self, entry: tuple[bytes, bytes]) -> None:
         size = len(entry[0]) + len(entry[1]) + 32
         dyn = self._dyn
+        self._generation += 1
         if size > self._max:
             dyn.clear()
             self._dyn_size = 0
@@ -302,7 +308,20 @@ class Decoder:
         self._dyn_size += size
 
     def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """Decode one complete header block."""
+        """Decode one complete header block.
+
+        A block made only of indexed fields (a request repeated on a connection)
+        is decoded once per dynamic-table state: later copies cost a dict lookup.
+        """
+        hit = self._cache.get(data)
+        if hit is not None and hit[0] == self._generation and not self._require_update:
+            if hit[2] > self.max_header_list_size:
+                raise HeaderListTooLarge(f"header list of {hit[2]} bytes exceeds the limit")
+            self.problem = None
+            if self.never_indexed:
+                self.never_indexed = []
+            return list(hit[1])
+        generation = self._generation
         out: list[tuple[bytes, bytes]] = []
         append = out.append
         static = STATIC_TABLE
@@ -429,6 +448,12 @@ class Decoder:
             raise HPACKError("index out of range") from None
         if total > limit:
             raise HeaderListTooLarge(f"header list of {total} bytes exceeds {limit}")
+        if generation == self._generation and self.problem is None and not self.never_indexed:
+            cache = self._cache
+            if len(cache) >= 64:
+                cache.clear()
+            cache[data] = (generation, out, total)
+            return list(out)
         return out
 
 
