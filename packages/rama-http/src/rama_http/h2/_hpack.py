@@ -464,6 +464,7 @@ class Encoder:
     7.1.3); ``no_index`` names (values that change on every message) as literals
     without indexing, which also keeps the dynamic table stable so the block
     cache hits. ``huffman`` Huffman-codes strings when that is shorter.
+    ``max_table_size`` is the table size both sides start with (4096 in HTTP/2).
     """
 
     __slots__ = (
@@ -503,11 +504,12 @@ class Encoder:
             b"location",
         ),
         cache_size: int = 256,
+        max_table_size: int = DEFAULT_TABLE_SIZE,
     ) -> None:
         self._dyn: deque[tuple[bytes, bytes]] = deque()
         self._dyn_size = 0
-        self._max = DEFAULT_TABLE_SIZE
-        self.max_table_size = DEFAULT_TABLE_SIZE
+        self._max = max_table_size
+        self.max_table_size = max_table_size
         """The most the peer's decoder allows (its SETTINGS_HEADER_TABLE_SIZE)."""
         self._exact: dict[tuple[bytes, bytes], int] = {}
         self._names: dict[bytes, int] = {}
@@ -575,7 +577,7 @@ class Encoder:
     def _string(self, s: bytes) -> bytes:
         if self.huffman and len(s) > 1:
             hl = _huffman_length(s)
-            if hl < len(s):
+            if hl <= len(s):
                 return _encode_int(hl, 7, 0x80) + huffman_encode(s)
         n = len(s)
         if n < 127:
