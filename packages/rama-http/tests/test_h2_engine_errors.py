@@ -99,7 +99,8 @@ SERVER_CASES: list[tuple[str, bytes, tuple[str, int]]] = [
     ),
     ("data-on-idle-stream", data_frame(1, b"x"), ("goaway", P)),
     ("headers-even-stream", headers_frame(2, GET), ("goaway", P)),
-    ("headers-on-closed-stream", headers_frame(3, GET) + headers_frame(1, GET), ("goaway", SC)),
+    ("headers-on-half-closed-stream", _req() + _req(), ("rst", SC)),
+    ("headers-on-skipped-stream", headers_frame(3, GET) + headers_frame(1, GET), ("goaway", P)),
     ("data-after-end-stream", _req() + data_frame(1, b"x"), ("rst", SC)),
     (
         "data-over-stream-window",
@@ -335,3 +336,12 @@ def test_priority_on_idle_stream_is_fine() -> None:
     assert not eng.closed
     assert eng.priorities[0].stream_id == 11
     assert events[0].priority.weight == 201  # type: ignore[attr-defined]
+
+
+def test_headers_on_a_closed_stream_is_a_connection_error() -> None:
+    eng = server()
+    eng.receive_data(_req())
+    eng.send_headers(1, OK, end_stream=True)
+    eng.data_to_send()
+    eng.receive_data(_req())
+    assert outcome(eng) == ("goaway", SC)

@@ -814,15 +814,11 @@ class H2Engine:
             if self.client or sid % 2 == 0:
                 if self._is_idle(sid):
                     raise _ConnError(_PROTOCOL_ERROR, f"HEADERS on idle stream {sid}")
-                self._decode(block)
-                if self._closed.get(sid) == _RESET_BY_US:
-                    return
-                raise _ConnError(_STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+                self._closed_stream_headers(sid, block)
+                return
             if sid <= self._highest_peer:
-                self._decode(block)
-                if self._closed.get(sid) == _RESET_BY_US:
-                    return
-                raise _ConnError(_STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+                self._closed_stream_headers(sid, block)
+                return
             self._new_request(sid, block, end_stream, prio, events)
             return
         headers = self._decode(block)
@@ -848,6 +844,16 @@ class H2Engine:
         events.append(TrailersReceived(sid, headers))
         if st.local_closed:
             self._close(st, _ENDED)
+
+    def _closed_stream_headers(self, sid: int, block: bytes) -> None:
+        self._decode(block)  # keeps HPACK in step
+        how = self._closed.get(sid)
+        if how == _RESET_BY_US:
+            return  # RFC 9113 section 5.4.2: frames already in flight
+        if how is None:
+            # Never opened, implicitly closed by a higher id (RFC 9113 section 5.1.1).
+            raise _ConnError(_PROTOCOL_ERROR, f"HEADERS on stream {sid} below the highest id")
+        raise _ConnError(_STREAM_CLOSED, f"HEADERS on closed stream {sid}")
 
     def _new_request(
         self,
