@@ -137,6 +137,7 @@ SERVER_CASES: list[tuple[str, bytes, tuple[str, int]]] = [
     ("upgrade-header", _req([(b"upgrade", b"h2c")]), ("rst", P)),
     ("keep-alive-header", _req([(b"keep-alive", b"5")]), ("rst", P)),
     ("te-not-trailers", _req([(b"te", b"gzip")]), ("rst", P)),
+    ("host-differs-from-authority", _req([(b"host", b"y")]), ("rst", P)),
     ("value-with-crlf", _req([(b"x-a", b"a\r\nb")]), ("rst", P)),
     ("value-with-nul", _req([(b"x-a", b"a\x00b")]), ("rst", P)),
     ("value-leading-space", _req([(b"x-a", b" a")]), ("rst", P)),

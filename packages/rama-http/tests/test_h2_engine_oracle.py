@@ -404,6 +404,7 @@ for _name in (
     "duplicate-pseudo",
     "empty-name",
     "empty-path",
+    "host-differs-from-authority",
     "keep-alive-header",
     "missing-method",
     "missing-path",

@@ -303,3 +303,18 @@ def test_our_goaway_last_stream_id() -> None:
     f = out_frames(eng)[-1]
     assert (f.type, int.from_bytes(f.payload[:4], "big")) == (7, 3)
     assert eng.goaway_sent == 3
+
+
+def test_header_list_limit_follows_our_setting() -> None:
+    big = [*GET, (b"x-big", b"v" * 3000)]
+    eng = server(settings=[(6, 2000)])
+    eng.receive_data(headers_frame(1, big))
+    assert eng.error_code == 11  # ENHANCE_YOUR_CALM
+    eng = server()
+    eng.update_settings([(6, 2000)])
+    eng.receive_data(headers_frame(1, big))
+    assert eng.error_code == 11
+    eng = server(max_header_list_size=10000)
+    eng.update_settings([(6, 2000)])  # an explicit limit wins
+    eng.receive_data(headers_frame(1, big))
+    assert not eng.closed

@@ -115,6 +115,7 @@ _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b"
 _DEFAULTS = {1: 4096, 2: 1, 3: 2**31 - 1, 4: 65535, 5: 16384, 6: 2**31 - 1, 8: 0}
 
 _unpack_header = FRAME_HEADER.unpack_from
+_pack_header = FRAME_HEADER.pack
 _unpack_u32 = _U32.unpack_from
 
 
@@ -276,6 +277,7 @@ class H2Engine:
         self.headers_delivered = 0
         """Header blocks handed to the application."""
 
+        self._follow_list_setting = max_header_list_size is None
         explicit_limit = max_header_list_size
         if explicit_limit is None:
             explicit_limit = dict(self._initial_settings).get(6, 64 * 1024)
@@ -377,6 +379,8 @@ class H2Engine:
                 self._decoder.max_table_size = v
             elif k == 8 and v:
                 self._local_connect_protocol = True
+            elif k == 6 and self._follow_list_setting:
+                self._decoder.max_header_list_size = v
             elif k == 2 and v:
                 self._local_push = 1
 
@@ -449,12 +453,23 @@ class H2Engine:
             if st.headers_out and not end_stream:
                 raise H2EngineError("trailers must end the stream")
         block = self._encoder.encode(hdrs)
-        prio = None
-        if priority is not None:
-            prio = (priority.depends_on, priority.weight, priority.exclusive)
-        self._out += header_block_frames(
-            stream_id, block, self._max_send_frame, end_stream=end_stream, priority=prio, pad=pad
-        )
+        n = len(block)
+        if priority is None and not pad and n <= self._max_send_frame:
+            out = self._out
+            out += _pack_header(n >> 16, n & 0xFFFF, 1, 5 if end_stream else 4, stream_id)
+            out += block
+        else:
+            prio = None
+            if priority is not None:
+                prio = (priority.depends_on, priority.weight, priority.exclusive)
+            self._out += header_block_frames(
+                stream_id,
+                block,
+                self._max_send_frame,
+                end_stream=end_stream,
+                priority=prio,
+                pad=pad,
+            )
         if not informational:
             st.headers_out = True
         if end_stream:
@@ -492,7 +507,12 @@ class H2Engine:
         self._conn_out -= cost
         st.out_window -= cost
         if n <= max_frame:
-            self._out += data_frame(stream_id, data, end_stream=end_stream, pad=pad)
+            if pad:
+                self._out += data_frame(stream_id, data, end_stream=end_stream, pad=pad)
+            else:
+                out = self._out
+                out += _pack_header(n >> 16, n & 0xFFFF, 0, 1 if end_stream else 0, stream_id)
+                out += data
         else:
             out = self._out
             view = memoryview(data)
@@ -903,7 +923,7 @@ class H2Engine:
         """The request's content-length (-1: none), or -2 when the request is malformed."""
         if self._decoder.problem is not None:
             return -2
-        method = scheme = path = authority = protocol = None
+        method = scheme = path = authority = protocol = host = None
         regular = False
         cl = -1
         for name, value in headers:
@@ -943,8 +963,12 @@ class H2Engine:
                     cl = _content_length(value, cl)
                     if cl == -2:
                         return -2
+                elif name == b"host":
+                    host = value
         if method is None:
             return -2
+        if host is not None and authority is not None and host != authority:
+            return -2  # RFC 9113 section 8.3.1
         if method == b"CONNECT":
             if protocol is not None:
                 if not self._local_connect_protocol:
