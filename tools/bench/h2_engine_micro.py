@@ -3,7 +3,7 @@
 Both engines get the same client bytes (prior-knowledge preface, SETTINGS, then
 batches of ``--batch`` GET requests, like ``h2load -m10``), and for each
 request queue HEADERS + DATA("hello", END_STREAM); the bytes to send are taken
-once per batch, as a server writes once per read. Ours (rama_http.h2._engine)
+once per batch, as a server writes once per read. Ours (rama_http._h2._engine)
 and h2.connection.H2Connection run in the same process, interleaved, and the
 median of ``--rounds`` runs is reported.
 
@@ -21,8 +21,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._events import RequestReceived
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._events import RequestReceived
 
 REQUEST = [
     (b":method", b"GET"),

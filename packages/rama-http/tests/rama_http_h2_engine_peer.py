@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hpack
 
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._events import Event
-from rama_http.h2._frames import (
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._events import Event
+from rama_http._h2._frames import (
     CONNECTION_PREFACE,
     FLAG_END_HEADERS,
     FLAG_END_STREAM,

@@ -9,9 +9,9 @@ import hpack
 import pytest
 from rama_http_h2_engine_peer import GET, OK, client, headers_frame, out_frames, outcome, server
 
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._events import ConnectionFailed, StreamRefused, StreamReset
-from rama_http.h2._frames import (
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._events import ConnectionFailed, StreamRefused, StreamReset
+from rama_http._h2._frames import (
     CONNECTION_PREFACE,
     FLAG_END_HEADERS,
     FLAG_PADDED,

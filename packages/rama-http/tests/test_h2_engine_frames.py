@@ -20,7 +20,7 @@ from hyperframe.frame import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rama_http.h2._frames import (
+from rama_http._h2._frames import (
     CONNECTION_PREFACE,
     ErrorCode,
     Frame,

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from rama_http_h2_engine_peer import outcome, server
 from test_h2_engine_errors import SERVER_CASES
 
-from rama_http.h2 import _events as ev
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._frames import CONNECTION_PREFACE, FrameReader, settings_frame
+from rama_http._h2 import _events as ev
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._frames import CONNECTION_PREFACE, FrameReader, settings_frame
 
 Norm = list[tuple[Any, ...]]
 

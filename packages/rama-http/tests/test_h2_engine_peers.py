@@ -24,8 +24,8 @@ import anyio
 import anyio.abc
 import pytest
 
-from rama_http.h2 import _events as ev
-from rama_http.h2._engine import H2Engine
+from rama_http._h2 import _events as ev
+from rama_http._h2._engine import H2Engine
 from rama_tls import CertificateAuthority
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peer]

@@ -18,9 +18,9 @@ from hyperframe.frame import (
 )
 from rama_http_h2_engine_peer import GET, feed
 
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._events import Event
-from rama_http.h2._frames import CONNECTION_PREFACE, frame
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._events import Event
+from rama_http._h2._frames import CONNECTION_PREFACE, frame
 
 
 def _client_bytes() -> bytes:

@@ -6,8 +6,8 @@ import hpack
 import pytest
 from rama_http_h2_engine_peer import GET, OK, client, headers_frame, out_frames, server
 
-from rama_http.h2._engine import H2Engine
-from rama_http.h2._events import (
+from rama_http._h2._engine import H2Engine
+from rama_http._h2._events import (
     DataReceived,
     FlowControlBlocked,
     H2EngineError,
@@ -20,7 +20,7 @@ from rama_http.h2._events import (
     TooManyStreamsError,
     WindowUpdated,
 )
-from rama_http.h2._frames import (
+from rama_http._h2._frames import (
     CONNECTION_PREFACE,
     FLAG_PADDED,
     FrameReader,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hpack
 import pytest
 
-from rama_http.h2._hpack import (
+from rama_http._h2._hpack import (
     Decoder,
     Encoder,
     HeaderListTooLarge,

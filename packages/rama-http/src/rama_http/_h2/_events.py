@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import LocalProtocolError
+from rama_http import LocalProtocolError
 
 __all__ = [
     "ConnectionFailed",
