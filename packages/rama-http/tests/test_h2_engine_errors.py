@@ -298,10 +298,10 @@ def test_streams_above_our_goaway_are_refused() -> None:
 
 
 def test_frame_hook_can_end_the_connection() -> None:
-    seen: list[tuple[int, int, int, int]] = []
+    seen: list[tuple[int, int, int, bytes]] = []
 
-    def hook(ftype: int, flags: int, sid: int, length: int) -> int | None:
-        seen.append((ftype, flags, sid, length))
+    def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> int | None:
+        seen.append((ftype, flags, sid, bytes(payload)))
         pings = sum(1 for f in seen if f[0] == 6)
         return E.ENHANCE_YOUR_CALM if pings > 3 else None
 
@@ -311,7 +311,24 @@ def test_frame_hook_can_end_the_connection() -> None:
     assert [(f.type, f.flags) for f in sent] == [(6, 1)] * 3 + [(7, 0)]
     assert int.from_bytes(sent[-1].payload[4:8], "big") == E.ENHANCE_YOUR_CALM
     assert eng.error_code == E.ENHANCE_YOUR_CALM
-    assert seen == [(4, 0, 0, 0)] + [(6, 0, 0, 8)] * 4
+    assert seen == [(4, 0, 0, b"")] + [(6, 0, 0, b"12345678")] * 4
+
+
+def test_frame_hook_sees_the_state_before_the_frame() -> None:
+    states: list[tuple[int, bool, int]] = []
+    eng: H2Engine
+
+    def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> int | None:
+        states.append((ftype, eng.stream_is_open(sid), eng.highest_inbound_stream_id))
+        return None
+
+    eng = H2Engine(client=False, on_frame=hook)
+    eng.initiate_connection()
+    eng.receive_data(CONNECTION_PREFACE + settings_frame([]))
+    eng.receive_data(_req(end_stream=False) + data_frame(1, b"x", end_stream=True))
+    eng.send_headers(1, OK, end_stream=True)
+    eng.receive_data(data_frame(1, b"late"))
+    assert states == [(4, False, 0), (1, False, 0), (0, True, 1), (0, False, 1)]
 
 
 def test_goaway_received_refuses_our_streams_above_last_id() -> None:

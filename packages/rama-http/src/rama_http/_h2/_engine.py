@@ -23,9 +23,12 @@ the engine (a :class:`~._events.ConnectionFailed` event); stream errors queue
 RST_STREAM (a :class:`~._events.StreamReset` event with ``remote=False``).
 
 For flood accounting (rapid reset, PING/SETTINGS floods, no-progress
-allowances), ``on_frame(type, flags, stream_id, length)`` is called for every
-received frame; returning an error code (e.g. ENHANCE_YOUR_CALM) ends the
-connection with it. :attr:`H2Engine.data_delivered` and
+allowances), ``on_frame(type, flags, stream_id, payload)`` is called for every
+received frame before the engine acts on it (``payload`` is a memoryview of the
+frame's payload, padding included, valid during the call; the engine's state,
+e.g. :meth:`H2Engine.stream_is_open`, is still what it was before the frame);
+returning an error code (e.g. ENHANCE_YOUR_CALM) ends the connection with it,
+so a flood guard that raises can be wrapped in a few lines. :attr:`H2Engine.data_delivered` and
 :attr:`H2Engine.headers_delivered` count what the peer sent that reached the
 application.
 """
@@ -93,8 +96,8 @@ from ._hpack import Decoder, Encoder, HeaderListTooLarge, HPACKError
 
 __all__ = ["FrameHook", "H2Engine"]
 
-FrameHook = Callable[[int, int, int, int], "int | None"]
-"""``(type, flags, stream_id, length) -> error code or None``, called per received frame."""
+FrameHook = Callable[[int, int, int, memoryview], "int | None"]
+"""``(type, flags, stream_id, payload) -> error code or None``, called per received frame."""
 
 _ENDED, _RESET_BY_US, _RESET_BY_PEER = 0, 1, 2
 
@@ -669,7 +672,7 @@ class H2Engine:
                 sid &= 0x7FFFFFFF
                 self.frames_received += 1
                 if self.on_frame is not None:
-                    code = self.on_frame(ftype, flags, sid, length)
+                    code = self.on_frame(ftype, flags, sid, memoryview(buf)[start:pos])
                     if code:
                         raise _ConnError(code, "frame accounting limit")
                 if self._hb_sid and ftype != 9:
