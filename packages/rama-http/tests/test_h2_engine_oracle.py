@@ -141,7 +141,7 @@ def _request(method: str, path: str, extra: list[tuple[str, str]]) -> list[tuple
     return [(n.encode(), v.encode()) for n, v in base + extra]
 
 
-def _drive_client(data: st.DataObject) -> list[bytes]:
+def _drive_client(data: st.DataObject, *, may_close: bool = True) -> list[bytes]:
     """An h2 client doing random valid things; returns what it sent, in write batches."""
     c = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None)
@@ -226,7 +226,7 @@ def _drive_client(data: st.DataObject) -> list[bytes]:
         chunk = c.data_to_send()
         if chunk:
             chunks.append(chunk)
-    if data.draw(st.booleans()):
+    if may_close and data.draw(st.booleans()):
         c.close_connection(error_code=0)
         chunks.append(c.data_to_send())
     return chunks
@@ -441,3 +441,58 @@ def test_invalid_sequences_end_like_h2_or_as_rfc_9113_says(name: str, data: byte
         assert ours != theirs
     else:
         assert ours == theirs
+
+
+# Connection errors that do not depend on which streams exist, to append to any valid prefix.
+_ANYWHERE = [
+    "data-on-stream-0",
+    "headers-on-stream-0",
+    "frame-over-max-size",
+    "settings-length-not-6n",
+    "settings-on-stream",
+    "initial-window-too-big",
+    "max-frame-size-too-small",
+    "max-frame-size-too-big",
+    "enable-push-2",
+    "enable-connect-protocol-2",
+    "ping-length-7",
+    "ping-on-stream",
+    "window-update-length-3",
+    "window-update-0-connection",
+    "window-update-overflow-connection",
+    "rst-on-stream-0",
+    "rst-length-3",
+    "priority-on-stream-0",
+    "goaway-on-stream",
+    "goaway-short",
+    "continuation-without-headers",
+]
+_CASES = {c[0]: c[1] for c in SERVER_CASES}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.data(), st.sampled_from(_ANYWHERE))
+def test_valid_prefix_then_an_invalid_frame_ends_like_h2(data: st.DataObject, case: str) -> None:
+    # h2 refuses every frame after the peer's GOAWAY: no GOAWAY in the prefix.
+    prefix = b"".join(_drive_client(data, may_close=False))
+    ours = H2Engine(client=False, settings=[(3, 100)], auto_window_update=False)
+    ours.initiate_connection()
+    ref = _h2_server()
+    ours.receive_data(prefix)
+    ref.receive_data(prefix)
+    ours.data_to_send()
+    ref.data_to_send()
+    bad = _CASES[case]
+    ours.receive_data(bad)
+    try:
+        ref.receive_data(bad)
+    except h2.exceptions.ProtocolError:
+        pass
+    frames = FrameReader(max_frame_size=(1 << 24) - 1).feed(ref.data_to_send())
+    theirs = [("goaway", int.from_bytes(f.payload[4:8], "big")) for f in frames if f.type == 7]
+    assert ours.closed
+    assert theirs == [("goaway", ours.error_code)]

@@ -318,3 +318,20 @@ def test_header_list_limit_follows_our_setting() -> None:
     eng.update_settings([(6, 2000)])  # an explicit limit wins
     eng.receive_data(headers_frame(1, big))
     assert not eng.closed
+
+
+def test_client_extended_connect_needs_the_peer_setting() -> None:
+    ws = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"websocket"),
+        (b":scheme", b"https"),
+        (b":path", b"/chat"),
+        (b":authority", b"x"),
+    ]
+    eng = client()
+    with pytest.raises(H2EngineError, match="ENABLE_CONNECT_PROTOCOL"):
+        eng.send_headers(1, ws)
+    assert eng.open_outbound_streams == 0
+    eng.receive_data(settings_frame([(8, 1)]))
+    eng.send_headers(3, ws)
+    assert eng.stream_is_open(3)

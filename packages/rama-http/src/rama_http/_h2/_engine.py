@@ -439,9 +439,15 @@ class H2Engine:
             self._local_open += 1
             self._highest_local = stream_id
             for name, value in hdrs:
+                if name[:1] != b":":
+                    break
                 if name == b":method":
                     st.head = value == b"HEAD"
-                    break
+                elif name == b":protocol" and self.remote_settings[8] != 1:
+                    self._close(st, _RESET_BY_US)
+                    raise H2EngineError(
+                        ":protocol needs the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL"
+                    )
             informational = False
         else:
             if st.local_closed:
