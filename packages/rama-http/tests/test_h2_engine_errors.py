@@ -363,3 +363,11 @@ def test_headers_on_a_closed_stream_is_a_connection_error() -> None:
     eng.data_to_send()
     eng.receive_data(_req())
     assert outcome(eng) == ("goaway", SC)
+
+
+def test_an_oversized_frame_is_refused_before_it_arrives() -> None:
+    eng = server()
+    header = frame(0, 0, 1, b"x" * (1 << 20))[:9]
+    eng.receive_data(header[:5])  # not even a whole frame header yet
+    eng.receive_data(header[5:] + b"x" * 100)
+    assert outcome(eng) == ("goaway", FS)

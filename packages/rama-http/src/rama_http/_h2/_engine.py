@@ -644,10 +644,14 @@ class H2Engine:
         if self._in:
             self._in += data
             inbuf = self._in
-            if not self._preface_left and (
-                len(inbuf) < 9 or (inbuf[0] << 16 | inbuf[1] << 8 | inbuf[2]) + 9 > len(inbuf)
-            ):
-                return events
+            if not self._preface_left:
+                # Still inside one frame: wait without copying (an oversized frame
+                # is refused at once, not buffered).
+                if len(inbuf) < 9:
+                    return events
+                length = inbuf[0] << 16 | inbuf[1] << 8 | inbuf[2]
+                if length + 9 > len(inbuf) and length <= self._max_recv_frame:
+                    return events
             buf = bytes(inbuf)
             inbuf.clear()
         else:
