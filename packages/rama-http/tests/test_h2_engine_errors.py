@@ -371,3 +371,17 @@ def test_an_oversized_frame_is_refused_before_it_arrives() -> None:
     eng.receive_data(header[:5])  # not even a whole frame header yet
     eng.receive_data(header[5:] + b"x" * 100)
     assert outcome(eng) == ("goaway", FS)
+
+
+def test_a_repeated_block_is_checked_again_once_the_table_changed() -> None:
+    eng = server()
+    first = bytes.fromhex("828684410178") + b"\x40\x03x-a\x011"  # adds :authority x, x-a: 1
+    again = bytes.fromhex("828684bfbe")  # :authority x, x-a: 1 (by index)
+    bad = bytes.fromhex("828684bf") + b"\x40\x0aconnection\x05close"  # malformed, and indexed
+    events = eng.receive_data(headers_frame(1, first) + headers_frame(3, again))
+    assert [type(e).__name__ for e in events] == ["RequestReceived", "RequestReceived"]
+    events = eng.receive_data(headers_frame(5, bad))
+    assert events == [StreamReset(5, P, remote=False)]
+    # The same bytes as stream 3's now index "connection: close".
+    events = eng.receive_data(headers_frame(7, again))
+    assert events == [StreamReset(7, P, remote=False)]

@@ -285,6 +285,7 @@ class H2Engine:
         if explicit_limit is None:
             explicit_limit = dict(self._initial_settings).get(6, 64 * 1024)
         self._decoder = Decoder(max_header_list_size=explicit_limit, validate=validate_headers)
+        self._verdicts: dict[bytes, tuple[int, int, bool]] = {}
         self._encoder = Encoder(huffman=huffman)
 
     # --- properties -------------------------------------------------------
@@ -916,7 +917,17 @@ class H2Engine:
             priority = StreamPriority(prio[0], prio[1], prio[2])
         cl = -1
         if self.validate_headers:
-            cl = self._check_request(headers)
+            # The same block in the same HPACK table state is the same request:
+            # its verdict is remembered (a repeated request is checked once).
+            gen = self._decoder.generation
+            hit = self._verdicts.get(block)
+            if hit is not None and hit[0] == gen and hit[2] == self._local_connect_protocol:
+                cl = hit[1]
+            else:
+                cl = self._check_request(headers)
+                if len(self._verdicts) >= 64:
+                    self._verdicts.clear()
+                self._verdicts[block] = (gen, cl, self._local_connect_protocol)
             if cl == -2 or (end_stream and cl > 0):
                 self._stream_error(sid, _PROTOCOL_ERROR, events)
                 return

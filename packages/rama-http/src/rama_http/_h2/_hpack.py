@@ -25,6 +25,7 @@ __all__ = [
     "Encoder",
     "HPACKError",
     "HeaderListTooLarge",
+    "field_problem",
     "huffman_decode",
     "huffman_encode",
 ]
@@ -272,6 +273,11 @@ class Decoder:
     def table_size(self) -> int:
         """The dynamic table's current size (RFC 7541 accounting)."""
         return self._dyn_size
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the dynamic table does: a block decodes the same within one."""
+        return self._generation
 
     @property
     def table(self) -> list[tuple[bytes, bytes]]:
