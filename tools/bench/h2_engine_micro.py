@@ -7,7 +7,7 @@ once per batch, as a server writes once per read. Ours (rama_http._h2._engine)
 and h2.connection.H2Connection run in the same process, interleaved, and the
 median of ``--rounds`` runs is reported.
 
-    .venv/bin/python tools/bench/h2_engine_micro.py [-n 20000] [--rounds 3] [--profile]
+    .venv/bin/python tools/bench/h2_engine_micro.py [-n 20000] [--rounds 3] [--vary] [--profile]
 """
 
 from __future__ import annotations
@@ -42,15 +42,23 @@ RESPONSE = [
 BODY = b"hello"
 
 
-def client_chunks(n: int, batch: int) -> list[bytes]:
-    """The bytes an h2 client sends for ``n`` requests, one chunk per batch."""
+def client_chunks(n: int, batch: int, *, vary: bool = False) -> list[bytes]:
+    """The bytes an h2 client sends for ``n`` requests, one chunk per batch.
+
+    With ``vary`` every request has its own path, so no two header blocks are
+    the same (no decoder block cache hits, as with real browsing traffic).
+    """
     client = H2Engine(client=True, settings=[(2, 0), (4, 1 << 20)], initial_window_update=1 << 30)
     client.initiate_connection()
     chunks = [client.data_to_send()]
     sid = 1
     for start in range(0, n, batch):
         for _ in range(min(batch, n - start)):
-            client.send_headers(sid, REQUEST, end_stream=True)
+            if vary:
+                req = [*REQUEST[:1], (b":path", b"/item/%d?q=%d" % (sid, sid * 7)), *REQUEST[2:]]
+                client.send_headers(sid, req, end_stream=True)
+            else:
+                client.send_headers(sid, REQUEST, end_stream=True)
             sid += 2
         chunks.append(client.data_to_send())
         # Forget the streams (the benchmark never reads the responses).
@@ -105,9 +113,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=20000, help="requests per run")
     ap.add_argument("--batch", type=int, default=10, help="requests per read")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--vary", action="store_true", help="a different :path per request")
     ap.add_argument("--profile", action="store_true", help="pyinstrument our engine")
     args = ap.parse_args()
-    chunks = client_chunks(args.n, args.batch)
+    chunks = client_chunks(args.n, args.batch, vary=args.vary)
     if args.profile:
         from pyinstrument import Profiler
 
@@ -123,7 +132,8 @@ def main() -> None:
         ours.append(timed(run_ours, chunks))
         ref.append(timed(run_h2, chunks))
     o, r = statistics.median(ours), statistics.median(ref)
-    print(f"requests per run: {args.n}, batch {args.batch}, rounds {args.rounds} (medians)")
+    kind = "distinct paths" if args.vary else "identical requests"
+    print(f"{args.n} {kind} per run, batch {args.batch}, rounds {args.rounds} (medians)")
     print(f"rama engine : {args.n / o:10.0f} req/s  ({o * 1e6 / args.n:6.1f} us/req)")
     print(f"h2 library  : {args.n / r:10.0f} req/s  ({r * 1e6 / args.n:6.1f} us/req)")
     print(f"speed-up    : {r / o:.1f}x")

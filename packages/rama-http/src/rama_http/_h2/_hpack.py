@@ -331,6 +331,7 @@ class Decoder:
         out: list[tuple[bytes, bytes]] = []
         append = out.append
         static = STATIC_TABLE
+        static_sizes = _STATIC_SIZES
         dyn = self._dyn
         pos = 0
         n = len(data)
@@ -361,11 +362,12 @@ class Decoder:
                         if idx == 0:
                             raise HPACKError("index 0")
                         entry = static[idx - 1]
+                        total += static_sizes[idx - 1]
                     else:
                         entry = dyn[idx - 62]
                         if tainted and entry in tainted and self.problem is None:
                             self.problem = field_problem(*entry)
-                    total += len(entry[0]) + len(entry[1]) + 32
+                        total += len(entry[0]) + len(entry[1]) + 32
                     if total <= limit:
                         append(entry)
                     continue
