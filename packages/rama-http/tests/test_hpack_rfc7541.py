@@ -321,3 +321,11 @@ def test_response_block_cache_hits_only_while_table_is_unchanged() -> None:
     dec = Decoder()
     for block, headers in ((first, resp), (second, resp), (new, [(b"x-new", b"v")]), (third, resp)):
         assert dec.decode(block) == headers
+
+
+def test_fields_as_lists_are_encoded_without_the_cache() -> None:
+    enc = Encoder()
+    fields = [[b":status", b"200"], [b"x-a", b"1"]]
+    block = enc.encode(fields)  # type: ignore[arg-type]
+    assert hpack.Decoder().decode(block, raw=True) == [(b":status", b"200"), (b"x-a", b"1")]
+    assert enc.encode(fields) != block  # type: ignore[arg-type]  # x-a is indexed now

@@ -594,8 +594,11 @@ class Encoder:
 
     def encode(self, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
         """Encode a header list (bytes tuples, in the order to send)."""
-        key = tuple(headers)
-        cached = self._cache.get(key)
+        key: object = tuple(headers)
+        try:
+            cached = self._cache.get(key)
+        except TypeError:  # fields given as lists: encoded, not cached
+            key = cached = None
         if cached is not None and cached[0] == self._generation and not self._pending_update:
             return cached[1]
         parts: list[bytes] = []
@@ -636,7 +639,7 @@ class Encoder:
             if indexing:
                 self._add(name, value)
         block = b"".join(parts)
-        if generation == self._generation and self.cache_size:
+        if generation == self._generation and self.cache_size and key is not None:
             cache = self._cache
             if len(cache) >= self.cache_size:
                 cache.clear()
