@@ -361,3 +361,22 @@ async def test_client_fetches_from_nginx_over_tls_alpn(nginx: Nginx) -> None:
                 stream, f"localhost:{nginx.tls_port}", "https", ["/hello", "/big.bin", "/nope"]
             )
     _check(nginx, resps)
+
+
+async def test_nghttp_multiplexed_with_priorities(require_peer: Callable[[str], str]) -> None:
+    nghttp = require_peer("nghttp")
+    async with engine_server() as port:
+        base = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(30):
+            got = await anyio.run_process(
+                [nghttp, "-nv", f"{base}/a", f"{base}/b", f"{base}/big"], check=False
+            )
+    out = got.stdout.decode()
+    assert got.returncode == 0, out
+    # nghttp opens with PRIORITY frames for its dependency tree and HEADERS with priority.
+    assert "send PRIORITY frame" in out
+    assert out.count("recv (stream_id=") >= 9  # 3 header fields for each of 3 responses
+    assert out.count("; END_STREAM") >= 3 + 3  # 3 requests sent, 3 responses ended
+    assert "send GOAWAY frame" in out
+    assert "recv RST_STREAM" not in out
+    assert "recv GOAWAY" not in out
