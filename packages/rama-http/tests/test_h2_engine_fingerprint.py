@@ -15,12 +15,8 @@ from hypothesis import strategies as st
 
 from rama_http._h2._engine import H2Engine
 from rama_http._h2._events import RequestReceived, StreamPriority
+from rama_http._h2._record import H2PrefaceRecorder
 from rama_http.fingerprint import AkamaiH2Fingerprint, akamai_h2_fingerprint
-
-try:  # main made the h2 package private (rama_http._h2); this branch predates that
-    from rama_http._h2 import H2PrefaceRecorder  # type: ignore[attr-defined]
-except ImportError:
-    from rama_http.h2 import H2PrefaceRecorder
 
 CHROME = "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p"
 FIREFOX_LEGACY = (
