@@ -217,7 +217,7 @@ async def test_add_extension_visible_to_inner() -> None:
 @pytest.mark.anyio
 async def test_consume_error_returns_fallback_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     svc = ConsumeErrorLayer(lambda ctx, exc: f"fallback for {type(exc).__name__}", logging.WARNING)
-    with caplog.at_level(logging.WARNING, logger="rama.error"):
+    with caplog.at_level(logging.WARNING, logger="rama.core.error"):
         assert await svc.layer(boom).serve(Context(), "x") == "fallback for ValueError"
     assert "bad x" in caplog.text
 
@@ -232,7 +232,7 @@ async def test_consume_error_never_swallows_cancellation() -> None:
 
 @pytest.mark.anyio
 async def test_log_error_logs_and_reraises(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="rama.error"):
+    with caplog.at_level(logging.ERROR, logger="rama.core.error"):
         with pytest.raises(ValueError, match="bad y"):
             await LogErrorLayer().layer(boom).serve(Context(), "y")
     assert "service error: bad y" in caplog.text

@@ -16,7 +16,7 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 F = TypeVar("F")
 
-_log = logging.getLogger("rama.error")
+_log = logging.getLogger("rama.core.error")
 
 
 class ConsumeError(Generic[In, Out]):
