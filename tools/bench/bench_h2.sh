@@ -35,7 +35,7 @@ import anyio
 
 from rama_core import service_fn
 from rama_http import Response
-from rama_http.server._auto import serve
+from rama_http.server import serve
 
 port, loop, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
 HEADERS = [("content-type", "text/plain")]
@@ -50,6 +50,7 @@ ctx = None
 if tls:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    ctx.set_alpn_protocols(["h2", "http/1.1"])  # serve() uses the context as it is
 anyio.run(
     lambda: serve(("127.0.0.1", port), hello, ssl_context=ctx),
     backend_options={"use_uvloop": loop == "uvloop"},
@@ -62,11 +63,19 @@ declare -A CMD=(
   [hypercorn-asyncio]="$PY -m hypercorn --bind 127.0.0.1:PORT --log-level error TLSARGS hello_asgi:app"
   [hypercorn-uvloop]="$PY -m hypercorn --worker-class uvloop --bind 127.0.0.1:PORT --log-level error TLSARGS hello_asgi:app"
 )
+names=(rama-asyncio rama-uvloop hypercorn-asyncio hypercorn-uvloop)
+# RAMA_BASE=<another checkout>: also run that tree's rama (same script, its sources) for before/after
+if [[ -n ${RAMA_BASE:-} ]]; then
+  base_pp=$(ls -d "$RAMA_BASE"/packages/*/src | paste -sd:)
+  CMD[base-asyncio]="env PYTHONPATH=$base_pp ${CMD[rama-asyncio]}"
+  CMD[base-uvloop]="env PYTHONPATH=$base_pp ${CMD[rama-uvloop]}"
+  names+=(base-asyncio base-uvloop)
+fi
 declare -A RES
 port=$((40000 + RANDOM % 20000))
 for mode in plain tls; do
   for r in $(seq "$R"); do
-    for name in rama-asyncio rama-uvloop hypercorn-asyncio hypercorn-uvloop; do
+    for name in "${names[@]}"; do
       port=$((port + 1))
       tlsargs=""; scheme=http
       if [[ $mode == tls ]]; then
@@ -106,7 +115,7 @@ echo "h2load -c10 -m10, ${S}s x $R rounds per server (shared 2-core machine: com
 printf '%-6s %-20s %10s  %s\n' mode server median "rounds"
 declare -A MED
 for mode in plain tls; do
-  for name in rama-asyncio rama-uvloop hypercorn-asyncio hypercorn-uvloop; do
+  for name in "${names[@]}"; do
     m=$(echo "${RES[$mode/$name]}" | median)
     MED[$mode/$name]=$m
     printf '%-6s %-20s %10s  [%s]\n' "$mode" "$name" "$m" "${RES[$mode/$name]# }"
@@ -115,5 +124,10 @@ for mode in plain tls; do
     a=${MED[$mode/rama-$loop]}; b=${MED[$mode/hypercorn-$loop]}
     awk -v a="$a" -v b="$b" -v m="$mode" -v l="$loop" \
       'BEGIN{printf "ratio %-5s rama/hypercorn (%s): %s\n", m, l, (b > 0 ? sprintf("%.2f", a / b) : "n/a")}'
+    if [[ -n ${RAMA_BASE:-} ]]; then
+      c=${MED[$mode/base-$loop]}
+      awk -v a="$a" -v c="$c" -v m="$mode" -v l="$loop" \
+        'BEGIN{printf "ratio %-5s rama/base      (%s): %s\n", m, l, (c > 0 ? sprintf("%.2f", a / c) : "n/a")}'
+    fi
   done
 done

@@ -33,6 +33,14 @@ declare -A CMD=(
   [uvicorn-h11]="$UV --http h11 --loop asyncio"
   [hypercorn]="$BIN/hypercorn --bind 127.0.0.1:PORT --log-level error $here/hello_asgi.py:app"
 )
+# RAMA_BASE=<another checkout>: also run that tree's rama (its own script and sources) for before/after
+if [[ -n ${RAMA_BASE:-} ]]; then
+  base_pp=$(ls -d "$RAMA_BASE"/packages/*/src | paste -sd:)
+  for v in fast-uvloop httptools-uvloop auto-uvloop; do
+    CMD[base-$v]="env PYTHONPATH=$base_pp ${CMD[rama-$v]//$here\//$RAMA_BASE/tools/bench/http/}"
+    names+=("base-$v")
+  done
+fi
 declare -A RES
 port=$((48200 + RANDOM % 500))
 for r in $(seq "$R"); do
@@ -74,6 +82,11 @@ pairs=(
   "rama-fast uvicorn-httptools"
   "rama-h11 uvicorn-h11"
   "rama-fast hypercorn"
+)
+[[ -n ${RAMA_BASE:-} ]] && pairs+=(
+  "rama-fast-uvloop base-fast-uvloop"
+  "rama-httptools-uvloop base-httptools-uvloop"
+  "rama-auto-uvloop base-auto-uvloop"
 )
 for pair in "${pairs[@]}"; do
   read -r rama other <<<"$pair"
