@@ -336,7 +336,8 @@ class PreparedHello:
             entries = b""
             for group, key in _key_share_template(data):
                 if is_grease(group):
-                    entries += u16(g["group"]) + vec16(key)
+                    if retry_group is None:  # the retried hello has one share (RFC 8446 4.1.2)
+                        entries += u16(g["group"]) + vec16(key)
                 elif retry_group is None or group == retry_group:
                     entries += u16(group) + vec16(self._share(group, len(key)))
             if retry_group is not None and retry_group not in self.keys:
