@@ -98,7 +98,7 @@ _KEY_UPDATE, _COMPRESSED_CERTIFICATE = 24, 25
 # states
 _START, _WAIT_SH, _WAIT_EE, _WAIT_CERT_CR, _WAIT_CERT, _WAIT_CV, _WAIT_FIN = range(7)
 _WAIT_CERT12, _WAIT_SKE, _WAIT_SHD, _WAIT_CCS12, _WAIT_FIN12 = range(7, 12)
-_CONNECTED, _CLOSED, _FAILED = 12, 13, 14
+_CONNECTED, _FAILED = 12, 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +211,8 @@ class TlsClient:
         self._ticket_expected = False
         self._ecdhe: KeyExchange | None = None
         self._pms = b""
+        self._we_closed = False
+        self._peer_closed = False
         self._master = b""
         self._c_secret = b""
         self._s_secret = b""
@@ -223,6 +225,9 @@ class TlsClient:
         """The key exchange group used."""
         self.peer_certificates: tuple[bytes, ...] = ()
         """The server's chain (DER, leaf first)."""
+        self.certificate_compression: int | None = None
+        """RFC 8879 algorithm the server compressed its certificate with (1 zlib, 2 brotli,
+        3 zstd), None when it was not compressed."""
 
     # -- public API -----------------------------------------------------------------------
     @property
@@ -231,9 +236,19 @@ class TlsClient:
         return self._suite.name if self._suite is not None else None
 
     @property
+    def hello_retried(self) -> bool:
+        """Whether the server answered the first hello with a HelloRetryRequest."""
+        return self._hrr
+
+    @property
+    def extended_master_secret(self) -> bool:
+        """TLS 1.2: whether the server agreed to the extended master secret (RFC 7627)."""
+        return self._ems
+
+    @property
     def handshake_complete(self) -> bool:
         """Whether application data can flow."""
-        return self._state in (_CONNECTED, _CLOSED)
+        return self._state == _CONNECTED
 
     @property
     def max_plaintext(self) -> int:
@@ -264,7 +279,7 @@ class TlsClient:
 
     def send(self, data: bytes) -> None:
         """Queue application data (split into records)."""
-        if self._state != _CONNECTED or self._write is None:
+        if self._state != _CONNECTED or self._write is None or self._we_closed:
             raise TlsUnexpectedMessage("the connection is not open for sending")
         seal = self._write.seal
         step = self._max_plain
@@ -278,14 +293,14 @@ class TlsClient:
 
     def close(self) -> None:
         """Queue close_notify; sending is over."""
-        if self._state in (_CONNECTED, _CLOSED) or self._write is not None:
-            self._send_alert(_A.CLOSE_NOTIFY, level=1)
-        if self._state == _CONNECTED:
-            self._state = _CLOSED
+        if self._we_closed or self._state == _FAILED:
+            return
+        self._we_closed = True
+        self._send_alert(_A.CLOSE_NOTIFY, level=1)
 
     def key_update(self, *, request_peer: bool = True) -> None:
         """TLS 1.3: send a KeyUpdate and switch to the next sending key."""
-        if self._state != _CONNECTED or not self._tls13:
+        if self._state != _CONNECTED or not self._tls13 or self._we_closed:
             raise TlsUnexpectedMessage("KeyUpdate needs an open TLS 1.3 connection")
         self._send_key_update(request_peer)
 
@@ -359,8 +374,10 @@ class TlsClient:
         elif ctype == 23:
             raise TlsUnexpectedMessage("application data before the keys were set")
         if ctype == 23:
-            if self._state not in (_CONNECTED, _CLOSED):
+            if self._state != _CONNECTED:
                 raise TlsUnexpectedMessage("application data during the handshake")
+            if self._peer_closed:
+                raise TlsUnexpectedMessage("application data after close_notify")
             if body:
                 events.append(ApplicationData(body))
         elif ctype == 22:
@@ -392,9 +409,9 @@ class TlsClient:
             raise TlsDecodeError("malformed alert")
         level, description = body[0], body[1]
         if description == _A.CLOSE_NOTIFY:
-            if self._state not in (_CONNECTED, _CLOSED):
+            if self._state != _CONNECTED:
                 raise TlsAlertReceived(description, level)
-            self._state = _CLOSED
+            self._peer_closed = True
             events.append(CloseNotify())
             return
         if description == _A.USER_CANCELED or (level == 1 and not self._tls13):
@@ -476,7 +493,7 @@ class TlsClient:
         elif state == _WAIT_FIN12 and mtype == _FINISHED:
             self._finished12(body)
             events.append(self._complete())
-        elif state in (_CONNECTED, _CLOSED):
+        elif state == _CONNECTED:
             self._post_handshake(mtype, body)
         else:
             raise TlsUnexpectedMessage(f"unexpected handshake message {mtype} (state {state})")
@@ -673,6 +690,7 @@ class TlsClient:
             raise TlsIllegalParameter(f"certificate compressed with {algorithm}, not offered")
         if size == 0 or size > _MAX_HANDSHAKE:
             raise TlsProtocolError("bad uncompressed certificate length", alert=_A.BAD_CERTIFICATE)
+        self.certificate_compression = algorithm
         return _decompress(algorithm, data, size)
 
     def _certificate13(self, body: bytes) -> None:
@@ -785,7 +803,7 @@ class TlsClient:
                 suite.hash(), self._s_secret, b"traffic upd", b"", suite.hash_len
             )
             self._read = self._protection(self._s_secret)
-            if body[0] == 1 and self._state == _CONNECTED:
+            if body[0] == 1 and not self._we_closed:
                 self._send_key_update(False)
             return
         if not self._tls13 and mtype == _HELLO_REQUEST:
@@ -887,6 +905,8 @@ class TlsClient:
         else:
             master = prf12(alg, self._pms, b"master secret", hello.random + self._server_random, 48)
         self._pms = b""
+        self._we_closed = False
+        self._peer_closed = False
         self._master = master
         iv_len = 12 if suite.chacha else 4
         block = prf12(

@@ -165,6 +165,28 @@ class ClientHelloSpec:
         """A copy with some fields changed (``spec.replace(permute_extensions=False)``)."""
         return replace(self, **changes)
 
+    def with_alpn(self, protocols: Sequence[bytes | str]) -> ClientHelloSpec:
+        """A copy offering these ALPN protocols in place of the spec's (same position).
+
+        JA4's ALPN characters follow the first protocol; an empty sequence
+        removes the extension (and with it the ALPS one, which needs ALPN).
+        """
+        encoded = [p.encode("ascii") if isinstance(p, str) else bytes(p) for p in protocols]
+        alpn = _T.APPLICATION_LAYER_PROTOCOL_NEGOTIATION
+        alps = (_T.APPLICATION_SETTINGS, _T.APPLICATION_SETTINGS_OLD)
+        if not encoded:
+            kept = tuple(e for e in self.extensions if e.type != alpn and e.type not in alps)
+            return replace(self, extensions=kept)
+        data = vec16(b"".join(vec8(p) for p in encoded))
+        exts = list(self.extensions)
+        for i, e in enumerate(exts):
+            if e.type == alpn:
+                exts[i] = ExtensionSpec(alpn, data)
+                break
+        else:
+            exts.append(ExtensionSpec(alpn, data))
+        return replace(self, extensions=tuple(exts))
+
     # -- what the spec offers (read by the engine) ------------------------------------
     def extension_data(self, ext_type: int) -> bytes | None:
         """The payload template of an extension, if the spec has it."""
