@@ -252,6 +252,25 @@ class ClientHelloSpec:
         """The bytes of a complete ClientHello record, as a fresh connection sends it."""
         return self.prepare(server_name).record
 
+    def template_record(self) -> bytes:
+        """The templates serialized as they are, in spec order: zero random, a 32-byte
+        zero session id, the template's SNI, key shares, GREASE values and padding.
+
+        For a spec made from a profile this is the hello the browser sent (up to
+        random and session id): its JA3/JA4 are the profile's fingerprints.
+        """
+        suites = b"".join(u16(s) for s in self.cipher_suites)
+        block = b"".join(u16(e.type) + vec16(e.data) for e in self.extensions)
+        body = (
+            u16(self.legacy_version)
+            + bytes(32)
+            + vec8(bytes(self.session_id_length))
+            + vec16(suites)
+            + vec8(bytes(self.compression_methods))
+            + vec16(block)
+        )
+        return _records(b"\x01" + len(body).to_bytes(3, "big") + body, self.record_version)
+
     def prepare(self, server_name: str | None = None) -> PreparedHello:
         """A fresh per-connection hello: its bytes and the private keys of its shares."""
         return PreparedHello(self, server_name)
