@@ -37,7 +37,7 @@ from ._verify import CaSource
 
 __all__ = ["EmulatedTlsStream", "emulated_tls_connect"]
 
-_READ_SIZE = 65536 + 512
+_READ_SIZE = 262144
 _FLUSH_TIMEOUT = 1.0
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -127,10 +127,18 @@ class EmulatedTlsStream(ByteStream):
             if self.client.has_data_to_send:  # a KeyUpdate answer
                 await self._send_out()
         chunk = chunks.popleft()
-        if len(chunk) > max_bytes:
+        size = len(chunk)
+        if size > max_bytes:
             chunks.appendleft(chunk[max_bytes:])
             return chunk[:max_bytes]
-        return chunk
+        if not chunks or size + len(chunks[0]) > max_bytes:
+            return chunk
+        parts = [chunk]  # several records' worth fit: one call returns them all
+        while chunks and size + len(chunks[0]) <= max_bytes:
+            nxt = chunks.popleft()
+            parts.append(nxt)
+            size += len(nxt)
+        return b"".join(parts)
 
     async def _send_out(self) -> None:
         try:
