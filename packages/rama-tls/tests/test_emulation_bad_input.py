@@ -206,6 +206,55 @@ def test_tiny_server_handshake_completes() -> None:
     assert inner[-1] == 22
 
 
+def _client_records(out: bytes, secret: bytes) -> list[bytes]:
+    """Decrypt the client's protected records (after its CCS) with ``secret``."""
+    assert out.startswith(b"\x14\x03\x03\x00\x01\x01")
+    out = out[6:]
+    aead = AESGCM(_expand_label(secret, b"key", b"", 16))
+    iv = int.from_bytes(_expand_label(secret, b"iv", b"", 12), "big")
+    records, seq = [], 0
+    while out:
+        length = int.from_bytes(out[3:5], "big")
+        header, body, out = out[:5], out[5 : 5 + length], out[5 + length :]
+        records.append(aead.decrypt((iv ^ seq).to_bytes(12, "big"), body, header))
+        seq += 1
+    return records
+
+
+def test_alps_is_answered_with_the_clients_encrypted_extensions() -> None:
+    chrome = ClientHelloSpec.from_profile(PROFILES[46]["tls_client_hello"])  # ALPS 0x44cd
+    client = TlsClient(chrome, "localhost", ca=CA.cert_pem())
+    client.start()
+    server = TinyServer(client.data_to_send())
+    alps = b"\x44\xcd\x00\x00"  # the server's (empty) h2 settings
+    ee = _msg(8, _v16(b"\x00\x10" + _v16(_v16(b"\x02h2")) + alps))
+    cert = server.certificate()
+    t = server.transcript + ee + cert
+    cv = server.certificate_verify(t)
+    fin = server.finished(t + cv)
+    events = client.receive_data(server.flight([ee, cert, cv, fin]))
+    assert any(isinstance(e, HandshakeComplete) for e in events)
+    first, second = _client_records(client.data_to_send(), server.c_hs)
+    assert first == _msg(8, _v16(b"\x44\xcd\x00\x00")) + b"\x16"  # client EE with ALPS
+    assert second[0] == 20  # then its Finished
+    fk = _expand_label(server.c_hs, b"finished", b"", 32)
+    assert second[4:-1] == _hmac(fk, _sha(t + cv + fin + first[:-1]))
+
+
+def test_certificate_request_is_answered_with_an_empty_certificate() -> None:
+    client, server = new_client()
+    ee = server.encrypted_extensions()
+    cr = _msg(13, b"\x01\x07" + _v16(b"\x00\x0d\x00\x04\x00\x02\x04\x03"))
+    cert = server.certificate()
+    t = server.transcript + ee + cr + cert
+    cv = server.certificate_verify(t)
+    fin = server.finished(t + cv)
+    client.receive_data(server.flight([ee, cr, cert, cv, fin]))
+    first, second = _client_records(client.data_to_send(), server.c_hs)
+    assert first == _msg(11, b"\x01\x07\x00\x00\x00") + b"\x16"  # context echoed, no cert
+    assert second[0] == 20
+
+
 def test_each_byte_of_the_flight_arriving_alone() -> None:
     client, server = new_client()
     events = []

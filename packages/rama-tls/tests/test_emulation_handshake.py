@@ -252,6 +252,20 @@ async def test_openssl_hello_retry_request(
     assert page.startswith(b"HTTP/1.0 200 ok")
 
 
+@pytest.mark.parametrize("browser", ["chrome", "firefox"])
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+async def test_openssl_certificate_request_gets_an_empty_certificate(
+    browser: str, version: str, certs: Certs, require_peer: Callable[[str], str]
+) -> None:
+    """-verify asks for a client certificate (optional): the engine sends none and goes on."""
+    with s_server(
+        require_peer, version, "-verify", "1", cert=certs.ec_cert, key=certs.ec_key
+    ) as port:
+        tls, page = await http11(port, spec_for(browser), certs.ca_pem)
+    assert page.startswith(b"HTTP/1.0 200 ok")
+    assert b"no client certificate available" in page
+
+
 # -- nginx ------------------------------------------------------------------------------------
 REPORT = "proto=$ssl_protocol alpn=$ssl_alpn_protocol http=$server_protocol"
 NGINX_CONF = """\
@@ -374,23 +388,31 @@ defaults
     timeout client 10s
     timeout server 10s
 frontend tls
-    bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1
+    bind 127.0.0.1:{port} ssl crt {pem} alpn {alpn}
     http-request return status 200 content-type text/plain lf-string "{report}\\n"
 """
 
 
 @pytest.mark.parametrize("browser", NAMES)
+@pytest.mark.parametrize("alpn", ["h2", "http/1.1"])
 async def test_haproxy(
-    browser: str, certs: Certs, tmp_path: Path, require_peer: Callable[[str], str]
+    browser: str, alpn: str, certs: Certs, tmp_path: Path, require_peer: Callable[[str], str]
 ) -> None:
     port = free_port()
     conf = tmp_path / "haproxy.cfg"
     report = "proto=%[ssl_fc_protocol] cipher=%[ssl_fc_cipher]"
-    conf.write_text(HAPROXY_CONF.format(port=port, pem=certs.combined_ec, report=report))
+    conf.write_text(HAPROXY_CONF.format(port=port, pem=certs.combined_ec, report=report, alpn=alpn))
     with spawn([require_peer("haproxy"), "-f", str(conf), "-db"], port):
-        tls, page = await http11(port, spec_for(browser), certs.ca_pem)
-    assert tls.client.alpn_protocol == "http/1.1"
-    assert page.startswith(b"HTTP/1.1 200")
+        if alpn == "h2":
+            with anyio.fail_after(20):
+                tls = await connect(port, spec_for(browser), certs.ca_pem)
+                status, page = await h2_get(tls)
+                await tls.aclose()
+            assert status == 200
+        else:
+            tls, page = await http11(port, spec_for(browser), certs.ca_pem)
+            assert page.startswith(b"HTTP/1.1 200")
+    assert tls.client.alpn_protocol == alpn
     assert f"proto=TLSv1.3 cipher={tls.client.cipher_suite}".encode() in page
 
 
@@ -521,6 +543,35 @@ async def test_tlslite_compressed_certificate(browser: str, algorithm: str, cert
         tls, page = await http11(port, spec_for(browser), certs.ca_pem)
     assert tls.client.certificate_compression == {"zlib": 1, "brotli": 2, "zstd": 3}[algorithm]
     assert page.endswith(b"\r\n\r\nok")
+
+
+async def test_tlslite_record_size_limit(certs: Certs) -> None:
+    """Firefox offers record_size_limit; a server that wants 1000-byte records gets them."""
+    from tlslite.api import TLSConnection
+
+    chain, key, hs = _tlslite_server(certs, record_size_limit=1000)
+    got: list[bytes] = []
+
+    def handle(sock: socket.socket) -> None:
+        conn = TLSConnection(sock)
+        conn.handshakeServer(
+            certChain=chain, privateKey=key, settings=hs, alpn=[bytearray(b"http/1.1")]
+        )
+        data = b""
+        while len(data) < 5000:
+            data += bytes(conn.read(max=6000))
+        got.append(data)
+        conn.write(b"ok")
+        conn.close()
+
+    with threaded_server(handle, 1) as port:
+        with anyio.fail_after(20):
+            tls = await connect(port, spec_for("firefox"), certs.ca_pem)
+            assert tls.client.max_plaintext == 999
+            await tls.send(b"x" * 5000)
+            assert await tls.receive() == b"ok"
+            await tls.aclose()
+    assert got == [b"x" * 5000]
 
 
 async def test_tlslite_key_update_both_ways(certs: Certs) -> None:
