@@ -262,6 +262,7 @@ async def test_openssl_certificate_request_gets_an_empty_certificate(
         require_peer, version, "-verify", "1", cert=certs.ec_cert, key=certs.ec_key
     ) as port:
         tls, page = await http11(port, spec_for(browser), certs.ca_pem)
+    assert tls.client.version == ("TLSv1.3" if version == "-tls1_3" else "TLSv1.2")
     assert page.startswith(b"HTTP/1.0 200 ok")
     assert b"no client certificate available" in page
 
