@@ -606,3 +606,39 @@ async def test_tlslite_key_update_both_ways(certs: Certs) -> None:
             await tls.send_eof()
             await tls.aclose()
     assert got == [b"hello", b"second"]
+
+
+# -- as a rama connector ------------------------------------------------------------------------
+@pytest.mark.parametrize("browser", ["chrome", "safari"])
+async def test_emulated_connector_against_nginx(
+    browser: str, nginx: NginxPorts, certs: Certs
+) -> None:
+    from rama_net import Authority, TcpConnector
+    from rama_tls import NegotiatedTls
+    from rama_tls.emulation import EmulatedTlsConnectorLayer
+
+    connector = EmulatedTlsConnectorLayer(spec_for(browser), ca=certs.ca_pem).layer(TcpConnector())
+    ctx = Context()
+    with anyio.fail_after(20):
+        conn = await connector.serve(ctx, Authority.new("localhost", nginx.tls13))
+        status, body = await h2_get(conn.stream)  # type: ignore[arg-type]
+        await conn.stream.aclose()
+    assert status == 200
+    assert body.startswith(b"proto=TLSv1.3 alpn=h2")
+    negotiated = ctx.require(NegotiatedTls)
+    assert negotiated.side == "client"
+    assert negotiated.alpn == "h2"
+    assert negotiated.version == "TLSv1.3"
+    assert negotiated.server_name == "localhost"
+    assert negotiated.peer_certificate is not None
+
+
+async def test_emulated_connector_rejects_an_unknown_ca(nginx: NginxPorts) -> None:
+    from rama_net import Authority, TcpConnector
+    from rama_tls import CertificateVerificationError
+    from rama_tls.emulation import EmulatedTlsConnector
+
+    other = CertificateAuthority.create("not nginx's CA")
+    connector = EmulatedTlsConnector(spec_for("firefox"), TcpConnector(), ca=other.cert_pem())
+    with anyio.fail_after(20), pytest.raises(CertificateVerificationError):
+        await connector.serve(Context(), Authority.new("localhost", nginx.tls13))

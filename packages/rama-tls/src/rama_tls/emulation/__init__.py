@@ -1,5 +1,14 @@
-"""ClientHello emulation: a TLS client whose ClientHello is any browser's, byte for byte."""
+"""ClientHello emulation: a TLS client whose ClientHello is any browser's, byte for byte.
 
+* :class:`ClientHelloSpec` - a declarative hello (from a rama-ua profile or a
+  captured :class:`rama_tls.ClientHello`); ``build`` makes a fresh record.
+* :class:`TlsClient` - the sans-IO TLS 1.3/1.2 client state machine.
+* :func:`emulated_tls_connect` - the anyio adapter, returning an
+  :class:`EmulatedTlsStream`; :class:`EmulatedTlsConnector` - the same as a
+  rama connector service.
+"""
+
+from ._connector import EmulatedTlsConnector, EmulatedTlsConnectorLayer
 from ._engine import ApplicationData, CloseNotify, Event, HandshakeComplete, TlsClient
 from ._errors import (
     AlertDescription,
@@ -21,6 +30,8 @@ __all__ = [
     "CaSource",
     "ClientHelloSpec",
     "CloseNotify",
+    "EmulatedTlsConnector",
+    "EmulatedTlsConnectorLayer",
     "EmulatedTlsStream",
     "Event",
     "HandshakeComplete",
