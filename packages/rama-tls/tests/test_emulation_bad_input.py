@@ -503,3 +503,73 @@ async def test_silent_server_times_out(serve_tcp: Any) -> None:
                 tcp, server_name="localhost", spec=SPEC, ca=CA.cert_pem(), handshake_timeout=0.3
             )
         await tcp.aclose()
+
+
+def _app_sealer(server: TinyServer, messages: list[bytes]) -> Sealer:
+    t = server.transcript + b"".join(messages)
+    master = _hmac(_expand_label(server.hs_secret, b"derived", _sha(b""), 32), bytes(32))
+    return Sealer(_expand_label(master, b"s ap traffic", _sha(t), 32))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ending", ["tampered", "eof", "close_notify", "alert"])
+async def test_after_the_handshake_over_loopback(ending: str, serve_tcp: Any) -> None:
+    """Failures after the handshake are ConnectionLost; EOF and close_notify end the stream."""
+    from rama_net import ConnectionLost
+
+    @service_fn
+    async def handler(ctx: Any, stream: ByteStream) -> None:
+        data = b""
+        while True:
+            data += await stream.receive()
+            result = parse_client_hello_records(data)
+            if isinstance(result, ClientHelloComplete):
+                break
+        server = TinyServer(data[: result.consumed])
+        messages = server.messages()
+        app = _app_sealer(server, messages)
+        await stream.send(server.flight(messages) + app.seal(23, b"first"))
+        if ending == "tampered":
+            record = bytearray(app.seal(23, b"second"))
+            record[-1] ^= 1
+            await stream.send(bytes(record))
+        elif ending == "close_notify":
+            await stream.send(app.seal(21, b"\x01\x00"))
+        elif ending == "alert":
+            await stream.send(app.seal(21, b"\x02\x50"))  # internal_error
+        with anyio.move_on_after(1):
+            try:
+                await stream.receive()
+            except Exception:
+                pass
+        await stream.aclose()
+
+    async with serve_tcp(handler) as listener:
+        with anyio.fail_after(10):
+            tcp = await anyio.connect_tcp("127.0.0.1", listener.local_addr.port)
+            tls = await emulated_tls_connect(
+                tcp, server_name="localhost", spec=SPEC, ca=CA.cert_pem()
+            )
+            assert await tls.receive() == b"first"
+            if ending in ("tampered", "alert"):
+                with pytest.raises(ConnectionLost):
+                    await tls.receive()
+            else:
+                with pytest.raises(anyio.EndOfStream):
+                    await tls.receive()
+                await tls.send(b"half-closed: sending still works")
+            await tls.aclose()
+
+
+def test_data_before_a_fatal_alert_is_delivered_first() -> None:
+    client, server = new_client()
+    messages = server.messages()
+    client.receive_data(server.flight(messages))
+    app = _app_sealer(server, messages)
+    events = client.receive_data(app.seal(23, b"data") + app.seal(21, b"\x02\x50"))
+    assert events == [ApplicationData(b"data")]
+    assert client.has_pending_error
+    with pytest.raises(TlsAlertReceived):
+        client.receive_data(b"")
+    with pytest.raises(TlsProtocolError):
+        client.receive_data(b"")

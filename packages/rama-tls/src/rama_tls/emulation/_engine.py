@@ -213,6 +213,7 @@ class TlsClient:
         self._pms = b""
         self._we_closed = False
         self._peer_closed = False
+        self._pending_error: TlsError | None = None
         self._master = b""
         self._c_secret = b""
         self._s_secret = b""
@@ -305,23 +306,38 @@ class TlsClient:
         self._send_key_update(request_peer)
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the transport; returns the events they complete."""
+        """Feed bytes from the transport; returns the events they complete.
+
+        When bytes complete some events and then fail (application data
+        followed by a fatal alert in one read), the events are returned and the
+        error is raised by the next call (:attr:`has_pending_error` tells).
+        """
+        pending = self._pending_error
+        if pending is not None:
+            self._pending_error = None
+            raise pending
         if self._state == _FAILED:
             raise TlsProtocolError("the connection already failed")
         events: list[Event] = []
         self._in += data
         try:
             self._process(events)
-        except TlsProtocolError as exc:
-            self._fail(exc.alert)
-            raise
-        except CertificateVerificationError:
-            self._fail(_A.BAD_CERTIFICATE)
-            raise
-        except TlsError:
-            self._state = _FAILED
-            raise
+        except TlsError as exc:
+            if isinstance(exc, TlsProtocolError):
+                self._fail(exc.alert)
+            elif isinstance(exc, CertificateVerificationError):
+                self._fail(_A.BAD_CERTIFICATE)
+            else:
+                self._state = _FAILED
+            if not events:
+                raise
+            self._pending_error = exc
         return events
+
+    @property
+    def has_pending_error(self) -> bool:
+        """Whether the next :meth:`receive_data` raises an error already detected."""
+        return self._pending_error is not None
 
     # -- records --------------------------------------------------------------------------
     def _fail(self, alert: int) -> None:
@@ -724,7 +740,7 @@ class TlsClient:
             return
         try:
             self._leaf = x509.load_der_x509_certificate(chain[0])
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise TlsProtocolError(
                 "the server's certificate cannot be parsed", alert=_A.BAD_CERTIFICATE
             ) from exc
@@ -905,8 +921,6 @@ class TlsClient:
         else:
             master = prf12(alg, self._pms, b"master secret", hello.random + self._server_random, 48)
         self._pms = b""
-        self._we_closed = False
-        self._peer_closed = False
         self._master = master
         iv_len = 12 if suite.chacha else 4
         block = prf12(

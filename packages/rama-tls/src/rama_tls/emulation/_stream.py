@@ -31,7 +31,7 @@ from rama_net import ConnectionLost
 
 from ..errors import HandshakeTimeout, PeerClosed, TlsError
 from ..info import NegotiatedTls
-from ._engine import ApplicationData, CloseNotify, Event, TlsClient
+from ._engine import ApplicationData, CloseNotify, Event, HandshakeComplete, TlsClient
 from ._spec import ClientHelloSpec
 from ._verify import CaSource
 
@@ -106,6 +106,12 @@ class EmulatedTlsStream(ByteStream):
         """Decrypted bytes; EndOfStream after close_notify or EOF."""
         chunks = self._chunks
         while not chunks:
+            if self.client.has_pending_error:  # detected after the data already returned
+                try:
+                    self.client.receive_data(b"")
+                except TlsError as exc:
+                    await self._flush_final()
+                    raise ConnectionLost(f"TLS receive failed: {exc}") from exc
             if self._eof:
                 raise anyio.EndOfStream
             if self._closed:
@@ -220,7 +226,8 @@ async def _handshake(tls: EmulatedTlsStream) -> None:
     client.start()
     try:
         await transport.send(client.data_to_send())
-        while not client.handshake_complete:
+        done = False
+        while not done:
             data = await transport.receive(_READ_SIZE)
             try:
                 events = client.receive_data(data)
@@ -228,6 +235,9 @@ async def _handshake(tls: EmulatedTlsStream) -> None:
                 await tls._flush_final()
                 raise
             tls._absorb(events)
+            # not client.handshake_complete: a failure right behind the server's Finished
+            # (in the same read) is raised by the first receive, after the data before it
+            done = any(isinstance(e, HandshakeComplete) for e in events)
             out = client.data_to_send()
             if out:
                 await transport.send(out)

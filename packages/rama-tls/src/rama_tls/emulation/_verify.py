@@ -82,7 +82,7 @@ def verify_chain(chain_der: Sequence[bytes], server_name: str, store: Store) -> 
         raise CertificateVerificationError("the server sent no certificate")
     try:
         chain = [x509.load_der_x509_certificate(der) for der in chain_der]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertificateVerificationError("the server's certificate cannot be parsed") from exc
     name = server_name.strip("[]")
     try:
