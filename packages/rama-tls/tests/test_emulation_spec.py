@@ -311,3 +311,31 @@ def test_any_spec_builds_a_valid_hello(
         assert [t for t in hello.extension_types if not is_grease(t)] == [
             t for t in expected.extension_types if not is_grease(t)
         ]
+
+
+def test_rama_ua_wheel_ships_the_profiles(tmp_path: Path) -> None:
+    """The profiles the specs come from are package data of rama-ua's wheel."""
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(PROFILES_PATH.parents[3]),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = tmp_path.glob("rama_ua-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = json.loads(zf.read("rama_ua/data/ua_profiles.json"))
+    assert shipped == PROFILES
