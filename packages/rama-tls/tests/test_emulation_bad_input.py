@@ -221,12 +221,16 @@ def _client_records(out: bytes, secret: bytes) -> list[bytes]:
     return records
 
 
-def test_alps_is_answered_with_the_clients_encrypted_extensions() -> None:
-    chrome = ClientHelloSpec.from_profile(PROFILES[46]["tls_client_hello"])  # ALPS 0x44cd
+@pytest.mark.parametrize(("index", "codepoint"), [(46, b"\x44\xcd"), (30, b"\x44\x69")])
+def test_alps_is_answered_with_the_clients_encrypted_extensions(
+    index: int, codepoint: bytes
+) -> None:
+    """Both ALPS code points: Chrome 151 (0x44cd) and Chrome 114 (0x4469)."""
+    chrome = ClientHelloSpec.from_profile(PROFILES[index]["tls_client_hello"])
     client = TlsClient(chrome, "localhost", ca=CA.cert_pem())
     client.start()
     server = TinyServer(client.data_to_send())
-    alps = b"\x44\xcd\x00\x00"  # the server's (empty) h2 settings
+    alps = codepoint + b"\x00\x00"  # the server's (empty) h2 settings
     ee = _msg(8, _v16(b"\x00\x10" + _v16(_v16(b"\x02h2")) + alps))
     cert = server.certificate()
     t = server.transcript + ee + cert
@@ -235,7 +239,7 @@ def test_alps_is_answered_with_the_clients_encrypted_extensions() -> None:
     events = client.receive_data(server.flight([ee, cert, cv, fin]))
     assert any(isinstance(e, HandshakeComplete) for e in events)
     first, second = _client_records(client.data_to_send(), server.c_hs)
-    assert first == _msg(8, _v16(b"\x44\xcd\x00\x00")) + b"\x16"  # client EE with ALPS
+    assert first == _msg(8, _v16(codepoint + b"\x00\x00")) + b"\x16"  # client EE with ALPS
     assert second[0] == 20  # then its Finished
     fk = _expand_label(server.c_hs, b"finished", b"", 32)
     assert second[4:-1] == _hmac(fk, _sha(t + cv + fin + first[:-1]))

@@ -33,6 +33,7 @@ from anyio.streams.tls import TLSAttribute
 from rama_core import Context, service_fn
 from rama_tls import (
     CertificateAuthority,
+    CertificateVerificationError,
     ClientHello,
     ClientHelloComplete,
     IssuingCertResolver,
@@ -267,6 +268,28 @@ async def test_openssl_certificate_request_gets_an_empty_certificate(
     assert b"no client certificate available" in page
 
 
+async def test_openssl_ip_address_verified_without_sni(
+    certs: Certs, require_peer: Callable[[str], str]
+) -> None:
+    """An IP literal is checked against the certificate's IP SAN and sends no SNI."""
+    with s_server(require_peer, "-tls1_3", cert=certs.ec_cert, key=certs.ec_key) as port:
+        with anyio.fail_after(20):
+            tcp = await anyio.connect_tcp("127.0.0.1", port)
+            tls = await emulated_tls_connect(
+                tcp, server_name="127.0.0.1", spec=spec_for("firefox"), ca=certs.ca_pem
+            )
+            await tls.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            page = await read_all(tls)
+            await tls.aclose()
+            tcp = await anyio.connect_tcp("127.0.0.1", port)
+            with pytest.raises(CertificateVerificationError):  # not in the IP SANs
+                await emulated_tls_connect(
+                    tcp, server_name="127.0.0.2", spec=spec_for("firefox"), ca=certs.ca_pem
+                )
+            await tcp.aclose()
+    assert page.startswith(b"HTTP/1.0 200 ok")
+
+
 # -- nginx ------------------------------------------------------------------------------------
 REPORT = "proto=$ssl_protocol alpn=$ssl_alpn_protocol http=$server_protocol"
 NGINX_CONF = """\
@@ -442,6 +465,43 @@ async def test_rama_acceptor_sees_the_profile(browser: str, certs: Certs, serve_
             if spec is plain:
                 assert seen_ja3 == ja3(expected).hash
             assert tls.client.alpn_protocol == "http/1.1"
+
+
+async def test_from_client_hello_replays_curl(
+    certs: Certs, serve_tcp: Any, capture_client_hello: Any, require_peer: Callable[[str], str]
+) -> None:
+    """ "Send what this client sent": curl's captured hello, replayed, shows curl's JA3/JA4."""
+    curl = require_peer("curl")
+    captured = capture_client_hello(
+        lambda port: subprocess.run(
+            [curl, "-sk", "--max-time", "5", f"https://localhost:{port}/"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    )
+    result = parse_client_hello_records(captured)
+    assert isinstance(result, ClientHelloComplete)
+    original = result.client_hello
+    spec = ClientHelloSpec.from_client_hello(original)
+
+    @service_fn
+    async def echo_fingerprint(ctx: Context, stream: ByteStream) -> None:
+        hello = ctx.require(ClientHello)
+        await stream.send(f"{ja4(hello).ja4} {ja3(hello).hash}\n".encode())
+        await stream.aclose()
+
+    config = TlsAcceptorConfig(
+        resolver=IssuingCertResolver(LeafCertificateCache(certs.ca, max_size=8)),
+        alpn_protocols=("http/1.1",),
+    )
+    async with serve_tcp(TlsAcceptorLayer(config).layer(echo_fingerprint)) as listener:
+        with anyio.fail_after(15):
+            tls = await connect(listener.local_addr.port, spec, certs.ca_pem)
+            seen_ja4, seen_ja3 = (await read_all(tls)).decode().split()
+            await tls.aclose()
+    assert seen_ja4 == ja4(original).ja4
+    assert seen_ja3 == ja3(original).hash
 
 
 # -- pyOpenSSL on cryptography's OpenSSL: X25519MLKEM768 ---------------------------------------
