@@ -339,3 +339,15 @@ def test_rama_ua_wheel_ships_the_profiles(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         shipped = json.loads(zf.read("rama_ua/data/ua_profiles.json"))
     assert shipped == PROFILES
+
+
+def test_malformed_templates_are_rejected_up_front() -> None:
+    with pytest.raises(ValueError, match="0x0033"):
+        ClientHelloSpec(cipher_suites=(0x1301,), extensions=(ExtensionSpec(0x33, b"\x00\x05\x00"),))
+    with pytest.raises(ValueError, match="0x002b"):
+        ClientHelloSpec(cipher_suites=(0x1301,), extensions=(ExtensionSpec(0x2B, b"\x03\x03\x04"),))
+    # SNI and padding are made per connection: any template will do
+    spec = ClientHelloSpec(
+        cipher_suites=(0x1301,), extensions=(ExtensionSpec(0), ExtensionSpec(21))
+    )
+    assert parse(spec.build(server_name="ok.test")).server_name == "ok.test"

@@ -40,7 +40,8 @@ from enum import StrEnum
 from typing import Any
 
 from ..client_hello import ClientHello
-from ..extensions import ExtensionType
+from ..errors import MalformedClientHello
+from ..extensions import ExtensionType, parse_extension
 from ..grease import GREASE_VALUES, is_grease
 from ._kex import SUPPORTED_GROUPS, KeyExchange, placeholder_share
 from ._wire import Reader, u8, u16, vec8, vec16
@@ -51,6 +52,8 @@ _T = ExtensionType
 _GREASE_LIST = sorted(GREASE_VALUES)
 _NOT_PERMUTED = frozenset({_T.PADDING, _T.PRE_SHARED_KEY})
 _DROPPED = frozenset({_T.PRE_SHARED_KEY, _T.EARLY_DATA})
+_FILLED = frozenset({_T.SERVER_NAME, _T.PADDING})
+"""Extensions whose payload is made per connection from arguments, not from the template."""
 
 
 class PaddingRule(StrEnum):
@@ -106,6 +109,13 @@ class ClientHelloSpec:
         for ext in self.extensions:
             if ext.type in index:
                 raise ValueError(f"extension 0x{ext.type:04x} appears twice")
+            if not 0 <= ext.type <= 0xFFFF:
+                raise ValueError(f"extension type {ext.type} is not a 16-bit value")
+            if ext.type not in _FILLED:
+                try:  # the engine reads these templates: reject what rama's parser rejects
+                    parse_extension(ext.type, ext.data)
+                except MalformedClientHello as exc:
+                    raise ValueError(f"extension 0x{ext.type:04x}: {exc}") from exc
             index[ext.type] = ext.data
         object.__setattr__(self, "_index", index)
 
