@@ -577,3 +577,20 @@ def test_data_before_a_fatal_alert_is_delivered_first() -> None:
         client.receive_data(b"")
     with pytest.raises(TlsProtocolError):
         client.receive_data(b"")
+
+
+def test_system_store_is_the_default_trust() -> None:
+    """Without ca=, the system's roots are loaded; the test CA is not among them."""
+    client = TlsClient(SPEC, "localhost")
+    client.start()
+    server = TinyServer(client.data_to_send())
+    with pytest.raises(CertificateVerificationError):
+        client.receive_data(server.flight(server.messages()))
+
+
+def test_verification_needs_a_name() -> None:
+    from rama_tls import MissingServerNameError
+
+    with pytest.raises(MissingServerNameError):
+        TlsClient(SPEC, None)
+    TlsClient(SPEC, None, verify=False).start()  # opting out is explicit

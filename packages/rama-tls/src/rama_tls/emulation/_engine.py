@@ -587,6 +587,9 @@ class TlsClient:
         share = ks.vec16()
         ks.expect_end()
         key = hello.keys.get(group)
+        if key is None and not self._hrr and group in self.spec.key_share_groups:
+            # a share kept for the fingerprint only (e.g. the Kyber draft 0x6399)
+            raise TlsUnsupported(f"group 0x{group:04x} is not supported by the engine")
         if key is None or (self._hrr and group != self._hrr_group):
             raise TlsIllegalParameter(f"server key share for group 0x{group:04x} we did not send")
         shared = key.shared_secret(share)

@@ -13,7 +13,9 @@ import datetime
 import functools
 import ipaddress
 import os
+import re
 import ssl
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,11 +54,27 @@ def _system_store() -> Store:
     return Store(certs)
 
 
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
+
+
 def _load_pem(data: bytes) -> list[x509.Certificate]:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        return []
+    """Every certificate of a PEM bundle that parses; the others are skipped.
+
+    A system bundle may hold a certificate that today's ``cryptography`` only
+    warns about (a non-positive serial) and a later one rejects: one such
+    entry must not make the whole trust store unusable.
+    """
+    certs: list[x509.Certificate] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in _PEM_BLOCK.findall(data):
+            try:
+                certs.append(x509.load_pem_x509_certificate(block))
+            except (ValueError, x509.InvalidVersion):
+                continue
+    return certs
 
 
 def load_store(ca: CaSource) -> Store:
