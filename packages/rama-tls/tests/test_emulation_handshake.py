@@ -290,6 +290,46 @@ async def test_openssl_ip_address_verified_without_sni(
     assert page.startswith(b"HTTP/1.0 200 ok")
 
 
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+async def test_openssl_stapled_ocsp_response(
+    version: str, certs: Certs, tmp_path: Path, require_peer: Callable[[str], str]
+) -> None:
+    """status_request (every profile sends it) answered with a staple: CertificateStatus
+    in TLS 1.2, a Certificate entry extension in TLS 1.3; kept (not checked)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    leaf = x509.load_pem_x509_certificate(certs.ec_cert.read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf,
+            issuer=certs.ca.cert,
+            algorithm=hashes.SHA256(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now,
+            next_update=now + datetime.timedelta(days=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, certs.ca.cert)
+        .sign(certs.ca.key, hashes.SHA256())
+    )
+    staple = tmp_path / "ocsp.der"
+    staple.write_bytes(response.public_bytes(serialization.Encoding.DER))
+    with s_server(
+        require_peer, version, "-status_file", str(staple), cert=certs.ec_cert, key=certs.ec_key
+    ) as port:
+        tls, page = await http11(port, spec_for("chrome"), certs.ca_pem)
+    assert tls.client.version == ("TLSv1.2" if version == "-tls1_2" else "TLSv1.3")
+    assert tls.client.ocsp_response == staple.read_bytes()
+    assert page.startswith(b"HTTP/1.0 200 ok")
+
+
 # -- nginx ------------------------------------------------------------------------------------
 REPORT = "proto=$ssl_protocol alpn=$ssl_alpn_protocol http=$server_protocol"
 NGINX_CONF = """\

@@ -164,6 +164,16 @@ def _decompress(algorithm: int, data: bytes, size: int) -> bytes:
     return bytes(out)
 
 
+def _certificate_status(body: bytes) -> bytes:
+    """The OCSP response of a CertificateStatus (RFC 6066 section 8)."""
+    r = Reader(body, "CertificateStatus")
+    if r.u8() != 1:
+        raise TlsDecodeError("CertificateStatus is not an OCSP response")
+    response = r.vec24()
+    r.expect_end()
+    return response
+
+
 class TlsClient:
     """One client connection's TLS state machine (see the module docstring).
 
@@ -226,6 +236,8 @@ class TlsClient:
         """The key exchange group used."""
         self.peer_certificates: tuple[bytes, ...] = ()
         """The server's chain (DER, leaf first)."""
+        self.ocsp_response: bytes | None = None
+        """The OCSP response the server stapled (DER), if any; not checked."""
         self.certificate_compression: int | None = None
         """RFC 8879 algorithm the server compressed its certificate with (1 zlib, 2 brotli,
         3 zstd), None when it was not compressed."""
@@ -491,7 +503,8 @@ class TlsClient:
             self._transcript += msg
             self._state = _WAIT_SKE
         elif state == _WAIT_SKE and mtype == _CERTIFICATE_STATUS:
-            self._transcript += msg  # OCSP staple: not checked
+            self.ocsp_response = _certificate_status(body)
+            self._transcript += msg
         elif state == _WAIT_SKE and mtype == _SERVER_KEY_EXCHANGE:
             self._server_key_exchange(body)
             self._transcript += msg
@@ -721,7 +734,9 @@ class TlsClient:
         chain: list[bytes] = []
         while not lst.at_end():
             chain.append(lst.vec24())
-            lst.vec16()  # per-certificate extensions (OCSP, SCT): not checked
+            exts = Reader(lst.vec16(), "CertificateEntry").extension_entries()
+            if len(chain) == 1 and _T.STATUS_REQUEST in exts:
+                self.ocsp_response = _certificate_status(exts[_T.STATUS_REQUEST])
         self._set_chain(chain)
 
     def _certificate12(self, body: bytes) -> None:

@@ -124,11 +124,14 @@ class Reader:
         """
         if self.at_end():
             return {}
-        block = self.sub16("extensions")
+        return self.sub16("extensions").extension_entries()
+
+    def extension_entries(self) -> dict[int, bytes]:
+        """The rest of the reader as extension entries (type + vector16 data)."""
         out: dict[int, bytes] = {}
-        while not block.at_end():
-            ext_type = block.u16()
-            data = block.vec16()
+        while not self.at_end():
+            ext_type = self.u16()
+            data = self.vec16()
             if ext_type in out:
                 raise TlsDecodeError(f"{self._what}: duplicate extension 0x{ext_type:04x}")
             out[ext_type] = data
