@@ -209,7 +209,8 @@ async def emulated_tls_connect(
     :class:`~rama_tls.emulation.TlsProtocolError` (the server broke the
     protocol; the alert was sent), :class:`~rama_tls.emulation.TlsAlertReceived`,
     :class:`~rama_tls.errors.PeerClosed` (the server went away) or
-    :class:`~rama_tls.errors.HandshakeTimeout`.
+    :class:`~rama_tls.errors.HandshakeTimeout`. On failure ``stream`` is left
+    open (the caller owns it), as with :func:`rama_tls.tls_connect`.
     """
     client = TlsClient(spec, server_name, verify=verify, ca=ca)
     tls = EmulatedTlsStream(stream, client)
