@@ -17,7 +17,9 @@ template has it:
   one for supported_groups and key_share (the same), one for
   supported_versions, and distinct values for the GREASE extensions;
 * the ECH GREASE extension (a random config id, a fresh X25519-sized enc and
-  a random payload of the template's length; cipher suite kept);
+  a random payload; cipher suite kept; the payload length is drawn from
+  BoringSSL's 144/176/208/240 when the template has one of them, as Chrome
+  does per connection, else the template's length is kept);
 * padding (:class:`PaddingRule`);
 * with ``permute_extensions``, a fresh order of the extensions (all but
   GREASE, padding and pre_shared_key, which keep their places), as Chrome
@@ -52,6 +54,8 @@ _T = ExtensionType
 _GREASE_LIST = sorted(GREASE_VALUES)
 _NOT_PERMUTED = frozenset({_T.PADDING, _T.PRE_SHARED_KEY})
 _DROPPED = frozenset({_T.PRE_SHARED_KEY, _T.EARLY_DATA})
+_BORINGSSL_ECH_PAYLOADS = (144, 176, 208, 240)
+"""GREASE ECH payload lengths BoringSSL (Chrome, Edge) chooses from at random."""
 _FILLED = frozenset({_T.SERVER_NAME, _T.PADDING})
 """Extensions whose payload is made per connection from arguments, not from the template."""
 
@@ -320,6 +324,7 @@ class PreparedHello:
                 order[slot] = i
         self._order = order
         self._ech_config_id = rng.randrange(256)
+        self._ech_payload_len = rng.choice(_BORINGSSL_ECH_PAYLOADS)
         self.message = self._message(None, None)
         self.record = _records(self.message, spec.record_version)
 
@@ -411,9 +416,14 @@ class PreparedHello:
                 + suite
                 + u8(self._ech_config_id)
                 + vec16(fresh_enc)
-                + vec16(os.urandom(len(payload)))
+                + vec16(os.urandom(self._ech_length(len(payload))))
             )
         return data
+
+    def _ech_length(self, template: int) -> int:
+        """BoringSSL draws its GREASE ECH payload length per connection (128 + 32k bytes
+        plus the 16-byte tag); other templates keep their length."""
+        return self._ech_payload_len if template in _BORINGSSL_ECH_PAYLOADS else template
 
     def _share(self, group: int, length: int) -> bytes:
         if group in SUPPORTED_GROUPS:
