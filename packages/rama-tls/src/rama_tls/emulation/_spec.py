@@ -263,7 +263,12 @@ class ClientHelloSpec:
 
     # -- building ---------------------------------------------------------------------
     def build(self, server_name: str | None = None) -> bytes:
-        """The bytes of a complete ClientHello record, as a fresh connection sends it."""
+        """The bytes of a complete ClientHello record, as a fresh connection sends it.
+
+        ``server_name`` goes into SNI; with None or an IP literal the hello has
+        no SNI extension (as browsers do for IP addresses), which changes JA4's
+        ``d``/``i`` and extension count.
+        """
         return self.prepare(server_name).record
 
     def template_record(self) -> bytes:
