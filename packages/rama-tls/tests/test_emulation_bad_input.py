@@ -594,3 +594,38 @@ def test_verification_needs_a_name() -> None:
     with pytest.raises(MissingServerNameError):
         TlsClient(SPEC, None)
     TlsClient(SPEC, None, verify=False).start()  # opting out is explicit
+
+
+@pytest.mark.anyio
+async def test_stream_after_aclose(serve_tcp: Any) -> None:
+    @service_fn
+    async def handler(ctx: Any, stream: ByteStream) -> None:
+        data = b""
+        while True:
+            data += await stream.receive()
+            result = parse_client_hello_records(data)
+            if isinstance(result, ClientHelloComplete):
+                break
+        server = TinyServer(data[: result.consumed])
+        messages = server.messages()
+        await stream.send(server.flight(messages) + _app_sealer(server, messages).seal(23, b"x"))
+        with anyio.move_on_after(1):
+            try:
+                await stream.receive()
+            except Exception:
+                pass
+
+    async with serve_tcp(handler) as listener:
+        with anyio.fail_after(10):
+            tcp = await anyio.connect_tcp("127.0.0.1", listener.local_addr.port)
+            tls = await emulated_tls_connect(
+                tcp, server_name="localhost", spec=SPEC, ca=CA.cert_pem()
+            )
+            with pytest.raises(ValueError, match="max_bytes"):
+                await tls.receive(0)
+            await tls.aclose()
+            with pytest.raises(anyio.ClosedResourceError):
+                await tls.receive()  # even with the server's byte buffered
+            with pytest.raises(anyio.ClosedResourceError):
+                await tls.send(b"late")
+            await tls.aclose()  # twice is fine

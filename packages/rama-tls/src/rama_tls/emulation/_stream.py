@@ -104,6 +104,10 @@ class EmulatedTlsStream(ByteStream):
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Decrypted bytes; EndOfStream after close_notify or EOF."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be a positive integer")
         chunks = self._chunks
         while not chunks:
             if self.client.has_pending_error:  # detected after the data already returned
@@ -114,8 +118,6 @@ class EmulatedTlsStream(ByteStream):
                     raise ConnectionLost(f"TLS receive failed: {exc}") from exc
             if self._eof:
                 raise anyio.EndOfStream
-            if self._closed:
-                raise anyio.ClosedResourceError
             try:
                 data = await self.transport_stream.receive(_READ_SIZE)
             except anyio.EndOfStream:
