@@ -1,6 +1,6 @@
 """Events the sans-IO h2 engine reports and the errors its commands raise.
 
-:meth:`rama_http.h2._engine.H2Engine.receive_data` turns the peer's bytes into
+:meth:`H2Engine.receive_data` (in ``rama_http._h2._engine``) turns the peer's bytes into
 a list of these events. Header fields are ``(name, value)`` tuples of bytes,
 exactly as decoded (order, repeats and bytes kept), so a fingerprint can be
 computed from them. ``end_stream`` is carried by the event that ended the
