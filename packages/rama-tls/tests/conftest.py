@@ -103,27 +103,41 @@ def _checksum(data: bytes) -> int:
     return int(~total & 0xFFFF)
 
 
-def _pcap_of_client_payload(payload: bytes, *, dst_port: int = 443) -> bytes:
-    """A one-packet pcap (Ethernet/IPv4/TCP) carrying ``payload`` from client to server.
+def _pcap_of_client_payloads(payloads: list[bytes], *, dst_port: int = 443) -> bytes:
+    """A pcap (Ethernet/IPv4/TCP) with one client-to-server packet per payload.
 
-    Lets tshark dissect bytes captured by a test without capture privileges.
+    Each payload gets its own source port (its own TCP stream), so tshark
+    dissects them independently. Lets tshark read bytes captured by a test
+    without capture privileges.
     """
-    tcp = struct.pack("!HHIIBBHHH", 50000, dst_port, 1, 1, 5 << 4, 0x18, 65535, 0, 0)
-    total = 20 + len(tcp) + len(payload)
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
-    )
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    frame = b"\0\1\2\3\4\5" + b"\0\1\2\3\4\6" + b"\x08\x00" + ip + tcp + payload
-    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
-    record = struct.pack("<IIII", 0, 0, len(frame), len(frame))
-    return header + record + frame
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    for n, payload in enumerate(payloads):
+        tcp = struct.pack("!HHIIBBHHH", 50000 + n, dst_port, 1, 1, 5 << 4, 0x18, 65535, 0, 0)
+        total = 20 + len(tcp) + len(payload)
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
+        )
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        frame = b"\0\1\2\3\4\5" + b"\0\1\2\3\4\6" + b"\x08\x00" + ip + tcp + payload
+        out.append(struct.pack("<IIII", n, 0, len(frame), len(frame)) + frame)
+    return b"".join(out)
+
+
+def _pcap_of_client_payload(payload: bytes, *, dst_port: int = 443) -> bytes:
+    """A one-packet pcap carrying ``payload`` from client to server."""
+    return _pcap_of_client_payloads([payload], dst_port=dst_port)
 
 
 @pytest.fixture
 def make_pcap() -> Callable[[bytes], bytes]:
     """``make_pcap(payload)``: a one-packet pcap of client bytes to port 443."""
     return _pcap_of_client_payload
+
+
+@pytest.fixture
+def make_multi_pcap() -> Callable[[list[bytes]], bytes]:
+    """``make_multi_pcap(payloads)``: one packet (and TCP stream) per payload, to port 443."""
+    return _pcap_of_client_payloads
 
 
 # -- loopback TLS servers -----------------------------------------------------------------
