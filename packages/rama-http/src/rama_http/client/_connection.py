@@ -1,0 +1,400 @@
+"""Client connections: what the pool holds, and the HTTP/1.1 one.
+
+A :class:`ClientConnection` is "a connection that can take N concurrent
+requests": an HTTP/1.1 connection takes one at a time
+(``max_concurrent_streams == 1``), an h2 connection as many as the server's
+``SETTINGS_MAX_CONCURRENT_STREAMS``. The pool only talks to this interface,
+so the h2 connection plugs in without changing it: :meth:`reserve` takes a
+slot (or says no), :meth:`send` runs one exchange in that slot, and the
+connection calls :attr:`on_release` when the slot is free again (the
+response body was read, closed or failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
+
+from rama_net import ConnectionLost, ProtocolStream, TrackedStream, raw_socket_of
+
+from .._body import Body
+from .._errors import RemoteProtocolError
+from .._headers import Headers
+from .._message import Request, Response
+from .._version import Version
+from ._errors import ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._h1_engine import (
+    NEED_DATA,
+    PAUSED,
+    BodyData,
+    BodyEnd,
+    H1ClientEngine,
+    InformationalHead,
+    ResponseHead,
+    prepare_headers,
+)
+from ._timeout import Timeout
+
+__all__ = ["ClientConnection", "Http1Connection", "NoResponse", "stream_is_dead"]
+
+
+class NoResponse(Exception):
+    """The connection failed before any response byte arrived (safe to retry elsewhere).
+
+    ``error`` is the typed error to raise when the request is not retried.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class ClientConnection(Protocol):
+    """One upstream connection, HTTP/1.1 or h2, as the pool sees it."""
+
+    on_release: Callable[[ClientConnection], None] | None
+    """Called (synchronously) every time a request slot frees up or the connection closes."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """How many requests may run at once (1 for HTTP/1.1)."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running now."""
+        ...
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests this connection carried so far (0: fresh)."""
+        ...
+
+    @property
+    def is_closed(self) -> bool:
+        """Closed, or unable to carry another request."""
+        ...
+
+    @property
+    def idle_since(self) -> float:
+        """anyio clock time since which no request has run."""
+        ...
+
+    def is_dead_at_idle(self) -> bool:
+        """Whether an idle connection is unusable (the server closed it, or sent bytes)."""
+        ...
+
+    def reserve(self) -> bool:
+        """Take a request slot; False when full or closed."""
+        ...
+
+    async def send(self, request: Request, timeout: Timeout) -> Response:
+        """Run one exchange in a reserved slot; the response body streams from the connection.
+
+        Raises :class:`NoResponse` when the connection failed before any
+        response byte, typed errors otherwise. The slot is freed when the
+        body ends, fails or is closed (or at once on an error).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        ...
+
+
+def stream_is_dead(stream: ByteStream) -> bool:
+    """Whether an idle stream has pending bytes or EOF (so a new request would fail).
+
+    Looks down through TLS and tracking wrappers to the transport: a
+    :class:`~rama_net.ProtocolStream`'s buffer, else the socket (``select``
+    with a zero timeout: readable at idle means data or EOF).
+    """
+    s: object = stream
+    for _ in range(8):
+        if isinstance(s, TLSStream):
+            if s._ssl_object.pending():
+                return True
+            s = s.transport_stream
+        elif isinstance(s, TrackedStream):
+            s = s.inner
+        else:
+            break
+    if isinstance(s, ProtocolStream):
+        proto = s._protocol
+        return bool(proto.chunks) or proto.eof or proto.closed
+    sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+async def close_stream(stream: ByteStream) -> None:
+    """Close ``stream`` promptly even inside a cancelled scope; never raises."""
+    if isinstance(stream, ProtocolStream):
+        stream.abort()
+        return
+    with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
+        await stream.aclose()
+
+
+class Http1Connection:
+    """An HTTP/1.1 client connection on a sans-IO engine (one request at a time)."""
+
+    max_concurrent_streams = 1
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        engine: H1ClientEngine,
+        *,
+        authority: str,
+        read_size: int = 65536,
+    ) -> None:
+        self.stream = stream
+        self.engine = engine
+        self.authority = authority
+        self.on_release: Callable[[ClientConnection], None] | None = None
+        self._read_size = read_size
+        self._in_flight = 0
+        self._closed = False
+        self._requests = 0
+        self._idle_since = anyio.current_time()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
+        return f"Http1Connection({self.authority}, {state}, requests={self._requests})"
+
+    # -- pool interface ------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """1 while a request runs, else 0."""
+        return self._in_flight
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests carried so far."""
+        return self._requests
+
+    @property
+    def is_closed(self) -> bool:
+        """Closed or not reusable."""
+        return self._closed
+
+    @property
+    def idle_since(self) -> float:
+        """When the last exchange ended."""
+        return self._idle_since
+
+    def is_dead_at_idle(self) -> bool:
+        """The server closed the idle connection or sent unsolicited bytes."""
+        if self._closed:
+            return True
+        return self.engine.trailing_data or stream_is_dead(self.stream)
+
+    def reserve(self) -> bool:
+        """Take the single slot."""
+        if self._closed or self._in_flight:
+            return False
+        self._in_flight = 1
+        return True
+
+    def _release(self, reusable: bool) -> None:
+        if not self._in_flight:
+            return
+        self._in_flight = 0
+        self._idle_since = anyio.current_time()
+        if not reusable:
+            self._mark_closed()
+        if self.on_release is not None:
+            self.on_release(self)
+
+    def _mark_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if isinstance(self.stream, ProtocolStream):
+                self.stream.abort()
+
+    async def aclose(self) -> None:
+        """Close the connection (an exchange in progress fails)."""
+        self._closed = True
+        await close_stream(self.stream)
+
+    async def _fail(self) -> None:
+        self._closed = True
+        await close_stream(self.stream)
+        self._release(False)
+
+    # -- one exchange --------------------------------------------------------------------
+    async def send(self, request: Request, timeout: Timeout) -> Response:
+        """Send ``request`` (its target in origin-form) and return the response head."""
+        engine = self.engine
+        stream = self.stream
+        body = request.body
+        data = body.bytes_now()
+        length = len(data) if data is not None else body.length
+        headers, _ = prepare_headers(
+            request.method, self.authority, request.headers.items(), length
+        )
+        reused = self._requests > 0
+        self._requests += 1
+        got_bytes = False
+        try:
+            try:
+                with anyio.fail_after(timeout.write):
+                    if data is not None:
+                        await stream.send(
+                            engine.request(request.method, request.target, headers, data)
+                        )
+                    else:
+                        await stream.send(
+                            engine.request(request.method, request.target, headers, None)
+                        )
+                        async for chunk in body:
+                            if chunk:
+                                await stream.send(engine.data(chunk))
+                        trailers = body.trailers
+                        await stream.send(engine.end(trailers.items() if trailers else None))
+            except TimeoutError as e:
+                raise WriteTimeout(f"sending the request took over {timeout.write}s") from e
+            except (ConnectionLost, anyio.EndOfStream, anyio.BrokenResourceError) as e:
+                err = WriteError(f"connection lost while sending the request: {e}")
+                if reused:
+                    raise NoResponse(err) from e
+                raise err from e
+            while True:
+                ev = engine.next_event()
+                if ev is NEED_DATA:
+                    try:
+                        with anyio.fail_after(timeout.read):
+                            chunk = await stream.receive(self._read_size)
+                    except TimeoutError as e:
+                        raise ReadTimeout(f"no response within {timeout.read}s") from e
+                    except anyio.EndOfStream:
+                        if reused and not got_bytes:
+                            raise NoResponse(
+                                RemoteProtocolError("server closed the connection", status=502)
+                            ) from None
+                        engine.feed_eof()
+                        continue
+                    except (ConnectionLost, anyio.BrokenResourceError) as e:
+                        err2 = ReadError(f"connection lost before the response: {e}")
+                        if reused and not got_bytes:
+                            raise NoResponse(err2) from e
+                        raise err2 from e
+                    got_bytes = True
+                    engine.feed(chunk)
+                    continue
+                if isinstance(ev, InformationalHead):
+                    continue
+                if isinstance(ev, ResponseHead):
+                    head = ev
+                    break
+                raise RemoteProtocolError(f"unexpected {ev!r} before the response head", status=502)
+        except BaseException:
+            await self._fail()
+            raise
+        version = Version.HTTP_11 if head.version == "1.1" else Version.HTTP_10
+        response = Response(
+            head.status, headers=Headers.from_parsed(head.headers, head.keys), version=version
+        )
+        if head.reason:
+            with contextlib.suppress(Exception):
+                response.reason = head.reason
+        if not head.has_body:
+            # the BodyEnd event follows at once
+            self._finish_cycle(engine.next_event())
+            response.body = Body.empty()
+            return response
+        reader = _H1BodyReader(self, timeout.read, head.content_length)
+        response.body = Body(stream=reader, length=head.content_length, on_close=reader.abandon)
+        return response
+
+    def _finish_cycle(self, ev: object) -> None:
+        engine = self.engine
+        if not isinstance(ev, BodyEnd):
+            self._closed = True
+            self._release(False)
+            return
+        reusable = engine.keep_alive and not engine.trailing_data and not self._closed
+        if reusable:
+            try:
+                engine.start_next_cycle()
+            except Exception:
+                reusable = False
+        self._release(reusable)
+
+
+class _H1BodyReader:
+    """The response body of one exchange, read from the connection as it is iterated."""
+
+    def __init__(
+        self, conn: Http1Connection, read_timeout: float | None, length: int | None
+    ) -> None:
+        self._conn = conn
+        self._timeout = read_timeout
+        self._done = False
+        self.trailers: Headers | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        conn = self._conn
+        engine = conn.engine
+        try:
+            while True:
+                ev = engine.next_event()
+                if isinstance(ev, BodyData):
+                    if ev.data:
+                        return ev.data
+                    continue
+                if isinstance(ev, BodyEnd):
+                    self._done = True
+                    if ev.trailers:
+                        self.trailers = Headers.from_trusted(list(ev.trailers))
+                    conn._finish_cycle(ev)
+                    raise StopAsyncIteration
+                if ev is PAUSED:
+                    raise RemoteProtocolError("response ended unexpectedly", status=502)
+                try:
+                    with anyio.fail_after(self._timeout):
+                        chunk = await conn.stream.receive(conn._read_size)
+                except TimeoutError as e:
+                    raise ReadTimeout(f"no body data within {self._timeout}s") from e
+                except anyio.EndOfStream:
+                    engine.feed_eof()
+                    continue
+                except (ConnectionLost, anyio.BrokenResourceError) as e:
+                    raise ReadError(f"connection lost while reading the body: {e}") from e
+                engine.feed(chunk)
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            self._done = True
+            await conn._fail()
+            raise
+
+    def abandon(self) -> None:
+        """The body was closed before its end: the connection cannot be reused."""
+        if not self._done:
+            self._done = True
+            self._conn._mark_closed()
+            self._conn._release(False)
+
+    async def aclose(self) -> None:
+        """Close before the end: drop the connection."""
+        if not self._done:
+            self._done = True
+            await self._conn._fail()
