@@ -38,7 +38,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 async def test_server_closed_idle_connection_is_detected_before_reuse() -> None:
     async def once_then_close(stream: SocketStream, n: int) -> None:
-        head, _ = await read_head(stream)
+        await read_head(stream)
         await stream.send(OK)  # keep-alive by HTTP/1.1 default, then close anyway
 
     srv = RawServer(once_then_close)
@@ -52,9 +52,9 @@ async def test_server_closed_idle_connection_is_detected_before_reuse() -> None:
 
 async def test_idempotent_request_retried_once_on_stale_connection() -> None:
     async def drop_second(stream: SocketStream, n: int) -> None:
-        head, rest = await read_head(stream)
+        _, rest = await read_head(stream)
         await stream.send(OK)
-        head, rest = await read_head(stream, rest)  # the next request: close without answering
+        await read_head(stream, rest)  # the next request: close without answering
 
     srv = RawServer(drop_second)
     async with srv.run(), HttpClient() as c:

@@ -18,6 +18,8 @@ sans-IO engine (``http1_engine="fast"`` or the strict ``"h11"``).
 :class:`HttpxTransport` lets ``httpx.AsyncClient`` send through it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import BasicAuth, BearerAuth, HttpClient, Limits
 from ._connect import (
     ALPN_PROTOCOLS,
@@ -60,6 +62,19 @@ from ._response import ClientResponse
 from ._timeout import Timeout
 from ._transport import PoolTransport
 
+if TYPE_CHECKING:
+    from ._httpx import HttpxTransport
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is an optional extra: import the transport only when asked for
+    if name == "HttpxTransport":
+        from ._httpx import HttpxTransport
+
+        return HttpxTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ALPN_PROTOCOLS",
     "BasicAuth",
@@ -82,6 +97,7 @@ __all__ = [
     "HttpClient",
     "HttpConnectProxyConnector",
     "HttpConnector",
+    "HttpxTransport",
     "Limits",
     "NetworkError",
     "PoolKey",

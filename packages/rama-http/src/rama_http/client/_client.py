@@ -178,9 +178,11 @@ class HttpClient:
             tls_key: Hashable = hash(tls_cfg) and tls_cfg
         except TypeError:
             tls_key = id(tls_cfg)
-        transport: Service[Request, Response] = PoolTransport(
+        self.transport = PoolTransport(
             self.pool, proxy=self.proxy, tls_key=tls_key, emulation=emulation, timeout=self.timeout
         )
+        """The bottom of the stack (no redirects, cookies, decoding): for HttpxTransport."""
+        transport: Service[Request, Response] = self.transport
         if decompress:
             transport = Decompress(transport)
         policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_retries=retries)
