@@ -9,8 +9,8 @@ from rama_http_client_peer import RawServer, echo, rama_server, read_head
 
 from rama_core import Context
 from rama_http import Request, Response
-from rama_http._uri import Uri
 from rama_http._headers import Headers
+from rama_http._uri import Uri
 from rama_http.client import (
     BearerAuth,
     CookieJar,
