@@ -310,25 +310,30 @@ class HttpClient:
         ctx = Context()
         ctx.insert(t)
         svc = self._redirects if follow else self._no_redirects
+        if t.total is None:
+            return await self._send(svc, ctx, request, stream)
         with anyio.move_on_after(t.total) as scope:
-            raw = await svc.serve(ctx, request)
-            history_entries = ctx.get(RedirectHistory)
-            history = [
-                ClientResponse(r, request, url, [])
-                for url, r in (history_entries.responses if history_entries else [])
-            ]
-            final = history_entries.final_url if history_entries is not None else None
-            url = final or str(request.uri)
-            resp = ClientResponse(raw, request, url, history)
-            if not stream:
-                try:
-                    await resp.read()
-                except BaseException:
-                    await resp.aclose()
-                    raise
-            return resp
+            return await self._send(svc, ctx, request, stream)
         assert scope.cancelled_caught
         raise TotalTimeout(f"the request took over {t.total}s")
+
+    async def _send(
+        self, svc: Service[Request, Response], ctx: Context, request: Request, stream: bool
+    ) -> ClientResponse:
+        raw = await svc.serve(ctx, request)
+        entries = ctx.get(RedirectHistory)
+        history = [
+            ClientResponse(r, request, url, []) for url, r in (entries.responses if entries else [])
+        ]
+        final = entries.final_url if entries is not None else None
+        resp = ClientResponse(raw, request, final or str(request.uri), history)
+        if not stream:
+            try:
+                await resp.read()
+            except BaseException:
+                await resp.aclose()
+                raise
+        return resp
 
     async def request(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -83,7 +84,7 @@ class ClientConnection(Protocol):
 
     @property
     def idle_since(self) -> float:
-        """anyio clock time since which no request has run."""
+        """``time.monotonic()`` since which no request has run."""
         ...
 
     def is_dead_at_idle(self) -> bool:
@@ -158,7 +159,7 @@ class Http1Connection:
         engine: H1ClientEngine,
         *,
         authority: str,
-        read_size: int = 65536,
+        read_size: int = 1 << 20,
     ) -> None:
         self.stream = stream
         self.engine = engine
@@ -168,7 +169,7 @@ class Http1Connection:
         self._in_flight = 0
         self._closed = False
         self._requests = 0
-        self._idle_since = anyio.current_time()
+        self._idle_since = time.monotonic()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
@@ -212,7 +213,7 @@ class Http1Connection:
         if not self._in_flight:
             return
         self._in_flight = 0
-        self._idle_since = anyio.current_time()
+        self._idle_since = time.monotonic()
         if not reusable:
             self._mark_closed()
         if self.on_release is not None:
@@ -234,11 +235,32 @@ class Http1Connection:
         await close_stream(self.stream)
         self._release(False)
 
+    # -- I/O -----------------------------------------------------------------------------
+    async def _write(self, data: bytes, timeout: float | None) -> None:
+        stream = self.stream
+        if type(stream) is ProtocolStream:
+            # queue without a timer; wait (with one) only when the peer is not reading
+            stream.send_nowait(data)
+            if stream.write_paused:
+                with anyio.fail_after(timeout):
+                    await stream.drain()
+            return
+        with anyio.fail_after(timeout):
+            await stream.send(data)
+
+    async def _read(self, timeout: float | None) -> bytes:
+        stream = self.stream
+        if type(stream) is ProtocolStream:
+            data = stream.receive_nowait()
+            if data is not None:
+                return data
+        with anyio.fail_after(timeout):
+            return await stream.receive(self._read_size)
+
     # -- one exchange --------------------------------------------------------------------
     async def send(self, request: Request, timeout: Timeout) -> Response:
         """Send ``request`` (its target in origin-form) and return the response head."""
         engine = self.engine
-        stream = self.stream
         body = request.body
         data = body.bytes_now()
         length = len(data) if data is not None else body.length
@@ -250,20 +272,21 @@ class Http1Connection:
         got_bytes = False
         try:
             try:
-                with anyio.fail_after(timeout.write):
-                    if data is not None:
-                        await stream.send(
-                            engine.request(request.method, request.target, headers, data)
-                        )
-                    else:
-                        await stream.send(
-                            engine.request(request.method, request.target, headers, None)
-                        )
-                        async for chunk in body:
-                            if chunk:
-                                await stream.send(engine.data(chunk))
-                        trailers = body.trailers
-                        await stream.send(engine.end(trailers.items() if trailers else None))
+                if data is not None:
+                    await self._write(
+                        engine.request(request.method, request.target, headers, data), timeout.write
+                    )
+                else:
+                    await self._write(
+                        engine.request(request.method, request.target, headers, None), timeout.write
+                    )
+                    async for chunk in body:
+                        if chunk:
+                            await self._write(engine.data(chunk), timeout.write)
+                    trailers = body.trailers
+                    await self._write(
+                        engine.end(trailers.items() if trailers else None), timeout.write
+                    )
             except TimeoutError as e:
                 raise WriteTimeout(f"sending the request took over {timeout.write}s") from e
             except (ConnectionLost, anyio.EndOfStream, anyio.BrokenResourceError) as e:
@@ -275,8 +298,7 @@ class Http1Connection:
                 ev = engine.next_event()
                 if ev is NEED_DATA:
                     try:
-                        with anyio.fail_after(timeout.read):
-                            chunk = await stream.receive(self._read_size)
+                        chunk = await self._read(timeout.read)
                     except TimeoutError as e:
                         raise ReadTimeout(f"no response within {timeout.read}s") from e
                     except anyio.EndOfStream:
@@ -369,8 +391,7 @@ class _H1BodyReader:
                 if ev is PAUSED:
                     raise RemoteProtocolError("response ended unexpectedly", status=502)
                 try:
-                    with anyio.fail_after(self._timeout):
-                        chunk = await conn.stream.receive(conn._read_size)
+                    chunk = await conn._read(self._timeout)
                 except TimeoutError as e:
                     raise ReadTimeout(f"no body data within {self._timeout}s") from e
                 except anyio.EndOfStream:

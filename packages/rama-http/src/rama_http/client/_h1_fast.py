@@ -28,8 +28,9 @@ from ._h1_engine import (
 __all__ = ["FastClientEngine"]
 
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
-_NAME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_FIELD: Final = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*\Z", re.S)
+_CTL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control bytes other than HTAB, CR and LF (CR/LF are checked as line ends)."""
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?\Z")
 _MAX_CHUNK_LINE: Final = 4096
 
@@ -37,22 +38,27 @@ _MAX_CHUNK_LINE: Final = 4096
 _HEAD, _LENGTH, _CHUNK_SIZE_S, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _CLOSE, _DONE, _END = range(9)
 
 
-def _parse_fields(lines: list[bytes], limits: ClientEngineLimits) -> list[tuple[str, str]]:
-    if len(lines) > limits.max_headers:
+def _parse_fields(block: bytes, limits: ClientEngineLimits) -> list[tuple[str, str]]:
+    """Header fields of a block of CRLF-separated lines (no status line, no final CRLF)."""
+    if not block:
+        return []
+    text = block.decode("latin-1")
+    n = text.count("\r\n")
+    if text.count("\r") != n or text.count("\n") != n:
+        raise RemoteProtocolError("bare CR or LF in response head", status=502)
+    if _CTL.search(text):
+        raise RemoteProtocolError("control character in response head", status=502)
+    if n + 1 > limits.max_headers:
         raise RemoteProtocolError("too many header fields", status=502)
     fields: list[tuple[str, str]] = []
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if not sep or not _NAME.match(name):
-            if line[:1] in (b" ", b"\t"):
+    match = _FIELD.match
+    for line in text.split("\r\n"):
+        m = match(line)
+        if m is None:
+            if line[:1] in (" ", "\t"):
                 raise RemoteProtocolError("obs-fold in response header", status=502)
             raise RemoteProtocolError("invalid header line in response", status=502)
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise RemoteProtocolError(
-                f"control character in response header {name[:40]!r}", status=502
-            )
-        fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        fields.append(m.groups())  # type: ignore[arg-type]
     return fields
 
 
@@ -63,6 +69,7 @@ class FastClientEngine:
         "_buf",
         "_chunked_out",
         "_close_after",
+        "_direct",
         "_eof",
         "_keep_alive",
         "_limits",
@@ -75,6 +82,8 @@ class FastClientEngine:
     def __init__(self, limits: ClientEngineLimits | None = None) -> None:
         self._limits = limits or ClientEngineLimits()
         self._buf = bytearray()
+        self._direct = b""
+        """A received chunk kept as it is (a body read without copying), before ``_buf``."""
         self._eof = False
         self._state = _DONE
         self._method = "GET"
@@ -132,8 +141,15 @@ class FastClientEngine:
     # -- receiving -------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
-        if self._state == _DONE and data:
+        state = self._state
+        if state == _DONE and data:
             self._trailing = True
+        if not self._direct and not self._buf and state in (_LENGTH, _CLOSE):
+            self._direct = data
+            return
+        if self._direct:
+            self._buf += self._direct
+            self._direct = b""
         self._buf += data
 
     def feed_eof(self) -> None:
@@ -148,7 +164,7 @@ class FastClientEngine:
     @property
     def trailing_data(self) -> bool:
         """Whether bytes arrived after the complete response."""
-        return self._trailing or (self._state == _DONE and bool(self._buf))
+        return self._trailing or (self._state == _DONE and bool(self._buf or self._direct))
 
     def start_next_cycle(self) -> None:
         """Get ready for the next request."""
@@ -159,6 +175,23 @@ class FastClientEngine:
         """The next event (see :meth:`H1ClientEngine.next_event`)."""
         state = self._state
         buf = self._buf
+        direct = self._direct
+        if direct:
+            if state == _LENGTH:
+                n = self._remaining
+                self._direct = b""
+                if len(direct) > n:
+                    buf += direct[n:]
+                    direct = direct[:n]
+                self._remaining -= len(direct)
+                if self._remaining == 0:
+                    self._state = _END
+                return BodyData(direct)
+            if state == _CLOSE:
+                self._direct = b""
+                return BodyData(direct)
+            buf[:0] = direct
+            self._direct = b""
         if state == _LENGTH:
             if buf:
                 n = min(self._remaining, len(buf))
@@ -236,9 +269,7 @@ class FastClientEngine:
                 return NEED_DATA
             block = bytes(buf[:i])
             del buf[: i + 4]
-            if b"\n" in block.replace(b"\r\n", b"") or b"\r" in block.replace(b"\r\n", b""):
-                raise RemoteProtocolError("bare CR or LF in trailers", status=502)
-            fields = _parse_fields(block.split(b"\r\n"), self._limits)
+            fields = _parse_fields(block, self._limits)
             for name, _ in fields:
                 if name.lower() in ("content-length", "transfer-encoding"):
                     raise RemoteProtocolError(f"{name} in trailers", status=502)
@@ -274,19 +305,16 @@ class FastClientEngine:
             raise RemoteProtocolError("response head too large", status=502)
         block = bytes(buf[:i])
         del buf[: i + 4]
-        lines = block.split(b"\r\n")
-        for line in lines:
-            if b"\r" in line or b"\n" in line:
-                raise RemoteProtocolError("bare CR or LF in response head", status=502)
-        m = _STATUS_LINE.match(lines[0])
+        status_line, _, rest = block.partition(b"\r\n")
+        m = _STATUS_LINE.match(status_line)
         if m is None:
-            raise RemoteProtocolError(f"invalid status line {lines[0][:60]!r}", status=502)
+            raise RemoteProtocolError(f"invalid status line {status_line[:60]!r}", status=502)
         minor, status_b, reason_b = m.groups()
         status = int(status_b)
         if status < 100:
             raise RemoteProtocolError(f"invalid status {status}", status=502)
         reason = (reason_b or b"").decode("latin-1")
-        fields = _parse_fields(lines[1:], self._limits)
+        fields = _parse_fields(rest, self._limits)
         if status < 200:
             if status == 101:
                 raise RemoteProtocolError("unexpected 101 Switching Protocols", status=502)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import anyio
@@ -117,7 +118,7 @@ class ConnectionPool:
 
     def _sweep(self) -> list[ClientConnection]:
         """Remove closed and expired idle connections; return those to close."""
-        now = anyio.current_time()
+        now = time.monotonic()
         dead: list[ClientConnection] = []
         for key in list(self._conns):
             conns = self._conns[key]
@@ -160,7 +161,7 @@ class ConnectionPool:
         """
         if self._closed:
             raise RuntimeError("the connection pool is closed")
-        deadline = None if pool_timeout is None else anyio.current_time() + pool_timeout
+        deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
         while True:
             to_close = self._sweep()
             for c in to_close:
@@ -181,7 +182,7 @@ class ConnectionPool:
                         await victim.aclose()
                 if self._total() < self.max_connections:
                     return await self._open(ctx, key, connect_timeout)
-            if deadline is not None and anyio.current_time() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise PoolTimeout(
                     f"no connection to {key.authority} became free in {pool_timeout}s"
                 )
@@ -191,7 +192,7 @@ class ConnectionPool:
             self._waiting += 1
             try:
                 with anyio.move_on_after(
-                    None if deadline is None else max(0.0, deadline - anyio.current_time())
+                    None if deadline is None else max(0.0, deadline - time.monotonic())
                 ):
                     await ev.wait()
             finally:
