@@ -12,7 +12,15 @@ from anyio.abc import SocketAttribute, SocketStream
 from rama_http_client_peer import RawServer, echo, make_cert, rama_server, read_head, server_ssl
 
 from rama_http import RemoteProtocolError
-from rama_http.client import ConnectError, HttpClient, ReadError, ReadTimeout, Timeout
+from rama_http.client import (
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    ReadError,
+    ReadTimeout,
+    Timeout,
+    WriteTimeout,
+)
 from rama_tls import TlsClientConfig
 
 pytestmark = pytest.mark.anyio
@@ -153,3 +161,27 @@ async def test_tls_certificate_for_another_name(tmp_path: Path) -> None:
             assert (await r.json())["target"] == "/x"
             conn = next(iter(c.pool._conns.values()))[0]
             assert type(conn).__name__ == "Http1Connection"
+
+
+async def test_upload_to_a_server_that_never_reads_is_a_write_timeout(engine: str) -> None:
+    # a listener that never accepts: the kernel completes the handshake and
+    # buffers until its windows are full, then the client's writes stall
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        async with HttpClient(http1_engine=engine, timeout=Timeout(write=0.5)) as c:
+            with anyio.fail_after(10), pytest.raises(WriteTimeout):
+                await c.put(f"http://127.0.0.1:{port}/", content=b"x" * (64 << 20))
+            _no_leak(c)
+
+
+async def test_tls_server_that_never_answers_is_a_connect_timeout() -> None:
+    async def silent(stream: SocketStream, n: int) -> None:
+        await anyio.sleep(30)
+
+    srv = RawServer(silent)
+    async with srv.run(), HttpClient(timeout=Timeout(connect=0.3)) as c:
+        with anyio.fail_after(5), pytest.raises(ConnectTimeout):
+            await c.get(f"https://localhost:{srv.port}/")
+        _no_leak(c)

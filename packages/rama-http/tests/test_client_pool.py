@@ -195,3 +195,18 @@ async def test_connect_proxy_http_and_https(tmp_path: Path) -> None:
                 assert (s.active, s.connecting) == (0, 0)
     assert log[0] == f"CONNECT 127.0.0.1:{port} HTTP/1.1"
     assert log[1] == f"CONNECT localhost:{tls_port} HTTP/1.1"
+
+
+async def test_total_limit_evicts_idle_connection_of_another_host() -> None:
+    async with (
+        rama_server(echo) as a,
+        rama_server(echo) as b,
+        HttpClient(limits=Limits(max_connections=1)) as c,
+    ):
+        await c.get(f"http://127.0.0.1:{a}/")
+        first = next(iter(c.pool._conns.values()))[0]
+        await c.get(f"http://127.0.0.1:{b}/")
+        assert first.is_closed
+        s = c.pool_stats()
+        assert s.total == 1
+        assert list(s.per_host) == [f"http://127.0.0.1:{b}"]
