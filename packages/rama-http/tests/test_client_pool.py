@@ -210,3 +210,24 @@ async def test_total_limit_evicts_idle_connection_of_another_host() -> None:
         s = c.pool_stats()
         assert s.total == 1
         assert list(s.per_host) == [f"http://127.0.0.1:{b}"]
+
+
+async def test_connection_close_response_closes_the_socket_at_once() -> None:
+    saw_eof = anyio.Event()
+
+    async def close_after(stream: SocketStream, n: int) -> None:
+        await read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            saw_eof.set()
+
+    srv = RawServer(close_after)
+    async with srv.run(), HttpClient() as c:
+        r = await c.get(f"http://127.0.0.1:{srv.port}/")
+        assert await r.read() == b"ok"
+        with anyio.fail_after(2):
+            await saw_eof.wait()  # the client closed its socket, not just forgot it
+        assert c.pool_stats().total == 0

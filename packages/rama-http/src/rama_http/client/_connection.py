@@ -334,26 +334,31 @@ class Http1Connection:
                 response.reason = head.reason
         if not head.has_body:
             # the BodyEnd event follows at once
-            self._finish_cycle(engine.next_event())
+            await self._finish_cycle(engine.next_event())
             response.body = Body.empty()
             return response
         reader = _H1BodyReader(self, timeout.read, head.content_length)
         response.body = Body(stream=reader, length=head.content_length, on_close=reader.abandon)
         return response
 
-    def _finish_cycle(self, ev: object) -> None:
+    async def _finish_cycle(self, ev: object) -> None:
+        """The response ended: free the slot, keep the connection only if it can go on."""
         engine = self.engine
-        if not isinstance(ev, BodyEnd):
-            self._closed = True
-            self._release(False)
-            return
-        reusable = engine.keep_alive and not engine.trailing_data and not self._closed
+        reusable = (
+            isinstance(ev, BodyEnd)
+            and engine.keep_alive
+            and not engine.trailing_data
+            and not self._closed
+        )
         if reusable:
             try:
                 engine.start_next_cycle()
             except Exception:
                 reusable = False
-        self._release(reusable)
+        if not reusable:
+            await self._fail()
+            return
+        self._release(True)
 
 
 class _H1BodyReader:
@@ -386,7 +391,7 @@ class _H1BodyReader:
                     self._done = True
                     if ev.trailers:
                         self.trailers = Headers.from_trusted(list(ev.trailers))
-                    conn._finish_cycle(ev)
+                    await conn._finish_cycle(ev)
                     raise StopAsyncIteration
                 if ev is PAUSED:
                     raise RemoteProtocolError("response ended unexpectedly", status=502)
