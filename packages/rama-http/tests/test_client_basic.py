@@ -217,3 +217,55 @@ async def test_read_timeout_is_typed_and_leaks_nothing(engine: str) -> None:
                 await c.get(f"http://127.0.0.1:{srv.port}/")
         s = c.pool_stats()
         assert (s.idle, s.active, s.connecting) == (0, 0, 0)
+
+
+def _expect_server(mode: str, got: list[bytes]):  # type: ignore[no-untyped-def]
+    async def handler(stream, n):  # type: ignore[no-untyped-def]
+        from rama_http_client_peer import read_head
+
+        head, rest = await read_head(stream)
+        if not head:
+            return
+        if mode == "reject":
+            await stream.send(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+            try:
+                with anyio.move_on_after(0.5):
+                    while chunk := await stream.receive():
+                        rest += chunk
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+            got.append(rest)
+            return
+        if mode == "continue":
+            await stream.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while len(rest) < 5:
+            rest += await stream.receive()
+        got.append(rest)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + rest[:5])
+
+    return handler
+
+
+@pytest.mark.parametrize("mode", ["continue", "ignore", "reject"])
+async def test_expect_100_continue(engine: str, mode: str) -> None:
+    got: list[bytes] = []
+    srv = RawServer(_expect_server(mode, got))
+    async with srv.run(), HttpClient(http1_engine=engine) as c:
+        with anyio.fail_after(5):
+            r = await c.post(
+                f"http://127.0.0.1:{srv.port}/",
+                headers=[("Expect", "100-continue")],
+                content=b"hello",
+            )
+        if mode == "reject":
+            assert r.status == 417
+            assert c.pool_stats().total == 0  # the unsent body: not reusable
+            with anyio.fail_after(2):
+                while not got:
+                    await anyio.sleep(0.01)
+        else:
+            assert r.status == 200
+            assert await r.read() == b"hello"
+            assert c.pool_stats().idle == 1
+    if mode == "reject":
+        assert got == [b""]  # the body never went out

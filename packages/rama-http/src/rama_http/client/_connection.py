@@ -170,6 +170,10 @@ class Http1Connection:
         self._closed = False
         self._requests = 0
         self._idle_since = time.monotonic()
+        self._got_bytes = False
+        self._body_unsent = False
+        self.continue_timeout = 1.0
+        """Seconds to wait for ``100 Continue`` after a head with ``Expect: 100-continue``."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
@@ -257,6 +261,56 @@ class Http1Connection:
         with anyio.fail_after(timeout):
             return await stream.receive(self._read_size)
 
+    async def _send_body(self, body: Body, data: bytes | None, write_timeout: float | None) -> None:
+        engine = self.engine
+        if data is not None:
+            await self._write(engine.data(data) + engine.end(), write_timeout)
+            return
+        async for chunk in body:
+            if chunk:
+                await self._write(engine.data(chunk), write_timeout)
+        trailers = body.trailers
+        await self._write(engine.end(trailers.items() if trailers else None), write_timeout)
+
+    async def _next_head(
+        self, timeout: Timeout, reused: bool, until_continue: float | None
+    ) -> ResponseHead | None:
+        """The final response head; with ``until_continue``, None at a 100 or after that wait."""
+        engine = self.engine
+        while True:
+            ev = engine.next_event()
+            if ev is NEED_DATA:
+                try:
+                    chunk = await self._read(
+                        timeout.read if until_continue is None else until_continue
+                    )
+                except TimeoutError as e:
+                    if until_continue is not None:
+                        return None  # no 100 Continue in time: send the body anyway
+                    raise ReadTimeout(f"no response within {timeout.read}s") from e
+                except anyio.EndOfStream:
+                    if reused and not self._got_bytes:
+                        raise NoResponse(
+                            RemoteProtocolError("server closed the connection", status=502)
+                        ) from None
+                    engine.feed_eof()
+                    continue
+                except (ConnectionLost, anyio.BrokenResourceError) as e:
+                    err = ReadError(f"connection lost before the response: {e}")
+                    if reused and not self._got_bytes:
+                        raise NoResponse(err) from e
+                    raise err from e
+                self._got_bytes = True
+                engine.feed(chunk)
+                continue
+            if isinstance(ev, InformationalHead):
+                if until_continue is not None and ev.status == 100:
+                    return None
+                continue
+            if isinstance(ev, ResponseHead):
+                return ev
+            raise RemoteProtocolError(f"unexpected {ev!r} before the response head", status=502)
+
     # -- one exchange --------------------------------------------------------------------
     async def send(self, request: Request, timeout: Timeout) -> Response:
         """Send ``request`` (its target in origin-form) and return the response head."""
@@ -269,10 +323,13 @@ class Http1Connection:
         )
         reused = self._requests > 0
         self._requests += 1
-        got_bytes = False
+        self._got_bytes = False
+        self._body_unsent = False
+        expect = length != 0 and request.headers.has_token("expect", "100-continue")
+        head: ResponseHead | None = None
         try:
             try:
-                if data is not None:
+                if data is not None and not expect:
                     await self._write(
                         engine.request(request.method, request.target, headers, data), timeout.write
                     )
@@ -280,48 +337,23 @@ class Http1Connection:
                     await self._write(
                         engine.request(request.method, request.target, headers, None), timeout.write
                     )
-                    async for chunk in body:
-                        if chunk:
-                            await self._write(engine.data(chunk), timeout.write)
-                    trailers = body.trailers
-                    await self._write(
-                        engine.end(trailers.items() if trailers else None), timeout.write
-                    )
+                    if expect:
+                        # RFC 9110 section 10.1.1: wait for 100 Continue or the final answer
+                        head = await self._next_head(timeout, reused, self.continue_timeout)
+                    if head is None:
+                        await self._send_body(body, data, timeout.write)
+                    else:
+                        self._body_unsent = True
             except TimeoutError as e:
                 raise WriteTimeout(f"sending the request took over {timeout.write}s") from e
             except (ConnectionLost, anyio.EndOfStream, anyio.BrokenResourceError) as e:
                 err = WriteError(f"connection lost while sending the request: {e}")
-                if reused:
+                if reused and not self._got_bytes:
                     raise NoResponse(err) from e
                 raise err from e
-            while True:
-                ev = engine.next_event()
-                if ev is NEED_DATA:
-                    try:
-                        chunk = await self._read(timeout.read)
-                    except TimeoutError as e:
-                        raise ReadTimeout(f"no response within {timeout.read}s") from e
-                    except anyio.EndOfStream:
-                        if reused and not got_bytes:
-                            raise NoResponse(
-                                RemoteProtocolError("server closed the connection", status=502)
-                            ) from None
-                        engine.feed_eof()
-                        continue
-                    except (ConnectionLost, anyio.BrokenResourceError) as e:
-                        err2 = ReadError(f"connection lost before the response: {e}")
-                        if reused and not got_bytes:
-                            raise NoResponse(err2) from e
-                        raise err2 from e
-                    got_bytes = True
-                    engine.feed(chunk)
-                    continue
-                if isinstance(ev, InformationalHead):
-                    continue
-                if isinstance(ev, ResponseHead):
-                    head = ev
-                    break
-                raise RemoteProtocolError(f"unexpected {ev!r} before the response head", status=502)
+            if head is None:
+                head = await self._next_head(timeout, reused, None)
+                assert head is not None
         except BaseException:
             await self._fail()
             raise
@@ -349,6 +381,7 @@ class Http1Connection:
             and engine.keep_alive
             and not engine.trailing_data
             and not self._closed
+            and not self._body_unsent  # answered before the body: the body cannot follow
         )
         if reusable:
             try:
