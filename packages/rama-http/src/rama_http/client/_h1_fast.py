@@ -28,7 +28,7 @@ from ._h1_engine import (
 __all__ = ["FastClientEngine"]
 
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
-_FIELD: Final = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*\Z", re.S)
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 _CTL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Control bytes other than HTAB, CR and LF (CR/LF are checked as line ends)."""
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?\Z")
@@ -51,14 +51,14 @@ def _parse_fields(block: bytes, limits: ClientEngineLimits) -> list[tuple[str, s
     if n + 1 > limits.max_headers:
         raise RemoteProtocolError("too many header fields", status=502)
     fields: list[tuple[str, str]] = []
-    match = _FIELD.match
+    token = _TOKEN
     for line in text.split("\r\n"):
-        m = match(line)
-        if m is None:
+        name, sep, value = line.partition(":")
+        if not sep or token(name) is None:
             if line[:1] in (" ", "\t"):
                 raise RemoteProtocolError("obs-fold in response header", status=502)
             raise RemoteProtocolError("invalid header line in response", status=502)
-        fields.append(m.groups())  # type: ignore[arg-type]
+        fields.append((name, value.strip(" \t")))
     return fields
 
 

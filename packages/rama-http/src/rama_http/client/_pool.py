@@ -79,10 +79,16 @@ class ConnectionPool:
         self.max_connections_per_host = max_connections_per_host
         self.idle_timeout = idle_timeout
         self._conns: dict[PoolKey, list[ClientConnection]] = {}
+        self._free: dict[PoolKey, dict[ClientConnection, None]] = {}
+        """Per key, the connections with a free slot, most recently released last."""
+        self._key_of: dict[ClientConnection, PoolKey] = {}
+        self._n_open = 0
         self._connecting: dict[PoolKey, int] = {}
+        self._n_connecting = 0
         self._waiting = 0
         self._changed: anyio.Event | None = None
         self._closed = False
+        self._next_sweep = 0.0
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _notify(self) -> None:
@@ -93,18 +99,36 @@ class ConnectionPool:
     def _on_release(self, conn: ClientConnection) -> None:
         if conn.is_closed:
             self._drop(conn)
+        else:
+            key = self._key_of.get(conn)
+            if key is not None:
+                free = self._free.setdefault(key, {})
+                free.pop(conn, None)
+                free[conn] = None  # the most recently used goes last: reused first
         self._notify()
 
+    def _add(self, key: PoolKey, conn: ClientConnection) -> None:
+        self._conns.setdefault(key, []).append(conn)
+        self._key_of[conn] = key
+        self._n_open += 1
+
     def _drop(self, conn: ClientConnection) -> None:
-        for key, conns in self._conns.items():
-            if conn in conns:
-                conns.remove(conn)
-                if not conns:
-                    del self._conns[key]
-                break
+        key = self._key_of.pop(conn, None)
+        if key is None:
+            return
+        self._n_open -= 1
+        conns = self._conns[key]
+        conns.remove(conn)
+        if not conns:
+            del self._conns[key]
+        free = self._free.get(key)
+        if free is not None:
+            free.pop(conn, None)
+            if not free:
+                del self._free[key]
 
     def _total(self) -> int:
-        return sum(len(c) for c in self._conns.values()) + sum(self._connecting.values())
+        return self._n_open + self._n_connecting
 
     def _count(self, key: PoolKey) -> int:
         return len(self._conns.get(key, ())) + self._connecting.get(key, 0)
@@ -117,17 +141,14 @@ class ConnectionPool:
         return self.idle_timeout is not None and now - conn.idle_since > self.idle_timeout
 
     def _sweep(self) -> list[ClientConnection]:
-        """Remove closed and expired idle connections; return those to close."""
+        """Remove closed and expired idle connections (at most once a second)."""
         now = time.monotonic()
-        dead: list[ClientConnection] = []
-        for key in list(self._conns):
-            conns = self._conns[key]
-            for c in list(conns):
-                if self._expired(c, now):
-                    conns.remove(c)
-                    dead.append(c)
-            if not conns:
-                del self._conns[key]
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + 1.0
+        dead = [c for conns in self._conns.values() for c in conns if self._expired(c, now)]
+        for c in dead:
+            self._drop(c)
         return dead
 
     def _evict_idle_elsewhere(self, key: PoolKey) -> ClientConnection | None:
@@ -142,6 +163,27 @@ class ConnectionPool:
         if best is not None:
             self._drop(best)
         return best
+
+    async def _take_free(self, key: PoolKey) -> ClientConnection | None:
+        """A pooled connection with a reserved slot, or None; closes dead ones on the way.
+
+        Nothing is awaited after the reservation, so a cancellation cannot strand a slot.
+        """
+        free = self._free.get(key)
+        now = time.monotonic()
+        while free:
+            conn, _ = free.popitem()
+            if conn.in_flight == 0 and (self._expired(conn, now) or conn.is_dead_at_idle()):
+                _log.debug("dropping a pooled connection that is closed or expired: %r", conn)
+                self._drop(conn)
+                await conn.aclose()
+                free = self._free.get(key)
+                continue
+            if conn.reserve():
+                if conn.in_flight < conn.max_concurrent_streams:
+                    free[conn] = None  # h2: still has room for more streams
+                return conn
+        return None
 
     # -- the API -------------------------------------------------------------------------
     async def acquire(
@@ -163,18 +205,12 @@ class ConnectionPool:
             raise RuntimeError("the connection pool is closed")
         deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
         while True:
-            to_close = self._sweep()
-            for c in to_close:
+            for c in self._sweep():
                 await c.aclose()
             if not fresh:
-                for conn in list(self._conns.get(key, ())):
-                    if conn.in_flight == 0 and conn.is_dead_at_idle():
-                        _log.debug("dropping a pooled connection the server closed: %r", conn)
-                        self._drop(conn)
-                        await conn.aclose()
-                        continue
-                    if conn.reserve():
-                        return conn
+                conn = await self._take_free(key)
+                if conn is not None:
+                    return conn
             if self._count(key) < self.max_connections_per_host:
                 if self._total() >= self.max_connections:
                     victim = self._evict_idle_elsewhere(key)
@@ -202,6 +238,7 @@ class ConnectionPool:
         self, ctx: Context, key: PoolKey, connect_timeout: float | None
     ) -> ClientConnection:
         self._connecting[key] = self._connecting.get(key, 0) + 1
+        self._n_connecting += 1
         try:
             try:
                 with anyio.fail_after(connect_timeout):
@@ -213,6 +250,7 @@ class ConnectionPool:
                     f"connecting to {key.authority} took over {connect_timeout}s"
                 ) from e
         finally:
+            self._n_connecting -= 1
             n = self._connecting[key] - 1
             if n:
                 self._connecting[key] = n
@@ -223,7 +261,7 @@ class ConnectionPool:
         if self._closed:
             await conn.aclose()
             raise RuntimeError("the connection pool is closed")
-        self._conns.setdefault(key, []).append(conn)
+        self._add(key, conn)
         if not conn.reserve():  # pragma: no cover - a fresh connection has a free slot
             raise RuntimeError("a new connection refused its first request")
         return conn
@@ -254,7 +292,8 @@ class ConnectionPool:
         """Close every connection; the pool cannot be used afterwards."""
         self._closed = True
         conns = [c for cs in self._conns.values() for c in cs]
-        self._conns.clear()
+        for c in conns:
+            self._drop(c)
         for c in conns:
             with contextlib.suppress(Exception):
                 await c.aclose()
