@@ -185,3 +185,20 @@ async def test_tls_server_that_never_answers_is_a_connect_timeout() -> None:
         with anyio.fail_after(5), pytest.raises(ConnectTimeout):
             await c.get(f"https://localhost:{srv.port}/")
         _no_leak(c)
+
+
+async def test_server_answering_before_the_upload_ends_gets_its_answer_read(engine: str) -> None:
+    async def reject_early(stream: SocketStream, n: int) -> None:
+        await read_head(stream)
+        await stream.send(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+        )
+        await anyio.sleep(0.2)
+
+    srv = RawServer(reject_early)
+    async with srv.run(), HttpClient(http1_engine=engine, timeout=5) as c:
+        with anyio.fail_after(10):
+            r = await c.put(f"http://127.0.0.1:{srv.port}/", content=b"x" * (64 << 20))
+        assert r.status == 413
+        assert await r.read() == b"big"
+        _no_leak(c)

@@ -311,6 +311,14 @@ class Http1Connection:
                 return ev
             raise RemoteProtocolError(f"unexpected {ev!r} before the response head", status=502)
 
+    async def _early_response(self, timeout: Timeout) -> ResponseHead | None:
+        """A final response that arrived while the request body was being sent, if any."""
+        short = Timeout(read=min(1.0, timeout.read or 1.0))
+        try:
+            return await self._next_head(short, False, None)
+        except Exception:  # noqa: BLE001 - no usable answer: the write error stands
+            return None
+
     # -- one exchange --------------------------------------------------------------------
     async def send(self, request: Request, timeout: Timeout) -> Response:
         """Send ``request`` (its target in origin-form) and return the response head."""
@@ -350,7 +358,11 @@ class Http1Connection:
                 err = WriteError(f"connection lost while sending the request: {e}")
                 if reused and not self._got_bytes:
                     raise NoResponse(err) from e
-                raise err from e
+                # the server may have answered (413, 401...) and closed before the body was in
+                head = await self._early_response(timeout)
+                if head is None:
+                    raise err from e
+                self._body_unsent = True
             if head is None:
                 head = await self._next_head(timeout, reused, None)
                 assert head is not None
