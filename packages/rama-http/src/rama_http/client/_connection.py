@@ -316,7 +316,7 @@ class Http1Connection:
         short = Timeout(read=min(1.0, timeout.read or 1.0))
         try:
             return await self._next_head(short, False, None)
-        except Exception:  # noqa: BLE001 - no usable answer: the write error stands
+        except Exception:
             return None
 
     # -- one exchange --------------------------------------------------------------------
