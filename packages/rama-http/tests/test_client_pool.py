@@ -231,3 +231,10 @@ async def test_connection_close_response_closes_the_socket_at_once() -> None:
         with anyio.fail_after(2):
             await saw_eof.wait()  # the client closed its socket, not just forgot it
         assert c.pool_stats().total == 0
+
+
+async def test_unsupported_proxy_scheme_is_a_typed_error() -> None:
+    async with HttpClient(proxy="socks5://127.0.0.1:1080") as c:
+        with pytest.raises(ProxyError, match="ProxyConnector"):
+            await c.get("http://example.invalid/")
+        assert c.pool_stats().total == 0

@@ -224,6 +224,15 @@ class HttpConnector:
 
     async def serve(self, ctx: Context, req: PoolKey) -> ClientConnection:
         """Open a connection for ``req``; typed :class:`ConnectError` subclasses on failure."""
+        if (
+            req.proxy is not None
+            and isinstance(self.proxy_connector, HttpConnectProxyConnector)
+            and (req.proxy.uri.scheme or "http") != "http"
+        ):
+            raise ProxyError(
+                f"proxy scheme of {req.proxy.url!r} needs a ProxyConnector for it "
+                "(the built-in one speaks HTTP CONNECT to an http:// proxy)"
+            )
         dial = req.proxy.authority if req.proxy is not None else req.dial
         try:
             conn = await self.tcp.serve(ctx, dial)
