@@ -238,3 +238,62 @@ async def test_unsupported_proxy_scheme_is_a_typed_error() -> None:
         with pytest.raises(ProxyError, match="ProxyConnector"):
             await c.get("http://example.invalid/")
         assert c.pool_stats().total == 0
+
+
+class _Multiplexed:
+    """A connection taking 3 requests at once (the shape of h2), without I/O: the pool's view."""
+
+    max_concurrent_streams = 3
+
+    def __init__(self) -> None:
+        import time as _time
+
+        self.on_release = None
+        self.in_flight = 0
+        self.requests_sent = 0
+        self.is_closed = False
+        self.idle_since = _time.monotonic()
+
+    def is_dead_at_idle(self) -> bool:
+        return False
+
+    def reserve(self) -> bool:
+        if self.is_closed or self.in_flight >= self.max_concurrent_streams:
+            return False
+        self.in_flight += 1
+        return True
+
+    def finish(self) -> None:
+        self.in_flight -= 1
+        if self.on_release is not None:
+            self.on_release(self)  # type: ignore[unreachable]
+
+    async def send(self, request: Request, timeout: Timeout) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+
+
+async def test_pool_multiplexes_on_connections_with_many_streams() -> None:
+    from rama_http.client import ConnectionPool
+
+    opened: list[_Multiplexed] = []
+
+    class Connector:
+        async def serve(self, ctx: Context, key: PoolKey) -> _Multiplexed:
+            opened.append(_Multiplexed())
+            return opened[-1]
+
+    pool = ConnectionPool(Connector(), max_connections_per_host=2)  # type: ignore[arg-type]
+    key = PoolKey("https", "h2.example", 443)
+    got = [await pool.acquire(Context(), key) for _ in range(6)]
+    assert len(opened) == 2
+    assert [got.count(c) for c in opened] == [3, 3]
+    with pytest.raises(PoolTimeout):
+        await pool.acquire(Context(), key, pool_timeout=0.1)
+    opened[1].finish()
+    assert await pool.acquire(Context(), key, pool_timeout=1) is opened[1]
+    s = pool.stats()
+    assert (s.active, s.idle) == (2, 0)
+    await pool.aclose()

@@ -264,6 +264,9 @@ class ConnectionPool:
         self._add(key, conn)
         if not conn.reserve():  # pragma: no cover - a fresh connection has a free slot
             raise RuntimeError("a new connection refused its first request")
+        if conn.in_flight < conn.max_concurrent_streams:
+            self._free.setdefault(key, {})[conn] = None  # h2: room for more streams at once
+        self._notify()  # waiters for this key can share it
         return conn
 
     def stats(self) -> PoolStats:
