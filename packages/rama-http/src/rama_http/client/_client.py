@@ -174,9 +174,11 @@ class HttpClient:
             max_connections_per_host=limits.max_connections_per_host,
             idle_timeout=limits.keepalive_expiry,
         )
+        tls_key: Hashable
         try:
-            tls_key: Hashable = hash(tls_cfg) and tls_cfg
-        except TypeError:
+            hash(tls_cfg)
+            tls_key = tls_cfg
+        except TypeError:  # an unhashable field (e.g. a client certificate): this client only
             tls_key = id(tls_cfg)
         self.transport = PoolTransport(
             self.pool, proxy=self.proxy, tls_key=tls_key, emulation=emulation, timeout=self.timeout
