@@ -269,3 +269,32 @@ async def test_expect_100_continue(engine: str, mode: str) -> None:
             assert c.pool_stats().idle == 1
     if mode == "reject":
         assert got == [b""]  # the body never went out
+
+
+async def test_streamed_upload_is_chunked_and_response_trailers_arrive(engine: str) -> None:
+    from rama_http import Body, Headers
+
+    async def handler(ctx: Context, req: Request) -> Response:
+        data = await req.read()
+
+        async def gen():  # type: ignore[no-untyped-def]
+            yield data.upper()
+
+        te = req.headers.get("transfer-encoding", "")
+        return Response(
+            200,
+            headers=[("X-TE", te)],
+            body=Body.from_iter(gen(), trailers=Headers([("X-Checksum", str(len(data)))])),
+        )
+
+    async def upload():  # type: ignore[no-untyped-def]
+        for part in (b"abc", b"def", b"ghi"):
+            yield part
+
+    async with rama_server(handler) as port, HttpClient(http1_engine=engine) as c:
+        r = await c.post(f"http://127.0.0.1:{port}/", content=upload())
+        assert r.headers.get("x-te") == "chunked"
+        assert await r.read() == b"ABCDEFGHI"
+        assert r.trailers is not None
+        assert r.trailers.get("x-checksum") == "9"
+        assert c.pool_stats().idle == 1
