@@ -328,7 +328,7 @@ class HttpClient:
             ClientResponse(r, request, url, []) for url, r in (entries.responses if entries else [])
         ]
         final = entries.final_url if entries is not None else None
-        resp = ClientResponse(raw, request, final or str(request.uri), history)
+        resp = ClientResponse(raw, request, final or request.target, history)
         if not stream:
             try:
                 await resp.read()

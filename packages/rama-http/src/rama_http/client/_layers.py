@@ -92,15 +92,15 @@ class FollowRedirects:
         for _ in range(self.max_redirects + 1):
             resp = await self.inner.serve(ctx, req)
             location = resp.headers.get("location")
-            history.final_url = str(req.uri)
             if resp.status not in _REDIRECTS or not location:
                 return resp
             nxt = self._next(req, resp.status, location)
             if nxt is None:
                 return resp
             await drain(resp)
-            history.responses.append((str(req.uri), resp))
+            history.responses.append((req.target, resp))
             req = nxt
+            history.final_url = nxt.target
         raise TooManyRedirects(f"more than {self.max_redirects} redirects")
 
     def _next(self, req: Request, status: int, location: str) -> Request | None:
@@ -302,6 +302,8 @@ class Decompress:
     async def serve(self, ctx: Context, req: Request) -> Response:
         """Send ``req``; decode the response body."""
         resp = await self.inner.serve(ctx, req)
+        if "content-encoding" not in resp.headers:
+            return resp
         codings = [c.strip().lower() for c in resp.headers.get_list("content-encoding")]
         codings = [c for c in codings if c and c != "identity"]
         if not codings or req.method == "HEAD" or resp.body.is_empty:
