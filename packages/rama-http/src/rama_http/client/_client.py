@@ -41,6 +41,7 @@ from .._body import Body
 from .._headers import HeaderInput, Headers
 from .._message import Request, Response
 from .._uri import Uri, UriForm
+from .._version import Version
 from ._connect import HttpConnector, PoolKey, ProxyConfig, ProxyConnector
 from ._connection import ClientConnection
 from ._errors import TotalTimeout
@@ -102,6 +103,8 @@ class Limits:
     """Seconds an idle connection is kept."""
 
 
+_URL_CACHE = 256
+"""Parsed URLs (and their string forms) remembered per client: repeated requests skip parsing."""
 _DEFAULT_TIMEOUT = Timeout()
 _DEFAULT_LIMITS = Limits()
 
@@ -147,6 +150,8 @@ class HttpClient:
         emulation: Hashable | None = None,
     ) -> None:
         self.base_url = Uri.parse(base_url) if base_url else None
+        self._parsed: dict[str, Uri] = {}
+        self._targets: dict[Uri, str] = {}
         self.headers = Headers(headers)
         self.params = params
         self.auth = _auth(auth)
@@ -220,7 +225,12 @@ class HttpClient:
         if isinstance(url, Uri):
             uri = url
         elif "://" in url:
-            uri = Uri.parse(url)
+            cached = self._parsed.get(url)
+            if cached is None:
+                cached = Uri.parse(url)
+                if len(self._parsed) < _URL_CACHE:
+                    self._parsed[url] = cached  # Uri is immutable: safe to share
+            uri = cached
         elif self.base_url is not None:
             base = self.base_url
             rel = url
@@ -295,7 +305,15 @@ class HttpClient:
                 user, _, pw = uri.userinfo.partition(":")
                 hdrs.add("Authorization", BasicAuth(user, pw).header())
             uri = uri.with_(userinfo=None)
-        return Request(method.upper(), uri, headers=hdrs, body=body)
+        method = method.upper()
+        target = self._targets.get(uri)
+        if target is None:
+            target = str(uri)
+            if len(self._targets) < _URL_CACHE:
+                self._targets[uri] = target
+        req = Request._trusted(method, target, hdrs, body, Version.HTTP_11)
+        req._uri = uri
+        return req
 
     # -- sending -------------------------------------------------------------------------
     async def send(
