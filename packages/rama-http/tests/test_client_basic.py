@@ -298,3 +298,17 @@ async def test_streamed_upload_is_chunked_and_response_trailers_arrive(engine: s
         assert r.trailers is not None
         assert r.trailers.get("x-checksum") == "9"
         assert c.pool_stats().idle == 1
+
+
+async def test_client_is_a_service() -> None:
+    from rama_core import Service
+
+    async with rama_server(echo) as port, HttpClient(follow_redirects=False) as c:
+        assert isinstance(c, Service)
+        resp = await c.serve(
+            Context(), Request("GET", f"http://127.0.0.1:{port}/svc", headers=[("X-A", "1")])
+        )
+        assert resp.status == 200
+        d = json.loads(await resp.body.read())
+        assert d["target"] == "/svc"
+        assert d["headers"][1] == ["X-A", "1"]

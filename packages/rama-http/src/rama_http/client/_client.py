@@ -216,6 +216,18 @@ class HttpClient:
         """Close every pooled connection."""
         await self.pool.aclose()
 
+    async def serve(self, ctx: Context, req: Request) -> Response:
+        """The client as a ``Service[Request, Response]`` (for proxies and other layers).
+
+        ``req`` carries an absolute URI; it goes through the client's stack
+        (redirects as configured, cookies, retries, decoding) and the response
+        body streams. A :class:`Timeout` in ``ctx`` overrides the client's.
+        """
+        if ctx.get(Timeout) is None:
+            ctx.insert(self.timeout)
+        svc = self._redirects if self.follow_redirects else self._no_redirects
+        return await svc.serve(ctx, req)
+
     def pool_stats(self) -> PoolStats:
         """Idle, active and connecting connections, in total and per host."""
         return self.pool.stats()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
 import zlib
@@ -42,6 +43,8 @@ __all__ = [
     "Retry",
     "RetryPolicy",
 ]
+
+_log = logging.getLogger("rama.http.client")
 
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _ORIGIN_BOUND: Final = ("authorization", "cookie", "proxy-authorization")
@@ -193,10 +196,12 @@ class Retry:
         while True:
             try:
                 resp = await self.inner.serve(ctx, req)
-            except (NetworkError, TimeoutException, ProtocolError):
+            except (NetworkError, TimeoutException, ProtocolError) as e:
                 if not can_retry or attempt >= policy.max_retries:
                     raise
-                await anyio.sleep(policy.delay(attempt, None))
+                delay = policy.delay(attempt, None)
+                _log.debug("retrying %s %s in %.2fs after %s", req.method, req.target, delay, e)
+                await anyio.sleep(delay)
                 attempt += 1
                 req = _again(req)
                 continue
@@ -210,7 +215,11 @@ class Retry:
             if ra is not None and ra > policy.max_retry_after:
                 return resp
             await drain(resp)
-            await anyio.sleep(policy.delay(attempt, ra))
+            delay = policy.delay(attempt, ra)
+            _log.debug(
+                "retrying %s %s in %.2fs after %d", req.method, req.target, delay, resp.status
+            )
+            await anyio.sleep(delay)
             attempt += 1
             req = _again(req)
 
