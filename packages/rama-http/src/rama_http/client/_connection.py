@@ -139,6 +139,26 @@ def stream_is_dead(stream: ByteStream) -> bool:
     return bool(readable)
 
 
+async def _wait_readable(stream: ProtocolStream, timeout: float) -> None:
+    """Wait until ``stream`` has bytes or EOF; TimeoutError after ``timeout`` seconds.
+
+    One loop timer that wakes the reader, instead of a cancel scope per read
+    (the HTTP/1.1 hot path on asyncio). Cancellation from outside works as usual.
+    """
+    proto = stream._protocol
+    loop = proto.loop
+    deadline = loop.time() + timeout
+    while not proto.chunks and not proto.eof and not proto.closed and not stream._closed:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError
+        timer = loop.call_later(remaining, proto._wake_reader)
+        try:
+            await proto.wait_readable()
+        finally:
+            timer.cancel()
+
+
 async def close_stream(stream: ByteStream) -> None:
     """Close ``stream`` promptly even inside a cancelled scope; never raises."""
     if isinstance(stream, ProtocolStream):
@@ -258,6 +278,9 @@ class Http1Connection:
             data = stream.receive_nowait()
             if data is not None:
                 return data
+            if timeout is not None:
+                await _wait_readable(stream, timeout)
+            return await stream.receive(self._read_size)
         with anyio.fail_after(timeout):
             return await stream.receive(self._read_size)
 
