@@ -275,10 +275,8 @@ class Http1Connection:
     async def _read(self, timeout: float | None) -> bytes:
         stream = self.stream
         if type(stream) is ProtocolStream:
-            data = stream.receive_nowait()
-            if data is not None:
-                return data
-            if timeout is not None:
+            # buffered chunks come out one by one, as received (no join, no copy)
+            if timeout is not None and not stream._protocol.chunks:
                 await _wait_readable(stream, timeout)
             return await stream.receive(self._read_size)
         with anyio.fail_after(timeout):
