@@ -202,3 +202,38 @@ async def test_server_answering_before_the_upload_ends_gets_its_answer_read(engi
         assert r.status == 413
         assert await r.read() == b"big"
         _no_leak(c)
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+async def test_tls_close_delimited_body_is_read_to_the_end(tmp_path: Path, ragged: bool) -> None:
+    """Records buffered with the EOF behind them: every byte arrives before the end (or error)."""
+    from anyio.streams.tls import TLSListener
+
+    ck = make_cert("localhost")
+    body = bytes(range(256)) * 1024  # 256 KiB: many records
+
+    async def handler(stream) -> None:  # type: ignore[no-untyped-def]
+        async with stream:
+            await read_head(stream)
+            await stream.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
+            if ragged:  # no close_notify: the transport just closes
+                await stream.transport_stream.aclose()
+
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(SocketAttribute.local_port)
+    listener = TLSListener(tcp, server_ssl(ck, tmp_path), standard_compatible=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handler)
+        async with HttpClient(tls=TlsClientConfig(ca_pem=ck.cert_pem()), timeout=5) as c:
+            with anyio.fail_after(10):
+                if ragged:
+                    try:
+                        r = await c.get(f"https://localhost:{port}/")
+                        assert await r.read() == body  # accepted as the end of the body
+                    except (ReadError, RemoteProtocolError):
+                        pass  # or a typed error: never a hang, never a short body
+                else:
+                    r = await c.get(f"https://localhost:{port}/")
+                    assert await r.read() == body
+            _no_leak(c)
+        tg.cancel_scope.cancel()

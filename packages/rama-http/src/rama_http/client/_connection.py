@@ -192,6 +192,10 @@ class Http1Connection:
         self._idle_since = time.monotonic()
         self._got_bytes = False
         self._body_unsent = False
+        self._deferred: BaseException | None = None
+        self._tls_raw: ProtocolStream | None = None
+        if isinstance(stream, TLSStream) and type(stream.transport_stream) is ProtocolStream:
+            self._tls_raw = stream.transport_stream
         self.continue_timeout = 1.0
         """Seconds to wait for ``100 Continue`` after a head with ``Expect: 100-continue``."""
 
@@ -279,8 +283,40 @@ class Http1Connection:
             if timeout is not None and not stream._protocol.chunks:
                 await _wait_readable(stream, timeout)
             return await stream.receive(self._read_size)
+        if self._tls_raw is not None:
+            return await self._read_tls(timeout)
         with anyio.fail_after(timeout):
             return await stream.receive(self._read_size)
+
+    async def _read_tls(self, timeout: float | None) -> bytes:
+        """TLS over a ProtocolStream: one timeout scope for every record already received.
+
+        A TLS receive yields one record (16 KiB at most); the records buffered
+        below are decrypted in the same scope and joined, so a large body costs
+        one scope per socket read rather than one per record.
+        """
+        if self._deferred is not None:
+            exc, self._deferred = self._deferred, None
+            raise exc
+        stream = self.stream
+        assert isinstance(stream, TLSStream)
+        assert self._tls_raw is not None
+        proto = self._tls_raw._protocol
+        ssl_obj = stream._ssl_object
+        with anyio.fail_after(timeout):
+            data = await stream.receive(self._read_size)
+            if not (ssl_obj.pending() or proto.chunks):
+                return data
+            parts = [data]
+            size = len(data)
+            try:
+                while size < self._read_size and (ssl_obj.pending() or proto.chunks):
+                    more = await stream.receive(self._read_size)
+                    parts.append(more)
+                    size += len(more)
+            except (anyio.EndOfStream, anyio.BrokenResourceError) as e:
+                self._deferred = e  # raised by the next read, after these bytes
+        return b"".join(parts)
 
     async def _send_body(self, body: Body, data: bytes | None, write_timeout: float | None) -> None:
         engine = self.engine
