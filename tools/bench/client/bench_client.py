@@ -4,7 +4,8 @@
 (the server serves ``/small`` and ``/1m``). Each row: sequential GETs and 50
 concurrent GETs of a small and a 1 MiB body, HTTP/1.1 in cleartext and over
 TLS; each client gets the same number of requests, the median of 3 runs is
-reported in requests per second, and the ratios rama/httpx and rama/aiohttp.
+reported in requests per second (the clients take turns, round by round), and
+the ratios rama/httpx and rama/aiohttp.
 """
 
 from __future__ import annotations
@@ -96,14 +97,18 @@ async def main() -> None:
         ):
             for conc, n in ((1, n_seq), (50, n_conc)):
                 n = max(10, int(n * a.scale))
-                rates: dict[str, float] = {}
-                for name, make in CLIENTS.items():
-                    fetch, close = await make(a.cafile)
-                    try:
-                        runs = [await _run(fetch, base + path, n, conc) for _ in range(3)]
-                    finally:
+                # interleaved rounds (rama, httpx, aiohttp, rama...): load drift on a
+                # shared machine hits every client alike
+                made = {name: await make(a.cafile) for name, make in CLIENTS.items()}
+                runs: dict[str, list[float]] = {name: [] for name in CLIENTS}
+                try:
+                    for _ in range(3):
+                        for name, (fetch, _close) in made.items():
+                            runs[name].append(await _run(fetch, base + path, n, conc))
+                finally:
+                    for _fetch, close in made.values():
                         await close()
-                    rates[name] = statistics.median(runs)
+                rates = {name: statistics.median(r) for name, r in runs.items()}
                 rows.append((proto, size, conc, rates))
     cols = ("rama", "httpx", "aiohttp", "vs httpx", "vs aiohttp")
     print(f"{'protocol':<10} {'body':<6} {'conc':>4} " + " ".join(f"{c:>10}" for c in cols))
