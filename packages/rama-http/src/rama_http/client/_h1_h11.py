@@ -7,6 +7,7 @@ names keep their casing on the wire (h11 writes what it was given).
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import h11
@@ -28,8 +29,17 @@ from ._h1_engine import (
 __all__ = ["H11ClientEngine"]
 
 
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _pairs(headers: Any) -> list[tuple[str, str]]:
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers.raw_items()]
+    """Fields as str; a control byte in a value (h11 lets some through) is the peer's error."""
+    out = []
+    for n, v in headers.raw_items():
+        if _CTL.search(v):
+            raise RemoteProtocolError("control character in a response header", status=502)
+        out.append((n.decode("latin-1"), v.decode("latin-1")))
+    return out
 
 
 class H11ClientEngine:
@@ -104,10 +114,12 @@ class H11ClientEngine:
         return self._send(h11.EndOfMessage(headers=trailers or []))
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        if self._conn.their_state is h11.DONE and data:
+        """Add received bytes (an empty chunk is nothing, not EOF as in h11)."""
+        if not data:
+            return
+        if self._conn.their_state is h11.DONE:
             self._trailing = True
-        if self._scanning and data:
+        if self._scanning:
             self._scan_heads(data)
         try:
             self._conn.receive_data(data)
@@ -156,6 +168,11 @@ class H11ClientEngine:
         if isinstance(ev, h11.EndOfMessage):
             trailers = _pairs(ev.headers)
             return BodyEnd(trailers or None)
+        if isinstance(ev, h11.InformationalResponse | h11.Response):
+            if _CTL.search(ev.reason):
+                raise RemoteProtocolError("control character in the reason phrase", status=502)
+            if ev.http_version not in (b"1.1", b"1.0"):
+                raise RemoteProtocolError("not an HTTP/1.x response", status=502)
         if isinstance(ev, h11.InformationalResponse):
             if ev.status_code == 101:
                 raise RemoteProtocolError("unexpected 101 Switching Protocols", status=502)
