@@ -410,3 +410,14 @@ def test_engines_agree_on_mutated_heads(base: bytes, pos: int, byte: int, mode: 
     else:
         raw = base[:pos] + base[pos + 1 :]
     assert _outcome(FastClientEngine, raw) == _outcome(H11ClientEngine, raw)
+
+
+def test_field_values_are_reported_as_received_by_both_engines() -> None:
+    """h11 lowercases Transfer-Encoding values; both engines report the bytes the server sent."""
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chUnked\r\nX-A:  b \t\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    fast, h11 = _outcome(FastClientEngine, raw), _outcome(H11ClientEngine, raw)
+    assert fast == h11
+    assert fast[1][0][2] == [("Transfer-Encoding", "chUnked"), ("X-A", "b")]

@@ -42,10 +42,27 @@ def _pairs(headers: Any) -> list[tuple[str, str]]:
     return out
 
 
+def _raw_fields(head: bytes) -> list[tuple[str, str]]:
+    """The field lines of a validated head, name and value exactly as received (OWS trimmed)."""
+    out = []
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+    return out
+
+
 class H11ClientEngine:
     """The client side of one HTTP/1.1 connection on h11 (see :class:`H1ClientEngine`)."""
 
-    __slots__ = ("_conn", "_head_scan", "_limits", "_method", "_scanning", "_trailing")
+    __slots__ = (
+        "_conn",
+        "_final_head",
+        "_head_scan",
+        "_limits",
+        "_method",
+        "_scanning",
+        "_trailing",
+    )
 
     def __init__(self, limits: ClientEngineLimits | None = None) -> None:
         self._limits = limits or ClientEngineLimits()
@@ -55,6 +72,7 @@ class H11ClientEngine:
         self._method = "GET"
         self._trailing = False
         self._head_scan = b""
+        self._final_head = b""
         self._scanning = True
 
     def _scan_heads(self, data: bytes) -> None:
@@ -77,6 +95,7 @@ class H11ClientEngine:
             buf = buf[end + 4 :]
             if not interim:
                 self._scanning = False
+                self._final_head = head
         self._head_scan = b""
 
     def _send(self, event: Any) -> bytes:
@@ -180,7 +199,10 @@ class H11ClientEngine:
                 ev.status_code, ev.reason.decode("latin-1"), _pairs(ev.headers)
             )
         if isinstance(ev, h11.Response):
-            fields = _pairs(ev.headers)
+            # h11 lowercases some values (Transfer-Encoding); the fields as received
+            # come from the head bytes it validated.
+            _pairs(ev.headers)
+            fields = _raw_fields(self._final_head)
             keys = [n.lower() for n, _ in fields]
             content_length, chunked, close_delimited = response_framing(
                 self._method, ev.status_code, fields, keys
