@@ -20,6 +20,7 @@ pseudo-header order, the HEADERS priority), which is what an h2 fingerprint
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
 
-from rama_net import ConnectionLost
+from rama_net import ConnectionLost, ProtocolStream, TrackedStream, raw_socket_of
 
 from .._body import Body
 from .._errors import RemoteProtocolError
@@ -194,6 +196,7 @@ class Http2Connection:
         self._idle_since = time.monotonic()
         self._initiated = False
         self._got_settings = False
+        self._stream_closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
@@ -228,14 +231,28 @@ class Http2Connection:
         return self._idle_since
 
     def is_dead_at_idle(self) -> bool:
-        """Closed, or the socket is at EOF (an idle h2 connection may get frames: not dead)."""
+        """Closed, or the server closed the socket.
+
+        Bytes waiting at idle are not fatal for h2 (a PING, a WINDOW_UPDATE, a
+        GOAWAY that the next read turns into a retryable refusal); only EOF is.
+        Where EOF cannot be told from bytes (a plain socket), readable counts as dead.
+        """
         if self.is_closed:
             return True
-        if stream_is_dead(self.stream) and not self._in_flight:
-            # bytes may be a PING or SETTINGS: only EOF makes it dead, which the
-            # next read tells; be conservative for a connection never used
-            return self._requests == 0
-        return False
+        if self._in_flight:
+            return False
+        s: object = self.stream
+        for _ in range(8):
+            if isinstance(s, TLSStream):
+                s = s.transport_stream
+            elif isinstance(s, TrackedStream):
+                s = s.inner
+            else:
+                break
+        if isinstance(s, ProtocolStream):
+            proto = s._protocol
+            return proto.eof or proto.closed or s._closed
+        return stream_is_dead(self.stream)
 
     def reserve(self) -> bool:
         """Take a stream slot."""
@@ -252,24 +269,44 @@ class Http2Connection:
             self._idle_since = time.monotonic()
             if self.is_closed and not self._closed:
                 self._closed = True
-                self._abort()
+                self._abort()  # and close_stream at the next await point
         if self.on_release is not None:
             self.on_release(self)
 
     def _abort(self) -> None:
-        from rama_net import ProtocolStream
+        """Close the transport now, synchronously (the stream ended in a sync callback)."""
+        s: object = self.stream
+        for _ in range(8):
+            if isinstance(s, TLSStream):
+                s = s.transport_stream
+            elif isinstance(s, TrackedStream):
+                s = s.inner
+            else:
+                break
+        if isinstance(s, ProtocolStream):
+            s.abort()
+            return
+        sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the peer sees EOF; aclose frees the fd
 
-        if isinstance(self.stream, ProtocolStream):
-            self.stream.abort()
+    async def _close_if_done(self) -> None:
+        """After a stream ended: close a connection that can take no more and is idle."""
+        if self._closed and not self._stream_closed:
+            self._stream_closed = True
+            await close_stream(self.stream)
 
     async def aclose(self) -> None:
         """Close the connection (streams in progress fail)."""
-        if not self._closed:
-            self._closed = True
-            self._fail_all(ReadError("connection closed"))
+        if not self._closed and self._error is None and self._initiated:
             with contextlib.suppress(Exception), anyio.move_on_after(0.5, shield=True):
                 self.engine.goaway(0, last_stream_id=0)
                 await self.stream.send(self.engine.data_to_send())
+        self._closed = True
+        self._fail_all(ReadError("connection closed"))
+        if not self._stream_closed:
+            self._stream_closed = True
             await close_stream(self.stream)
 
     # -- I/O -----------------------------------------------------------------------------
@@ -485,6 +522,7 @@ class Http2Connection:
                 self._end_stream(st)
             else:
                 self._release()
+            await self._close_if_done()
             if getattr(e, "retryable", False):
                 raise NoResponse(e) from e
             raise
@@ -493,6 +531,7 @@ class Http2Connection:
                 self._cancel(st)
             else:
                 self._release()
+            await self._close_if_done()
             if isinstance(e, ReadError) and st is not None and not st.head_seen and self._goaway:
                 raise NoResponse(e) from e
             raise
@@ -543,6 +582,7 @@ class Http2Connection:
             length = int(cl)
         if ev.end_stream:
             self._end_stream(st)
+            await self._close_if_done()
             response.body = Body.empty()
             return response
         reader = _H2BodyReader(self, st, timeout.read)
@@ -594,6 +634,7 @@ class _H2BodyReader:
                             await conn._flush(self._timeout)
                     if ev.end_stream:
                         self._finish()
+                        await conn._close_if_done()
                         if ev.data:
                             return ev.data
                         raise StopAsyncIteration
@@ -605,6 +646,7 @@ class _H2BodyReader:
                         [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ev.headers]
                     )
                     self._finish()
+                    await conn._close_if_done()
                     raise StopAsyncIteration
                 if isinstance(ev, StreamReset):
                     raise conn._reset_error(ev)
@@ -613,6 +655,8 @@ class _H2BodyReader:
         except BaseException:
             self._done = True
             conn._cancel(st)
+            with anyio.CancelScope(shield=True):
+                await conn._close_if_done()
             raise
 
     def _finish(self) -> None:
@@ -632,3 +676,4 @@ class _H2BodyReader:
             self._conn._cancel(self._st)
             with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
                 await self._conn._flush(1.0)
+            await self._conn._close_if_done()
