@@ -19,7 +19,7 @@ from rama_http_client_peer import echo, make_cert, rama_server
 
 from rama_core import Context
 from rama_http import Body, H2PrefaceRecord, Headers, Request, Response, Version
-from rama_http.client import H2ClientSettings, HttpClient
+from rama_http.client import H2ClientSettings, H2PriorityFrame, HttpClient
 from rama_http.fingerprint import akamai_h2_fingerprint
 from rama_tls import CertifiedKey, TlsClientConfig
 
@@ -195,8 +195,14 @@ async def test_fifty_concurrent_share_one_connection(mode: str, tmp_path: Path) 
             initial_window_update=0,
             pseudo_header_order="mpsa",
         ),
+        H2ClientSettings(
+            settings=((1, 65536), (2, 0), (4, 131072)),
+            initial_window_update=12517377,
+            priority_frames=(H2PriorityFrame(3, 0, 201), H2PriorityFrame(5, 0, 101, True)),
+            pseudo_header_order="mpas",
+        ),
     ],
-    ids=["chrome", "firefox", "custom"],
+    ids=["chrome", "firefox", "custom", "priority-frames"],
 )
 async def test_akamai_fingerprint_matches_config(
     mode: str, tmp_path: Path, settings: H2ClientSettings
