@@ -20,6 +20,7 @@ from rama_http._h2._engine import H2Engine
 from rama_http._h2._events import DataReceived, Event, RequestReceived, StreamReset
 from rama_http._h2._frames import settings_frame
 from rama_http.client import (
+    H2ClientSettings,
     HttpClient,
     ReadError,
     ReadTimeout,
@@ -251,3 +252,61 @@ async def test_no_leak_after_cancel_and_abandoned_bodies() -> None:
         assert server.connections == 1
     await anyio.sleep(0.05)
     assert reset_seen  # the abandoned streams were reset on the wire
+
+
+async def test_answer_before_the_body_is_taken() -> None:
+    async def early(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        if isinstance(ev, RequestReceived):
+            engine.send_headers(ev.stream_id, [(b":status", b"413")], end_stream=True)
+        return True
+
+    # a zero window: the body can never go; the 413 is the answer, not a WriteTimeout
+    server = RawServer(h2_server(early, settings=[(3, 100), (4, 0)]))
+    async with server.run(), plain_client(timeout=Timeout(write=3)) as client:
+        with anyio.fail_after(2):
+            r = await client.post(f"http://127.0.0.1:{server.port}/", content=b"x" * 200_000)
+        assert r.status == 413
+        with anyio.fail_after(2):
+            r = await client.post(f"http://127.0.0.1:{server.port}/", content=b"y" * 10)
+        assert r.status == 413
+        assert server.connections == 1
+        assert client.pool_stats().active == 0
+
+
+async def test_unread_body_buffers_at_most_its_window() -> None:
+    window = 65535
+    received: list[int] = []
+
+    async def big(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        if isinstance(ev, RequestReceived):
+            path = dict(ev.headers).get(b":path")
+            if path == b"/big":
+                engine.send_headers(ev.stream_id, [(b":status", b"200")])
+                # as much as the windows allow now; more when the client gives credit
+                n = engine.local_flow_control_window(ev.stream_id)
+                engine.send_data(ev.stream_id, b"z" * n)
+                received.append(n)
+            else:
+                answer(engine, ev.stream_id)
+        return True
+
+    # the connection window is larger: other streams go on while /big is unread
+    cfg = H2ClientSettings(settings=((2, 0), (4, window)), initial_window_update=1 << 20)
+    server = RawServer(h2_server(big))
+    async with server.run(), plain_client(h2_settings=cfg) as client:
+        base = f"http://127.0.0.1:{server.port}"
+        async with client.stream("GET", f"{base}/big") as r:
+            # other requests read the socket meanwhile; the unread body stays bounded
+            for _ in range(5):
+                assert await (await client.get(f"{base}/small")).read() == b"ok"
+            conn = next(iter(client.pool._key_of))
+            queued = sum(
+                len(ev.data)
+                for st in conn._streams.values()  # type: ignore[attr-defined]
+                for ev in st.events
+                if isinstance(ev, DataReceived)
+            )
+            assert 0 < queued <= window
+            assert received == [window]
+            async for _chunk in r.body:
+                break

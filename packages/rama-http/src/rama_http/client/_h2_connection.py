@@ -148,7 +148,7 @@ class StreamResetError(ReadError):
 
 
 class _Stream:
-    __slots__ = ("done", "error", "events", "head_seen", "sid")
+    __slots__ = ("done", "error", "events", "got_event", "head_seen", "sid", "stop_sending")
 
     def __init__(self, sid: int) -> None:
         self.sid = sid
@@ -156,6 +156,8 @@ class _Stream:
         self.error: Exception | None = None
         self.done = False
         self.head_seen = False
+        self.stop_sending = False
+        self.got_event = False
 
 
 class Http2Connection:
@@ -235,7 +237,7 @@ class Http2Connection:
 
         Bytes waiting at idle are not fatal for h2 (a PING, a WINDOW_UPDATE, a
         GOAWAY that the next read turns into a retryable refusal); only EOF is.
-        Where EOF cannot be told from bytes (a plain socket), readable counts as dead.
+        EOF is seen in the transport's buffer, or by peeking at the socket.
         """
         if self.is_closed:
             return True
@@ -252,7 +254,15 @@ class Http2Connection:
         if isinstance(s, ProtocolStream):
             proto = s._protocol
             return proto.eof or proto.closed or s._closed
-        return stream_is_dead(self.stream)
+        sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
+        if sock is None:
+            return stream_is_dead(self.stream)
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def reserve(self) -> bool:
         """Take a stream slot."""
@@ -362,6 +372,7 @@ class Http2Connection:
                 st = self._streams.get(sid)
                 if st is not None:
                     st.events.append(ev)
+                    st.got_event = True
                 elif isinstance(ev, DataReceived) and ev.flow_controlled_length:
                     # a stream we gave up on: its DATA still counts against the connection
                     self.engine.acknowledge_received_data(sid, ev.flow_controlled_length)
@@ -407,9 +418,11 @@ class Http2Connection:
             err = st.error or self._error
             if err is not None:
                 raise err
-            # a reset or early end of the stream while we wait
+            # a reset, or the final answer before the body was in (413, 401...):
+            # stop sending, the response is what counts (RFC 9113 section 8.1)
             for ev in st.events:
-                if isinstance(ev, StreamReset):
+                if isinstance(ev, (StreamReset, ResponseReceived)):
+                    st.stop_sending = True
                     return 0
             if not self.engine.stream_is_open(st.sid):
                 return 0
@@ -464,6 +477,7 @@ class Http2Connection:
         length = len(data) if data is not None else body.length
         headers = self._head(request, length)
         engine = self.engine
+        reused = self._requests > 0
         self._requests += 1
         st: _Stream | None = None
         try:
@@ -503,9 +517,9 @@ class Http2Connection:
                 async for chunk in body:
                     if chunk:
                         await self._send_data(st, chunk, False, timeout.write)
-                        if not engine.stream_is_open(sid):
+                        if st.stop_sending or not engine.stream_is_open(sid):
                             break
-                if engine.stream_is_open(sid):
+                if engine.stream_is_open(sid) and not st.stop_sending:
                     trailers = body.trailers
                     if trailers:
                         engine.send_headers(
@@ -532,7 +546,14 @@ class Http2Connection:
             else:
                 self._release()
             await self._close_if_done()
-            if isinstance(e, ReadError) and st is not None and not st.head_seen and self._goaway:
+            if (
+                isinstance(e, (ReadError, WriteError))
+                and st is not None
+                and not st.head_seen
+                and (self._goaway or (reused and not st.got_event))
+            ):
+                # never processed (GOAWAY), or a reused connection that died
+                # before a byte of this stream came: safe to retry elsewhere
                 raise NoResponse(e) from e
             raise
         return response
@@ -593,6 +614,10 @@ class Http2Connection:
         if st.done:
             return
         st.done = True
+        if self._error is None and self.engine.stream_is_open(st.sid):
+            # answered before our body ended: free the stream (RST_STREAM(NO_ERROR))
+            with contextlib.suppress(Exception):
+                self.engine.reset_stream(st.sid, 0)
         self._streams.pop(st.sid, None)
         self._release()
 
