@@ -310,3 +310,35 @@ async def test_unread_body_buffers_at_most_its_window() -> None:
             assert received == [window]
             async for _chunk in r.body:
                 break
+
+
+async def test_server_stream_limit_is_respected() -> None:
+    refused: list[int] = []
+    peak: list[int] = [0]
+
+    async def limited(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        from rama_http._h2._events import StreamRefused
+
+        if isinstance(ev, StreamRefused):
+            refused.append(ev.stream_id)
+        elif isinstance(ev, RequestReceived):
+            peak[0] = max(peak[0], engine.open_inbound_streams)
+            answer(engine, ev.stream_id)
+        return True
+
+    server = RawServer(h2_server(limited, settings=[(3, 2)]))
+    async with server.run(), plain_client() as client:
+        base = f"http://127.0.0.1:{server.port}"
+        got: list[bytes] = []
+
+        async def one() -> None:
+            got.append(await (await client.get(f"{base}/")).read())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+        assert got == [b"ok"] * 20
+        assert not refused
+        assert peak[0] <= 2
+        assert client.pool_stats().active == 0

@@ -51,7 +51,7 @@ from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
 from ._connection import ClientConnection, NoResponse, close_stream, stream_is_dead
-from ._errors import ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
 from ._timeout import Timeout
 
 __all__ = ["H2ClientSettings", "H2PriorityFrame", "Http2Connection", "StreamResetError"]
@@ -142,9 +142,12 @@ class H2ClientSettings:
 class StreamResetError(ReadError):
     """The server reset this request's stream (RST_STREAM); the connection goes on."""
 
-    def __init__(self, message: str, error_code: int) -> None:
+    def __init__(self, message: str, error_code: int, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.error_code = error_code
+        """The RST_STREAM error code (RFC 9113 section 7)."""
+        self.retryable = retryable
+        """The server never processed the request (REFUSED_STREAM, or above a GOAWAY)."""
 
 
 class _Stream:
@@ -483,6 +486,15 @@ class Http2Connection:
         try:
             if self._error is not None or self._goaway:
                 raise NoResponse(ReadError("the h2 connection cannot open new streams"))
+            # the first request goes at once; the others wait for the server's
+            # SETTINGS (its stream limit), so none is refused for opening too early
+            while self._initiated and not self._got_settings and self._error is None:
+                gen = self._read_gen
+                try:
+                    with anyio.fail_after(timeout.read):
+                        await self._pump(gen, timeout.read)
+                except TimeoutError as e:
+                    raise ReadTimeout(f"no h2 SETTINGS from the server in {timeout.read}s") from e
             # the server may allow fewer streams than we reserved: wait for one to end
             while engine.open_outbound_streams >= engine.remote_settings[3]:
                 gen = self._read_gen
@@ -490,7 +502,7 @@ class Http2Connection:
                     with anyio.fail_after(timeout.pool):
                         await self._pump(gen, timeout.pool)
                 except TimeoutError as e:
-                    raise ReadTimeout("no h2 stream became free") from e
+                    raise PoolTimeout(f"no h2 stream became free within {timeout.pool}s") from e
                 if self._error is not None or self._goaway:
                     raise NoResponse(ReadError("the h2 connection cannot open new streams"))
             if not self._initiated:
@@ -537,7 +549,7 @@ class Http2Connection:
             else:
                 self._release()
             await self._close_if_done()
-            if getattr(e, "retryable", False):
+            if e.retryable:
                 raise NoResponse(e) from e
             raise
         except BaseException as e:
@@ -574,11 +586,11 @@ class Http2Connection:
             await self._flush(timeout)
 
     def _reset_error(self, ev: StreamReset) -> StreamResetError:
-        err = StreamResetError(
-            f"the server reset the stream (error {ev.error_code})", ev.error_code
+        return StreamResetError(
+            f"the server reset the stream (error {ev.error_code})",
+            ev.error_code,
+            retryable=ev.retryable,
         )
-        err.retryable = ev.retryable  # type: ignore[attr-defined]
-        return err
 
     async def _response(self, st: _Stream, timeout: Timeout) -> Response:
         while True:
