@@ -220,3 +220,23 @@ async def test_http2_false_speaks_http11(tmp_path: Path) -> None:
         async with tls_client(ck, http2=False) as client:
             r = await client.get(f"https://localhost:{port}/x")
             assert r.raw.version == Version.HTTP_11
+
+
+async def test_concurrent_uploads_share_one_connection(mode: str, tmp_path: Path) -> None:
+    # many writers at once: frames must go out in the order the engine queued them
+    # (HPACK state, increasing stream ids), whoever gets the write lock first
+    async with server_and_client(mode, tmp_path) as (base, client):
+        await client.get(f"{base}/warm")
+        bodies = {i: os.urandom(300_000 + i) for i in range(20)}
+        results: dict[int, str] = {}
+
+        async def one(i: int) -> None:
+            r = await client.post(f"{base}/sha", content=bodies[i], headers=[("x-i", str(i))])
+            results[i] = (await r.read()).decode()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in bodies:
+                    tg.start_soon(one, i)
+        assert results == {i: hashlib.sha256(b).hexdigest() for i, b in bodies.items()}
+        assert client.pool_stats().total == 1

@@ -315,7 +315,8 @@ class Http2Connection:
         if not self._closed and self._error is None and self._initiated:
             with contextlib.suppress(Exception), anyio.move_on_after(0.5, shield=True):
                 self.engine.goaway(0, last_stream_id=0)
-                await self.stream.send(self.engine.data_to_send())
+                async with self._write_lock:
+                    await self.stream.send(self.engine.data_to_send())
         self._closed = True
         self._fail_all(ReadError("connection closed"))
         if not self._stream_closed:
@@ -324,19 +325,35 @@ class Http2Connection:
 
     # -- I/O -----------------------------------------------------------------------------
     async def _flush(self, timeout: float | None) -> None:
-        data = self.engine.data_to_send()
-        if not data:
+        """Write what the engine queued; taken under the lock, so frames keep their order.
+
+        A write cut short (timeout, cancellation) may leave half a frame on the
+        wire: the connection then fails for every stream.
+        """
+        if not self.engine.pending_output:
             return
+        writing = False
         try:
             with anyio.fail_after(timeout):
                 async with self._write_lock:
-                    await self.stream.send(data)
+                    data = self.engine.data_to_send()
+                    if data:
+                        writing = True
+                        await self.stream.send(data)
+                        writing = False
         except TimeoutError as e:
-            raise WriteTimeout(f"sending took over {timeout}s") from e
+            err: Exception = WriteTimeout(f"sending took over {timeout}s")
+            if writing:
+                self._connection_failed(err)
+            raise err from e
         except (ConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
             err = WriteError(f"connection lost while sending: {e}")
             self._connection_failed(err)
             raise err from e
+        except BaseException:
+            if writing:
+                self._connection_failed(WriteError("a write was cancelled mid-way"))
+            raise
 
     def _connection_failed(self, err: Exception) -> None:
         if self._error is None:
