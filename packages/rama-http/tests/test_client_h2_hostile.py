@@ -342,3 +342,20 @@ async def test_server_stream_limit_is_respected() -> None:
         assert not refused
         assert peak[0] <= 2
         assert client.pool_stats().active == 0
+
+
+async def test_no_answer_is_a_read_timeout_and_the_connection_goes_on() -> None:
+    async def first_silent(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        if isinstance(ev, RequestReceived) and ev.stream_id != 1:
+            answer(engine, ev.stream_id)
+        return True
+
+    server = RawServer(h2_server(first_silent))
+    async with server.run(), plain_client(timeout=Timeout(read=0.3)) as client:
+        base = f"http://127.0.0.1:{server.port}"
+        with anyio.fail_after(5), pytest.raises(ReadTimeout):
+            await client.get(f"{base}/silent")
+        r = await client.get(f"{base}/next")
+        assert await r.read() == b"ok"
+        assert server.connections == 1
+        assert client.pool_stats().active == 0

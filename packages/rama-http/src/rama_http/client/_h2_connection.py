@@ -20,6 +20,7 @@ pseudo-header order, the HEADERS priority), which is what an h2 fingerprint
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections import deque
@@ -66,6 +67,7 @@ _LETTERS = {"m": "method", "a": "authority", "s": "scheme", "p": "path"}
 _CONNECTION_SPECIFIC = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host")
 )
+_log = logging.getLogger("rama.http.client.h2")
 _DEFAULT_MAX_STREAMS = 100
 """Streams assumed before the server's SETTINGS arrive (RFC 9113 recommends at least 100)."""
 
@@ -358,6 +360,7 @@ class Http2Connection:
     def _connection_failed(self, err: Exception) -> None:
         if self._error is None:
             self._error = err
+            _log.info("h2 connection to %s failed: %s", self.authority, err)
         self._fail_all(err)
 
     def _fail_all(self, err: Exception) -> None:
@@ -399,6 +402,12 @@ class Http2Connection:
                 continue
             if isinstance(ev, ConnectionTerminated):
                 self._goaway = True
+                _log.debug(
+                    "GOAWAY from %s: error %d, last stream %d",
+                    self.authority,
+                    ev.error_code,
+                    ev.last_stream_id,
+                )
                 if ev.error_code:
                     err = RemoteProtocolError(
                         f"server sent GOAWAY (error {ev.error_code})", status=502
