@@ -240,3 +240,32 @@ async def test_concurrent_uploads_share_one_connection(mode: str, tmp_path: Path
                     tg.start_soon(one, i)
         assert results == {i: hashlib.sha256(b).hexdigest() for i, b in bodies.items()}
         assert client.pool_stats().total == 1
+
+
+async def test_upload_and_download_at_once(mode: str, tmp_path: Path) -> None:
+    # a reader must not wait behind a blocked writer: the server stops reading
+    # while its own output is not read, so a reader stuck on the write lock deadlocks
+    data = os.urandom(12 * 1024 * 1024)
+    async with server_and_client(mode, tmp_path) as (base, client):
+        await client.get(f"{base}/warm")
+        got: dict[str, object] = {}
+
+        async def upload() -> None:
+            r = await client.post(f"{base}/sha", content=data)
+            got["sha"] = (await r.read()).decode()
+
+        async def download() -> None:
+            for _ in range(3):
+                async with client.stream("GET", f"{base}/big") as r:
+                    size = 0
+                    async for chunk in r.body:
+                        size += len(chunk)
+                got.setdefault("sizes", []).append(size)  # type: ignore[attr-defined]
+
+        with anyio.fail_after(40):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(upload)
+                tg.start_soon(download)
+        assert got["sha"] == hashlib.sha256(data).hexdigest()
+        assert got["sizes"] == [BIG] * 3
+        assert client.pool_stats().total == 1

@@ -326,20 +326,29 @@ class Http2Connection:
             await close_stream(self.stream)
 
     # -- I/O -----------------------------------------------------------------------------
-    async def _flush(self, timeout: float | None) -> None:
+    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
         """Write what the engine queued; taken under the lock, so frames keep their order.
 
-        A write cut short (timeout, cancellation) may leave half a frame on the
-        wire: the connection then fails for every stream.
+        The lock holder writes until nothing is queued, so output queued while it
+        writes (ACKs, WINDOW_UPDATEs from a reader) goes out with it. ``wait=False``
+        (readers) leaves the output to a writer in progress instead of waiting for
+        it: a reader must never stop reading behind a write that waits for the
+        server, which may itself wait for us to read. A write cut short (timeout,
+        cancellation) may leave half a frame on the wire: the connection then
+        fails for every stream.
         """
         if not self.engine.pending_output:
+            return
+        if not wait and self._write_lock.locked():
             return
         writing = False
         try:
             with anyio.fail_after(timeout):
                 async with self._write_lock:
-                    data = self.engine.data_to_send()
-                    if data:
+                    while True:
+                        data = self.engine.data_to_send()
+                        if not data:
+                            break
                         writing = True
                         await self.stream.send(data)
                         writing = False
@@ -386,7 +395,7 @@ class Http2Connection:
                 self._read_gen += 1
             self._dispatch(self.engine.receive_data(data))
         with contextlib.suppress(Exception):
-            await self._flush(timeout)  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+            await self._flush(timeout, wait=False)  # SETTINGS/PING ACKs, WINDOW_UPDATEs
 
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:
@@ -694,7 +703,7 @@ class _H2BodyReader:
                     if ev.flow_controlled_length:
                         conn.engine.acknowledge_received_data(st.sid, ev.flow_controlled_length)
                         if conn.engine.pending_output:
-                            await conn._flush(self._timeout)
+                            await conn._flush(self._timeout, wait=False)
                     if ev.end_stream:
                         self._finish()
                         await conn._close_if_done()
