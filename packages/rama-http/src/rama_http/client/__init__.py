@@ -47,6 +47,7 @@ from ._errors import (
     WriteTimeout,
 )
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
+from ._h2_connection import H2ClientSettings, H2PriorityFrame, Http2Connection, StreamResetError
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -91,9 +92,12 @@ __all__ = [
     "Decompress",
     "FollowRedirects",
     "H1ClientEngine",
+    "H2ClientSettings",
+    "H2PriorityFrame",
     "HTTPStatusError",
     "HostStats",
     "Http1Connection",
+    "Http2Connection",
     "HttpClient",
     "HttpConnectProxyConnector",
     "HttpConnector",
@@ -113,6 +117,7 @@ __all__ = [
     "RedirectHistory",
     "Retry",
     "RetryPolicy",
+    "StreamResetError",
     "Timeout",
     "TimeoutException",
     "TooManyRedirects",

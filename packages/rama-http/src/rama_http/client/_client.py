@@ -46,6 +46,7 @@ from ._connect import HttpConnector, PoolKey, ProxyConfig, ProxyConnector
 from ._connection import ClientConnection
 from ._errors import TotalTimeout
 from ._h1_engine import ClientEngineLimits
+from ._h2_connection import H2ClientSettings
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -148,6 +149,9 @@ class HttpClient:
         http1_engine: str = "fast",
         engine_limits: ClientEngineLimits | None = None,
         emulation: Hashable | None = None,
+        http2: bool = True,
+        http2_prior_knowledge: bool = False,
+        h2_settings: H2ClientSettings | None = None,
     ) -> None:
         self.base_url = Uri.parse(base_url) if base_url else None
         self._parsed: dict[str, Uri] = {}
@@ -172,6 +176,9 @@ class HttpClient:
             http1_engine=http1_engine,
             limits=engine_limits,
             connect_timeout=self.timeout.connect,
+            http2=http2,
+            http2_prior_knowledge=http2_prior_knowledge,
+            h2_settings=h2_settings,
         )
         self.pool = ConnectionPool(
             self.connector,

@@ -45,6 +45,7 @@ from ._errors import ConnectError, ConnectTimeout, ProxyError
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
 from ._h1_fast import FastClientEngine
 from ._h1_h11 import H11ClientEngine
+from ._h2_connection import H2ClientSettings, Http2Connection
 
 __all__ = [
     "ALPN_PROTOCOLS",
@@ -57,8 +58,8 @@ __all__ = [
     "engine_factory",
 ]
 
-ALPN_PROTOCOLS: Final = ("http/1.1",)
-"""What the TLS connector offers. ``h2`` joins (first) once the h2 connection exists."""
+ALPN_PROTOCOLS: Final = ("h2", "http/1.1")
+"""What the TLS connector offers (``http/1.1`` alone with ``http2=False``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +206,23 @@ class HttpConnector:
         http1_engine: EngineName = "fast",
         limits: ClientEngineLimits | None = None,
         connect_timeout: float | None = 10.0,
+        http2: bool = True,
+        http2_prior_knowledge: bool = False,
+        h2_settings: H2ClientSettings | None = None,
     ) -> None:
         self.tcp: Service[Authority, EstablishedConnection] = tcp or TcpConnector(
             connect_timeout=connect_timeout or 3600.0
         )
         self.proxy_connector: ProxyConnector = proxy_connector or HttpConnectProxyConnector()
         cfg = tls or TlsClientConfig()
-        self.tls_config = dataclasses.replace(cfg, alpn_protocols=ALPN_PROTOCOLS)
+        self.http2 = http2
+        """Offer ``h2`` in ALPN (first, before ``http/1.1``)."""
+        self.http2_prior_knowledge = http2_prior_knowledge
+        """Speak h2 on cleartext ``http://`` connections without asking (h2c prior knowledge)."""
+        self.h2_settings = h2_settings or H2ClientSettings()
+        """What h2 connections send first (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-headers)."""
+        alpn = ALPN_PROTOCOLS if http2 else ("http/1.1",)
+        self.tls_config = dataclasses.replace(cfg, alpn_protocols=alpn)
         self._tls: TlsConnector | None = None
         self._engine = engine_factory(http1_engine, limits)
 
@@ -270,9 +281,15 @@ class HttpConnector:
     ) -> ClientConnection:
         """The HTTP connection for the negotiated protocol.
 
-        The h2 connection plugs in here (``alpn == "h2"``, or prior knowledge
-        for cleartext h2) once it exists; until then only ``http/1.1`` is offered.
+        ``h2`` when the server chose it in ALPN, or for cleartext with
+        :attr:`http2_prior_knowledge`; HTTP/1.1 otherwise.
         """
+        if (alpn == "h2" and self.http2) or (
+            alpn is None and key.scheme == "http" and self.http2_prior_knowledge
+        ):
+            return Http2Connection(
+                stream, authority=key.authority, scheme=key.scheme, settings=self.h2_settings
+            )
         if alpn not in (None, "http/1.1"):
             raise RemoteProtocolError(
                 f"server selected ALPN {alpn!r}, which was not offered", status=502

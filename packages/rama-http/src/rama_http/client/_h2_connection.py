@@ -1,0 +1,751 @@
+"""The h2 client connection on rama's sans-IO :class:`~rama_http._h2._engine.H2Engine`.
+
+One :class:`Http2Connection` carries up to the server's
+SETTINGS_MAX_CONCURRENT_STREAMS requests at once (reported to the pool as
+:attr:`Http2Connection.max_concurrent_streams`). There is no background
+task (a pooled connection has no task group to live in): the streams share
+the socket through a read lock, and whichever stream waits for input reads
+one chunk, feeds the engine and dispatches the events to the per-stream
+queues, so every waiting stream sees its events as soon as anyone reads.
+Flow control is manual: response DATA is credited back to the server only
+as the caller consumes the body, so a stream never buffers more than its
+window; request bodies wait for the server's WINDOW_UPDATE.
+
+What the client sends first is set by :class:`H2ClientSettings` (SETTINGS
+pairs and their order, the connection WINDOW_UPDATE, PRIORITY frames, the
+pseudo-header order, the HEADERS priority), which is what an h2 fingerprint
+(Akamai's) is computed from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
+
+from rama_net import ConnectionLost, ProtocolStream, TrackedStream, raw_socket_of
+
+from .._body import Body
+from .._errors import RemoteProtocolError
+from .._h2._engine import H2Engine
+from .._h2._events import (
+    ConnectionFailed,
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    H2EngineError,
+    RemoteSettingsChanged,
+    ResponseReceived,
+    StreamPriority,
+    StreamReset,
+    TrailersReceived,
+)
+from .._headers import Headers
+from .._message import Request, Response
+from .._version import Version
+from ._connection import ClientConnection, NoResponse, close_stream, stream_is_dead
+from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._timeout import Timeout
+
+__all__ = ["H2ClientSettings", "H2PriorityFrame", "Http2Connection", "StreamResetError"]
+
+_PSEUDO_NAMES = {
+    "method": ":method",
+    "authority": ":authority",
+    "scheme": ":scheme",
+    "path": ":path",
+}
+_LETTERS = {"m": "method", "a": "authority", "s": "scheme", "p": "path"}
+_CONNECTION_SPECIFIC = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host")
+)
+_log = logging.getLogger("rama.http.client.h2")
+_DEFAULT_MAX_STREAMS = 100
+"""Streams assumed before the server's SETTINGS arrive (RFC 9113 recommends at least 100)."""
+
+
+@dataclass(frozen=True, slots=True)
+class H2PriorityFrame:
+    """A PRIORITY frame sent right after the preface (as older Firefox versions did)."""
+
+    stream_id: int
+    depends_on: int = 0
+    weight: int = 16
+    exclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class H2ClientSettings:
+    """What an h2 client connection sends first: its h2 fingerprint.
+
+    ``settings``: the SETTINGS pairs ``(identifier, value)`` in wire order.
+    ``initial_window_update``: the connection WINDOW_UPDATE after them (0: none).
+    ``priority_frames``: PRIORITY frames sent after that.
+    ``pseudo_header_order``: letters of ``m``ethod, ``a``uthority, ``s``cheme,
+    ``p``ath, in the order the request pseudo-headers go out.
+    ``headers_priority``: the priority flag of every request HEADERS frame.
+    The Akamai fingerprint of a connection is
+    ``settings|initial_window_update|priority_frames|pseudo_header_order``.
+    """
+
+    settings: tuple[tuple[int, int], ...] = ((2, 0), (4, 1 << 20))
+    initial_window_update: int = (1 << 24) - 65535
+    priority_frames: tuple[H2PriorityFrame, ...] = ()
+    pseudo_header_order: str = "masp"
+    headers_priority: StreamPriority | None = None
+
+    def __post_init__(self) -> None:
+        order = self.pseudo_header_order.replace(",", "")
+        if sorted(order) != sorted("masp"):
+            raise ValueError("pseudo_header_order must be a permutation of m, a, s, p")
+        object.__setattr__(self, "pseudo_header_order", order)
+
+    @classmethod
+    def chrome(cls) -> H2ClientSettings:
+        """Chrome's (116+): ``1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p``."""
+        return cls(
+            settings=((1, 65536), (2, 0), (4, 6291456), (6, 262144)),
+            initial_window_update=15663105,
+            pseudo_header_order="masp",
+            headers_priority=StreamPriority(0, 256, True),
+        )
+
+    @classmethod
+    def firefox(cls) -> H2ClientSettings:
+        """Firefox's (120+): ``1:65536;2:0;4:131072;5:16384|12517377|0|m,p,a,s``."""
+        return cls(
+            settings=((1, 65536), (2, 0), (4, 131072), (5, 16384)),
+            initial_window_update=12517377,
+            pseudo_header_order="mpas",
+            headers_priority=StreamPriority(0, 42, False),
+        )
+
+    @property
+    def akamai(self) -> str:
+        """The Akamai h2 fingerprint this configuration produces."""
+        s = ";".join(f"{k}:{v}" for k, v in self.settings)
+        p = ",".join(
+            f"{f.stream_id}:{int(f.exclusive)}:{f.depends_on}:{f.weight}"
+            for f in self.priority_frames
+        )
+        return f"{s}|{self.initial_window_update or '00'}|{p or '0'}|" + ",".join(
+            self.pseudo_header_order
+        )
+
+
+class StreamResetError(ReadError):
+    """The server reset this request's stream (RST_STREAM); the connection goes on."""
+
+    def __init__(self, message: str, error_code: int, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        """The RST_STREAM error code (RFC 9113 section 7)."""
+        self.retryable = retryable
+        """The server never processed the request (REFUSED_STREAM, or above a GOAWAY)."""
+
+
+class _Stream:
+    __slots__ = ("done", "error", "events", "got_event", "head_seen", "sid", "stop_sending")
+
+    def __init__(self, sid: int) -> None:
+        self.sid = sid
+        self.events: deque[Event] = deque()
+        self.error: Exception | None = None
+        self.done = False
+        self.head_seen = False
+        self.stop_sending = False
+        self.got_event = False
+
+
+class Http2Connection:
+    """An h2 client connection: many concurrent requests over one stream."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        authority: str,
+        scheme: str,
+        settings: H2ClientSettings | None = None,
+        read_size: int = 65536,
+    ) -> None:
+        self.stream = stream
+        self.authority = authority
+        self.scheme = scheme
+        self.config = settings or H2ClientSettings()
+        self.on_release: Callable[[ClientConnection], None] | None = None
+        self.engine = H2Engine(
+            client=True,
+            settings=list(self.config.settings),
+            initial_window_update=self.config.initial_window_update,
+            auto_window_update=False,
+        )
+        self._pseudo = [_PSEUDO_NAMES[_LETTERS[c]] for c in self.config.pseudo_header_order]
+        self._read_size = read_size
+        self._read_lock = anyio.Lock()
+        self._write_lock = anyio.Lock()
+        self._read_gen = 0
+        self._streams: dict[int, _Stream] = {}
+        self._next_sid = 1
+        self._in_flight = 0
+        self._requests = 0
+        self._closed = False
+        self._goaway = False
+        self._error: Exception | None = None
+        self._idle_since = time.monotonic()
+        self._initiated = False
+        self._got_settings = False
+        self._stream_closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
+        return f"Http2Connection({self.authority}, {state}, requests={self._requests})"
+
+    # -- pool interface ------------------------------------------------------------------
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The server's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive)."""
+        if not self._got_settings:
+            return _DEFAULT_MAX_STREAMS
+        return max(1, min(self.engine.remote_settings[3], 1 << 16))
+
+    @property
+    def in_flight(self) -> int:
+        """Streams reserved or running."""
+        return self._in_flight
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests carried so far."""
+        return self._requests
+
+    @property
+    def is_closed(self) -> bool:
+        """Closed, failed, or told to go away (no new streams)."""
+        return self._closed or self._goaway or self._error is not None
+
+    @property
+    def idle_since(self) -> float:
+        """When the last stream ended."""
+        return self._idle_since
+
+    def is_dead_at_idle(self) -> bool:
+        """Closed, or the server closed the socket.
+
+        Bytes waiting at idle are not fatal for h2 (a PING, a WINDOW_UPDATE, a
+        GOAWAY that the next read turns into a retryable refusal); only EOF is.
+        EOF is seen in the transport's buffer, or by peeking at the socket.
+        """
+        if self.is_closed:
+            return True
+        if self._in_flight:
+            return False
+        s: object = self.stream
+        for _ in range(8):
+            if isinstance(s, TLSStream):
+                s = s.transport_stream
+            elif isinstance(s, TrackedStream):
+                s = s.inner
+            else:
+                break
+        if isinstance(s, ProtocolStream):
+            proto = s._protocol
+            return proto.eof or proto.closed or s._closed
+        sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
+        if sock is None:
+            return stream_is_dead(self.stream)
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def reserve(self) -> bool:
+        """Take a stream slot."""
+        if self.is_closed or self._in_flight >= self.max_concurrent_streams:
+            return False
+        self._in_flight += 1
+        return True
+
+    def _release(self) -> None:
+        if self._in_flight <= 0:
+            return
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._idle_since = time.monotonic()
+            if self.is_closed and not self._closed:
+                self._closed = True
+                self._abort()  # and close_stream at the next await point
+        if self.on_release is not None:
+            self.on_release(self)
+
+    def _abort(self) -> None:
+        """Close the transport now, synchronously (the stream ended in a sync callback)."""
+        s: object = self.stream
+        for _ in range(8):
+            if isinstance(s, TLSStream):
+                s = s.transport_stream
+            elif isinstance(s, TrackedStream):
+                s = s.inner
+            else:
+                break
+        if isinstance(s, ProtocolStream):
+            s.abort()
+            return
+        sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the peer sees EOF; aclose frees the fd
+
+    async def _close_if_done(self) -> None:
+        """After a stream ended: close a connection that can take no more and is idle."""
+        if self._closed and not self._stream_closed:
+            self._stream_closed = True
+            await close_stream(self.stream)
+
+    async def aclose(self) -> None:
+        """Close the connection (streams in progress fail)."""
+        if not self._closed and self._error is None and self._initiated:
+            with contextlib.suppress(Exception), anyio.move_on_after(0.5, shield=True):
+                self.engine.goaway(0, last_stream_id=0)
+                async with self._write_lock:
+                    await self.stream.send(self.engine.data_to_send())
+        self._closed = True
+        self._fail_all(ReadError("connection closed"))
+        if not self._stream_closed:
+            self._stream_closed = True
+            await close_stream(self.stream)
+
+    # -- I/O -----------------------------------------------------------------------------
+    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
+        """Write what the engine queued; taken under the lock, so frames keep their order.
+
+        The lock holder writes until nothing is queued, so output queued while it
+        writes (ACKs, WINDOW_UPDATEs from a reader) goes out with it. ``wait=False``
+        (readers) leaves the output to a writer in progress instead of waiting for
+        it: a reader must never stop reading behind a write that waits for the
+        server, which may itself wait for us to read. A write cut short (timeout,
+        cancellation) may leave half a frame on the wire: the connection then
+        fails for every stream.
+        """
+        if not self.engine.pending_output:
+            return
+        if not wait and self._write_lock.locked():
+            return
+        writing = False
+        try:
+            with anyio.fail_after(timeout):
+                async with self._write_lock:
+                    while True:
+                        data = self.engine.data_to_send()
+                        if not data:
+                            break
+                        writing = True
+                        await self.stream.send(data)
+                        writing = False
+        except TimeoutError as e:
+            err: Exception = WriteTimeout(f"sending took over {timeout}s")
+            if writing:
+                self._connection_failed(err)
+            raise err from e
+        except (ConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
+            err = WriteError(f"connection lost while sending: {e}")
+            self._connection_failed(err)
+            raise err from e
+        except BaseException:
+            if writing:
+                self._connection_failed(WriteError("a write was cancelled mid-way"))
+            raise
+
+    def _connection_failed(self, err: Exception) -> None:
+        if self._error is None:
+            self._error = err
+            _log.info("h2 connection to %s failed: %s", self.authority, err)
+        self._fail_all(err)
+
+    def _fail_all(self, err: Exception) -> None:
+        for st in self._streams.values():
+            if not st.done and st.error is None:
+                st.error = err
+
+    async def _pump(self, gen: int, timeout: float | None) -> None:
+        """Read once unless someone else read since ``gen``; dispatch the events."""
+        async with self._read_lock:
+            if self._read_gen != gen or self._error is not None:
+                return
+            try:
+                with anyio.fail_after(timeout):
+                    data = await self.stream.receive(self._read_size)
+            except anyio.EndOfStream:
+                self._connection_failed(ReadError("server closed the connection"))
+                return
+            except (ConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
+                self._connection_failed(ReadError(f"connection lost: {e}"))
+                return
+            finally:
+                self._read_gen += 1
+            self._dispatch(self.engine.receive_data(data))
+        with contextlib.suppress(Exception):
+            await self._flush(timeout, wait=False)  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for ev in events:
+            sid = getattr(ev, "stream_id", 0)
+            if sid:
+                st = self._streams.get(sid)
+                if st is not None:
+                    st.events.append(ev)
+                    st.got_event = True
+                elif isinstance(ev, DataReceived) and ev.flow_controlled_length:
+                    # a stream we gave up on: its DATA still counts against the connection
+                    self.engine.acknowledge_received_data(sid, ev.flow_controlled_length)
+                continue
+            if isinstance(ev, ConnectionTerminated):
+                self._goaway = True
+                _log.debug(
+                    "GOAWAY from %s: error %d, last stream %d",
+                    self.authority,
+                    ev.error_code,
+                    ev.last_stream_id,
+                )
+                if ev.error_code:
+                    err = RemoteProtocolError(
+                        f"server sent GOAWAY (error {ev.error_code})", status=502
+                    )
+                    for id_, st in self._streams.items():
+                        if id_ <= ev.last_stream_id and st.error is None and not st.done:
+                            st.error = err
+            elif isinstance(ev, ConnectionFailed):
+                self._connection_failed(
+                    RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
+                )
+            elif isinstance(ev, RemoteSettingsChanged):
+                self._got_settings = True
+
+    async def _next_event(self, st: _Stream, timeout: float | None) -> Event:
+        """The next event of ``st``; raises its error, ReadTimeout after ``timeout``."""
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        while True:
+            if st.events:
+                return st.events.popleft()
+            err = st.error or self._error
+            if err is not None:
+                raise err
+            remaining = None if deadline is None else deadline - anyio.current_time()
+            if remaining is not None and remaining <= 0:
+                raise ReadTimeout(f"no response data within {timeout}s")
+            try:
+                with anyio.fail_after(remaining):
+                    await self._pump(self._read_gen, remaining)
+            except TimeoutError:
+                raise ReadTimeout(f"no response data within {timeout}s") from None
+
+    async def _wait_window(self, st: _Stream, timeout: float | None) -> int:
+        """Wait until the send windows allow DATA on ``st``; WriteTimeout after ``timeout``."""
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        while True:
+            err = st.error or self._error
+            if err is not None:
+                raise err
+            # a reset, or the final answer before the body was in (413, 401...):
+            # stop sending, the response is what counts (RFC 9113 section 8.1)
+            for ev in st.events:
+                if isinstance(ev, (StreamReset, ResponseReceived)):
+                    st.stop_sending = True
+                    return 0
+            if not self.engine.stream_is_open(st.sid):
+                return 0
+            window = self.engine.local_flow_control_window(st.sid)
+            if window > 0:
+                return window
+            remaining = None if deadline is None else deadline - anyio.current_time()
+            if remaining is not None and remaining <= 0:
+                raise WriteTimeout(f"the server opened no send window within {timeout}s")
+            try:
+                with anyio.fail_after(remaining):
+                    await self._pump(self._read_gen, remaining)
+            except TimeoutError:
+                raise WriteTimeout(f"the server opened no send window within {timeout}s") from None
+
+    # -- one exchange --------------------------------------------------------------------
+    def _head(self, request: Request, length: int | None) -> list[tuple[str, str]]:
+        authority = self.authority
+        rest: list[tuple[str, str]] = []
+        has_cl = False
+        for name, value in request.headers.items():
+            n = name.lower()
+            if n in _CONNECTION_SPECIFIC:
+                if n == "host":
+                    authority = value
+                continue
+            if n == "te" and value.strip().lower() != "trailers":
+                continue
+            if n == "content-length":
+                has_cl = True
+            rest.append((n, value))
+        if (
+            not has_cl
+            and length is not None
+            and (length > 0 or request.method in ("POST", "PUT", "PATCH"))
+        ):
+            rest.append(("content-length", str(length)))
+        values = {
+            ":method": request.method,
+            ":authority": authority,
+            ":scheme": self.scheme,
+            ":path": request.target or "/",
+        }
+        if request.method == "CONNECT":
+            return [(":method", "CONNECT"), (":authority", authority), *rest]
+        return [(p, values[p]) for p in self._pseudo] + rest
+
+    async def send(self, request: Request, timeout: Timeout) -> Response:
+        """Open a stream for ``request``, send it, and return the response head."""
+        body = request.body
+        data = body.bytes_now()
+        length = len(data) if data is not None else body.length
+        headers = self._head(request, length)
+        engine = self.engine
+        reused = self._requests > 0
+        self._requests += 1
+        st: _Stream | None = None
+        try:
+            if self._error is not None or self._goaway:
+                raise NoResponse(ReadError("the h2 connection cannot open new streams"))
+            # the first request goes at once; the others wait for the server's
+            # SETTINGS (its stream limit), so none is refused for opening too early
+            while self._initiated and not self._got_settings and self._error is None:
+                gen = self._read_gen
+                try:
+                    with anyio.fail_after(timeout.read):
+                        await self._pump(gen, timeout.read)
+                except TimeoutError as e:
+                    raise ReadTimeout(f"no h2 SETTINGS from the server in {timeout.read}s") from e
+            # the server may allow fewer streams than we reserved: wait for one to end
+            while engine.open_outbound_streams >= engine.remote_settings[3]:
+                gen = self._read_gen
+                try:
+                    with anyio.fail_after(timeout.pool):
+                        await self._pump(gen, timeout.pool)
+                except TimeoutError as e:
+                    raise PoolTimeout(f"no h2 stream became free within {timeout.pool}s") from e
+                if self._error is not None or self._goaway:
+                    raise NoResponse(ReadError("the h2 connection cannot open new streams"))
+            if not self._initiated:
+                self._initiated = True
+                engine.initiate_connection()
+                for f in self.config.priority_frames:
+                    engine.send_priority(f.stream_id, f.depends_on, f.weight, f.exclusive)
+            sid = self._next_sid
+            self._next_sid += 2
+            st = _Stream(sid)
+            self._streams[sid] = st
+            end = data == b"" or (data is None and length == 0)
+            try:
+                engine.send_headers(
+                    sid, headers, end_stream=end, priority=self.config.headers_priority
+                )
+            except H2EngineError as e:
+                raise NoResponse(ReadError(f"cannot open an h2 stream: {e}")) from e
+            if data:
+                await self._flush(timeout.write)
+                await self._send_data(st, data, True, timeout.write)
+            elif not end:
+                await self._flush(timeout.write)
+                async for chunk in body:
+                    if chunk:
+                        await self._send_data(st, chunk, False, timeout.write)
+                        if st.stop_sending or not engine.stream_is_open(sid):
+                            break
+                if engine.stream_is_open(sid) and not st.stop_sending:
+                    trailers = body.trailers
+                    if trailers:
+                        engine.send_headers(
+                            sid, [(n.lower(), v) for n, v in trailers.items()], end_stream=True
+                        )
+                    else:
+                        engine.end_stream(sid)
+                    await self._flush(timeout.write)
+            else:
+                await self._flush(timeout.write)
+            response = await self._response(st, timeout)
+        except StreamResetError as e:
+            if st is not None:
+                self._end_stream(st)
+            else:
+                self._release()
+            await self._close_if_done()
+            if e.retryable:
+                raise NoResponse(e) from e
+            raise
+        except BaseException as e:
+            if st is not None:
+                self._cancel(st)
+            else:
+                self._release()
+            await self._close_if_done()
+            if (
+                isinstance(e, (ReadError, WriteError))
+                and st is not None
+                and not st.head_seen
+                and (self._goaway or (reused and not st.got_event))
+            ):
+                # never processed (GOAWAY), or a reused connection that died
+                # before a byte of this stream came: safe to retry elsewhere
+                raise NoResponse(e) from e
+            raise
+        return response
+
+    async def _send_data(self, st: _Stream, data: bytes, end: bool, timeout: float | None) -> None:
+        engine = self.engine
+        view = memoryview(data)
+        pos = 0
+        n = len(data)
+        while pos < n:
+            window = await self._wait_window(st, timeout)
+            if window <= 0:
+                return  # the stream was reset or answered: the rest is not wanted
+            take = min(window, n - pos, engine.max_outbound_frame_size * 4)
+            last = pos + take >= n
+            engine.send_data(st.sid, bytes(view[pos : pos + take]), end_stream=end and last)
+            pos += take
+            await self._flush(timeout)
+
+    def _reset_error(self, ev: StreamReset) -> StreamResetError:
+        return StreamResetError(
+            f"the server reset the stream (error {ev.error_code})",
+            ev.error_code,
+            retryable=ev.retryable,
+        )
+
+    async def _response(self, st: _Stream, timeout: Timeout) -> Response:
+        while True:
+            ev = await self._next_event(st, timeout.read)
+            if isinstance(ev, ResponseReceived):
+                break
+            if isinstance(ev, StreamReset):
+                raise self._reset_error(ev)
+            # informational heads and anything else before the head are skipped
+        st.head_seen = True
+        status = 0
+        items: list[tuple[str, str]] = []
+        for name, value in ev.headers:
+            if name == b":status":
+                status = int(value)
+            elif name[:1] != b":":
+                items.append((name.decode("latin-1"), value.decode("latin-1")))
+        response = Response(status, headers=Headers.from_trusted(items), version=Version.HTTP_2)
+        cl = response.headers.get("content-length")
+        length: int | None = None
+        if cl is not None and cl.isdigit():
+            length = int(cl)
+        if ev.end_stream:
+            self._end_stream(st)
+            await self._close_if_done()
+            response.body = Body.empty()
+            return response
+        reader = _H2BodyReader(self, st, timeout.read)
+        response.body = Body(stream=reader, length=length, on_close=reader.abandon)
+        return response
+
+    def _end_stream(self, st: _Stream) -> None:
+        if st.done:
+            return
+        st.done = True
+        if self._error is None and self.engine.stream_is_open(st.sid):
+            # answered before our body ended: free the stream (RST_STREAM(NO_ERROR))
+            with contextlib.suppress(Exception):
+                self.engine.reset_stream(st.sid, 0)
+        self._streams.pop(st.sid, None)
+        self._release()
+
+    def _cancel(self, st: _Stream) -> None:
+        """Reset a stream we no longer want (the connection goes on)."""
+        if st.done:
+            return
+        if self._error is None and self.engine.stream_is_open(st.sid):
+            with contextlib.suppress(Exception):
+                self.engine.reset_stream(st.sid)
+        self._end_stream(st)
+
+
+class _H2BodyReader:
+    """One response body, credited back to the server as it is consumed."""
+
+    def __init__(self, conn: Http2Connection, st: _Stream, read_timeout: float | None) -> None:
+        self._conn = conn
+        self._st = st
+        self._timeout = read_timeout
+        self._done = False
+        self.trailers: Headers | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        conn = self._conn
+        st = self._st
+        try:
+            while True:
+                ev = await conn._next_event(st, self._timeout)
+                if isinstance(ev, DataReceived):
+                    if ev.flow_controlled_length:
+                        conn.engine.acknowledge_received_data(st.sid, ev.flow_controlled_length)
+                        if conn.engine.pending_output:
+                            await conn._flush(self._timeout, wait=False)
+                    if ev.end_stream:
+                        self._finish()
+                        await conn._close_if_done()
+                        if ev.data:
+                            return ev.data
+                        raise StopAsyncIteration
+                    if ev.data:
+                        return ev.data
+                    continue
+                if isinstance(ev, TrailersReceived):
+                    self.trailers = Headers.from_trusted(
+                        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ev.headers]
+                    )
+                    self._finish()
+                    await conn._close_if_done()
+                    raise StopAsyncIteration
+                if isinstance(ev, StreamReset):
+                    raise conn._reset_error(ev)
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            self._done = True
+            conn._cancel(st)
+            with anyio.CancelScope(shield=True):
+                await conn._close_if_done()
+            raise
+
+    def _finish(self) -> None:
+        self._done = True
+        self._conn._end_stream(self._st)
+
+    def abandon(self) -> None:
+        """The body was closed before its end: reset the stream (RST_STREAM is sent later)."""
+        if not self._done:
+            self._done = True
+            self._conn._cancel(self._st)
+
+    async def aclose(self) -> None:
+        """Close before the end: reset the stream."""
+        if not self._done:
+            self._done = True
+            self._conn._cancel(self._st)
+            with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
+                await self._conn._flush(1.0)
+            await self._conn._close_if_done()
