@@ -297,3 +297,23 @@ async def test_pool_multiplexes_on_connections_with_many_streams() -> None:
     s = pool.stats()
     assert (s.active, s.idle) == (2, 0)
     await pool.aclose()
+
+
+async def test_fresh_retry_at_the_host_limit_replaces_an_idle_connection() -> None:
+    """A retry skips pooled connections; at the host's limit an idle one makes room for it."""
+    async with (
+        rama_server(echo) as port,
+        HttpClient(limits=Limits(max_connections_per_host=1)) as c,
+    ):
+        url = f"http://127.0.0.1:{port}/"
+        assert (await c.get(url)).status == 200  # one idle connection: the host's limit
+        key = next(iter(c.pool._conns))
+        first = c.pool._conns[key][0]
+        with anyio.fail_after(5):  # before: waited for PoolTimeout
+            conn = await c.pool.acquire(Context(), key, pool_timeout=2.0, fresh=True)
+        assert conn is not first
+        assert first.is_closed
+        resp = await conn.send(Request("GET", url), Timeout(5.0))
+        assert resp.status == 200
+        await resp.read()
+        assert c.pool_stats().total == 1

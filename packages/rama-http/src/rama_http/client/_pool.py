@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -153,9 +154,13 @@ class ConnectionPool:
 
     def _evict_idle_elsewhere(self, key: PoolKey) -> ClientConnection | None:
         """At the total limit: drop the longest-idle connection of another key."""
+        return self._evict_idle(lambda k: k != key)
+
+    def _evict_idle(self, among: Callable[[PoolKey], bool]) -> ClientConnection | None:
+        """Drop the longest-idle connection of the keys ``among`` selects."""
         best: ClientConnection | None = None
         for k, conns in self._conns.items():
-            if k == key:
+            if not among(k):
                 continue
             for c in conns:
                 if not c.in_flight and (best is None or c.idle_since < best.idle_since):
@@ -211,6 +216,12 @@ class ConnectionPool:
                 conn = await self._take_free(key)
                 if conn is not None:
                     return conn
+            elif self._count(key) >= self.max_connections_per_host:
+                # A retry skips pooled connections; at the host's limit an idle one
+                # makes room for the fresh one instead of waiting for PoolTimeout.
+                victim = self._evict_idle(lambda k: k == key)
+                if victim is not None:
+                    await victim.aclose()
             if self._count(key) < self.max_connections_per_host:
                 if self._total() >= self.max_connections:
                     victim = self._evict_idle_elsewhere(key)
