@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# rama's HTTP client vs httpx and aiohttp against nginx on loopback (bounded: about a minute).
-# Sequential and 50-concurrent GETs of a small body and 1 MiB, HTTP/1.1 cleartext and TLS;
-# medians of 3, ratios rama/other. aiohttp comes from tools/bench/requirements.txt.
+# rama's HTTP client vs httpx, aiohttp and requests against nginx on loopback (bounded: a few
+# minutes). Sequential and 50-concurrent GETs of a small body and 1 MiB, HTTP/1.1 cleartext and
+# TLS, and h2 over TLS; medians of 3, ratios rama/other. aiohttp comes from
+# tools/bench/requirements.txt.
 # The machine is shared with other engineers: compare rows of one run, not runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +23,7 @@ PY
 mkdir -p "$work/www" "$work/tmp"
 printf 'hello\n' > "$work/www/small"
 head -c $((1024 * 1024)) /dev/urandom > "$work/www/1m"
-tls_port=$(free_port); plain_port=$(free_port)
+tls_port=$(free_port); plain_port=$(free_port); h2_port=$(free_port)
 cat > "$work/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1;
 pid $work/nginx.pid; error_log $work/error.log warn;
@@ -34,9 +35,11 @@ http {
   server { listen 127.0.0.1:$tls_port ssl; ssl_certificate $work/cert.pem;
            ssl_certificate_key $work/key.pem; root $work/www; }
   server { listen 127.0.0.1:$plain_port; root $work/www; }
+  server { listen 127.0.0.1:$h2_port ssl http2; ssl_certificate $work/cert.pem;
+           ssl_certificate_key $work/key.pem; root $work/www; }
 }
 CONF
 nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" & pids+=($!)
-wait_port "$tls_port"; wait_port "$plain_port"
+wait_port "$tls_port"; wait_port "$plain_port"; wait_port "$h2_port"
 $PY tools/bench/client/bench_client.py --http "http://127.0.0.1:$plain_port" \
-  --https "https://localhost:$tls_port" --cafile "$work/cert.pem" --scale "${BENCH_SCALE:-1}"
+  --https "https://localhost:$tls_port" --h2 "https://localhost:$h2_port" --cafile "$work/cert.pem" --scale "${BENCH_SCALE:-1}"

@@ -1,11 +1,13 @@
-"""HTTP client benchmark: rama vs httpx vs aiohttp against one server on loopback.
+"""HTTP client benchmark: rama vs httpx, aiohttp and requests against one server on loopback.
 
-``python bench_client.py --http URL_BASE --https URL_BASE --cafile CA.pem``
-(the server serves ``/small`` and ``/1m``). Each row: sequential GETs and 50
-concurrent GETs of a small and a 1 MiB body, HTTP/1.1 in cleartext and over
-TLS; each client gets the same number of requests, the median of 3 runs is
-reported in requests per second (the clients take turns, round by round), and
-the ratios rama/httpx and rama/aiohttp.
+``python bench_client.py --http URL --https URL --h2 URL --cafile CA.pem``
+(the servers serve ``/small`` and ``/1m``; ``--h2`` speaks h2 over TLS). Each
+row: sequential GETs and 50 concurrent GETs of a small and a 1 MiB body, over
+HTTP/1.1 in cleartext and TLS, and h2 over TLS. Each client gets the same
+number of requests, the median of 3 runs is reported in requests per second
+(the clients take turns, round by round), and the ratios rama/other. Where a
+client cannot take part the cell is ``-``: aiohttp has no h2, and requests
+(urllib3 underneath, synchronous) runs the sequential rows only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import requests
+import requests.adapters
 
 from rama_http.client import HttpClient, Limits
 from rama_tls import TlsClientConfig
@@ -41,10 +46,16 @@ async def _run(fetch: Fetch, url: str, total: int, concurrency: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-async def _rama(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
+Client = tuple[Fetch, Callable[[], Awaitable[None]]]
+
+
+async def _rama(cafile: str, h2: bool) -> Client:
     ca = Path(cafile).read_bytes()  # noqa: ASYNC240 - once, before timing
     c = HttpClient(
-        tls=TlsClientConfig(ca_pem=ca), limits=Limits(max_connections_per_host=50), cookies=False
+        tls=TlsClientConfig(ca_pem=ca),
+        limits=Limits(max_connections_per_host=50),
+        cookies=False,
+        http2=h2,
     )
 
     async def fetch(url: str) -> int:
@@ -54,9 +65,11 @@ async def _rama(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
     return fetch, c.aclose
 
 
-async def _httpx(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
+async def _httpx(cafile: str, h2: bool) -> Client:
     c = httpx.AsyncClient(
-        verify=ssl.create_default_context(cafile=cafile), limits=httpx.Limits(max_connections=50)
+        verify=ssl.create_default_context(cafile=cafile),
+        limits=httpx.Limits(max_connections=50),
+        http2=h2,
     )
 
     async def fetch(url: str) -> int:
@@ -66,7 +79,7 @@ async def _httpx(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
     return fetch, c.aclose
 
 
-async def _aiohttp(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
+async def _aiohttp(cafile: str, h2: bool) -> Client:
     import aiohttp  # only the bench installs it
 
     sslctx = ssl.create_default_context(cafile=cafile)
@@ -79,28 +92,64 @@ async def _aiohttp(cafile: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
     return fetch, s.close
 
 
-CLIENTS = {"rama": _rama, "httpx": _httpx, "aiohttp": _aiohttp}
+class _ContextAdapter(requests.adapters.HTTPAdapter):
+    """requests with the same SSLContext the other clients get."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self._ctx = ctx
+        super().__init__(pool_maxsize=1)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._ctx
+        super().init_poolmanager(*args, **kwargs)
+
+
+async def _requests(cafile: str, h2: bool) -> Client:
+    session = requests.Session()
+    session.mount("https://", _ContextAdapter(ssl.create_default_context(cafile=cafile)))
+
+    async def fetch(url: str) -> int:
+        return len(session.get(url).content)  # blocks the loop: sequential rows only
+
+    async def close() -> None:
+        session.close()
+
+    return fetch, close
+
+
+CLIENTS = {"rama": _rama, "httpx": _httpx, "aiohttp": _aiohttp, "requests": _requests}
+OTHERS = ("httpx", "aiohttp", "requests")
+
+
+def _takes_part(name: str, proto: str, conc: int) -> bool:
+    if name == "aiohttp":
+        return proto != "h2"
+    if name == "requests":
+        return proto != "h2" and conc == 1
+    return True
 
 
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--http", required=True)
     p.add_argument("--https", required=True)
+    p.add_argument("--h2", required=True)
     p.add_argument("--cafile", required=True)
     p.add_argument("--scale", type=float, default=1.0)
     a = p.parse_args()
     rows = []
-    for proto, base in (("http/1.1", a.http), ("https/1.1", a.https)):
+    for proto, base in (("http/1.1", a.http), ("https/1.1", a.https), ("h2", a.h2)):
         for size, path, n_seq, n_conc in (
             ("small", "/small", 400, 1500),
             ("1 MiB", "/1m", 40, 200),
         ):
             for conc, n in ((1, n_seq), (50, n_conc)):
                 n = max(10, int(n * a.scale))
+                names = [name for name in CLIENTS if _takes_part(name, proto, conc)]
                 # interleaved rounds (rama, httpx, aiohttp, rama...): load drift on a
                 # shared machine hits every client alike
-                made = {name: await make(a.cafile) for name, make in CLIENTS.items()}
-                runs: dict[str, list[float]] = {name: [] for name in CLIENTS}
+                made = {name: await CLIENTS[name](a.cafile, proto == "h2") for name in names}
+                runs: dict[str, list[float]] = {name: [] for name in names}
                 try:
                     for _ in range(3):
                         for name, (fetch, _close) in made.items():
@@ -110,12 +159,12 @@ async def main() -> None:
                         await close()
                 rates = {name: statistics.median(r) for name, r in runs.items()}
                 rows.append((proto, size, conc, rates))
-    cols = ("rama", "httpx", "aiohttp", "vs httpx", "vs aiohttp")
-    print(f"{'protocol':<10} {'body':<6} {'conc':>4} " + " ".join(f"{c:>10}" for c in cols))
+    cols = ("rama", *OTHERS, *(f"vs {o}" for o in OTHERS))
+    print(f"{'protocol':<10} {'body':<6} {'conc':>4} " + " ".join(f"{c:>11}" for c in cols))
     for proto, size, conc, r in rows:
-        rates = " ".join(f"{r[c]:>10.0f}" for c in ("rama", "httpx", "aiohttp"))
-        ratios = f"{r['rama'] / r['httpx']:>9.2f}x {r['rama'] / r['aiohttp']:>9.2f}x"
-        print(f"{proto:<10} {size:<6} {conc:>4} {rates} {ratios}")
+        cells = [f"{r[c]:>11.0f}" if c in r else f"{'-':>11}" for c in ("rama", *OTHERS)]
+        cells += [f"{r['rama'] / r[o]:>10.2f}x" if o in r else f"{'-':>11}" for o in OTHERS]
+        print(f"{proto:<10} {size:<6} {conc:>4} " + " ".join(cells))
     print("requests per second, median of 3 runs; ratios are rama / other")
 
 
