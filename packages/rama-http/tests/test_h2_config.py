@@ -15,6 +15,9 @@ import rama_http.server
 from rama_http import H2Config
 from rama_http.server import ServerConfig
 
+# Every test runs on both h2 server engines (the root conftest's h2_engine).
+pytestmark = pytest.mark.usefixtures("h2_engine")
+
 
 def test_h2_config_is_exported_and_is_the_only_h2_place() -> None:
     assert rama_http.H2Config is rama_http.server.H2Config is H2Config

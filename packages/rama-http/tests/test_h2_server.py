@@ -38,7 +38,7 @@ from rama_http.server._config import ServerConfig
 from rama_http.server._h2 import ExtendedConnectProtocol
 from rama_net import ConnectionLost, TcpListener
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 
 async def _echo(ctx: Context, req: Request) -> Response:
