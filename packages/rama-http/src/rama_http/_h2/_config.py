@@ -89,10 +89,11 @@ class H2Config:
     None: no limit."""
     read_size: int = 65536
     """Bytes read from the socket at a time."""
-    engine: Literal["fast", "h2"] = "h2"
-    """Which h2 implementation serves the connection: ``"h2"``, the ``h2`` library
-    (the strict reference), or ``"fast"``, rama's own sans-IO engine
-    (:mod:`rama_http._h2._engine`). Both enforce every limit below alike."""
+    engine: Literal["fast", "h2"] = "fast"
+    """Which h2 implementation serves the connection: ``"fast"`` (the default),
+    rama's own sans-IO engine (:mod:`rama_http._h2._engine`), or ``"h2"``, the
+    ``h2`` library, kept as the strict reference. Both pass the same server suite
+    and enforce every limit below alike."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("fast", "h2"):

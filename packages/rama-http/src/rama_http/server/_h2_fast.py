@@ -101,6 +101,7 @@ class H2FastConnection(H2Connection):
             settings=settings,
             initial_window_update=max(0, h2c.connection_window_size - 65535),
             max_header_list_size=h2c.max_header_list_size,
+            max_continuation_frames=64,  # as the h2 library
             auto_window_update=False,
             on_frame=_flood_hook(holder, self._flood),  # type: ignore[arg-type]
         )
