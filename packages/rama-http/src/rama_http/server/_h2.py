@@ -588,13 +588,22 @@ class H2Connection:
         pseudo: dict[bytes, bytes] = {}
         order: list[str] = []
         fields: list[tuple[str, str]] = []
+        cookies: list[str] | None = None
         for name, value in raw:
             n, v = bytes(name), bytes(value)
             if n[:1] == b":":
                 pseudo[n] = v
                 order.append(n.decode("latin-1"))
+            elif n == b"cookie":
+                # Split cookie fields are joined again (RFC 9113 section 8.2.3), last,
+                # as the h2 library's inbound normalization does.
+                if cookies is None:
+                    cookies = []
+                cookies.append(v.decode("latin-1"))
             else:
                 fields.append((n.decode("latin-1"), v.decode("latin-1")))
+        if cookies is not None:
+            fields.append(("cookie", "; ".join(cookies)))
         names = tuple(order)
         self.recorder.set_pseudo_header_order(names)
 
