@@ -1,4 +1,9 @@
-"""The h2 server side of one connection, on the ``h2`` library.
+"""The h2 server side of one connection.
+
+:class:`H2Connection` is the whole server logic over a sans-IO h2 connection,
+with its engine calls in a few small primitives: here on the ``h2`` library
+(``H2Config(engine="h2")``, the reference); :mod:`._h2_fast` overrides just
+those for rama's own engine (``"fast"``, the default).
 
 Each request runs in its own task; responses respect the peer's flow-control
 windows; request bodies return window only as the handler reads them. A
