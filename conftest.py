@@ -17,7 +17,6 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-
 BACKENDS = [
     pytest.param("asyncio", id="asyncio"),
     pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
@@ -50,3 +49,22 @@ def require_peer() -> Callable[[str], str]:
         return path
 
     return find
+
+
+@pytest.fixture(params=["h2", "fast"])
+def h2_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per h2 server engine: every ``H2Config()`` built during it
+    (``ServerConfig()``'s included) defaults to that engine.
+
+    Used by the h2 server suites (``pytestmark = pytest.mark.usefixtures("h2_engine")``)
+    so both engines pass the same tests.
+    """
+    from rama_http._h2._config import H2Config
+
+    init: Any = H2Config.__init__
+    defaults = init.__defaults__
+    names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
+    index = names.index("engine") - (len(names) - len(defaults))
+    patched = (*defaults[:index], request.param, *defaults[index + 1 :])
+    monkeypatch.setattr(init, "__defaults__", patched)
+    return request.param  # type: ignore[no-any-return]

@@ -28,7 +28,7 @@ from rama_http.server import Http1Engine, ServerConfig, serve
 from rama_net import TcpListener
 from rama_tls import self_signed
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 
 async def describe(ctx: Context, req: Request) -> Response:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# h2 hello-world req/s: rama's auto server vs hypercorn with the same handler, measured by
+# h2 hello-world req/s: rama's auto server (its default "fast" h2 engine, and the "h2"-library
+# reference engine as rama-h2ref) vs hypercorn with the same handler, measured by
 # h2load (cleartext prior knowledge, and TLS with ALPN h2). Server pinned to CPU 0, h2load to
 # CPU 1, rounds interleaved; prints per-server medians and the rama/hypercorn ratios.
 # Usage: bench_h2.sh [ROUNDS] [SECONDS]   (defaults 3 rounds x 4 s per server and mode)
@@ -34,10 +35,11 @@ import sys
 import anyio
 
 from rama_core import service_fn
-from rama_http import Response
-from rama_http.server import serve
+from rama_http import H2Config, Response
+from rama_http.server import ServerConfig, serve
 
 port, loop, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
+config = ServerConfig(h2=H2Config(engine=sys.argv[6])) if len(sys.argv) > 6 else None
 HEADERS = [("content-type", "text/plain")]
 
 
@@ -52,7 +54,7 @@ if tls:
     ctx.load_cert_chain(sys.argv[4], sys.argv[5])
     ctx.set_alpn_protocols(["h2", "http/1.1"])  # serve() uses the context as it is
 anyio.run(
-    lambda: serve(("127.0.0.1", port), hello, ssl_context=ctx),
+    lambda: serve(("127.0.0.1", port), hello, config, ssl_context=ctx),
     backend_options={"use_uvloop": loop == "uvloop"},
 )
 EOF
@@ -60,10 +62,12 @@ EOF
 declare -A CMD=(
   [rama-asyncio]="$PY $work/rama_hello.py PORT asyncio MODE $work/cert.pem $work/key.pem"
   [rama-uvloop]="$PY $work/rama_hello.py PORT uvloop MODE $work/cert.pem $work/key.pem"
+  [rama-h2ref-asyncio]="$PY $work/rama_hello.py PORT asyncio MODE $work/cert.pem $work/key.pem h2"
+  [rama-h2ref-uvloop]="$PY $work/rama_hello.py PORT uvloop MODE $work/cert.pem $work/key.pem h2"
   [hypercorn-asyncio]="$PY -m hypercorn --bind 127.0.0.1:PORT --log-level error TLSARGS hello_asgi:app"
   [hypercorn-uvloop]="$PY -m hypercorn --worker-class uvloop --bind 127.0.0.1:PORT --log-level error TLSARGS hello_asgi:app"
 )
-names=(rama-asyncio rama-uvloop hypercorn-asyncio hypercorn-uvloop)
+names=(rama-asyncio rama-uvloop rama-h2ref-asyncio rama-h2ref-uvloop hypercorn-asyncio hypercorn-uvloop)
 # RAMA_BASE=<another checkout>: also run that tree's rama (same script, its sources) for before/after
 if [[ -n ${RAMA_BASE:-} ]]; then
   base_pp=$(ls -d "$RAMA_BASE"/packages/*/src | paste -sd:)
@@ -124,6 +128,9 @@ for mode in plain tls; do
     a=${MED[$mode/rama-$loop]}; b=${MED[$mode/hypercorn-$loop]}
     awk -v a="$a" -v b="$b" -v m="$mode" -v l="$loop" \
       'BEGIN{printf "ratio %-5s rama/hypercorn (%s): %s\n", m, l, (b > 0 ? sprintf("%.2f", a / b) : "n/a")}'
+    h=${MED[$mode/rama-h2ref-$loop]}
+    awk -v a="$a" -v h="$h" -v m="$mode" -v l="$loop" \
+      'BEGIN{printf "ratio %-5s rama fast/h2ref (%s): %s\n", m, l, (h > 0 ? sprintf("%.2f", a / h) : "n/a")}'
     if [[ -n ${RAMA_BASE:-} ]]; then
       c=${MED[$mode/base-$loop]}
       awk -v a="$a" -v c="$c" -v m="$mode" -v l="$loop" \

@@ -15,6 +15,9 @@ import rama_http.server
 from rama_http import H2Config
 from rama_http.server import ServerConfig
 
+# Every test runs on both h2 server engines (the root conftest's h2_engine).
+pytestmark = pytest.mark.usefixtures("h2_engine")
+
 
 def test_h2_config_is_exported_and_is_the_only_h2_place() -> None:
     assert rama_http.H2Config is rama_http.server.H2Config is H2Config
@@ -78,3 +81,35 @@ async def test_the_h2_idle_timeout_runs_on_the_event_loop_clock() -> None:
         assert c.goaway() is not None
     assert 29 <= idle <= 35
     assert time.monotonic() - real < 10
+
+
+def test_h2_config_engine_is_fast_or_h2() -> None:
+    assert H2Config(engine="h2").engine == "h2"
+    assert H2Config(engine="fast").engine == "fast"
+    with pytest.raises(ValueError, match="engine"):
+        H2Config(engine="nghttp2")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ["fast", "h2"])
+async def test_h2_config_engine_picks_the_connection_that_serves(engine: str) -> None:
+    """The fast engine sends exactly our SETTINGS, in our order; h2 adds its own."""
+    from rama_http._h2._frames import CONNECTION_PREFACE, parse_settings, settings_frame
+
+    config = ServerConfig(h2=H2Config(engine=engine, max_concurrent_streams=7))  # type: ignore[arg-type]
+    async with h2_server(hello, config) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            await stream.send(CONNECTION_PREFACE + settings_frame([]))
+            buf = b""
+            with anyio.fail_after(5):
+                while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                    buf += await stream.receive()
+            assert buf[3] == 4  # SETTINGS first
+            pairs = parse_settings(buf[9 : 9 + int.from_bytes(buf[:3], "big")])
+    ours = [(3, 7), (4, 1024 * 1024), (5, 16384), (6, 64 * 1024), (8, 1)]
+    if engine == "fast":
+        assert pairs == ours
+    else:
+        assert pairs != ours
+        assert set(ours) <= set(pairs)

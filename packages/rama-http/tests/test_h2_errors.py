@@ -26,7 +26,7 @@ from rama_http import Body, Request, Response
 from rama_http._errors import RemoteProtocolError
 from rama_http.server._config import ServerConfig
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 _SECRET = "db password is hunter2"
 

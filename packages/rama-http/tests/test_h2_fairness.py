@@ -25,7 +25,7 @@ from rama_http._h2._record import CONNECTION_PREFACE
 from rama_http.server import serve
 from rama_net import TcpListener
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 _FRAMES = 300_000  # 1-byte DATA frames (3 MB on the wire), within the 1 MiB stream window x 3
 

@@ -42,6 +42,9 @@ from rama_http._h2._record import CONNECTION_PREFACE
 from rama_http.server import ServerConfig
 from rama_http.server._h2 import H2Connection
 
+# Every test runs on both h2 server engines (the root conftest's h2_engine).
+pytestmark = pytest.mark.usefixtures("h2_engine")
+
 
 # -- the accounting, without sockets ---------------------------------------------------------
 class _Clock:

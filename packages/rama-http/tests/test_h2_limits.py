@@ -38,7 +38,7 @@ from rama_http._h2._record import CONNECTION_PREFACE
 from rama_http.server._config import ServerConfig
 from rama_http.server._h2 import H2Connection
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 
 # -- request bodies over max_body_size ---------------------------------------------------------

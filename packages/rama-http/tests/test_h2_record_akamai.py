@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 from rama_http._h2._record import CONNECTION_PREFACE, H2PrefaceRecorder, H2Priority
 from rama_http.fingerprint._akamai import AkamaiH2Fingerprint, AkamaiParseError
 
+# Every test runs on both h2 server engines (the root conftest's h2_engine).
+pytestmark = pytest.mark.usefixtures("h2_engine")
+
 # Published by fingerprint services (browserleaks/tls.peet.ws) for Chrome 14x,
 # with its MD5 "akamai_hash".
 CHROME = "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p"

@@ -38,7 +38,7 @@ from rama_http.server._config import ServerConfig
 from rama_http.server._h2 import ExtendedConnectProtocol
 from rama_net import ConnectionLost, TcpListener
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 
 async def _echo(ctx: Context, req: Request) -> Response:
@@ -622,3 +622,18 @@ async def test_h2_server_is_the_h2_only_stream_service() -> None:
         assert resp.http_version == "HTTP/2"
         assert resp.text == "hello\n"
         tg.cancel_scope.cancel()
+
+
+async def test_split_cookie_fields_reach_the_handler_joined() -> None:
+    """RFC 9113 section 8.2.3: a client may split Cookie into fields; handlers get one."""
+    seen: list[list[str]] = []
+
+    async def cookies(ctx: Context, req: Request) -> Response:
+        seen.append(req.headers.get_all("cookie"))
+        return Response(200, body=b"ok")
+
+    async with h2_server(cookies, ServerConfig()) as port, RawH2.connect(port) as c:
+        sid = await c.request("/", extra=[("cookie", "a=1"), ("x-other", "y"), ("cookie", "b=2")])
+        await c.until(lambda: c.ended(sid))
+        assert c.status(sid) == 200
+    assert seen == [["a=1; b=2"]]

@@ -23,7 +23,7 @@ from rama_http import Request, Response
 from rama_http.server import ServerConfig, serve
 from rama_net import TcpListener, TcpServerConfig
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("h2_engine")]
 
 # Shutdown's overall cap is named ``grace`` (formerly ``deadline``): accept either.
 _CAP = "grace" if "grace" in inspect.signature(Shutdown).parameters else "deadline"

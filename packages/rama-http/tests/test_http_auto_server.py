@@ -37,6 +37,9 @@ from rama_http.server._h2 import ExtendedConnectProtocol
 from rama_net import SocketAddress, TcpListener
 from rama_tls import ClientHello, NegotiatedTls, TlsAcceptorConfig, self_signed
 
+# Every test runs on both h2 server engines (the root conftest's h2_engine).
+pytestmark = pytest.mark.usefixtures("h2_engine")
+
 Handler = Callable[[Context, Request], Any]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["H2Config"]
 
@@ -88,8 +89,15 @@ class H2Config:
     None: no limit."""
     read_size: int = 65536
     """Bytes read from the socket at a time."""
+    engine: Literal["fast", "h2"] = "fast"
+    """Which h2 implementation serves the connection: ``"fast"`` (the default),
+    rama's own sans-IO engine (:mod:`rama_http._h2._engine`), or ``"h2"``, the
+    ``h2`` library, kept as the strict reference. Both pass the same server suite
+    and enforce every limit below alike."""
 
     def __post_init__(self) -> None:
+        if self.engine not in ("fast", "h2"):
+            raise ValueError('engine must be "fast" or "h2"')
         if not 1 <= self.max_concurrent_streams <= 2**31 - 1:
             raise ValueError("max_concurrent_streams must be in 1..2**31-1")
         if not 65535 <= self.connection_window_size <= 2**31 - 1:

@@ -1,4 +1,9 @@
-"""The h2 server side of one connection, on the ``h2`` library.
+"""The h2 server side of one connection.
+
+:class:`H2Connection` is the whole server logic over a sans-IO h2 connection,
+with its engine calls in a few small primitives: here on the ``h2`` library
+(``H2Config(engine="h2")``, the reference); :mod:`._h2_fast` overrides just
+those for rama's own engine (``"fast"``, the default).
 
 Each request runs in its own task; responses respect the peer's flow-control
 windows; request bodies return window only as the handler reads them. A
@@ -257,7 +262,25 @@ _DATE = _DateCache()
 
 
 class H2Connection:
-    """Drives one server-side h2 connection over a ByteStream."""
+    """Drives one server-side h2 connection over a ByteStream.
+
+    ``ServerConfig.h2.engine`` picks the implementation: ``"h2"`` (this class, on
+    the ``h2`` library) or ``"fast"`` (a subclass on rama's own engine, in
+    ``_h2_fast``); constructing ``H2Connection`` returns the one configured.
+    """
+
+    def __new__(
+        cls,
+        ctx: Context,
+        stream: ByteStream,
+        service: Service[Request, Response],
+        config: ServerConfig | None = None,
+    ) -> H2Connection:
+        if cls is H2Connection and (config or ServerConfig()).h2.engine == "fast":
+            from ._h2_fast import H2FastConnection
+
+            return object.__new__(H2FastConnection)
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -274,39 +297,8 @@ class H2Connection:
         self.recorder = H2PrefaceRecorder()
         self._ctx.insert(self.recorder.record, key=H2PrefaceRecord)
 
-        cfg = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,
-            # Outbound fields are lowercased and filtered here; h2 need not recheck them.
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        h2c = self._h2c
-        self._flood = H2FloodGuard(
-            window=h2c.flood_window,
-            max_pings=h2c.max_pings,
-            max_settings=h2c.max_settings,
-            max_resets=h2c.max_resets,
-            max_idle_frames=h2c.max_idle_frames,
-            max_concurrent_streams=h2c.max_concurrent_streams,
-            clock=anyio.current_time,
-        )
-        conn = _ServerH2Connection(cfg, self._flood)
-        settings: dict[SettingCodes, int] = {
-            SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
-            SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
-            SettingCodes.MAX_FRAME_SIZE: self._h2c.max_frame_size,
-            SettingCodes.MAX_HEADER_LIST_SIZE: self._h2c.max_header_list_size,
-        }
-        if self._h2c.enable_connect_protocol:
-            settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
-        # Replacing local_settings before the preface makes the limits apply from the
-        # first frame, instead of only after the client acknowledged them.
-        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        conn.decoder.max_header_list_size = self._h2c.max_header_list_size
-        self._conn = conn
+        self._flood = self._new_flood_guard()
+        self._setup_conn()
 
         self._streams: dict[int, _Stream] = {}
         self._tg: TaskGroup | None = None
@@ -327,6 +319,100 @@ class H2Connection:
         self._closed = False
         self._write_failed = False
 
+    def _new_flood_guard(self) -> H2FloodGuard:
+        h2c = self._h2c
+        return H2FloodGuard(
+            window=h2c.flood_window,
+            max_pings=h2c.max_pings,
+            max_settings=h2c.max_settings,
+            max_resets=h2c.max_resets,
+            max_idle_frames=h2c.max_idle_frames,
+            max_concurrent_streams=h2c.max_concurrent_streams,
+            clock=anyio.current_time,
+        )
+
+    # -- the engine's primitives (the fast engine's connection overrides these) ----------
+    _errors: tuple[type[Exception], ...] = (
+        h2.exceptions.StreamClosedError,
+        h2.exceptions.ProtocolError,
+    )
+    """What the engine raises for a command on a stream it cannot take."""
+
+    def _setup_conn(self) -> None:
+        cfg = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            # Outbound fields are lowercased and filtered here; h2 need not recheck them.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        conn = _ServerH2Connection(cfg, self._flood)
+        settings: dict[SettingCodes, int] = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: self._h2c.max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: self._h2c.initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: self._h2c.max_frame_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: self._h2c.max_header_list_size,
+        }
+        if self._h2c.enable_connect_protocol:
+            settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        # Replacing local_settings before the preface makes the limits apply from the
+        # first frame, instead of only after the client acknowledged them.
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        conn.decoder.max_header_list_size = self._h2c.max_header_list_size
+        self._conn = conn
+
+    def _start(self) -> None:
+        """Queue our preface (SETTINGS, the connection window's WINDOW_UPDATE)."""
+        conn = self._conn
+        conn.initiate_connection()
+        extra_window = self._h2c.connection_window_size - 65535
+        if extra_window > 0:
+            conn.increment_flow_control_window(extra_window)
+
+    def _frame_count(self) -> int:
+        return self._conn.frames_received
+
+    def _window(self, stream_id: int) -> int:
+        return self._conn.local_flow_control_window(stream_id)
+
+    def _max_frame(self) -> int:
+        return self._conn.max_outbound_frame_size
+
+    def _send_headers(
+        self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool = False
+    ) -> None:
+        self._conn.send_headers(stream_id, fields, end_stream=end)
+
+    def _send_frames(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        self._conn.send_data(stream_id, data, end_stream=end)
+
+    def _end_stream(self, stream_id: int) -> None:
+        self._conn.end_stream(stream_id)
+
+    def _reset_raw(self, stream_id: int, code: int) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._conn.reset_stream(stream_id, code)
+
+    def _ack_raw(self, stream_id: int, n: int) -> None:
+        self._conn.acknowledge_received_data(n, stream_id)
+
+    def _take_output(self) -> bytes:
+        return self._conn.data_to_send()
+
+    def _send_goaway(self, error_code: int, additional_data: bytes = b"") -> None:
+        # h2's close_connection would stop all further sending; the frame is queued by
+        # hand so accepted streams can still finish (RFC 9113 section 6.8).
+        self._queue_frame(
+            GoAwayFrame(
+                0,
+                last_stream_id=self._last_stream_id,
+                error_code=error_code,
+                additional_data=additional_data,
+            )
+        )
+
     @property
     def context(self) -> Context:
         """The connection's Context (holds the :class:`H2PrefaceRecord`)."""
@@ -344,14 +430,10 @@ class H2Connection:
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, initial: bytes = b"") -> None:
         """Serve the connection until it closes; never raises for peer misbehaviour."""
-        conn = self._conn
         # One clock, the event loop's (anyio.current_time): trio's test clocks move it.
         if self._idle_since is not None:
             self._idle_since = anyio.current_time()
-        conn.initiate_connection()
-        extra_window = self._h2c.connection_window_size - 65535
-        if extra_window > 0:
-            conn.increment_flow_control_window(extra_window)
+        self._start()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -389,7 +471,7 @@ class H2Connection:
         byte than DATA): a turn of this connection costs about one slice.
         """
         read_size = self._h2c.read_size
-        conn = self._conn
+        frames = self._frame_count
         receive = self._stream.receive
         since = 0  # bytes processed since this loop last yielded
         while True:
@@ -408,12 +490,12 @@ class H2Connection:
                 view = memoryview(data)
                 start, step = 0, _FEED_SLICE
                 while start < size:
-                    before = conn.frames_received
+                    before = frames()
                     end = start + step
                     if not self._receive(view[start:end]):
                         return
                     start = end
-                    if (conn.frames_received - before) * _DENSE_FRAME >= step:
+                    if (frames() - before) * _DENSE_FRAME >= step:
                         # Tiny frames: yield now, and take the rest in smaller slices.
                         step = _DENSE_FEED_SLICE
                         since = 0
@@ -460,21 +542,18 @@ class H2Connection:
     def _on_flood(self, e: H2Flood) -> None:
         _log.info("h2 peer floods %s: GOAWAY(ENHANCE_YOUR_CALM)", e.what)
         self._draining = self._goaway_sent = True
-        self._queue_frame(
-            GoAwayFrame(
-                0,
-                last_stream_id=self._last_stream_id,
-                error_code=ErrorCodes.ENHANCE_YOUR_CALM,
-                additional_data=f"too many {e.what}".encode(),
-            )
-        )
+        self._send_goaway(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {e.what}".encode())
 
     # -- events ---------------------------------------------------------------------------
     def _on_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
+            self._on_request(event.stream_id, event.headers or [], event.stream_ended is not None)
         elif isinstance(event, h2.events.DataReceived):
-            self._on_data(event)
+            self._on_data(
+                event.stream_id,
+                bytes(event.data or b""),
+                int(event.flow_controlled_length or 0),
+            )
         elif isinstance(event, h2.events.StreamEnded):
             st = self._streams.get(event.stream_id)
             if st is not None:
@@ -505,24 +584,31 @@ class H2Connection:
             _log.debug("h2 client sent GOAWAY (%s)", event.error_code)
             self.goaway()
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        sid = event.stream_id
-        raw = event.headers or []
+    def _on_request(self, sid: int, raw: Any, ended: bool) -> None:
         if self._draining or self._closed:
-            self._conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self._reset_raw(sid, ErrorCodes.REFUSED_STREAM)
             self._flood.refused()
             return
         self._last_stream_id = max(self._last_stream_id, sid)
         pseudo: dict[bytes, bytes] = {}
         order: list[str] = []
         fields: list[tuple[str, str]] = []
+        cookies: list[str] | None = None
         for name, value in raw:
             n, v = bytes(name), bytes(value)
             if n[:1] == b":":
                 pseudo[n] = v
                 order.append(n.decode("latin-1"))
+            elif n == b"cookie":
+                # Split cookie fields are joined again (RFC 9113 section 8.2.3), last,
+                # as the h2 library's inbound normalization does.
+                if cookies is None:
+                    cookies = []
+                cookies.append(v.decode("latin-1"))
             else:
                 fields.append((n.decode("latin-1"), v.decode("latin-1")))
+        if cookies is not None:
+            fields.append(("cookie", "; ".join(cookies)))
         names = tuple(order)
         self.recorder.set_pseudo_header_order(names)
 
@@ -541,7 +627,7 @@ class H2Connection:
             # Refused before any handler runs, as HTTP/1.1 does.
             _log.info("h2 stream %d: declared body of %d bytes over the limit", sid, length)
             self._answer_now(st, 413, text=f"request body larger than {limit} bytes")
-            if event.stream_ended is None:
+            if not ended:
                 self._reset(st, ErrorCodes.NO_ERROR)
             self._flood.stream_closed(sid)
             return
@@ -574,21 +660,19 @@ class H2Connection:
         protocol = pseudo.get(b":protocol")
         if protocol is not None:
             req_ctx.insert(ExtendedConnectProtocol(protocol.decode("latin-1")))
-        if event.stream_ended is not None:
+        if ended:
             inbound.end()
         assert self._tg is not None
         self._tg.start_soon(self._run_stream, st, req, req_ctx, name=f"h2 stream {sid}")
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        sid = event.stream_id
-        flow = int(event.flow_controlled_length or 0)
+    def _on_data(self, sid: int, data: bytes, flow: int) -> None:
         st = self._streams.get(sid)
         if st is None:
             if flow:
-                self._conn.acknowledge_received_data(flow, sid)
+                self._ack_raw(sid, flow)
             return
         try:
-            st.body.push(bytes(event.data or b""), flow)
+            st.body.push(data, flow)
         except BodyTooLarge as e:
             self._body_too_large(st, e)
 
@@ -619,8 +703,8 @@ class H2Connection:
         if self._closed:
             return
         try:
-            self._conn.acknowledge_received_data(n, stream_id)
-        except h2.exceptions.ProtocolError:
+            self._ack_raw(stream_id, n)
+        except self._errors:
             return
         self._want_write.set()
 
@@ -628,8 +712,7 @@ class H2Connection:
         if st.reset_code is not None:
             return
         st.reset_code = code
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._conn.reset_stream(st.id, code)
+        self._reset_raw(st.id, code)
         st.body.fail(StreamResetError(st.id, code))
         st.wake()
         self._want_write.set()
@@ -695,7 +778,6 @@ class H2Connection:
         The text goes along only when the peer's windows have room for it, so
         this never waits (a stalled peer gets the status alone).
         """
-        conn = self._conn
         body = (text if text is not None else reason_phrase(status)).encode() + b"\n"
         fields = [
             (b":status", str(status).encode()),
@@ -705,16 +787,16 @@ class H2Connection:
         if self._config.date_header:
             fields.append((b"date", _DATE.get()))
         try:
-            room = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size)
+            room = min(self._window(st.id), self._max_frame())
             if st.head or len(body) > room:
                 fields.append((b"content-length", b"0" if not st.head else b"%d" % len(body)))
-                conn.send_headers(st.id, fields, end_stream=True)
+                self._send_headers(st.id, fields, True)
             else:
                 fields.append((b"content-length", b"%d" % len(body)))
-                conn.send_headers(st.id, fields)
-                conn.send_data(st.id, body, end_stream=True)
+                self._send_headers(st.id, fields)
+                self._send_frames(st.id, body, True)
                 self._flood.sent(st.id, len(body))
-        except h2.exceptions.ProtocolError:
+        except self._errors:
             return False
         st.headers_sent = True
         self._want_write.set()
@@ -746,7 +828,7 @@ class H2Connection:
         body = resp.body
         tunnel = resp.on_upgrade is not None and req.method == "CONNECT"
         if tunnel and 200 <= resp.status < 300:
-            self._conn.send_headers(st.id, head)
+            self._send_headers(st.id, head)
             st.headers_sent = True
             await self._write()
             await self._run_tunnel(st, resp)
@@ -761,13 +843,13 @@ class H2Connection:
         no_body = req.method == "HEAD" or resp.status in NO_BODY_STATUSES or resp.status < 200
         data = body.bytes_now()
         if no_body or (data is not None and not data and body.trailers is None):
-            self._conn.send_headers(st.id, head, end_stream=True)
+            self._send_headers(st.id, head, True)
             st.headers_sent = True
             await self._write()
             if no_body:
                 await close_body_soon(body)
             return
-        self._conn.send_headers(st.id, head)
+        self._send_headers(st.id, head)
         st.headers_sent = True
         if data is not None and body.trailers is None:
             await self._send_data(st, data, end=True)
@@ -782,10 +864,10 @@ class H2Connection:
         if trailers:
             fields = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in trailers]
             with self._on_stream(st):
-                self._conn.send_headers(st.id, fields, end_stream=True)
+                self._send_headers(st.id, fields, True)
         else:
             with self._on_stream(st):
-                self._conn.end_stream(st.id)
+                self._end_stream(st.id)
         await self._write()
 
     async def _run_tunnel(self, st: _Stream, resp: Response) -> None:
@@ -814,12 +896,11 @@ class H2Connection:
             raise _StreamGone
         try:
             yield
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+        except self._errors as e:
             raise _StreamGone from e
 
     async def _send_data(self, st: _Stream, data: bytes, *, end: bool) -> None:
         """Send ``data`` as DATA frames within the peer's windows; waits for WINDOW_UPDATE."""
-        conn = self._conn
         view = memoryview(data)
         while True:
             if not self._open(st):
@@ -827,20 +908,20 @@ class H2Connection:
             if not view:
                 if end:
                     with self._on_stream(st):
-                        conn.end_stream(st.id)
+                        self._end_stream(st.id)
                     await self._write()
                 return
             try:
-                window = conn.local_flow_control_window(st.id)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+                window = self._window(st.id)
+            except self._errors as e:
                 raise _StreamGone from e
             if window <= 0:
                 await self._wait_for_window(st, len(view))
                 continue
-            n = min(window, conn.max_outbound_frame_size, len(view))
+            n = min(window, self._max_frame(), len(view))
             last = n == len(view)
             with self._on_stream(st):
-                conn.send_data(st.id, view[:n], end_stream=end and last)
+                self._send_frames(st.id, view[:n], end and last)
             self._flood.sent(st.id, n)
             view = view[n:]
             await self._write()
@@ -926,7 +1007,7 @@ class H2Connection:
 
     def _collect(self) -> None:
         """Move what h2 queued into our buffer (keeps hand-made frames in order)."""
-        data = self._conn.data_to_send()
+        data = self._take_output()
         if data:
             self._out += data
 
@@ -980,11 +1061,7 @@ class H2Connection:
         if self._draining:
             return
         self._draining = self._goaway_sent = True
-        # h2's close_connection would stop all further sending; the frame is queued by
-        # hand so accepted streams can still finish (RFC 9113 section 6.8).
-        self._queue_frame(
-            GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=error_code)
-        )
+        self._send_goaway(error_code)
         if not self._streams:
             self._stop.cancel()
 
