@@ -35,11 +35,15 @@ import sys
 import anyio
 
 from rama_core import service_fn
-from rama_http import H2Config, Response
+from rama_http import Response
 from rama_http.server import ServerConfig, serve
 
 port, loop, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
-config = ServerConfig(h2=H2Config(engine=sys.argv[6])) if len(sys.argv) > 6 else None
+config = None
+if len(sys.argv) > 6:  # an engine; without one the default (also for RAMA_BASE trees)
+    from rama_http import H2Config
+
+    config = ServerConfig(h2=H2Config(engine=sys.argv[6]))
 HEADERS = [("content-type", "text/plain")]
 
 
