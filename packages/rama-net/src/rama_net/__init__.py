@@ -36,6 +36,7 @@ from ._middleware import (
     TokenBucket,
 )
 from ._peek import PeekError, PeekStream
+from ._ratelimit import RateLimitedLog
 from ._stream import (
     ProtocolStream,
     TrackedStream,
@@ -91,6 +92,7 @@ __all__ = [
     "PeekError",
     "PeekStream",
     "ProtocolStream",
+    "RateLimitedLog",
     "RateLimitLayer",
     "RateLimitedStream",
     "RecordType",

@@ -1,5 +1,62 @@
-"""HTTP(S) forward/CONNECT, SOCKS5, PROXY protocol and MITM proxies for rama."""
+"""HTTP(S) forward/CONNECT, SOCKS5, PROXY protocol and MITM proxies for rama.
+
+Every part is a Service or a Layer:
+
+- :class:`Egress` reaches a target directly or through an upstream proxy that an
+  :class:`UpstreamSelector` picks (a fixed one, or the proxy DB by labels);
+- :class:`ProxyAuthenticator` checks proxy credentials (HTTP Basic and SOCKS5);
+- :class:`ProxyRecord` is what each request or tunnel did, for the access log
+  and the metrics (:class:`ProxyObservers`).
+"""
+
+from ._auth import (
+    CredentialChecker,
+    PlainUsername,
+    ProxyAuthenticator,
+    ProxyUser,
+    StaticCredentials,
+    UsernameParser,
+    parse_basic_credentials,
+)
+from ._egress import (
+    Egress,
+    EgressConnection,
+    NoUpstream,
+    ProxyConnectors,
+    StaticUpstream,
+    UpstreamSelector,
+    default_proxy_connectors,
+    redact_proxy_url,
+)
+from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
+from ._filter import ProxyFilter
+from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    "CredentialChecker",
+    "Egress",
+    "EgressConnection",
+    "NoUpstream",
+    "PlainUsername",
+    "ProxyAuthenticator",
+    "ProxyConnectors",
+    "ProxyFilter",
+    "ProxyObserver",
+    "ProxyObservers",
+    "ProxyRecord",
+    "ProxyUser",
+    "StaticCredentials",
+    "StaticUpstream",
+    "UpstreamError",
+    "UpstreamFailure",
+    "UpstreamSelector",
+    "UsernameParser",
+    "begin_record",
+    "classify_upstream_error",
+    "default_proxy_connectors",
+    "end_record",
+    "parse_basic_credentials",
+    "redact_proxy_url",
+]

@@ -33,9 +33,16 @@ __all__ = [
 class ConnectError(RamaError):
     """A TCP connection could not be established."""
 
-    def __init__(self, message: str, *, authority: Authority | None = None) -> None:
+    def __init__(
+        self, message: str, *, authority: Authority | None = None, errno: int | None = None
+    ) -> None:
         super().__init__(message)
         self.authority = authority
+        self.errno = errno
+        """The OS error number of the failed attempt (``ENETUNREACH``, ...), when one is known.
+
+        Proxies map it to their protocol's answer (SOCKS5 reply codes, 502 bodies).
+        """
 
 
 class ResolveError(ConnectError):
@@ -117,8 +124,13 @@ async def _race(addrs: list[IpAddress], port: int, delay: float) -> socket.socke
     if winner:
         return winner[0]
     if errors and all(e.errno == errno.ECONNREFUSED for e in errors):
-        raise ConnectRefused(f"connection refused by {', '.join(map(str, addrs))}")
-    raise ConnectError("; ".join(str(e) for e in errors) or "no address to connect to")
+        raise ConnectRefused(
+            f"connection refused by {', '.join(map(str, addrs))}", errno=errno.ECONNREFUSED
+        )
+    raise ConnectError(
+        "; ".join(str(e) for e in errors) or "no address to connect to",
+        errno=errors[-1].errno if errors else None,
+    )
 
 
 class TcpConnector:
