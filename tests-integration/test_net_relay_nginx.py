@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import ByteStream
+from rama_peer_process import free_port, start_nginx
 
 from rama_core import Context
 from rama_net import ForwardStats, TcpForwarder, TcpListener, TcpServerConfig
@@ -32,22 +30,9 @@ BIG = 5 * 1024 * 1024
 PAGE = b"<html><body>hello through rama</body></html>\n"
 PARALLEL = 20
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
+NGINX_SERVERS = """\
     sendfile on;
     keepalive_requests 1000;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
     server {{
         listen 127.0.0.1:{port};
         root {root}/www;
@@ -57,7 +42,6 @@ http {{
             client_max_body_size 64m;
         }}
     }}
-}}
 """
 
 
@@ -66,12 +50,6 @@ class Origin:
     port: int
     www: Path
     big_sha: str
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -84,33 +62,8 @@ def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Origin
     (www / "big.bin").write_bytes(big)
     (www / "index.html").write_bytes(PAGE)
     port = free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=root, port=port))
-    proc = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nginx exited: {proc.stderr.read() if proc.stderr else ''!r}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not listen within 10s")
-                time.sleep(0.05)
+    with start_nginx(binary, root, NGINX_SERVERS.format(root=root, port=port), ports=(port,)):
         yield Origin(port, www, hashlib.sha256(big).hexdigest())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Recording:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import ssl
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
+from rama_peer_process import free_port, start_nginx
 
 from rama_core import Context
 from rama_net import Authority, TcpForwarder, TcpListener
@@ -46,20 +44,7 @@ REPORT = (
     " client=$ssl_client_s_dn verify=$ssl_client_verify"
 )
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
+NGINX_SERVERS = """\
     server {{
         listen 127.0.0.1:{tls_port} ssl http2;
         ssl_certificate {root}/leaf.pem;
@@ -75,7 +60,6 @@ http {{
         listen 127.0.0.1:{plain_port};
         root {root}/www;
     }}
-}}
 """
 
 
@@ -86,26 +70,6 @@ class Nginx:
     ca: CertificateAuthority
     client_ca: CertificateAuthority
     big_sha: str
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"nginx exited: {proc.stderr.read() if proc.stderr else ''!r}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("nginx did not listen within 10s")
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -120,26 +84,9 @@ def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Nginx]
     client_ca = CertificateAuthority.create("nginx clients CA")
     (root / "clients.pem").write_bytes(client_ca.cert_pem())
     tls_port, plain_port = free_port(), free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(root=root, tls_port=tls_port, plain_port=plain_port, report=REPORT)
-    )
-    proc = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_listening(proc, tls_port)
-        _wait_listening(proc, plain_port)
+    body = NGINX_SERVERS.format(root=root, tls_port=tls_port, plain_port=plain_port, report=REPORT)
+    with start_nginx(binary, root, body, ports=(tls_port, plain_port), worker_connections=256):
         yield Nginx(tls_port, plain_port, ca, client_ca, hashlib.sha256(big).hexdigest())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _http10_get(connector: TlsConnector, ctx: Context, port: int) -> bytes:

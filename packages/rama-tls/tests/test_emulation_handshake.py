@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import h2.events
 import pytest
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute
+from rama_peer_process import free_port, spawn_peer, start_nginx
 
 from rama_core import Context, service_fn
 from rama_tls import (
@@ -112,44 +112,6 @@ def _which(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else b""
-            pytest.fail(f"peer exited: {err!r}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("peer did not listen within 10s")
-            time.sleep(0.05)
-
-
-@contextmanager
-def spawn(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_listening(proc, port)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextmanager
 def s_server(
     require_peer: Callable[[str], str], *args: str, cert: Path, key: Path
@@ -157,7 +119,7 @@ def s_server(
     port = free_port()
     argv = [require_peer("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-www"]
     argv += ["-cert", str(cert), "-key", str(key), "-quiet", *args]
-    with spawn(argv, port):
+    with spawn_peer(argv, ports=(port,)):
         yield port
 
 
@@ -332,20 +294,7 @@ async def test_openssl_stapled_ocsp_response(
 
 # -- nginx ------------------------------------------------------------------------------------
 REPORT = "proto=$ssl_protocol alpn=$ssl_alpn_protocol http=$server_protocol"
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
+NGINX_SERVERS = """\
     server {{
         listen 127.0.0.1:{port13} ssl http2;
         ssl_certificate {cert};
@@ -360,7 +309,6 @@ http {{
         ssl_protocols TLSv1.2;
         location / {{ return 200 "{report}\\n"; }}
     }}
-}}
 """
 
 
@@ -374,20 +322,10 @@ class NginxPorts:
 def nginx(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[NginxPorts]:
     root = tmp_path_factory.mktemp("emulation-nginx")
     port13, port12 = free_port(), free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            root=root,
-            port13=port13,
-            port12=port12,
-            cert=certs.ec_cert,
-            key=certs.ec_key,
-            report=REPORT,
-        )
+    body = NGINX_SERVERS.format(
+        port13=port13, port12=port12, cert=certs.ec_cert, key=certs.ec_key, report=REPORT
     )
-    argv = [_which("nginx"), "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")]
-    with spawn(argv, port13) as proc:
-        wait_listening(proc, port12)
+    with start_nginx(_which("nginx"), root, body, ports=(port13, port12), worker_connections=256):
         yield NginxPorts(port13, port12)
 
 
@@ -466,7 +404,7 @@ async def test_haproxy(
     conf = tmp_path / "haproxy.cfg"
     report = "proto=%[ssl_fc_protocol] cipher=%[ssl_fc_cipher]"
     conf.write_text(HAPROXY_CONF.format(port=port, pem=certs.combined_ec, report=report, alpn=alpn))
-    with spawn([require_peer("haproxy"), "-f", str(conf), "-db"], port):
+    with spawn_peer([require_peer("haproxy"), "-f", str(conf), "-db"], ports=(port,)):
         if alpn == "h2":
             with anyio.fail_after(20):
                 tls = await connect(port, spec_for(browser), certs.ca_pem)
