@@ -166,3 +166,45 @@ def test_http_auto_server_example(
     # The h2 request in flight when SIGINT came was finished, not cut.
     assert (slow.returncode, slow_out) == (0, "slow done\n"), slow_err
     assert "stopped (SIGINT)" in out
+
+
+def test_web_router_example() -> None:
+    proc, port = _start("web_router.py")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            index = client.get("/")
+            created = client.post("/items", json={"name": "pen", "price": 2.5, "tags": ["office"]})
+            client.post("/items", json={"name": "cup", "price": 4})
+            bad = client.post("/items", json={"name": "x", "price": "cheap"})
+            by_tag = client.get("/items", params={"tag": "office"})
+            limited = client.get("/items", params={"limit": "1"})
+            one = client.get("/items/1")
+            missing = client.get("/items/99")
+            not_int = client.get("/items/abc")
+            forbidden = client.delete("/items/1", headers={"X-Token": "nope"})
+            deleted = client.delete("/items/1", headers={"X-Token": "secret"})
+            after = client.get("/items/1")
+            nested = client.post("/api/v1/items", json={"name": "n", "price": 1})
+            nested_at_root = client.get("/items/3")
+            wrong_method = client.put("/items")
+    finally:
+        out = _stop(proc)
+    assert index.text == "hello from rama\n"
+    assert created.status_code == 201
+    assert created.json() == {"name": "pen", "price": 2.5, "tags": ["office"], "id": 1}
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [{"field": "body.price", "message": "must be a number"}]
+    assert [i["name"] for i in by_tag.json()] == ["pen"]
+    assert len(limited.json()) == 1
+    assert one.json()["name"] == "pen"
+    assert missing.status_code == 404
+    assert not_int.status_code == 404
+    assert forbidden.status_code == 403
+    assert deleted.status_code == 204
+    assert after.status_code == 404
+    assert nested.status_code == 201
+    assert nested.json()["id"] == 3
+    assert nested_at_root.json()["name"] == "n"  # one store behind both mounts
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "GET, HEAD, POST, OPTIONS"
+    assert out.strip().endswith("stopped (SIGINT)")

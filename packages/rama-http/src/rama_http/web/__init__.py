@@ -1,0 +1,39 @@
+"""rama_http.web: routing, typed handlers and their building blocks.
+
+:class:`Router` maps path patterns (``/users/{id:int}``, ``/static/{*path}``)
+and methods to services in a tree; :func:`handler` turns an async function
+into a Service whose parameters are extracted by type (``Json[T]``,
+``Query[T]``, ``Form[T]``, ``State[T]``, ``Annotated[str, Header("x")]``, path
+parameters by name) and whose return value becomes the response.
+"""
+
+from ._convert import FieldError, ValidationError, convert
+from ._extract import AppState, Form, Handler, Header, Json, PathParams, Query, State, handler
+from ._problem import problem_response
+from ._respond import file_response, into_response
+from ._router import MatchedRoute, Router
+from ._tree import CONVERTERS, Converter, PatternError, RouteTree
+
+__all__ = [
+    "CONVERTERS",
+    "AppState",
+    "Converter",
+    "FieldError",
+    "Form",
+    "Handler",
+    "Header",
+    "Json",
+    "MatchedRoute",
+    "PathParams",
+    "PatternError",
+    "Query",
+    "RouteTree",
+    "Router",
+    "State",
+    "ValidationError",
+    "convert",
+    "file_response",
+    "handler",
+    "into_response",
+    "problem_response",
+]
