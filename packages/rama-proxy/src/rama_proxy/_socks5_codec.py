@@ -517,8 +517,9 @@ class Socks5ServerProtocol:
             raise
         if parsed is None:
             if self._eof:
+                stage = self.state.value
                 self.state = Socks5ServerState.CLOSED
-                raise SocksTruncatedError(f"client closed during the {self.state.value}")
+                raise SocksTruncatedError(f"client closed during the {stage}")
             return None
         event, used = parsed
         del self._buf[:used]
