@@ -49,6 +49,12 @@ from ._socks5_codec import (
     decode_udp_datagram,
     encode_udp_datagram,
 )
+from ._socks_connector import (
+    Socks4ProxyConnector,
+    Socks5ProxyConnector,
+    SocksProxyError,
+    socks5_reply_failure,
+)
 from ._socks_server import SocksProxy
 from ._udp_relay import UdpRelay
 
@@ -83,11 +89,13 @@ __all__ = [
     "redact_proxy_url",
     # -- socks (issue 15) --
     "Socks4Command",
+    "Socks4ProxyConnector",
     "Socks4Reply",
     "Socks4ReplyCode",
     "Socks4Request",
     "Socks5ClientProtocol",
     "Socks5Command",
+    "Socks5ProxyConnector",
     "Socks5ReplyCode",
     "Socks5ServerProtocol",
     "Socks5UdpDatagram",
@@ -96,10 +104,12 @@ __all__ = [
     "SocksError",
     "SocksFormatError",
     "SocksProxy",
+    "SocksProxyError",
     "SocksTruncatedError",
     "SocksVersionError",
     "UdpRelay",
     "decode_udp_datagram",
     "encode_udp_datagram",
+    "socks5_reply_failure",
     # -- end socks --
 ]
