@@ -365,3 +365,46 @@ async def test_rama_through_dante_upstream(dante: int, require_peer: Callable[[s
     assert obs.records[0].status == 0
     assert obs.records[1].status == 0x05
     assert obs.records[1].error == "connection refused"
+
+
+@pytest.mark.anyio
+async def test_pysocks_udp_associate() -> None:
+    import socks  # PySocks: UDP through a SOCKS5 proxy
+
+    obs = _Observer()
+    async with await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1") as echo:
+        echo_port = echo.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def loop() -> None:
+            async for data, addr in echo:
+                await echo.sendto(b"echo:" + data, addr[0], addr[1])
+
+        async with (
+            anyio.create_task_group() as tg,
+            _socks(SocksProxy(authenticator=_auth()), obs) as port,
+        ):
+            tg.start_soon(loop)
+
+            def exchange() -> list[bytes]:
+                s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.set_proxy(socks.SOCKS5, "127.0.0.1", port, username="john", password="s3cr:t")
+                s.settimeout(3)
+                try:
+                    got = []
+                    for i in range(3):
+                        s.sendto(b"ping%d" % i, ("127.0.0.1", echo_port))
+                        got.append(s.recvfrom(4096)[0])
+                    return got
+                finally:
+                    s.close()
+
+            assert await anyio.to_thread.run_sync(exchange) == [
+                b"echo:ping0",
+                b"echo:ping1",
+                b"echo:ping2",
+            ]
+            await obs.wait(1)
+            tg.cancel_scope.cancel()
+    assert obs.records[0].method == "UDP_ASSOCIATE"
+    assert obs.records[0].user == "john"
+    assert obs.records[0].bytes_in == 15

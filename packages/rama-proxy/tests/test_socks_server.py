@@ -459,3 +459,58 @@ async def test_socks4_refused_when_auth_is_required() -> None:
             await s.send(struct.pack("!BBH", 4, 1, 80) + socket.inet_aton("127.0.0.1") + b"\x00")
             assert (await _recv_exact(s, 8))[:2] == b"\x00\x5b"
             assert await _closed(s)
+
+
+@pytest.mark.anyio
+async def test_ipv6_connect_and_udp() -> None:
+    obs = _Observer()
+    ctx = Context()
+    ctx.insert(ProxyObservers(obs))
+    async with (
+        TcpListener.bind("[::1]:0") as origin_listener,
+        TcpListener.bind("[::1]:0") as socks_listener,
+        await anyio.create_udp_socket(family=socket.AF_INET6, local_host="::1") as echo,
+    ):
+        origin = origin_listener.local_addr.port
+        echo_port = echo.extra(SocketAttribute.local_port)
+
+        async def udp_echo() -> None:
+            async for data, addr in echo:
+                await echo.sendto(data[::-1], addr[0], addr[1])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(origin_listener.serve, _echo)
+            tg.start_soon(lambda: socks_listener.serve(SocksProxy(), ctx=ctx))
+            tg.start_soon(udp_echo)
+            port = socks_listener.local_addr.port
+            async with await anyio.connect_tcp("::1", port) as s:
+                await s.send(b"\x05\x01\x00" + _connect_req(ipaddress.IPv6Address("::1"), origin))
+                await _recv_exact(s, 2)
+                code, addr, _ = await _read_reply(s)
+                assert code == 0
+                assert ipaddress.IPv6Address(addr) == ipaddress.IPv6Address("::1")
+                await s.send(b"six")
+                assert await _recv_exact(s, 3) == b"SIX"
+            async with await anyio.connect_tcp("::1", port) as control:
+                await control.send(
+                    b"\x05\x01\x00"
+                    + Socks5Request(
+                        Socks5Command.UDP_ASSOCIATE, ipaddress.IPv6Address("::"), 0
+                    ).encode()
+                )
+                await _recv_exact(control, 2)
+                code, addr, relay_port = await _read_reply(control)
+                assert code == 0
+                assert ipaddress.IPv6Address(addr) == ipaddress.IPv6Address("::1")
+                async with await anyio.create_udp_socket(
+                    family=socket.AF_INET6, local_host="::1"
+                ) as client:
+                    dgram = Socks5UdpDatagram(ipaddress.IPv6Address("::1"), echo_port, b"abc")
+                    await client.sendto(encode_udp_datagram(dgram), "::1", relay_port)
+                    answer = await _receive_or_none(client, 2)
+                    assert answer is not None
+                    got = decode_udp_datagram(answer)
+                    assert got.data == b"cba"
+                    assert got.host == ipaddress.IPv6Address("::1")
+            tg.cancel_scope.cancel()
+    assert obs.records[0].target == f"[::1]:{origin}"

@@ -13,6 +13,8 @@
   (from the host the client named, when it named an IP), the second reply, a tunnel.
 - UDP ASSOCIATE: a bounded :class:`~rama_proxy.UdpRelay` that lives as long as
   the TCP control connection (and no longer than its idle timeout).
+- BIND and UDP ASSOCIATE are served from this host (never through an upstream
+  proxy: an upstream selector only routes CONNECT).
 - RFC 1929 username/password through a :class:`~rama_proxy.ProxyAuthenticator`
   (the :class:`~rama_proxy.ProxyUser` goes into the Context for the selector).
 - SOCKS4/4a (no authentication in that protocol: refused when an authenticator is set).
@@ -379,7 +381,7 @@ class SocksProxy:
     async def _bind(
         self, ctx: Context, stream: ByteStream, cmd: _Command, record: ProxyRecord
     ) -> None:
-        local = _local_addr(stream)
+        local = _local_addr(stream) or _info_local(ctx)
         if local is None:
             await self._fail(
                 stream, cmd, record, Socks5ReplyCode.GENERAL_FAILURE, "no local address"
@@ -454,7 +456,7 @@ class SocksProxy:
         record: ProxyRecord,
         client: SocketAddress | None,
     ) -> None:
-        local = _local_addr(stream)
+        local = _local_addr(stream) or _info_local(ctx)
         client_ip = client.ip if client is not None else _peer_addr_ip(stream)
         if local is None or client_ip is None:
             await self._fail(stream, cmd, record, Socks5ReplyCode.GENERAL_FAILURE, "no address")
@@ -508,6 +510,11 @@ def _local_addr(stream: ByteStream) -> SocketAddress | None:
         return SocketAddress.from_sockaddr(raw) if raw is not None else None
     except Exception:
         return None
+
+
+def _info_local(ctx: Context) -> SocketAddress | None:
+    info = ctx.get(SocketInfo)
+    return info.local_addr if info is not None else None
 
 
 def _peer_addr_ip(stream: ByteStream) -> IpAddress | None:
