@@ -514,3 +514,36 @@ async def test_ipv6_connect_and_udp() -> None:
                     assert got.host == ipaddress.IPv6Address("::1")
             tg.cancel_scope.cancel()
     assert obs.records[0].target == f"[::1]:{origin}"
+
+
+@pytest.mark.anyio
+async def test_udp_relay_drops_answers_from_hosts_the_client_never_reached() -> None:
+    seen: list[tuple[str, int]] = []
+    async with await anyio.create_udp_socket(
+        family=socket.AF_INET, local_host="127.0.0.1"
+    ) as target:
+        target_port = target.extra(SocketAttribute.local_port)
+
+        async def loop() -> None:
+            async for _data, addr in target:
+                seen.append((addr[0], addr[1]))
+                await target.sendto(b"answer", addr[0], addr[1])
+
+        async with anyio.create_task_group() as tg, _serving(SocksProxy()) as port:
+            tg.start_soon(loop)
+            control, relay_port = await _udp_associate(port)
+            async with await anyio.create_udp_socket(
+                family=socket.AF_INET, local_host="127.0.0.1"
+            ) as client:
+                dgram = Socks5UdpDatagram(ipaddress.IPv4Address("127.0.0.1"), target_port, b"q")
+                await client.sendto(encode_udp_datagram(dgram), "127.0.0.1", relay_port)
+                assert await _receive_or_none(client, 2) is not None
+                outbound = seen[0]
+                # a host the client never sent to writes to the relay's outbound port
+                async with await anyio.create_udp_socket(
+                    family=socket.AF_INET, local_host="127.0.0.1"
+                ) as stranger:
+                    await stranger.sendto(b"spoof", outbound[0], outbound[1])
+                    assert await _receive_or_none(client, 0.3) is None
+            await control.aclose()
+            tg.cancel_scope.cancel()

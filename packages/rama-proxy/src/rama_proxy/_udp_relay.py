@@ -87,6 +87,7 @@ class UdpRelay:
         self._outbound: dict[int, UDPSocket] = {}
         self._last = anyio.current_time()
         self._closed = False
+        self._client_send_lock = anyio.Lock()
 
     @classmethod
     async def open(
@@ -148,7 +149,15 @@ class UdpRelay:
             self.on_activity()
 
     async def _from_client(self, tg: anyio.abc.TaskGroup) -> None:
-        async for packet, addr in self.client_socket:
+        while True:
+            try:
+                packet, addr = await self.client_socket.receive()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except OSError as exc:  # an ICMP error reported on the socket: not fatal
+                _log.debug("UDP relay receive from the client side: %s", exc)
+                await anyio.sleep(0.01)  # never a busy loop on a persistent error
+                continue
             src = SocketAddress.from_sockaddr(addr)
             if _unmap(src.ip) != self.client_ip:
                 self.dropped += 1
@@ -171,7 +180,12 @@ class UdpRelay:
             if ip is None:
                 self.dropped += 1
                 continue
-            out = await self._outbound_for(ip, tg)
+            try:
+                out = await self._outbound_for(ip, tg)
+            except OSError as exc:  # e.g. no IPv6 on this host
+                self.dropped += 1
+                _log.debug("no UDP socket for %s: %s", ip, exc)
+                continue
             peer = (_unmap(ip), dgram.port)
             self._peers[peer] = None
             self._peers.move_to_end(peer)
@@ -187,7 +201,15 @@ class UdpRelay:
             self._touch()
 
     async def _from_target(self, out: UDPSocket) -> None:
-        async for packet, addr in out:
+        while True:
+            try:
+                packet, addr = await out.receive()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except OSError as exc:
+                _log.debug("UDP relay receive from the target side: %s", exc)
+                await anyio.sleep(0.01)  # never a busy loop on a persistent error
+                continue
             src = SocketAddress.from_sockaddr(addr)
             ip = _unmap(src.ip)
             if (ip, src.port) not in self._peers or self.client_port is None:
@@ -195,7 +217,8 @@ class UdpRelay:
                 continue
             data = encode_udp_datagram(Socks5UdpDatagram(ip, src.port, packet))
             try:
-                await self.client_socket.sendto(data, str(self.client_ip), self.client_port)
+                async with self._client_send_lock:  # the IPv4 and IPv6 sides both answer
+                    await self.client_socket.sendto(data, str(self.client_ip), self.client_port)
             except OSError as exc:
                 self.dropped += 1
                 _log.debug("UDP send to client %s failed: %s", self.client_ip, exc)
