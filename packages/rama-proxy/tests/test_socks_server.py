@@ -547,3 +547,55 @@ async def test_udp_relay_drops_answers_from_hosts_the_client_never_reached() -> 
                     assert await _receive_or_none(client, 0.3) is None
             await control.aclose()
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_handshake_one_byte_at_a_time() -> None:
+    auth = ProxyAuthenticator(StaticCredentials({"u": "p"}))
+    async with _origin() as origin, _serving(SocksProxy(authenticator=auth)) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            wire = b"\x05\x01\x02" + b"\x01\x01u\x01p" + _connect_req("localhost", origin)
+            for i in range(len(wire)):
+                await s.send(wire[i : i + 1])
+                await anyio.sleep(0.001)
+            assert await _recv_exact(s, 4) == b"\x05\x02\x01\x00"
+            assert (await _read_reply(s))[0] == 0
+            await s.send(b"ok")
+            assert await _recv_exact(s, 2) == b"OK"
+
+
+@pytest.mark.anyio
+async def test_garbage_never_errors_nor_stalls_the_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import random
+
+    rng = random.Random(1928)
+    payloads = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(40)]
+    # valid prefixes followed by junk reach the deeper states
+    payloads += [b"\x05\x01\x00" + p for p in payloads[:20]]
+    payloads += [b"\x04\x01" + p for p in payloads[:10]]
+    async with _origin() as origin:
+        # junk never dials out: only the origin's port may be reached
+        proxy = SocksProxy(handshake_timeout=0.5, allow_connect_ports=[origin], enable_bind=False)
+        async with _serving(proxy) as port, anyio.create_task_group() as tg:
+            for payload in payloads:
+
+                async def one(data: bytes = payload) -> None:
+                    async with await anyio.connect_tcp("127.0.0.1", port) as s:
+                        try:
+                            await s.send(data)
+                            await s.send_eof()
+                            with anyio.fail_after(3):
+                                while await s.receive():
+                                    pass
+                        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                            pass
+
+                tg.start_soon(one)
+            await anyio.sleep(0)
+            async with await anyio.connect_tcp("127.0.0.1", port) as s:
+                await s.send(b"\x05\x01\x00" + _connect_req("127.0.0.1", origin))
+                await _recv_exact(s, 2)
+                assert (await _read_reply(s))[0] == 0
+    assert not [r for r in caplog.records if r.levelno >= 40]
