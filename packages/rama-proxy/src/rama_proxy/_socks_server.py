@@ -291,6 +291,10 @@ class SocksProxy:
         except BaseException as exc:
             if record.status is None:
                 record.status = Socks5ReplyCode.GENERAL_FAILURE if cmd.version == 5 else 91
+                if isinstance(exc, Exception) and not isinstance(exc, _RECV_ERRORS):
+                    # our failure (e.g. no port to bind): the client still gets an answer
+                    with contextlib.suppress(Exception):
+                        await self._reply(stream, cmd, Socks5ReplyCode.GENERAL_FAILURE)
             if record.error is None and isinstance(exc, Exception):
                 record.error = (
                     "internal error" if not isinstance(exc, _RECV_ERRORS) else "client went away"
