@@ -130,6 +130,12 @@ def default_proxy_connectors() -> ProxyConnectors:
     """Connectors for every upstream proxy kind rama-proxy speaks."""
     connectors = ProxyConnectors()
     connectors.register("http", HttpConnectProxyConnector())
+    from ._socks_connector import Socks4ProxyConnector, Socks5ProxyConnector  # (import cycle)
+
+    connectors.register("socks5", Socks5ProxyConnector())  # resolves locally
+    connectors.register("socks5h", Socks5ProxyConnector())  # the proxy resolves
+    connectors.register("socks4", Socks4ProxyConnector())
+    connectors.register("socks4a", Socks4ProxyConnector())
     return connectors
 
 
