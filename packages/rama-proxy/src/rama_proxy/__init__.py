@@ -30,6 +30,33 @@ from ._egress import (
 )
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
+
+# -- haproxy: PROXY protocol v1/v2 (codec, server and client layers) --
+from ._haproxy_codec import (
+    AddressFamily,
+    BadSignature,
+    ChecksumMismatch,
+    HeaderTooLarge,
+    InvalidHeader,
+    NeedMoreBytes,
+    ProxyCommand,
+    ProxyHeaderDecoder,
+    ProxyProtocolError,
+    ProxyProtocolHeader,
+    SslInfo,
+    Tlv,
+    TlvOverrun,
+    TlvType,
+    TransportProtocol,
+    UnixAddress,
+    crc32c,
+    detect_proxy_header,
+    encode_v1,
+    encode_v2,
+    parse_proxy_header,
+)
+
+# -- end haproxy --
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 __version__ = "0.1.0"
@@ -59,4 +86,27 @@ __all__ = [
     "end_record",
     "parse_basic_credentials",
     "redact_proxy_url",
+    # -- haproxy --
+    "AddressFamily",
+    "BadSignature",
+    "ChecksumMismatch",
+    "HeaderTooLarge",
+    "InvalidHeader",
+    "NeedMoreBytes",
+    "ProxyCommand",
+    "ProxyHeaderDecoder",
+    "ProxyProtocolError",
+    "ProxyProtocolHeader",
+    "SslInfo",
+    "Tlv",
+    "TlvOverrun",
+    "TlvType",
+    "TransportProtocol",
+    "UnixAddress",
+    "crc32c",
+    "detect_proxy_header",
+    "encode_v1",
+    "encode_v2",
+    "parse_proxy_header",
+    # -- end haproxy --
 ]
