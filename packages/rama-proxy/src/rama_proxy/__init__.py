@@ -55,6 +55,13 @@ from ._haproxy_codec import (
     encode_v2,
     parse_proxy_header,
 )
+from ._haproxy_layer import (
+    ProxyProtocolConnector,
+    ProxyProtocolConnectorLayer,
+    ProxyProtocolLayer,
+    ProxyProtocolService,
+    TransportSocketInfo,
+)
 
 # -- end haproxy --
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
@@ -95,13 +102,18 @@ __all__ = [
     "NeedMoreBytes",
     "ProxyCommand",
     "ProxyHeaderDecoder",
+    "ProxyProtocolConnector",
+    "ProxyProtocolConnectorLayer",
     "ProxyProtocolError",
     "ProxyProtocolHeader",
+    "ProxyProtocolLayer",
+    "ProxyProtocolService",
     "SslInfo",
     "Tlv",
     "TlvOverrun",
     "TlvType",
     "TransportProtocol",
+    "TransportSocketInfo",
     "UnixAddress",
     "crc32c",
     "detect_proxy_header",
