@@ -396,7 +396,11 @@ def test_tlv_bounds() -> None:
 # -- incremental input ----------------------------------------------------------------------
 SAMPLES = [
     b"PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n",
+    b"PROXY TCP4 0.0.0.0 0.0.0.0 0 0\r\n",
+    b"PROXY TCP6 :: :: 0 0\r\n",
+    b"PROXY TCP6 2001:db8::1 2001:db8::2 1234 80\r\n",
     b"PROXY UNKNOWN\r\n",
+    b"PROXY UNKNOWN whatever follows\r\n",
     encode_v2(
         SRC6, DST6, tlvs=[Tlv.alpn("h2"), SslInfo.build(version="TLSv1.2").to_tlv()], crc=True
     ),
@@ -411,6 +415,20 @@ def test_every_prefix_needs_more(data: bytes) -> None:
         assert isinstance(result, NeedMoreBytes), i
         assert 1 <= result.hint <= len(data) - i
     assert parse(data)[1] == len(data)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        b"PROXY TCPX",
+        b"PROXY X",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3",
+        b"PROXY TCP4 1.2.3.4\rx",
+    ],
+)
+def test_v1_fails_before_the_crlf(prefix: bytes) -> None:
+    with pytest.raises(InvalidHeader):
+        parse_proxy_header(prefix)
 
 
 @pytest.mark.parametrize("data", SAMPLES)
@@ -491,6 +509,11 @@ def test_v1_round_trip(addrs: tuple[SocketAddress, SocketAddress]) -> None:
     assert n == len(line)
     assert (header.source, header.destination) == addrs
     assert header.encode() == line
+    # the hint never asks for a byte past the line (the layer reads exactly that)
+    for i in range(len(line)):
+        result = parse_proxy_header(line[:i])
+        assert isinstance(result, NeedMoreBytes)
+        assert result.hint <= len(line) - i
 
 
 @settings(max_examples=500)

@@ -59,6 +59,7 @@ async def report(ctx: Context, stream: ByteStream) -> None:
         "ssl_cn": ssl.cn if ssl else None,
         "custom": [t.value.decode() for t in header.tlvs if t.type == 0xE0] if header else [],
         "data": data.decode(),
+        "stream": type(stream).__name__,
     }
     await stream.send(json.dumps(out).encode())
 
@@ -118,6 +119,8 @@ async def test_v1_header_and_data_in_one_segment() -> None:
     assert got["transport"].startswith("127.0.0.1:")
     assert got["version"] == 1
     assert got["data"] == "hello\n"
+    # no byte past the header was read: the inner service gets the socket's own stream
+    assert got["stream"] != "PeekStream"
 
 
 async def test_v2_with_tlvs_byte_by_byte() -> None:
@@ -140,6 +143,7 @@ async def test_v2_with_tlvs_byte_by_byte() -> None:
     assert got["custom"] == ["custom"]
     assert got["crc"] is not None
     assert got["data"] == "data\n"
+    assert got["stream"] != "PeekStream"
 
 
 @pytest.mark.parametrize(
@@ -153,6 +157,7 @@ async def test_optional_without_header(first: bytes) -> None:
     assert got["version"] is None
     assert got["transport"] is None
     assert got["data"] == first.decode()
+    assert got["stream"] == "PeekStream"  # the peeked bytes are replayed
 
 
 async def test_optional_server_speaks_first() -> None:
@@ -202,7 +207,8 @@ OVERRUN = (
         (ProxyProtocolLayer(), bytes(BAD_CRC) + b"x\n", "CRC32C does not match"),
         (ProxyProtocolLayer(), OVERRUN + b"x\n", "claims 9 bytes"),
         (ProxyProtocolLayer(), b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\nx\n", "port"),
-        (ProxyProtocolLayer(), b"PROXY " + b"x" * 120, "no CRLF"),
+        (ProxyProtocolLayer(), b"PROXY UNKNOWN " + b"x" * 120, "no CRLF"),
+        (ProxyProtocolLayer(), b"PROXY HTTP/1.1 x\r\n", "TCP4, TCP6 or UNKNOWN"),
         (
             ProxyProtocolLayer(max_header_size=64),
             encode_v2(CLIENT, FRONT, tlvs=[Tlv(0xE0, bytes(100))]),

@@ -186,6 +186,7 @@ async def report(ctx: Context, stream: ByteStream) -> None:
         "unique_id": header.unique_id.decode() if header.unique_id else None,
         "crc": header.crc32c,
         "data": data.decode(),
+        "stream": type(stream).__name__,
     }
     if ssl_info is not None:
         out["ssl"] = {
@@ -241,6 +242,7 @@ async def test_send_proxy_v1(sender: Sender) -> None:
     assert got["local"] == f"127.0.0.1:{sender.ports['v1']}"
     assert got["transport"].startswith("127.0.0.1:")
     assert got["data"] == "hello v1\n"
+    assert got["stream"] != "PeekStream"  # nothing past the line was read
 
 
 async def test_send_proxy_v1_tcp6(sender: Sender) -> None:

@@ -503,9 +503,9 @@ def parse_proxy_header(
     buf = bytes(data)
     detected = detect_proxy_header(buf)
     if detected is None:
-        return NeedMoreBytes(
-            (len(V1_PREFIX) if buf[:1] == b"P" else len(V2_SIGNATURE)) - len(buf) if buf else 1
-        )
+        # at least the shortest header of the version begun ("PROXY UNKNOWN\r\n", or 16)
+        shortest = _V1_MIN_LINE[b"UNKNOWN"] if buf[:1] == b"P" else V2_HEADER_LENGTH
+        return NeedMoreBytes(shortest - len(buf) if buf else 1)
     if not detected:
         raise BadSignature("not a PROXY protocol header")
     if buf[0] == 0x50:
@@ -521,7 +521,9 @@ def _parse_v1(buf: bytes) -> tuple[ProxyProtocolHeader, int] | NeedMoreBytes:
             raise InvalidHeader("v1 line ends without CR")
         if len(buf) >= V1_MAX_LENGTH:
             raise HeaderTooLarge(f"no CRLF within the {V1_MAX_LENGTH} bytes of a v1 line")
-        return NeedMoreBytes(1 if buf.endswith(b"\r") else 2)
+        if b"\r" in buf[:-1]:
+            raise InvalidHeader("stray CR in a v1 line")
+        return NeedMoreBytes(min(_v1_need(buf), V1_MAX_LENGTH - len(buf)))
     line = buf[:end]
     if b"\n" in line or b"\r" in line:
         raise InvalidHeader("stray CR or LF in a v1 line")
@@ -548,6 +550,40 @@ def _parse_v1(buf: bytes) -> tuple[ProxyProtocolHeader, int] | NeedMoreBytes:
         source=src,
         destination=dst,
     ), consumed
+
+
+_V1_MIN_LINE = {b"UNKNOWN": 15, b"TCP4": 32, b"TCP6": 22}
+"""The shortest line of each v1 protocol (``PROXY TCP6 :: :: 0 0\r\n`` ...), CRLF included."""
+
+
+def _v1_need(buf: bytes) -> int:
+    """A lower bound on the bytes an incomplete v1 line still needs, CRLF included.
+
+    Reading no more than this never reads past the line, so the application's
+    first bytes stay in the socket (and a zero-copy relay keeps its fast path).
+    Fails early on a protocol that is none of the three.
+    """
+    if buf.endswith(b"\r"):
+        return 1
+    rest = buf[len(V1_PREFIX) :]
+    space = rest.find(b" ")
+    proto = rest if space < 0 else rest[:space]
+    if space < 0:
+        shortest = [n for name, n in _V1_MIN_LINE.items() if name.startswith(proto)]
+        if not shortest:
+            raise InvalidHeader("v1 protocol must be TCP4, TCP6 or UNKNOWN")
+        return max(min(shortest) - len(buf), 2)
+    if proto not in _V1_MIN_LINE:
+        raise InvalidHeader("v1 protocol must be TCP4, TCP6 or UNKNOWN")
+    if proto == b"UNKNOWN":
+        return max(_V1_MIN_LINE[proto] - len(buf), 2)
+    spaces = buf.count(b" ")  # a full TCP4/TCP6 line has 5
+    if spaces > 5:
+        raise InvalidHeader(f"v1 {proto.decode()} line with more than 6 fields")
+    # each missing separator with at least one character after it, the current
+    # field's first character if it has none yet, and the CRLF
+    missing = (5 - spaces) * 2 + (1 if buf.endswith(b" ") else 0) + 2
+    return max(_V1_MIN_LINE[proto] - len(buf), missing)
 
 
 def _v1_ip(raw: bytes, family: AddressFamily) -> IpAddress:

@@ -47,7 +47,6 @@ from rama_net import (
 
 from ._haproxy_codec import (
     DEFAULT_MAX_HEADER_SIZE,
-    V1_MAX_LENGTH,
     V2_HEADER_LENGTH,
     V2_MAX_LENGTH,
     AddressFamily,
@@ -74,6 +73,7 @@ __all__ = [
 _log = logging.getLogger("rama.proxy.haproxy")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_SHORTEST_HEADER = 15  # "PROXY UNKNOWN\r\n"; a v2 header has at least 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,13 +247,16 @@ class ProxyProtocolService:
     ) -> tuple[ProxyProtocolHeader | None, bytes]:
         """Receive a header, or decide there is none; returns it and the bytes read past it.
 
-        Reads exactly what a v2 header needs (no bytes past it); a v1 line is
-        read in bounded chunks and what follows it is handed back.
+        Reads only what the header still needs at least (the codec's hint),
+        so no byte past a header is taken from the stream: the inner service
+        gets the stream itself (a zero-copy relay keeps its fast path). Only
+        when there is no header do the peeked bytes come back, replayed by a
+        :class:`rama_net.PeekStream`.
         """
         cfg = self.config
         required = cfg.require_header and trusted
         buf = bytearray()
-        want = V2_HEADER_LENGTH
+        want = _SHORTEST_HEADER
         started = False  # the bytes so far are a header's beginning
         with anyio.move_on_after(cfg.header_timeout) as scope:
             while True:
@@ -272,7 +275,7 @@ class ProxyProtocolService:
                         raise _Refused(logging.INFO, "connection without the required PROXY header")
                     return None, bytes(buf)
                 if detected is None:
-                    want = V2_HEADER_LENGTH - len(buf)
+                    want = _SHORTEST_HEADER - len(buf)
                     continue
                 if not trusted:
                     raise _Untrusted
@@ -283,8 +286,7 @@ class ProxyProtocolService:
                     verify_checksum=cfg.verify_checksum,
                 )
                 if isinstance(result, NeedMoreBytes):
-                    # v2: exactly what is missing; v1: up to the longest line
-                    want = result.hint if buf[0] == 0x0D else max(V1_MAX_LENGTH - len(buf), 1)
+                    want = result.hint
                     continue
                 header, consumed = result
                 return header, bytes(buf[consumed:])
