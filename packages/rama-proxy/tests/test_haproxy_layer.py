@@ -15,6 +15,7 @@ from anyio.abc import ByteStream
 from rama_core import Context, service_fn
 from rama_net import Authority, SocketAddress, SocketInfo, TcpConnector, TcpListener
 from rama_proxy import (
+    Egress,
     ProxyCommand,
     ProxyProtocolConnectorLayer,
     ProxyProtocolHeader,
@@ -22,6 +23,7 @@ from rama_proxy import (
     SslInfo,
     Tlv,
     TransportSocketInfo,
+    UnixAddress,
     encode_v1,
     encode_v2,
 )
@@ -395,3 +397,41 @@ async def test_client_layer_failed_connect_raises() -> None:
             .layer(TcpConnector())
             .serve(Context(), Authority.parse(f"127.0.0.1:{port}"))
         )
+
+
+async def test_unix_source_keeps_transport_socket_info() -> None:
+    src, dst = UnixAddress(b"/run/client.sock"), UnixAddress(b"/run/lb.sock")
+    seen: list[ProxyProtocolHeader | None] = []
+
+    @service_fn
+    async def app(ctx: Context, stream: ByteStream) -> None:
+        seen.append(ctx.get(ProxyProtocolHeader))
+        await report.serve(ctx, stream)
+
+    async with serving(ProxyProtocolLayer(), app) as addr:
+        got = await exchange(addr, [encode_v2(src, dst) + b"unix\n"])
+    assert got is not None
+    assert got["peer"].startswith("127.0.0.1:")  # no IP to claim: the transport's stays
+    header = seen[0]
+    assert header is not None
+    assert header.source == src
+
+
+async def test_egress_sends_the_context_client() -> None:
+    """What a proxy does: the Egress dials through the client layer; the origin learns who asked."""
+    ctx = Context()
+    ctx.insert(SocketInfo(peer_addr=CLIENT, local_addr=FRONT))
+    egress = Egress(tcp=ProxyProtocolConnectorLayer(2, crc=True).layer(TcpConnector()))
+    async with serving(ProxyProtocolLayer(require_header=True, require_checksum=True)) as addr:
+        conn = await egress.serve(ctx, addr.authority)
+        async with conn.stream:
+            await conn.stream.send(b"through egress\n")
+            data = b""
+            try:
+                while True:
+                    data += await conn.stream.receive()
+            except anyio.EndOfStream:
+                pass
+    got = json.loads(data)
+    assert got["peer"] == "203.0.113.7:40000"
+    assert got["data"] == "through egress\n"

@@ -20,7 +20,12 @@ Client side, :class:`ProxyProtocolConnectorLayer` wraps a connector
 (``Service[Authority, EstablishedConnection]``, e.g. :class:`rama_net.TcpConnector`)
 and sends a v1 line or a v2 header (TLVs, CRC32C) right after connecting; the
 source is the Context's client (:class:`rama_net.SocketInfo`, as a proxy has
-it), or given, or this connection's own address.
+it), or given, or this connection's own address. A proxy sends it upstream by
+giving its egress that connector::
+
+    Egress(tcp=ProxyProtocolConnectorLayer(2, crc=True).layer(TcpConnector()))
+
+and the high-level client the same way: ``HttpClient(tcp=...)``.
 """
 
 from __future__ import annotations
