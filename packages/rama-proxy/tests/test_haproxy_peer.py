@@ -23,7 +23,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,9 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from rama_core import Context, service_fn
+from rama_http import Request, Response
 from rama_http.client import HttpClient
+from rama_http.server import Http1Server, ServerConfig
 from rama_net import SocketAddress, SocketInfo, TcpConnector, TcpListener
 from rama_proxy import (
     ProxyProtocolConnectorLayer,
@@ -45,7 +47,13 @@ from rama_proxy import (
     TransportSocketInfo,
     encode_v2,
 )
-from rama_tls import CertificateAuthority
+from rama_tls import (
+    CertificateAuthority,
+    IssuingCertResolver,
+    LeafCertificateCache,
+    TlsAcceptorConfig,
+    TlsAcceptorLayer,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peer]
 
@@ -122,6 +130,9 @@ frontend v1
 frontend v2
     bind 127.0.0.1:{v2}
     default_backend be_v2
+frontend tlspass
+    bind 127.0.0.1:{tlspass}
+    default_backend be_v2
 frontend v2tls
     bind 127.0.0.1:{tls} ssl crt {pem} ca-file {ca} verify optional alpn h2,http/1.1
     unique-id-format uid-%[src_port]
@@ -142,6 +153,7 @@ class Sender:
     ca: CertificateAuthority
     client_pem: Path
     client_key: Path
+    ca_pem: Path
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +169,14 @@ def sender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sender]:
         "v1_6": free_port("::1"),
         "v2": free_port(),
         "tls": free_port(),
+        "tlspass": free_port(),
         "rama": free_port(),
     }
     conf = SEND_CONF.format(pem=root / "leaf.pem", ca=root / "ca.pem", **ports)
     listen = [("127.0.0.1", ports["v1"]), ("::1", ports["v1_6"]), ("127.0.0.1", ports["v2"])]
-    listen.append(("127.0.0.1", ports["tls"]))
+    listen += [("127.0.0.1", ports["tls"]), ("127.0.0.1", ports["tlspass"])]
     for _ in start_haproxy(conf, root / "haproxy.cfg", listen):
-        yield Sender(ports, ca, root / "client.pem", root / "client.key")
+        yield Sender(ports, ca, root / "client.pem", root / "client.key", root / "ca.pem")
 
 
 @service_fn
@@ -318,6 +331,43 @@ async def test_send_proxy_from_untrusted_haproxy(
     logged = [r for r in caplog.records if r.name == "rama.proxy.haproxy"]
     assert len(logged) == 1
     assert "untrusted peer 127.0.0.1" in logged[0].getMessage()
+
+
+async def test_send_proxy_v2_before_rama_tls_and_http(
+    sender: Sender, require_peer: Callable[[str], str]
+) -> None:
+    """haproxy passes TLS through (tcp mode): PROXY header, then rama terminates TLS, then HTTP."""
+    curl = require_peer("curl")
+
+    @service_fn
+    async def client_ip(ctx: Context, req: Request) -> Response:
+        return Response.from_text(f"{ctx.require(SocketInfo).peer_addr}\n")
+
+    tls = TlsAcceptorLayer(
+        TlsAcceptorConfig(
+            resolver=IssuingCertResolver(LeafCertificateCache(sender.ca, max_size=8)),
+            alpn_protocols=("http/1.1",),
+        )
+    )
+    stack = ProxyProtocolLayer(trusted=["127.0.0.1/32"], require_header=True).layer(
+        tls.layer(Http1Server(client_ip, ServerConfig()))
+    )
+    listener = TcpListener.bind(f"127.0.0.1:{sender.ports['rama']}")
+    port = sender.ports["tlspass"]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, stack)
+        result = await anyio.run_process(
+            [
+                curl, "-sS", "--max-time", "5", "--interface", "127.0.0.9",
+                "--cacert", str(sender.ca_pem),
+                "--resolve", f"app.example:{port}:127.0.0.1",
+                f"https://app.example:{port}/",
+            ],
+            check=False,
+        )  # fmt: skip
+        tg.cancel_scope.cancel()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("127.0.0.9:")
 
 
 # -- rama sends, haproxy receives ------------------------------------------------------------------
