@@ -30,6 +30,9 @@ from ._egress import (
 )
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
+
+# upstreamdb: username labels, the upstream proxy DB and its selector
+from ._labels import LabelParser, UsernameLabelParser, format_username
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 __version__ = "0.1.0"
@@ -59,4 +62,8 @@ __all__ = [
     "end_record",
     "parse_basic_credentials",
     "redact_proxy_url",
+    # upstreamdb
+    "LabelParser",
+    "UsernameLabelParser",
+    "format_username",
 ]
