@@ -33,6 +33,15 @@ from ._filter import ProxyFilter
 
 # upstreamdb: username labels, the upstream proxy DB and its selector
 from ._labels import LabelParser, UsernameLabelParser, format_username
+from ._proxy_db import (
+    PROXY_SCHEMES,
+    ProxyDb,
+    ProxyDbError,
+    ProxyDbFile,
+    ProxyDbSource,
+    Transport,
+    UpstreamProxy,
+)
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 __version__ = "0.1.0"
@@ -66,4 +75,11 @@ __all__ = [
     "LabelParser",
     "UsernameLabelParser",
     "format_username",
+    "PROXY_SCHEMES",
+    "ProxyDb",
+    "ProxyDbError",
+    "ProxyDbFile",
+    "ProxyDbSource",
+    "Transport",
+    "UpstreamProxy",
 ]
