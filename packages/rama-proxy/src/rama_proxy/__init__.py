@@ -31,7 +31,7 @@ from ._egress import (
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
 
-# upstreamdb: username labels, the upstream proxy DB and its selector
+# upstreamdb: _labels, _proxy_db, _selector (username labels, the proxy DB, its selector)
 from ._labels import LabelParser, UsernameLabelParser, format_username
 from ._proxy_db import (
     PROXY_SCHEMES,
@@ -43,6 +43,7 @@ from ._proxy_db import (
     UpstreamProxy,
 )
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
+from ._selector import ProxyDbSelector, SelectionMode, UpstreamNeeds, rendezvous_order
 
 __version__ = "0.1.0"
 
@@ -82,4 +83,8 @@ __all__ = [
     "ProxyDbSource",
     "Transport",
     "UpstreamProxy",
+    "ProxyDbSelector",
+    "SelectionMode",
+    "UpstreamNeeds",
+    "rendezvous_order",
 ]
