@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 import logging
 import os
@@ -485,3 +488,31 @@ def test_a_bad_initial_file_raises(tmp_path: Path) -> None:
     path.write_text("a,1\n")
     with pytest.raises(ProxyDbError, match="row 1"):
         ProxyDbFile(path)
+
+
+def _csv_cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else ""
+    return "" if value is None else str(value)
+
+
+@given(dbs())
+@settings(max_examples=50)
+def test_csv_round_trip_property(d: ProxyDb) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for r in d:
+        row = r.to_row()
+        writer.writerow([_csv_cell(row.get(c)) for c in HEADER.split(",")])
+    assert ProxyDb.from_csv(out.getvalue()).records == d.records
+
+
+def test_replace_reparses_the_address() -> None:
+    rec = UpstreamProxy(id="a", address="http://u:p@127.0.0.1:1", http=True)
+    assert rec.credential == "u:p"
+    moved = dataclasses.replace(rec, address="127.0.0.1:2")
+    assert str(moved.authority) == "127.0.0.1:2"
+    assert moved.credential == "u:p"
+    assert moved.scheme is None
+    with pytest.raises(ValueError, match="both in the address"):
+        dataclasses.replace(rec, address="http://x:y@127.0.0.1:3")

@@ -368,3 +368,42 @@ def test_selector_sticky_order_is_rendezvous(
         ctx.insert(ProxyUser("u", "u", ProxyFilter(session=key)))
         got = ids(sel, sel.choose(ctx, TARGET))
         assert got == rendezvous_order(f"u\0{key}", record_ids)[:n]
+
+
+_schemes = st.lists(
+    st.sampled_from(["http", "https", "socks5", "socks5h"]), min_size=1, unique=True
+)
+
+
+@given(
+    _schemes,
+    st.none() | _schemes,
+    st.permutations(["http", "https", "socks5", "socks5h"]),
+    st.sampled_from([TARGET, IP_TARGET]),
+    st.sampled_from(["tcp", "udp"]),
+)
+def test_scheme_for_picks_a_usable_scheme(
+    have: list[str], allowed: list[str] | None, pref: list[str], target: Authority, transport: str
+) -> None:
+    rec = UpstreamProxy(
+        id="r",
+        address="127.0.0.1:1",
+        udp=True,
+        **{s: True for s in have},  # type: ignore[arg-type]
+    )
+    sel = ProxyDbSelector(ProxyDb([rec]), schemes=allowed, scheme_preference=pref)
+    usable = [
+        s
+        for s in have
+        if (allowed is None or s in allowed) and (transport == "tcp" or s.startswith("socks5"))
+    ]
+    assert transport in ("tcp", "udp")
+    if not usable:
+        with pytest.raises(UpstreamError):
+            sel.choose(Context(), target, transport=transport)  # type: ignore[arg-type]
+        return
+    (cfg,) = sel.choose(Context(), target, transport=transport)  # type: ignore[arg-type]
+    scheme = cfg.url.partition("://")[0]
+    assert scheme in usable
+    if target is TARGET and transport == "tcp":
+        assert scheme == next(s for s in pref if s in usable)  # the preference decides

@@ -32,7 +32,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -147,33 +147,32 @@ class UpstreamProxy:
     asn: str | None = None
     credential: str | None = field(default=None, repr=False)
     """``user:pass`` for the upstream proxy (never logged, never sent to the target)."""
-    authority: Authority = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    authority: Authority = field(init=False, compare=False, repr=False)
     """Where to dial (parsed from :attr:`address`)."""
-    scheme: str | None = field(default=None, compare=False)
+    scheme: str | None = field(init=False, compare=False)
     """The scheme the address names, if it is a URL; then the only one used."""
+    schemes: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    """The proxy protocols this record supports, in :data:`PROXY_SCHEMES` order."""
+    _url_tail: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.authority is None:
-            scheme, authority, credential = _parse_address(self.address)
-            if scheme is not None and not getattr(self, scheme):
-                raise ValueError(f"address uses {scheme}:// but the {scheme} column is false")
-            if credential is not None:
-                if self.credential is not None:
-                    raise ValueError("credentials both in the address and the credential column")
-                object.__setattr__(self, "credential", credential)
-                host_part = self.address.strip().rpartition("@")[2]
-                object.__setattr__(self, "address", f"{scheme}://{host_part}")
-            object.__setattr__(self, "authority", authority)
-            object.__setattr__(self, "scheme", scheme)
+        scheme, authority, credential = _parse_address(self.address)
+        if scheme is not None and not getattr(self, scheme):
+            raise ValueError(f"address uses {scheme}:// but the {scheme} column is false")
+        if credential is not None:
+            if self.credential is not None:
+                raise ValueError("credentials both in the address and the credential column")
+            object.__setattr__(self, "credential", credential)
+            host_part = self.address.strip().rpartition("@")[2]
+            object.__setattr__(self, "address", f"{scheme}://{host_part}")
+        object.__setattr__(self, "authority", authority)
+        object.__setattr__(self, "scheme", scheme)
+        schemes = (scheme,) if scheme else tuple(s for s in PROXY_SCHEMES if getattr(self, s))
+        object.__setattr__(self, "schemes", schemes)
         if self.credential is not None:
             _check_credential(self.credential)
-
-    @property
-    def schemes(self) -> tuple[str, ...]:
-        """The proxy protocols this record supports, in :data:`PROXY_SCHEMES` order."""
-        if self.scheme is not None:
-            return (self.scheme,)
-        return tuple(s for s in PROXY_SCHEMES if getattr(self, s))
+        userinfo = f"{self.credential}@" if self.credential else ""
+        object.__setattr__(self, "_url_tail", f"://{userinfo}{authority}")
 
     def supports(self, transport: Transport, scheme: str) -> bool:
         """Whether a request over ``transport`` may go through this record with ``scheme``."""
@@ -185,12 +184,12 @@ class UpstreamProxy:
 
     def url(self, scheme: str) -> str:
         """The proxy URL for ``scheme`` with the credential as userinfo."""
-        userinfo = f"{self.credential}@" if self.credential else ""
-        return f"{scheme}://{userinfo}{self.authority}"
+        return scheme + self._url_tail
 
     def to_row(self) -> dict[str, Any]:
         """The record as a JSON object (the form :meth:`ProxyDb.from_json` reads)."""
         row: dict[str, Any] = {name: getattr(self, name) for name in CSV_COLUMNS}
+        row["address"] = self.address
         if self.credential is None:
             del row["credential"]
         return row
@@ -338,7 +337,7 @@ class ProxyDb:
     def __len__(self) -> int:
         return len(self.records)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[UpstreamProxy]:
         return iter(self.records)
 
     def get(self, record_id: str) -> UpstreamProxy | None:

@@ -128,6 +128,21 @@ class ProxyDbSelector:
         self.scheme_preference = tuple(scheme_preference) + tuple(
             s for s in PROXY_SCHEMES if s not in scheme_preference
         )
+        allowed = [s for s in self.scheme_preference if self.schemes is None or s in self.schemes]
+        self._order_domain: tuple[str, ...] = tuple(allowed)
+        # no name to resolve for an IP target: socks5 is as good as socks5h
+        self._order_ip = tuple(
+            x
+            for s in allowed
+            if s != "socks5"
+            for x in (("socks5h", "socks5") if s == "socks5h" else (s,))
+            if x in allowed
+        )
+        if "socks5" in allowed and "socks5" not in self._order_ip:
+            self._order_ip += ("socks5",)
+        self._order_udp: tuple[str, ...] = tuple(
+            s for s in self._order_ip if s in ("socks5", "socks5h")
+        )
         self._clock = clock or anyio.current_time
         self._rng = rng or random.Random()
         self._rr = itertools.count()
@@ -135,6 +150,7 @@ class ProxyDbSelector:
         self._until: dict[str, float] = {}
         self._url_ids: dict[str, str] = {}
         self._id_hash: dict[str, int] = {}
+        self._hrw_cache: dict[str, tuple[Sequence[UpstreamProxy], list[UpstreamProxy]]] = {}
 
     # -- UpstreamSelector ------------------------------------------------------------------
 
@@ -201,29 +217,41 @@ class ProxyDbSelector:
 
     def _order(self, records: Sequence[UpstreamProxy], key: str | None) -> list[UpstreamProxy]:
         n = self.candidates
-        if self._until:
-            now = self._clock()
-            healthy = [r for r in records if self._until.get(r.id, 0.0) <= now]
-            backed_off = sorted(
-                (r for r in records if self._until.get(r.id, 0.0) > now),
-                key=lambda r: self._until[r.id],
-            )
-        else:
-            healthy, backed_off = list(records), []
+        until = self._until
+        now = self._clock() if until else 0.0
         if key is not None:
-            hk = _stable_hash(key)
-            ranked = sorted(
-                healthy, key=lambda r: (_mix(hk ^ self._hash_id(r.id)), r.id), reverse=True
-            )
-            picked = ranked[:n]
-        elif self.mode == "round_robin" and healthy:
-            start = next(self._rr) % len(healthy)
-            picked = (healthy[start:] + healthy[:start])[:n]
+            ranked = self._ranked(records, key)
+            if not until:
+                return ranked[:n]
+            picked = [r for r in ranked if until.get(r.id, 0.0) <= now][:n]
         else:
-            picked = self._rng.sample(healthy, min(n, len(healthy)))
-        if len(picked) < n:
+            healthy: Sequence[UpstreamProxy] = records
+            if until:
+                healthy = [r for r in records if until.get(r.id, 0.0) <= now]
+            if self.mode == "round_robin" and healthy:
+                start = next(self._rr) % len(healthy)
+                picked = [*healthy[start : start + n], *healthy[: max(0, start + n - len(healthy))]]
+                picked = picked[: min(n, len(healthy))]
+            else:
+                picked = self._rng.sample(healthy, min(n, len(healthy)))
+        if len(picked) < n and until:
+            backed_off = sorted(
+                (r for r in records if until.get(r.id, 0.0) > now), key=lambda r: until[r.id]
+            )
             picked += backed_off[: n - len(picked)]
         return picked
+
+    def _ranked(self, records: Sequence[UpstreamProxy], key: str) -> list[UpstreamProxy]:
+        """``records`` in rendezvous order for ``key`` (cached: sticky keys repeat)."""
+        hit = self._hrw_cache.get(key)
+        if hit is not None and hit[0] is records:
+            return hit[1]
+        hk = _stable_hash(key)
+        ranked = sorted(records, key=lambda r: (_mix(hk ^ self._hash_id(r.id)), r.id), reverse=True)
+        if len(self._hrw_cache) >= 4096:
+            self._hrw_cache.clear()
+        self._hrw_cache[key] = (records, ranked)
+        return ranked
 
     def _hash_id(self, rid: str) -> int:
         h = self._id_hash.get(rid)
@@ -235,22 +263,18 @@ class ProxyDbSelector:
 
     def scheme_for(self, record: UpstreamProxy, target: Authority, transport: Transport) -> str:
         """The proxy URL scheme to reach ``target`` through ``record``."""
-        usable = [
-            s
-            for s in record.schemes
-            if (self.schemes is None or s in self.schemes)
-            and (transport == "tcp" or s in ("socks5", "socks5h"))
-        ]
-        order = self.scheme_preference
-        if target.host.is_ip:  # no name to resolve: socks5 is as good as socks5h
-            order = tuple(s for s in order if s != "socks5")
-            order = tuple(
-                x for s in order for x in (("socks5h", "socks5") if s == "socks5h" else (s,))
-            )
+        order: tuple[str, ...]
+        if transport == "udp":
+            order = self._order_udp
+        elif target.host.is_ip:
+            order = self._order_ip
+        else:
+            order = self._order_domain
+        have = record.schemes
         for s in order:
-            if s in usable:
+            if s in have:
                 return s
-        return usable[0]  # query() only returns records with a usable scheme
+        raise ValueError(f"upstream proxy {record.id!r} has no usable scheme for {transport}")
 
     # -- health ---------------------------------------------------------------------------
 
