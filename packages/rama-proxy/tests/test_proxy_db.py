@@ -367,7 +367,7 @@ def _filter_oracle(rec: UpstreamProxy, f: ProxyFilter) -> bool:
     st.sampled_from(["tcp", "udp"]),
     st.none() | st.frozensets(st.sampled_from(["http", "https", "socks5", "socks5h"])),
 )
-@settings(max_examples=200)
+@settings(max_examples=120)
 def test_query_equals_a_full_scan(
     d: ProxyDb, f: ProxyFilter, transport: str, schemes: frozenset[str] | None
 ) -> None:
@@ -381,6 +381,7 @@ def test_query_equals_a_full_scan(
 
 
 @given(dbs())
+@settings(max_examples=50)
 def test_json_round_trip_property(d: ProxyDb) -> None:
     assert ProxyDb.from_json(json.dumps([r.to_row() for r in d])).records == d.records
 
@@ -516,3 +517,31 @@ def test_replace_reparses_the_address() -> None:
     assert moved.scheme is None
     with pytest.raises(ValueError, match="both in the address"):
         dataclasses.replace(rec, address="http://x:y@127.0.0.1:3")
+
+
+@given(st.lists(st.lists(st.text(max_size=8), max_size=20), max_size=4))
+@settings(max_examples=200)
+def test_unicode_garbage_csv_is_a_proxy_db_error_or_a_db(rows: list[list[str]]) -> None:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    try:
+        ProxyDb.from_csv(out.getvalue())
+    except ProxyDbError as e:
+        assert str(e)
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["id", "tcp", "http", "address", "asn", "credential", "udp"]),
+            st.none() | st.booleans() | st.integers(-2, 70000) | st.text(max_size=12),
+        ),
+        max_size=4,
+    )
+)
+@settings(max_examples=300)
+def test_json_rows_of_any_type_are_a_proxy_db_error_or_a_db(rows: list[dict[str, object]]) -> None:
+    try:
+        ProxyDb.from_json(json.dumps(rows))
+    except ProxyDbError as e:
+        assert str(e)

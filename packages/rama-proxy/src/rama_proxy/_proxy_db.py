@@ -605,6 +605,10 @@ class ProxyDbFile:
                 "proxy DB reload failed, keeping the previous %d proxies: %s", len(self._db), e
             )
             return False
+        except Exception as e:  # a bug, not the file's fault: keep serving, say so loudly
+            self.last_error = ProxyDbError(f"internal error: {e!r}", source=str(self.path))
+            _log.exception("proxy DB reload of %s crashed; keeping the previous DB", self.path)
+            return False
         self._db = db
         self.reloads += 1
         self.last_error = None

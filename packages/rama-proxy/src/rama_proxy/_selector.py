@@ -166,20 +166,23 @@ class ProxyDbSelector:
         if rid is None:
             return
         if ok:
-            if self._failures.pop(rid, None) is not None:
+            failures = self._failures.pop(rid, None)
+            if failures is not None:
                 self._until.pop(rid, None)
+                _log.info("upstream proxy %s is healthy again after %d failure(s)", rid, failures)
             return
         n = self._failures.get(rid, 0) + 1
         self._failures[rid] = n
         delay = min(self.failure_backoff * 2 ** min(n - 1, 62), self.max_backoff)
         self._until[rid] = self._clock() + delay
-        _log.info(
-            "upstream proxy %s (%s) failed %d time(s) in a row; backed off for %.3gs",
-            rid,
-            redact_proxy_url(upstream.url),
-            n,
-            delay,
-        )
+        if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th... failure: a bounded number of lines
+            _log.warning(
+                "upstream proxy %s (%s) failed %d time(s) in a row; backed off for %.3gs",
+                rid,
+                redact_proxy_url(upstream.url),
+                n,
+                delay,
+            )
 
     # -- the choice (sync, for tests and custom selectors) --------------------------------
 
