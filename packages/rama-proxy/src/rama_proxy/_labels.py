@@ -1,7 +1,8 @@
 """Username labels: ``john-country-us-residential`` -> user ``john`` + a :class:`ProxyFilter`.
 
-The username is split on ``-``; the first part is the user whose password is
-checked, the rest are labels:
+The username is split on ``-`` (``separator=``; pick another one when user
+names contain ``-``); the first part is the user whose password is checked,
+the rest are labels:
 
 - key/value labels ``id``, ``pool``, ``continent``, ``country``, ``state``,
   ``city``, ``carrier``, ``asn`` take the next part as their value
