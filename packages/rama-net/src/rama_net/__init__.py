@@ -26,6 +26,7 @@ from ._dns import (
 )
 from ._errors import BindError, ConnectionLost
 from ._forward import ForwardStats, forward, zero_copy_supported
+from ._matchers import LocalAddressMatcher, PeerAddressMatcher
 from ._metrics import TransportMetrics, transport_metrics
 from ._middleware import (
     ByteCounters,
@@ -79,6 +80,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "Datagram",
     "DnsAnswer",
+    "LocalAddressMatcher",
     "DnsError",
     "DnsPythonResolver",
     "DnsTimeout",
@@ -91,6 +93,7 @@ __all__ = [
     "NoRecords",
     "PeekError",
     "PeekStream",
+    "PeerAddressMatcher",
     "ProtocolStream",
     "RateLimitedLog",
     "RateLimitLayer",

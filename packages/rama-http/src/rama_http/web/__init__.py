@@ -13,6 +13,16 @@ from ._convert import FieldError, ValidationError, convert
 from ._extract import AppState, Form, Handler, Header, Json, PathParams, Query, State, handler
 from ._files import ServeDir, ServeFile
 from ._health import HealthService
+from ._matchers import (
+    HeaderMatcher,
+    HostMatcher,
+    MatchRouter,
+    MethodMatcher,
+    PathMatcher,
+    QueryMatcher,
+    TlsMatcher,
+    VersionMatcher,
+)
 from ._problem import problem_response
 from ._range import ByteRange, Unsatisfiable, parse_range
 from ._redirect import Redirect, RedirectToHost, RedirectToHttps
@@ -21,6 +31,14 @@ from ._router import MatchedRoute, Router
 from ._tree import CONVERTERS, Converter, PatternError, RouteTree
 
 __all__ = [
+    "VersionMatcher",
+    "TlsMatcher",
+    "QueryMatcher",
+    "PathMatcher",
+    "MethodMatcher",
+    "MatchRouter",
+    "HostMatcher",
+    "HeaderMatcher",
     "CONVERTERS",
     "AppState",
     "ByteRange",
