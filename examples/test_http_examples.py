@@ -208,3 +208,81 @@ def test_web_router_example() -> None:
     assert wrong_method.status_code == 405
     assert wrong_method.headers["allow"] == "GET, HEAD, POST, OPTIONS"
     assert out.strip().endswith("stopped (SIGINT)")
+
+
+def test_static_files_example(tmp_path: Path, require_peer: Callable[[str], str]) -> None:
+    curl = require_peer("curl")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("alpha " * 500)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 40)
+    proc, port = _start("static_files.py", "--root", str(tmp_path), "--listing")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            index = client.get("/")
+            text = client.get("/docs/a.txt", headers={"Accept-Encoding": "gzip"})
+            etag = text.headers["etag"]
+            again = client.get("/docs/a.txt", headers={"If-None-Match": etag})
+            ranged = client.get("/blob.bin", headers={"Range": "bytes=256-511"})
+            health = client.get("/healthz")
+            traversal = subprocess.run(
+                [
+                    curl,
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--path-as-is",
+                    f"{base}/docs/../../etc/passwd",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+    finally:
+        out = _stop(proc)
+    assert 'href="docs/"' in index.text
+    assert text.headers["content-encoding"] == "gzip"
+    assert text.text == "alpha " * 500
+    assert again.status_code == 304
+    assert ranged.status_code == 206
+    assert ranged.content == bytes(range(256))
+    assert health.text == "ok\n"
+    assert traversal.stdout in ("400", "404")
+    assert out.strip().endswith("stopped (SIGINT)")
+
+
+def test_websocket_echo_example() -> None:
+    import asyncio
+    import contextlib
+
+    import websockets
+    from websockets.asyncio.client import connect
+
+    proc, port = _start("websocket_echo.py")
+
+    async def talk() -> tuple[list[object], int | None]:
+        got: list[object] = []
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send("one")
+            got.append(await ws.recv())
+            await ws.send(b"\x01\x02")
+            got.append(await ws.recv())
+            await ws.send("stats")
+            got.append(await ws.recv())
+            await ws.send("bye")
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.recv()
+            return got, ws.close_code
+
+    try:
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        got, code = asyncio.run(talk())
+    finally:
+        out = _stop(proc)
+    assert "new WebSocket" in page.text
+    assert got == ["one", b"\x01\x02", '{"text": 1, "binary": 1}']
+    assert code == 4000
+    assert out.strip().endswith("stopped (SIGINT)")
