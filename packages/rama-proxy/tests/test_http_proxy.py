@@ -236,15 +236,19 @@ def _basic(user: str, password: str) -> str:
 
 
 @pytest.mark.anyio
-async def test_upstream_chosen_per_request_and_new_connection() -> None:
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute-form", "tunnel"])
+async def test_upstream_chosen_per_request_and_new_connection(absolute: bool) -> None:
+    up_auth = ProxyAuthenticator(StaticCredentials({"up": "s3cr3t"}))
     async with (
         run_origin() as origin,
-        run_proxy() as (up_port, _, up_rec),
+        run_proxy(authenticator=up_auth) as (up_port, _, up_rec),
     ):
-        selector = _ByUser({"a": f"http://127.0.0.1:{up_port}"})
+        upstream = f"http://127.0.0.1:{up_port}"
+        selector = _ByUser({"a": f"http://up:s3cr3t@127.0.0.1:{up_port}"})
         auth = ProxyAuthenticator(StaticCredentials({"john": "pw"}), username_parser=_Labels())
         egress = Egress(selector=selector, connect_timeout=3)
-        async with run_proxy(HttpProxy(egress=egress, authenticator=auth)) as (port, _, rec):
+        proxy = HttpProxy(egress=egress, authenticator=auth, absolute_form_upstream=absolute)
+        async with run_proxy(proxy) as (port, _, rec):
             stream = await connect_tcp(f"127.0.0.1:{port}")
             try:
                 for user in ("john-pool-a", "john-pool-a", "john", "john-pool-a-new"):
@@ -257,23 +261,30 @@ async def test_upstream_chosen_per_request_and_new_connection() -> None:
             finally:
                 await stream.aclose()
             records = await rec.wait(4)
-        upstream = f"http://127.0.0.1:{up_port}"
         assert [r.upstream for r in records] == [upstream, upstream, None, upstream]
         assert [r.user for r in records] == ["john"] * 4
         peers = [peer for *_, peer in origin.seen]
-        # requests 1 and 2 share the pooled tunnel; 3 went direct; 4 asked for a new one
-        assert peers[0] == peers[1]
-        assert peers[2] != peers[0]
-        assert peers[3] not in (peers[0], peers[2])
-        # the upstream proxy carried two tunnels (CONNECT), never the client's credentials
-        up_records = await up_rec.wait(2)
-        assert [r.protocol for r in up_records] == ["connect", "connect"]
+        assert peers[2] != peers[0]  # direct: its own connection
+        if absolute:
+            # the upstream proxy saw three forwarded requests with ITS credentials; the
+            # first two on one pooled connection, the "new" one on a fresh connection
+            up_records = await up_rec.wait(3)
+            assert [(r.protocol, r.user) for r in up_records] == [("http", "up")] * 3
+            ports = [r.client.port for r in up_records if r.client is not None]
+            assert ports[0] == ports[1]
+            assert ports[2] != ports[0]
+        else:
+            # 1 and 2 share the pooled tunnel, 4 asked for a new one
+            assert peers[0] == peers[1]
+            assert peers[3] not in (peers[0], peers[2])
+            up_records = await up_rec.wait(2)
+            assert [(r.protocol, r.user) for r in up_records] == [("connect", "up")] * 2
         assert all(
             n.lower() != "proxy-authorization"
             for _, _, headers, _, _ in origin.seen
             for n, _ in headers
         )
-        assert selector.reports == [(upstream, True)] * 3
+        assert selector.reports == [(selector.upstreams["a"], True)] * 3
 
 
 @pytest.mark.anyio

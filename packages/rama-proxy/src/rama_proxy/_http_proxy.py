@@ -23,10 +23,12 @@ Every request and tunnel opens one :class:`~rama_proxy.ProxyRecord`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Final
+from urllib.parse import unquote
 
 import anyio
 from anyio.abc import ByteStream
@@ -190,6 +192,7 @@ class HttpProxy:
     up (a policy's :class:`Tunnel` can override it per request).
     ``tunnel_idle_timeout`` closes a tunnel silent both ways that long.
     ``client_tls`` is how ``https://`` absolute-form targets are verified.
+    ``absolute_form_upstream``: see the attribute.
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class HttpProxy:
         client_tls: TlsClientConfig | None = None,
         limits: Limits = _PROXY_LIMITS,
         upstream_http2: bool = False,
+        absolute_form_upstream: bool = True,
     ) -> None:
         self.egress = egress or Egress()
         self.authenticator = authenticator
@@ -219,6 +223,10 @@ class HttpProxy:
         self.forwarded = forwarded
         self.lazy_connect = lazy_connect
         self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.absolute_form_upstream = absolute_form_upstream
+        """Send plain ``http://`` requests to an ``http://`` upstream proxy in absolute-form
+        (as a browser would; squid and friends see, log and cache them) instead of
+        through a CONNECT tunnel. Other upstreams (https, SOCKS) always tunnel."""
         self._client_timeout = Timeout(
             connect=self.egress.connect_timeout, read=timeout, write=timeout, pool=timeout
         )
@@ -375,7 +383,6 @@ class HttpProxy:
             record.bytes_in = len(data)
         else:
             body = Body(stream=_CountedBody(body, None, record, False), length=body.length)
-        out = Request._trusted(req.method, uri.path_and_query, headers, body, HttpVersion.HTTP_11)
 
         try:
             candidates = list(await self.egress.selector.select(ctx, target))
@@ -388,9 +395,29 @@ class HttpProxy:
         tls_key = self._tls_key if scheme == "https" else None
         conn: ClientConnection | None = None
         last: UpstreamError | None = None
+        absolute = False
         for upstream in candidates or (None,):
             label = redact_proxy_url(upstream.url) if upstream is not None else None
-            key = PoolKey(scheme, host, port, upstream, tls_key)
+            absolute = (
+                upstream is not None
+                and scheme == "http"
+                and self.absolute_form_upstream
+                and (upstream.uri.scheme or "http").lower() == "http"
+            )
+            if absolute:
+                assert upstream is not None
+                # a plain request to an HTTP upstream proxy: sent to it in absolute-form
+                proxy_at = upstream.uri
+                key = PoolKey(
+                    "http",
+                    (proxy_at.host or "").lower(),
+                    upstream.authority.port,
+                    None,
+                    None,
+                    ("absolute-form", upstream.url),
+                )
+            else:
+                key = PoolKey(scheme, host, port, upstream, tls_key)
             try:
                 conn = await self.pool.acquire(
                     ctx,
@@ -418,6 +445,18 @@ class HttpProxy:
         if conn is None:
             assert last is not None
             return self._fail(ctx, record, last)
+        if absolute:
+            assert upstream is not None
+            userinfo = upstream.uri.userinfo
+            if userinfo:
+                if headers is req.headers:
+                    headers = headers.copy()
+                token = base64.b64encode(unquote(userinfo).encode()).decode("ascii")
+                headers.add("Proxy-Authorization", f"Basic {token}")
+            target_form = f"http://{uri.authority}{uri.path_and_query}"
+        else:
+            target_form = uri.path_and_query
+        out = Request._trusted(req.method, target_form, headers, body, HttpVersion.HTTP_11)
 
         try:
             try:
