@@ -69,6 +69,8 @@ class Origin:
     """(method, target, headers, body length, client port)"""
     gate: anyio.Event = field(default_factory=anyio.Event)
     got_first: anyio.Event = field(default_factory=anyio.Event)
+    html: str = "<html><body><p id='hello'>hello through the proxy</p></body></html>"
+    """Served at ``/page.html``."""
 
     @property
     def url(self) -> str:
@@ -77,6 +79,13 @@ class Origin:
     async def handle(self, ctx: Context, req: Request) -> Response:
         info = ctx.get(SocketInfo)
         peer = info.peer_addr.port if info is not None else 0
+        if req.path == "/page.html":
+            self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
+            return Response(
+                200,
+                headers=[("Content-Type", "text/html; charset=utf-8")],
+                body=Body(self.html.encode()),
+            )
         if req.path == "/stream":
             gate = self.gate
 
