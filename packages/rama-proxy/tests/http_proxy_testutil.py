@@ -79,6 +79,28 @@ class Origin:
     async def handle(self, ctx: Context, req: Request) -> Response:
         info = ctx.get(SocketInfo)
         peer = info.peer_addr.port if info is not None else 0
+        if req.path == "/ws":
+            self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
+
+            async def echo(stream: ByteStream) -> None:
+                try:
+                    while True:
+                        data = await stream.receive()
+                        await stream.send(b"echo:" + data)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+                finally:
+                    await stream.aclose()
+
+            return Response(
+                101,
+                headers=[
+                    ("Upgrade", "websocket"),
+                    ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                ],
+                on_upgrade=echo,
+            )
         if req.path == "/page.html":
             self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
             return Response(

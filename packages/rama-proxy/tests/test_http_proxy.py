@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -288,7 +289,8 @@ async def test_upstream_chosen_per_request_and_new_connection(absolute: bool) ->
 
 
 @pytest.mark.anyio
-async def test_upstream_failures_answer_502_and_504() -> None:
+async def test_upstream_failures_answer_502_and_504(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "rama.proxy.http")
     async with TcpListener.bind("127.0.0.1:0") as silent:
         # accepts (backlog) and never answers
         egress = Egress(connect_timeout=1)
@@ -318,6 +320,10 @@ async def test_upstream_failures_answer_502_and_504() -> None:
                 assert anyio.current_time() - started < 2.5
             records = await rec.wait(len(cases))
             assert [r.status for r in records] == [c[1] for c in cases]
+            # one line each, without a traceback
+            lines = [r for r in caplog.records if r.name == "rama.proxy.http"]
+            assert len(lines) == len(cases)
+            assert all(r.levelno == logging.INFO and not r.exc_info for r in lines)
             assert records[0].error == UpstreamFailure.REFUSED.reason
 
 
@@ -357,3 +363,58 @@ async def test_bad_input_is_answered_and_other_connections_go_on(
         finally:
             await keep.aclose()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+_WS_HANDSHAKE = (
+    "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\n"
+    "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\nProxy-Connection: keep-alive\r\n\r\n"
+)
+
+
+@pytest.mark.anyio
+async def test_websocket_upgrade_is_relayed() -> None:
+    async with run_origin() as origin, run_proxy() as (port, _, rec):
+        stream = await connect_tcp(f"127.0.0.1:{port}")
+        try:
+            host = f"127.0.0.1:{origin.port}"
+            await stream.send(_WS_HANDSHAKE.format(url=f"{origin.url}/ws", host=host).encode())
+            buf = b""
+            with anyio.fail_after(5):
+                while b"\r\n\r\n" not in buf:
+                    buf += await stream.receive()
+            head = buf.split(b"\r\n\r\n")[0].decode()
+            assert head.startswith("HTTP/1.1 101 ")
+            assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+            assert "Upgrade: websocket" in head
+            await stream.send(b"frame-bytes")
+            with anyio.fail_after(5):
+                assert await stream.receive() == b"echo:frame-bytes"
+        finally:
+            await stream.aclose()
+        (_, target, headers, _, _) = origin.seen[0]
+        assert target == "/ws"
+        names = [n.lower() for n, _ in headers]
+        assert ("Connection", "upgrade") in headers
+        assert ("Upgrade", "websocket") in headers
+        assert "x-hop" not in names
+        assert "proxy-connection" not in names
+        (record,) = await rec.wait(1)
+        assert record.status == 101
+        assert record.bytes_in == len(b"frame-bytes")
+        assert record.bytes_out == len(b"echo:frame-bytes")
+
+
+@pytest.mark.anyio
+async def test_websocket_upgrade_refused_by_origin_passes_the_answer() -> None:
+    async with run_origin() as origin, run_proxy() as (port, _, rec):
+        host = f"127.0.0.1:{origin.port}"
+        status, _, body = await raw_exchange(
+            port, _WS_HANDSHAKE.format(url=f"{origin.url}/no-ws", host=host).encode()
+        )
+        # the origin answers a normal 200 (no upgrade): passed back with its body
+        assert status == 200
+        assert body.startswith(b"GET /no-ws\n")
+        (record,) = await rec.wait(1)
+        assert record.status == 200
+        assert record.bytes_out == len(body)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Final
 from urllib.parse import unquote
@@ -34,7 +35,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context
-from rama_http import Body, Headers, InvalidUri, RemoteProtocolError, Request, Response
+from rama_http import Body, Headers, InvalidUri, RemoteProtocolError, Request, Response, Uri
 from rama_http import Version as HttpVersion
 from rama_http.client import (
     ConnectionPool,
@@ -46,6 +47,15 @@ from rama_http.client import (
     TimeoutException,
 )
 from rama_http.client._connection import ClientConnection, NoResponse
+from rama_http.client._h1_engine import (
+    NEED_DATA,
+    BodyData,
+    BodyEnd,
+    ResponseHead,
+    prepare_headers,
+    serialize_head,
+)
+from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._transport import IDEMPOTENT_METHODS, is_replayable
 from rama_net import (
     AddressError,
@@ -57,13 +67,13 @@ from rama_net import (
     forward,
 )
 from rama_net import ConnectError as NetConnectError
-from rama_tls import TlsClientConfig, TlsError
+from rama_tls import TlsClientConfig, TlsError, tls_connect
 
 from ._auth import ProxyAuthenticator, ProxyUser, parse_basic_credentials
 from ._connect_policy import AllowAll, ConnectPolicy, ConnectTarget, Handoff, Reject, Tunnel
 from ._egress import Egress, StaticUpstream, redact_proxy_url
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
-from ._hop_by_hop import strip_hop_by_hop
+from ._hop_by_hop import is_websocket_upgrade, strip_hop_by_hop
 from ._record import ProxyRecord, begin_record, end_record
 
 __all__ = ["HttpProxy", "classify_forward_error"]
@@ -181,6 +191,82 @@ class _CountedBody:
         await self._inner.aclose()
 
 
+_MAX_UPGRADE_HEAD = 64 * 1024
+
+
+async def _read_raw_head(stream: ByteStream) -> tuple[bytes, bytes]:
+    """``(head block, bytes after it)`` of the next response; bounded to 64 KiB."""
+    buf = b""
+    while True:
+        i = buf.find(b"\r\n\r\n")
+        if i >= 0:
+            return buf[: i + 4], buf[i + 4 :]
+        if len(buf) > _MAX_UPGRADE_HEAD:
+            raise RemoteProtocolError("response head too large", status=502)
+        try:
+            buf += await stream.receive()
+        except anyio.EndOfStream:
+            raise RemoteProtocolError("closed without a response", status=502) from None
+
+
+def _parse_switching(block: bytes) -> Headers | None:
+    """The header fields of a ``101`` head, or None for any other status."""
+    status_line, _, rest = block[:-4].partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or parts[1] != b"101":
+        return None
+    fields: list[tuple[str, str]] = []
+    for line in rest.split(b"\r\n") if rest else ():
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise RemoteProtocolError("invalid header line in a 101 answer", status=502)
+        fields.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+    try:
+        return Headers(fields)
+    except ValueError as e:
+        raise RemoteProtocolError("invalid header in a 101 answer", status=502) from e
+
+
+class _EngineBody:
+    """The body of a non-101 answer to a relayed upgrade, read from its own connection."""
+
+    def __init__(self, engine: FastClientEngine, stream: ByteStream, timeout: float) -> None:
+        self.engine = engine
+        self.stream = stream
+        self.timeout = timeout
+        self.trailers: Headers | None = None
+
+    def __aiter__(self) -> _EngineBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        engine = self.engine
+        try:
+            while True:
+                ev = engine.next_event()
+                if isinstance(ev, BodyData):
+                    if ev.data:
+                        return bytes(ev.data)
+                    continue
+                if isinstance(ev, BodyEnd) or ev is not NEED_DATA:
+                    await self.aclose()
+                    raise StopAsyncIteration
+                try:
+                    with anyio.fail_after(self.timeout):
+                        engine.feed(await self.stream.receive())
+                except anyio.EndOfStream:
+                    engine.feed_eof()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stream.aclose()
+
+
 class HttpProxy:
     """HTTP forward proxy and CONNECT tunnels, a ``Service[Request, Response]``.
 
@@ -251,6 +337,7 @@ class HttpProxy:
             idle_timeout=limits.keepalive_expiry,
         )
         """The upstream connection pool (keyed by target, upstream proxy and TLS)."""
+        self._upgrade_ssl: ssl.SSLContext | None = None
         self._realm_header = (
             f'Basic realm="{authenticator.realm}"' if authenticator is not None else ""
         )
@@ -315,6 +402,8 @@ class HttpProxy:
         record.status = resp.status
         if error is not None:
             record.error = error
+            if resp.status < 500:  # the client's doing (5xx are logged by the caller)
+                _log.debug("%s %s: %d %s", record.method, record.target, resp.status, error)
         end_record(ctx, record)
         return resp
 
@@ -322,9 +411,7 @@ class HttpProxy:
         failure = err.failure
         if err.upstream is not None:
             record.upstream = err.upstream
-        _log.info(
-            "%s %s: %s (%s)", record.method, record.target, failure.reason, err, exc_info=False
-        )
+        _log.info("%s %s: %s (%s)", record.method, record.target, failure.reason, err)
         return self._finish(ctx, record, _text(failure.http_status, failure.reason), failure.reason)
 
     # -- forwarding ----------------------------------------------------------------------
@@ -352,7 +439,8 @@ class HttpProxy:
         except AddressError:
             return self._finish(ctx, record, _text(400, "invalid host"), "bad host")
 
-        headers = strip_hop_by_hop(req.headers)
+        websocket = req.method == "GET" and is_websocket_upgrade(req.headers)
+        headers = strip_hop_by_hop(req.headers, keep_upgrade=websocket)
         host_value = headers.get("host")
         expected_host = uri.authority or host
         needs_copy = (
@@ -376,6 +464,8 @@ class HttpProxy:
                 headers.set("X-Forwarded-For", f"{xff}, {ip}")
             else:
                 headers.add("X-Forwarded-For", ip)
+        if websocket:
+            return await self._relay_upgrade(ctx, req, record, uri, target, headers)
 
         body = req.body
         data = body.bytes_now()
@@ -496,6 +586,94 @@ class HttpProxy:
             counted = _CountedBody(rbody, ctx, record, True)
             resp.body = Body(stream=counted, length=rbody.length)
         return resp
+
+    # -- WebSocket upgrades -------------------------------------------------------------
+    async def _relay_upgrade(
+        self,
+        ctx: Context,
+        req: Request,
+        record: ProxyRecord,
+        uri: Uri,
+        target: Authority,
+        headers: Headers,
+    ) -> Response:
+        """A WebSocket handshake in absolute-form: relayed on its own egress connection.
+
+        The client pool does not switch protocols, so the handshake goes out on
+        a connection of its own; a ``101`` answer turns both sides into a relay,
+        any other answer is passed back (its body streamed) and the connection closed.
+        """
+        try:
+            conn = await self.egress.serve(ctx, target)
+        except UpstreamError as e:
+            return self._fail(ctx, record, e)
+        record.upstream = conn.upstream_label
+        upstream: ByteStream = conn.stream
+        try:
+            if uri.scheme == "https":
+                upstream = await tls_connect(
+                    upstream, uri.host, self.connector.tls_config, ssl_context=self._ssl_context()
+                )
+            out, _ = prepare_headers(req.method, uri.authority or "", headers.items(), 0)
+            with anyio.fail_after(self.timeout):
+                await upstream.send(serialize_head(req.method, uri.path_and_query, out))
+                block, leftover = await _read_raw_head(upstream)
+            switching = _parse_switching(block)
+            engine: FastClientEngine | None = None
+            head: ResponseHead | None = None
+            if switching is None:
+                engine = FastClientEngine()
+                engine.request(req.method, uri.path_and_query, out, b"")
+                engine.feed(block + leftover)
+                ev = engine.next_event()
+                while not isinstance(ev, ResponseHead):  # 1xx interim answers
+                    if ev is NEED_DATA:
+                        with anyio.fail_after(self.timeout):
+                            engine.feed(await upstream.receive())
+                    ev = engine.next_event()
+                head = ev
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                await upstream.aclose()
+            if not isinstance(e, Exception):
+                raise
+            if isinstance(e, RemoteProtocolError):
+                _log.info("%s %s: invalid upgrade answer: %s", req.method, record.target, e)
+                return self._finish(
+                    ctx, record, _text(502, "invalid response from upstream"), "invalid response"
+                )
+            return self._fail(ctx, record, classify_forward_error(e, upstream=record.upstream))
+        if switching is not None:
+            record.status = 101
+            resp_headers = strip_hop_by_hop(switching, keep_upgrade=True)
+
+            async def relay(client: ByteStream) -> None:
+                try:
+                    if leftover:
+                        await client.send(leftover)
+                        record.bytes_out += len(leftover)
+                    await self._relay(client, upstream, record)
+                finally:
+                    end_record(ctx, record)
+
+            return Response(101, headers=resp_headers, on_upgrade=relay)
+        assert head is not None
+        assert engine is not None
+        record.status = head.status
+        resp = Response(
+            head.status, headers=strip_hop_by_hop(Headers.from_parsed(head.headers, head.keys))
+        )
+        source = _EngineBody(engine, upstream, self.timeout)
+        resp.body = Body(
+            stream=_CountedBody(Body(stream=source, length=head.content_length), ctx, record, True),
+            length=head.content_length,
+        )
+        return resp
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._upgrade_ssl is None:
+            self._upgrade_ssl = self.connector.tls_config.build_ssl_context()
+        return self._upgrade_ssl
 
     # -- CONNECT -------------------------------------------------------------------------
     async def _connect(self, ctx: Context, req: Request, record: ProxyRecord) -> Response:
