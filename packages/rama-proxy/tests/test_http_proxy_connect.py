@@ -226,3 +226,31 @@ async def test_proxy_auth_407_and_curl_proxy_user(require_peer: Callable[[str], 
         records = await rec.wait(9)
         assert sorted(str(r.user) for r in records) == ["None"] * 7 + ["alice", "alice"]
         assert sum(r.error == "proxy authentication required" for r in records) == 7
+
+
+@pytest.mark.anyio
+async def test_tunnel_never_started_still_ends_its_record() -> None:
+    import gc
+
+    from http_proxy_testutil import Recorder, _Obs
+
+    from rama_http import Headers
+    from rama_proxy import ProxyObservers
+
+    rec = Recorder()
+    async with run_origin() as origin:
+        proxy = HttpProxy()
+        try:
+            ctx = Context()
+            ctx.insert(ProxyObservers(_Obs(rec)))
+            target = f"127.0.0.1:{origin.port}"
+            req = Request("CONNECT", target, headers=Headers([("Host", target)]))
+            resp = await proxy.serve(ctx, req)
+            assert resp.status == 200
+            assert rec.finished == []
+            del resp  # the server never ran on_upgrade (the client left)
+            gc.collect()
+            (record,) = rec.finished
+            assert record.error == "client left before the tunnel started"
+        finally:
+            await proxy.aclose()

@@ -27,7 +27,8 @@ import base64
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Collection
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -62,6 +63,7 @@ from rama_net import (
     Authority,
     ConnectionLost,
     ConnectRefused,
+    ProtocolStream,
     ResolveError,
     SocketInfo,
     forward,
@@ -265,6 +267,43 @@ class _EngineBody:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.stream.aclose()
+
+
+class _Started:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = False
+
+
+def _on_abandon(
+    ctx: Context, record: ProxyRecord, stream: ByteStream | None, started: _Started
+) -> None:
+    if started.value or record.duration is not None:
+        return
+    # the server never ran the upgrade (the client left before the 200/101 went out)
+    if record.error is None:
+        record.error = "client left before the tunnel started"
+    if isinstance(stream, ProtocolStream):
+        stream.abort()
+    end_record(ctx, record)
+
+
+def _guarded(
+    ctx: Context,
+    record: ProxyRecord,
+    stream: ByteStream | None,
+    fn: Callable[[ByteStream], Awaitable[None]],
+) -> Callable[[ByteStream], Awaitable[None]]:
+    """``fn`` as an ``on_upgrade`` handler whose record ends even if it never runs."""
+    started = _Started()
+
+    async def on_upgrade(client: ByteStream) -> None:
+        started.value = True
+        await fn(client)
+
+    weakref.finalize(on_upgrade, _on_abandon, ctx, record, stream, started)
+    return on_upgrade
 
 
 class HttpProxy:
@@ -656,7 +695,9 @@ class HttpProxy:
                 finally:
                     end_record(ctx, record)
 
-            return Response(101, headers=resp_headers, on_upgrade=relay)
+            return Response(
+                101, headers=resp_headers, on_upgrade=_guarded(ctx, record, upstream, relay)
+            )
         assert head is not None
         assert engine is not None
         record.status = head.status
@@ -710,7 +751,11 @@ class HttpProxy:
                     end_record(ctx, record)
 
             record.status = 200
-            return Response(200, reason="Connection established", on_upgrade=handoff)
+            return Response(
+                200,
+                reason="Connection established",
+                on_upgrade=_guarded(ctx, record, None, handoff),
+            )
         assert isinstance(decision, Tunnel)
         egress = self.egress
         if decision.upstream is not None:
@@ -743,7 +788,11 @@ class HttpProxy:
                     end_record(ctx, record)
 
             record.status = 200
-            return Response(200, reason="Connection established", on_upgrade=lazy_tunnel)
+            return Response(
+                200,
+                reason="Connection established",
+                on_upgrade=_guarded(ctx, record, None, lazy_tunnel),
+            )
         try:
             conn = await egress.serve(ctx, target)
         except UpstreamError as e:
@@ -758,7 +807,11 @@ class HttpProxy:
             finally:
                 end_record(ctx, record)
 
-        return Response(200, reason="Connection established", on_upgrade=tunnel)
+        return Response(
+            200,
+            reason="Connection established",
+            on_upgrade=_guarded(ctx, record, upstream_stream, tunnel),
+        )
 
     async def _relay(self, client: ByteStream, upstream: ByteStream, record: ProxyRecord) -> None:
         try:
