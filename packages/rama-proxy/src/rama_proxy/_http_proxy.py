@@ -28,7 +28,7 @@ import contextlib
 import logging
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -43,6 +43,7 @@ from rama_http.client import (
     HttpConnector,
     Limits,
     PoolKey,
+    ProxyConfig,
     ProxyError,
     Timeout,
     TimeoutException,
@@ -73,7 +74,7 @@ from rama_tls import TlsClientConfig, TlsError, tls_connect
 
 from ._auth import ProxyAuthenticator, ProxyUser, parse_basic_credentials
 from ._connect_policy import AllowAll, ConnectPolicy, ConnectTarget, Handoff, Reject, Tunnel
-from ._egress import Egress, StaticUpstream, redact_proxy_url
+from ._egress import Egress, NoUpstream, StaticUpstream, redact_proxy_url
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._hop_by_hop import is_websocket_upgrade, strip_hop_by_hop
 from ._record import ProxyRecord, begin_record, end_record
@@ -85,6 +86,7 @@ _log = logging.getLogger("rama.proxy.http")
 _PROXY_LIMITS: Final = Limits(
     max_connections=1024, max_connections_per_host=256, keepalive_expiry=60.0
 )
+_TARGET_CACHE: Final = 1024
 _VIA_VERSIONS: Final = {HttpVersion.HTTP_10: "1.0", HttpVersion.HTTP_11: "1.1"}
 
 
@@ -336,6 +338,7 @@ class HttpProxy:
         limits: Limits = _PROXY_LIMITS,
         upstream_http2: bool = False,
         absolute_form_upstream: bool = True,
+        small_body: int = 64 * 1024,
     ) -> None:
         self.egress = egress or Egress()
         self.authenticator = authenticator
@@ -348,6 +351,11 @@ class HttpProxy:
         self.forwarded = forwarded
         self.lazy_connect = lazy_connect
         self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.small_body = small_body
+        """Response bodies with a Content-Length up to this size are read whole before
+        answering (one write, the upstream connection released at once); larger
+        ones, and bodies of unknown length, stream chunk by chunk."""
+        self._targets: dict[tuple[str, int], Authority] = {}
         self.absolute_form_upstream = absolute_form_upstream
         """Send plain ``http://`` requests to an ``http://`` upstream proxy in absolute-form
         (as a browser would; squid and friends see, log and cache them) instead of
@@ -473,12 +481,21 @@ class HttpProxy:
             return self._finish(ctx, record, _text(400, "unsupported URL scheme"), "bad scheme")
         host = uri.host.lower()
         port = uri.effective_port or (443 if scheme == "https" else 80)
-        try:
-            target = Authority.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        except AddressError:
-            return self._finish(ctx, record, _text(400, "invalid host"), "bad host")
+        target = self._targets.get((host, port))
+        if target is None:
+            try:
+                target = Authority.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            except AddressError:
+                return self._finish(ctx, record, _text(400, "invalid host"), "bad host")
+            if len(self._targets) >= _TARGET_CACHE:
+                self._targets.clear()
+            self._targets[(host, port)] = target
 
-        websocket = req.method == "GET" and is_websocket_upgrade(req.headers)
+        websocket = (
+            req.method == "GET"
+            and "upgrade" in req.headers._keys
+            and is_websocket_upgrade(req.headers)
+        )
         headers = strip_hop_by_hop(req.headers, keep_upgrade=websocket)
         host_value = headers.get("host")
         expected_host = uri.authority or host
@@ -513,11 +530,16 @@ class HttpProxy:
         else:
             body = Body(stream=_CountedBody(body, None, record, False), length=body.length)
 
-        try:
-            candidates = list(await self.egress.selector.select(ctx, target))
-        except UpstreamError as e:
-            return self._fail(ctx, record, e)
-        candidates = candidates[: self.egress.max_attempts]
+        selector = self.egress.selector
+        candidates: Sequence[ProxyConfig]
+        if type(selector) is NoUpstream:
+            candidates = ()  # the common case: no await for an empty answer
+        else:
+            try:
+                candidates = list(await selector.select(ctx, target))
+            except UpstreamError as e:
+                return self._fail(ctx, record, e)
+            candidates = candidates[: self.egress.max_attempts]
         user = ctx.get(ProxyUser)
         fresh = user is not None and user.filter.new_connection
         timeout = self._client_timeout
@@ -618,6 +640,25 @@ class HttpProxy:
         record.status = resp.status
         rbody = resp.body
         rdata = rbody.bytes_now()
+        length = rbody.length
+        if rdata is None and length is not None and length <= self.small_body:
+            # A small body of known length (usually in the same read as the head):
+            # taken whole, so the answer goes out in one write and the upstream
+            # connection is free at once. Larger or unframed bodies stream.
+            try:
+                rdata = await rbody.read()
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    await rbody.aclose()
+                if isinstance(e, RemoteProtocolError):
+                    return self._finish(
+                        ctx,
+                        record,
+                        _text(502, "invalid response from upstream"),
+                        "invalid response",
+                    )
+                return self._fail(ctx, record, classify_forward_error(e, upstream=record.upstream))
+            resp.body = Body(rdata)
         if rdata is not None:
             record.bytes_out = len(rdata)
             end_record(ctx, record)
