@@ -418,3 +418,19 @@ async def test_websocket_upgrade_refused_by_origin_passes_the_answer() -> None:
         (record,) = await rec.wait(1)
         assert record.status == 200
         assert record.bytes_out == len(body)
+
+
+@pytest.mark.anyio
+async def test_request_without_host_gets_the_target_authority() -> None:
+    from rama_proxy import StaticUpstream
+
+    async with run_origin() as origin:
+        # the origin plays the upstream proxy: it shows what it was sent
+        egress = Egress(selector=StaticUpstream(origin.url))
+        async with run_proxy(HttpProxy(egress=egress)) as (port, _, _):
+            # HTTP/1.0 without Host, sent on in absolute-form to the upstream proxy
+            status, _, body = await raw_exchange(
+                port, b"GET http://example.test/h10 HTTP/1.0\r\n\r\n"
+            )
+            assert status == 200
+            assert body.startswith(b"GET http://example.test/h10\nHost: example.test\n")

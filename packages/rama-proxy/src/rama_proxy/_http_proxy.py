@@ -506,7 +506,12 @@ class HttpProxy:
         )
         if needs_copy and headers is req.headers:
             headers = headers.copy()
-        if host_value is not None and host_value.lower() != expected_host.lower():
+        if host_value is None:
+            # h2 (``:authority``) and HTTP/1.0 requests: Host first, from the target
+            headers = Headers.from_parsed(
+                [("Host", expected_host), *headers._items], ["host", *headers._keys]
+            )
+        elif host_value.lower() != expected_host.lower():
             # RFC 9112 section 3.2.2: the target's authority wins over a stale Host
             headers.set("Host", expected_host)
         if self.via is not None:
