@@ -254,3 +254,38 @@ async def test_tunnel_never_started_still_ends_its_record() -> None:
             assert record.error == "client left before the tunnel started"
         finally:
             await proxy.aclose()
+
+
+@pytest.mark.anyio
+async def test_plain_tcp_tunnel_takes_the_zero_copy_path(
+    monkeypatch: pytest.MonkeyPatch, require_peer: Callable[[str], str]
+) -> None:
+    require_peer("curl")
+    import rama_proxy._http_proxy as hp
+    from rama_net import ForwardStats, forward, zero_copy_supported
+
+    seen: list[ForwardStats] = []
+
+    async def spy(left: ByteStream, right: ByteStream, **kw: object) -> ForwardStats:
+        stats = await forward(left, right, **kw)  # type: ignore[arg-type]
+        seen.append(stats)
+        return stats
+
+    monkeypatch.setattr(hp, "forward", spy)
+    async with run_origin() as origin, run_proxy() as (port, _, rec):
+        code, out, err = await _curl(
+            "-p",
+            "-x",
+            f"http://127.0.0.1:{port}",
+            f"{origin.url}/big/2000000",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+        )
+        assert code == 0, err
+        assert out == "2000000"
+        (record,) = await rec.wait(1)
+    (stats,) = seen
+    assert stats.zero_copy is zero_copy_supported()
+    assert record.bytes_out == stats.right_to_left > 2000000
