@@ -69,25 +69,34 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool = False) -> Headers
     lengths = _LENGTHS
     hop = HOP_BY_HOP
     found = False
-    for k in keys:
+    listed: set[str] | None = None
+    for i, k in enumerate(keys):
         if len(k) in lengths and k in hop:
             found = True
-            break
+            if k == "connection":
+                for part in headers._items[i][1].split(","):
+                    t = part.strip(" \t").lower()
+                    if t and t not in hop:
+                        if listed is None:
+                            listed = set()
+                        listed.add(t)
     if not found:
         return headers
-    drop = set(hop)
-    listed = connection_tokens(headers)
-    drop |= listed
-    if keep_upgrade:
-        drop.discard("upgrade")
-        drop.discard("connection")
+    drop = hop if listed is None else hop | listed
     items: list[tuple[str, str]] = []
     out_keys: list[str] = []
-    for (name, value), k in zip(headers._items, keys, strict=True):
-        if k in drop:
-            continue
-        if keep_upgrade and k == "connection":
-            value = "upgrade"
-        items.append((name, value))
-        out_keys.append(k)
+    if keep_upgrade:
+        drop = drop - {"upgrade", "connection"}
+        for item, k in zip(headers._items, keys, strict=True):
+            if k in drop:
+                continue
+            if k == "connection":
+                item = (item[0], "upgrade")
+            items.append(item)
+            out_keys.append(k)
+    else:
+        for item, k in zip(headers._items, keys, strict=True):
+            if k not in drop:
+                items.append(item)
+                out_keys.append(k)
     return Headers.from_parsed(items, out_keys)
