@@ -352,6 +352,11 @@ async def test_bad_input_is_answered_and_other_connections_go_on(
                 b"CONNECT example.com:https HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"CONNECT example.com HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET http://example.com:99999/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"CONNECT [::1:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"CONNECT example.com:-1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"CONNECT :443 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET http:///nohost HTTP/1.1\r\nHost: x\r\n\r\n",
             ]
             for data in bad:
                 status, _, _ = await raw_exchange(port, data)
@@ -434,3 +439,24 @@ async def test_request_without_host_gets_the_target_authority() -> None:
             )
             assert status == 200
             assert body.startswith(b"GET http://example.test/h10\nHost: example.test\n")
+
+
+@pytest.mark.anyio
+async def test_upstream_proxy_that_never_answers_connect_is_504() -> None:
+    from rama_proxy import StaticUpstream
+
+    async with TcpListener.bind("127.0.0.1:0") as silent:
+        upstream = f"http://127.0.0.1:{silent.local_addr.port}"
+        egress = Egress(selector=StaticUpstream(upstream), connect_timeout=0.5)
+        async with run_proxy(HttpProxy(egress=egress, timeout=0.5)) as (port, _, rec):
+            for data in (
+                b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET https://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            ):
+                started = anyio.current_time()
+                status, _, body = await raw_exchange(port, data)
+                assert status == 504
+                assert body == UpstreamFailure.TIMEOUT.reason.encode() + b"\n"
+                assert anyio.current_time() - started < 2
+            records = await rec.wait(2)
+            assert [r.upstream for r in records] == [upstream, upstream]

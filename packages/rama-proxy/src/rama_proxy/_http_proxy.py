@@ -169,10 +169,9 @@ class _CountedBody:
         except StopAsyncIteration:
             self._finish(None)
             raise
-        except BaseException as e:
+        except BaseException:
+            # the server logs the failed body once; the record says which side it was
             self._finish("upstream body failed" if self._direction_out else "client body failed")
-            if isinstance(e, Exception) and self._direction_out:
-                _log.info("response body from %s failed: %s", self._record.target, e)
             raise
         if self._direction_out:
             self._record.bytes_out += len(chunk)
@@ -356,6 +355,7 @@ class HttpProxy:
         answering (one write, the upstream connection released at once); larger
         ones, and bodies of unknown length, stream chunk by chunk."""
         self._targets: dict[tuple[str, int], Authority] = {}
+        self._direct_keys: dict[tuple[str, str, int], PoolKey] = {}
         self.absolute_form_upstream = absolute_form_upstream
         """Send plain ``http://`` requests to an ``http://`` upstream proxy in absolute-form
         (as a browser would; squid and friends see, log and cache them) instead of
@@ -573,7 +573,16 @@ class HttpProxy:
                     ("absolute-form", upstream.url),
                 )
             else:
-                key = PoolKey(scheme, host, port, upstream, tls_key)
+                if upstream is None:
+                    dk = (scheme, host, port)
+                    cached = self._direct_keys.get(dk)
+                    if cached is None:
+                        if len(self._direct_keys) >= _TARGET_CACHE:
+                            self._direct_keys.clear()
+                        cached = self._direct_keys[dk] = PoolKey(scheme, host, port, None, tls_key)
+                    key = cached
+                else:
+                    key = PoolKey(scheme, host, port, upstream, tls_key)
             try:
                 conn = await self.pool.acquire(
                     ctx,
