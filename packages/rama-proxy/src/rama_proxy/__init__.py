@@ -18,6 +18,16 @@ from ._auth import (
     UsernameParser,
     parse_basic_credentials,
 )
+from ._connect_policy import (
+    AllowAll,
+    ConnectDecision,
+    ConnectPolicy,
+    ConnectTarget,
+    Handoff,
+    Reject,
+    Tunnel,
+    connect_policy_fn,
+)
 from ._egress import (
     Egress,
     EgressConnection,
@@ -62,6 +72,9 @@ from ._haproxy_layer import (
     ProxyProtocolService,
     TransportSocketInfo,
 )
+from ._hop_by_hop import HOP_BY_HOP, is_websocket_upgrade, strip_hop_by_hop
+from ._http_proxy import HttpProxy, classify_forward_error
+from ._https_connector import HttpsProxyConnector
 
 # -- end haproxy --
 # upstreamdb: _labels, _proxy_db, _selector (username labels, the proxy DB, its selector)
@@ -109,6 +122,22 @@ from ._udp_relay import UdpRelay
 __version__ = "0.1.0"
 
 __all__ = [
+    # httpproxy
+    "HOP_BY_HOP",
+    "AllowAll",
+    "ConnectDecision",
+    "ConnectPolicy",
+    "ConnectTarget",
+    "Handoff",
+    "HttpProxy",
+    "HttpsProxyConnector",
+    "Reject",
+    "Tunnel",
+    "classify_forward_error",
+    "connect_policy_fn",
+    "is_websocket_upgrade",
+    "strip_hop_by_hop",
+    # foundation
     "CredentialChecker",
     "Egress",
     "EgressConnection",

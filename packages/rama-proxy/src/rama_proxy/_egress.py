@@ -128,10 +128,13 @@ class ProxyConnectors:
 
 def default_proxy_connectors() -> ProxyConnectors:
     """Connectors for every upstream proxy kind rama-proxy speaks."""
+    # imported here: these modules import this one
+    from ._https_connector import HttpsProxyConnector
+    from ._socks_connector import Socks4ProxyConnector, Socks5ProxyConnector
+
     connectors = ProxyConnectors()
     connectors.register("http", HttpConnectProxyConnector())
-    from ._socks_connector import Socks4ProxyConnector, Socks5ProxyConnector  # (import cycle)
-
+    connectors.register("https", HttpsProxyConnector())
     connectors.register("socks5", Socks5ProxyConnector())  # resolves locally
     connectors.register("socks5h", Socks5ProxyConnector())  # the proxy resolves
     connectors.register("socks4", Socks4ProxyConnector())
