@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from rama_core import Context, Matcher
 
+from ._address import SocketAddress
 from ._tcp import SocketInfo
 
 __all__ = ["LocalAddressMatcher", "PeerAddressMatcher"]
@@ -29,44 +30,43 @@ def _in(ip: object, nets: tuple[_Network, ...]) -> bool:
     return any(addr.version == n.version and addr in n for n in nets)
 
 
-class PeerAddressMatcher(Matcher[object]):
-    """The client's address is in one of ``cidrs`` (and, if given, its port in ``ports``)."""
-
+class _AddressMatcher(Matcher[object]):
     __slots__ = ("networks", "ports")
 
     def __init__(self, cidrs: Iterable[str] = (), *, ports: Iterable[int] | None = None) -> None:
         self.networks = _networks(cidrs)
         self.ports = frozenset(ports) if ports is not None else None
 
+    def _address(self, info: SocketInfo) -> SocketAddress:
+        raise NotImplementedError
+
     def matches(self, ctx: Context, req: object) -> bool:
         """Read the Context's SocketInfo; no SocketInfo never matches."""
         info = ctx.get(SocketInfo)
         if info is None:
             return False
-        addr = info.peer_addr
+        addr = self._address(info)
         if self.ports is not None and addr.port not in self.ports:
             return False
         return not self.networks or _in(addr.ip, self.networks)
 
     def __repr__(self) -> str:
-        return f"PeerAddressMatcher({[str(n) for n in self.networks]})"
+        return f"{type(self).__name__}({[str(n) for n in self.networks]})"
 
 
-class LocalAddressMatcher(Matcher[object]):
+class PeerAddressMatcher(_AddressMatcher):
+    """The client's address is in one of ``cidrs`` (and, if given, its port in ``ports``)."""
+
+    __slots__ = ()
+
+    def _address(self, info: SocketInfo) -> SocketAddress:
+        return info.peer_addr
+
+
+class LocalAddressMatcher(_AddressMatcher):
     """The connection arrived on one of ``cidrs`` / ``ports`` of this host."""
 
-    __slots__ = ("networks", "ports")
+    __slots__ = ()
 
-    def __init__(self, cidrs: Iterable[str] = (), *, ports: Iterable[int] | None = None) -> None:
-        self.networks = _networks(cidrs)
-        self.ports = frozenset(ports) if ports is not None else None
-
-    def matches(self, ctx: Context, req: object) -> bool:
-        """Read the Context's SocketInfo; no SocketInfo never matches."""
-        info = ctx.get(SocketInfo)
-        if info is None:
-            return False
-        addr = info.local_addr
-        if self.ports is not None and addr.port not in self.ports:
-            return False
-        return not self.networks or _in(addr.ip, self.networks)
+    def _address(self, info: SocketInfo) -> SocketAddress:
+        return info.local_addr

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from rama_core import Context, Service
 
+from .._accept import accepted_encodings
 from .._body import Body
 from .._errors import BodyTooLarge, RemoteProtocolError
 from .._message import Request, Response
@@ -121,30 +122,11 @@ def available_encodings() -> tuple[str, ...]:
     return tuple(e for e in _SERVER_ORDER if e in _FACTORIES)
 
 
-def _parse_accept(header: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in header.split(","):
-        name, _, params = item.strip().partition(";")
-        name = name.strip().lower()
-        if not name:
-            continue
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        out[name] = q
-    return out
-
-
 def negotiate(header: str | None, offered: Sequence[str]) -> str | None:
     """The best of ``offered`` for ``Accept-Encoding: header`` (None: send identity)."""
     if not header:
         return None
-    accept = _parse_accept(header)
+    accept = accepted_encodings(header)
     star = accept.get("*")
     best: str | None = None
     best_q = 0.0

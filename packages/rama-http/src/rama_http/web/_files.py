@@ -33,6 +33,7 @@ import anyio
 
 from rama_core import Context
 
+from .._accept import accepted_encodings
 from .._body import Body
 from .._message import Request, Response
 from ._extract import PathParams
@@ -65,25 +66,6 @@ def _content_type(name: str) -> str:
     if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
         ctype += "; charset=utf-8"
     return ctype
-
-
-def _accepted_encodings(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    out: set[str] = set()
-    for item in header.split(","):
-        name, _, params = item.strip().partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if q > 0:
-            out.add(name.strip().lower())
-    return out
 
 
 async def _read_range(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
@@ -207,7 +189,9 @@ def _stat_file(path: Path, encoding: str | None, ctype: str) -> _File | None:
 def _pick_variant(req: Request, path: Path, precompressed: bool) -> _File | None:
     ctype = _content_type(path.name)
     if precompressed and "range" not in req.headers:
-        accepted = _accepted_encodings(req.headers.get("accept-encoding"))
+        accepted = {
+            c for c, q in accepted_encodings(req.headers.get("accept-encoding")).items() if q > 0
+        }
         for encoding, suffix in _ENCODINGS:
             if encoding in accepted:
                 variant = _stat_file(path.with_name(path.name + suffix), encoding, ctype)
