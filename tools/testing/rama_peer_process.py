@@ -7,6 +7,8 @@ kill on timeout"; this module is that code once. Peers run in the foreground
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -16,31 +18,48 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["free_port", "nginx_conf", "spawn_peer", "start_nginx", "wait_listening"]
+__all__ = [
+    "Endpoint",
+    "free_port",
+    "nginx_conf",
+    "spawn_peer",
+    "start_nginx",
+    "wait_listening",
+]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+Endpoint = int | tuple[str, int]
+"""A port on 127.0.0.1, or ``(host, port)`` (``("::1", 8080)``)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
 def wait_listening(
-    proc: subprocess.Popen[bytes], port: int, *, name: str = "peer", timeout: float = 10.0
+    proc: subprocess.Popen[bytes],
+    endpoint: Endpoint,
+    *,
+    name: str = "peer",
+    timeout: float = 10.0,
 ) -> None:
-    """Return once ``127.0.0.1:port`` accepts; fail the test if ``proc`` exits or time runs out."""
+    """Return once the endpoint accepts; fail the test if ``proc`` exits or time runs out."""
+    host, port = endpoint if isinstance(endpoint, tuple) else ("127.0.0.1", endpoint)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             err = proc.stderr.read() if proc.stderr else b""
             pytest.fail(f"{name} exited with {proc.returncode}: {err[-2000:]!r}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not listen on port {port} within {timeout:g}s")
+                pytest.fail(f"{name} did not listen on {host}:{port} within {timeout:g}s")
             time.sleep(0.05)
 
 
@@ -48,13 +67,18 @@ def wait_listening(
 def spawn_peer(
     argv: Sequence[str],
     *,
-    ports: Sequence[int] = (),
+    ports: Sequence[Endpoint] = (),
     name: str | None = None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    process_group: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` until the block ends, after every port in ``ports`` listens."""
+    """Run ``argv`` until the block ends, after every endpoint in ``ports`` listens.
+
+    ``process_group=True`` starts it in a session of its own and stops the
+    whole group (for peers that fork helpers, such as danted).
+    """
     label = name or Path(argv[0]).name
     proc = subprocess.Popen(
         list(argv),
@@ -63,17 +87,28 @@ def spawn_peer(
         stderr=subprocess.PIPE,
         cwd=cwd,
         env=dict(env) if env is not None else None,
+        start_new_session=process_group,
     )
+
+    def stop(sig: int) -> None:
+        try:
+            if process_group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
     try:
-        for port in ports:
-            wait_listening(proc, port, name=label, timeout=timeout)
+        for endpoint in ports:
+            wait_listening(proc, endpoint, name=label, timeout=timeout)
         yield proc
     finally:
-        proc.terminate()
+        stop(signal.SIGTERM)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            stop(signal.SIGKILL)
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()

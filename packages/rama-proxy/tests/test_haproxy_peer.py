@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import anyio
 import pytest
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
+from rama_peer_process import free_port, spawn_peer
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
@@ -58,34 +57,11 @@ from rama_tls import (
 pytestmark = [pytest.mark.anyio, pytest.mark.peer]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def haproxy_binary() -> str:
     path = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
     if path is None:
         pytest.fail("required peer 'haproxy' is not installed (run tools/install-peers.sh)")
     return path
-
-
-def wait_listening(proc: subprocess.Popen[bytes], host: str, port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else b""
-            pytest.fail(f"haproxy exited: {err.decode(errors='replace')}")
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"haproxy not listening on {host}:{port}")
-            time.sleep(0.05)
 
 
 def start_haproxy(
@@ -96,22 +72,10 @@ def start_haproxy(
         [haproxy_binary(), "-c", "-q", "-f", str(path)], capture_output=True, check=False
     )
     assert check.returncode == 0, check.stderr.decode(errors="replace")
-    proc = subprocess.Popen(
-        [haproxy_binary(), "-f", str(path), "-db"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        for host, port in listen:
-            wait_listening(proc, host, port)
+    with spawn_peer(
+        [haproxy_binary(), "-f", str(path), "-db"], ports=listen, name="haproxy"
+    ) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- haproxy sends, rama receives ------------------------------------------------------------------

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import SocketStream
+from rama_peer_process import free_port, spawn_peer
 
 from rama_core import Context
 from rama_net import Authority, SocketAddress
@@ -30,12 +29,6 @@ from rama_proxy import (
 )
 
 NCSA = "/usr/lib/squid/basic_ncsa_auth"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Squid:
@@ -65,7 +58,7 @@ def squid() -> Iterator[Squid]:
     passwd = workdir / "passwd"
     passwd.write_text(f"alice:{hashed}\n")
     passwd.chmod(0o644)
-    port = _free_port()
+    port = free_port()
     conf = workdir / "squid.conf"
     conf.write_text(
         f"""\
@@ -85,31 +78,10 @@ http_access deny all
 shutdown_lifetime 0 seconds
 """
     )
-    stderr = (workdir / "stderr.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr
-    )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"squid exited: {(workdir / 'stderr.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("squid did not start listening within 15s")
-                time.sleep(0.05)
-        yield Squid(port, workdir)
+        with spawn_peer([binary, "-N", "-f", str(conf)], ports=(port,), name="squid", timeout=15):
+            yield Squid(port, workdir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        stderr.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -160,7 +132,7 @@ async def test_labels_route_through_squid_with_the_db_credential(
 ) -> None:
     require_peer("squid")
     received: list[bytes] = []
-    dead = _free_port()
+    dead = free_port()
     selector = ProxyDbSelector(_db(squid.port, dead), mode="sticky", candidates=2)
     egress = Egress(selector=selector, connect_timeout=10)
     auth = ProxyAuthenticator(

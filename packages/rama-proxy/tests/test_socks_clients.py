@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +12,7 @@ import anyio
 import httpx
 import pytest
 import requests
+from rama_peer_process import free_port, spawn_peer
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
@@ -36,12 +33,6 @@ from rama_proxy import (
     UpstreamFailure,
     default_proxy_connectors,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Observer:
@@ -217,7 +208,7 @@ async def _tunnel(url: str, target: str) -> SocksProxyError:
 
 @pytest.mark.anyio
 async def test_connector_maps_replies_to_upstream_failures() -> None:
-    closed = _free_port()
+    closed = free_port()
     async with (
         _socks(SocksProxy(authenticator=_auth(), allow_connect_ports=[closed])) as port,
     ):
@@ -252,7 +243,7 @@ async def test_connector_maps_replies_to_upstream_failures() -> None:
 @pytest.mark.anyio
 async def test_chain_socks_front_to_rama_socks_upstream_with_auth() -> None:
     obs = _Observer()
-    closed = _free_port()
+    closed = free_port()
     async with _origin() as origin, _socks(SocksProxy(authenticator=_auth())) as upstream:
         egress = Egress(selector=StaticUpstream(f"socks5h://john:s3cr%3At@127.0.0.1:{upstream}"))
         async with _socks(SocksProxy(egress=egress), obs) as front:
@@ -297,48 +288,20 @@ socks pass {{
 def dante(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[int]:
     """danted on a free loopback port (socksmethod none); yields the port."""
     binary = require_peer("danted")
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "danted.conf"
     conf.write_text(DANTE_CONF.format(port=port))
-    proc = subprocess.Popen(
-        [binary, "-f", str(conf), "-p", str(tmp_path / "danted.pid"), "-N", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # danted forks helpers: stop the whole group it made
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"danted exited: {err[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("danted did not start listening")
-                time.sleep(0.05)
+    argv = [binary, "-f", str(conf), "-p", str(tmp_path / "danted.pid"), "-N", "1"]
+    # danted forks helpers: stop the whole group it made
+    with spawn_peer(argv, ports=(port,), name="danted", process_group=True):
         yield port
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @pytest.mark.anyio
 async def test_rama_through_dante_upstream(dante: int, require_peer: Callable[[str], str]) -> None:
     curl = require_peer("curl")
     obs = _Observer()
-    closed = _free_port()
+    closed = free_port()
     async with _origin() as origin:
         # the rama client straight to dante
         async with HttpClient(
