@@ -168,7 +168,7 @@ async def run_proxy(
     ctx = Context()
     ctx.insert(ProxyObservers(_Obs(rec)))
     svc: Service[Request, Response] = wrap(proxy) if wrap is not None else proxy
-    cfg = config or ServerConfig(max_body_size=None)
+    cfg = config or HttpProxy.server_config()
     try:
         async with TcpListener.bind("127.0.0.1:0") as listener, anyio.create_task_group() as tg:
             port = listener.local_addr.port

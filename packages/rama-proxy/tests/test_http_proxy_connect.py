@@ -289,3 +289,13 @@ async def test_plain_tcp_tunnel_takes_the_zero_copy_path(
     (stats,) = seen
     assert stats.zero_copy is zero_copy_supported()
     assert record.bytes_out == stats.right_to_left > 2000000
+
+
+def test_realm_is_quoted_and_checked() -> None:
+    checker = StaticCredentials({})
+    proxy = HttpProxy(authenticator=ProxyAuthenticator(checker, realm='say "hi"'))
+    assert proxy._realm_header == 'Basic realm="say \\"hi\\""'
+    with pytest.raises(ValueError, match="control"):
+        HttpProxy(authenticator=ProxyAuthenticator(checker, realm="a\r\nX-Injected: 1"))
+    assert HttpProxy.server_config().max_body_size is None
+    assert HttpProxy.server_config(max_body_size=5).max_body_size == 5

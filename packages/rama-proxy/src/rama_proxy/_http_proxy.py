@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
 import ssl
 import weakref
@@ -59,6 +60,7 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._transport import IDEMPOTENT_METHODS, is_replayable
+from rama_http.server import ServerConfig
 from rama_net import (
     AddressError,
     Authority,
@@ -385,9 +387,25 @@ class HttpProxy:
         )
         """The upstream connection pool (keyed by target, upstream proxy and TLS)."""
         self._upgrade_ssl: ssl.SSLContext | None = None
+        if authenticator is not None and any(
+            ord(c) < 0x20 or ord(c) == 0x7F for c in authenticator.realm
+        ):
+            raise ValueError("the proxy realm must not contain control characters")
         self._realm_header = (
-            f'Basic realm="{authenticator.realm}"' if authenticator is not None else ""
+            'Basic realm="{}"'.format(authenticator.realm.replace("\\", "\\\\").replace('"', '\\"'))
+            if authenticator is not None
+            else ""
         )
+
+    @staticmethod
+    def server_config(**changes: Any) -> ServerConfig:
+        """A :class:`~rama_http.server.ServerConfig` suited to serving a proxy.
+
+        Request bodies are not limited in size (they stream to the upstream;
+        the server's default 16 MiB cap would answer 413 to large uploads);
+        ``changes`` override any field.
+        """
+        return dataclasses.replace(ServerConfig(max_body_size=None), **changes)
 
     async def aclose(self) -> None:
         """Close every pooled upstream connection."""
