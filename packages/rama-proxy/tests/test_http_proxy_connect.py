@@ -299,3 +299,35 @@ def test_realm_is_quoted_and_checked() -> None:
         HttpProxy(authenticator=ProxyAuthenticator(checker, realm="a\r\nX-Injected: 1"))
     assert HttpProxy.server_config().max_body_size is None
     assert HttpProxy.server_config(max_body_size=5).max_body_size == 5
+
+
+@pytest.mark.anyio
+async def test_served_as_a_stream_service_over_ipv6(require_peer: Callable[[str], str]) -> None:
+    require_peer("curl")
+    from rama_core import service_fn as _fn
+    from rama_http import Response
+    from rama_http.server import HttpServer, serve
+    from rama_net import TcpListener
+
+    @_fn
+    async def v6_origin(ctx: Context, req: Request) -> Response:
+        return Response.from_text(f"v6 {req.method} {req.target} {req.headers.get('host')}\n")
+
+    proxy = HttpProxy()
+    try:
+        async with (
+            TcpListener.bind("[::1]:0") as origin,
+            TcpListener.bind("[::1]:0") as listener,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(lambda: serve(origin, v6_origin))
+            tg.start_soon(listener.serve, HttpServer(proxy, HttpProxy.server_config()))
+            url = f"http://[::1]:{origin.local_addr.port}/six"
+            px = f"http://[::1]:{listener.local_addr.port}"
+            for args in ((), ("-p",)):
+                code, out, err = await _curl(*args, "-x", px, url)
+                assert code == 0, err
+                assert out == f"v6 GET /six [::1]:{origin.local_addr.port}\n"
+            tg.cancel_scope.cancel()
+    finally:
+        await proxy.aclose()
