@@ -293,8 +293,8 @@ async def test_upstream_failures_answer_502_and_504(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.INFO, "rama.proxy.http")
     async with TcpListener.bind("127.0.0.1:0") as silent:
         # accepts (backlog) and never answers
-        egress = Egress(connect_timeout=1)
-        async with run_proxy(HttpProxy(egress=egress, timeout=0.5)) as (port, _, rec):
+        egress = Egress(connect_timeout=0.5)
+        async with run_proxy(HttpProxy(egress=egress, timeout=0.3)) as (port, _, rec):
             refused = free_port()
             cases = [
                 (f"http://127.0.0.1:{refused}/", 502, UpstreamFailure.REFUSED.reason),
@@ -447,8 +447,8 @@ async def test_upstream_proxy_that_never_answers_connect_is_504() -> None:
 
     async with TcpListener.bind("127.0.0.1:0") as silent:
         upstream = f"http://127.0.0.1:{silent.local_addr.port}"
-        egress = Egress(selector=StaticUpstream(upstream), connect_timeout=0.5)
-        async with run_proxy(HttpProxy(egress=egress, timeout=0.5)) as (port, _, rec):
+        egress = Egress(selector=StaticUpstream(upstream), connect_timeout=0.3)
+        async with run_proxy(HttpProxy(egress=egress, timeout=0.3)) as (port, _, rec):
             for data in (
                 b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET https://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",

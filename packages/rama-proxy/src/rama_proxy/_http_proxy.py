@@ -40,6 +40,7 @@ from rama_core import Context
 from rama_http import Body, Headers, InvalidUri, RemoteProtocolError, Request, Response, Uri
 from rama_http import Version as HttpVersion
 from rama_http.client import (
+    ClientConnection,
     ConnectionPool,
     HttpConnector,
     Limits,
@@ -49,7 +50,7 @@ from rama_http.client import (
     Timeout,
     TimeoutException,
 )
-from rama_http.client._connection import ClientConnection, NoResponse
+from rama_http.client._connection import NoResponse
 from rama_http.client._h1_engine import (
     NEED_DATA,
     BodyData,
