@@ -331,3 +331,38 @@ async def test_served_as_a_stream_service_over_ipv6(require_peer: Callable[[str]
             tg.cancel_scope.cancel()
     finally:
         await proxy.aclose()
+
+
+@pytest.mark.anyio
+async def test_pipelined_bytes_behind_connect_go_first_and_the_tunnel_still_splices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rama_proxy._http_proxy as hp
+    from rama_net import ForwardStats, forward, zero_copy_supported
+
+    seen: list[ForwardStats] = []
+
+    async def spy(left: ByteStream, right: ByteStream, **kw: object) -> ForwardStats:
+        stats = await forward(left, right, **kw)  # type: ignore[arg-type]
+        seen.append(stats)
+        return stats
+
+    monkeypatch.setattr(hp, "forward", spy)
+    async with run_origin() as origin, run_proxy() as (port, _, rec):
+        stream = await connect_tcp(f"127.0.0.1:{port}")
+        try:
+            request = b"GET /piped HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            await stream.send(
+                f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode() + request
+            )
+            status, _, _ = await read_response(stream)
+            assert status == 200
+            status, _, body = await read_response(stream)
+            assert status == 200
+            assert body.startswith(b"GET /piped\n")
+        finally:
+            await stream.aclose()
+        (record,) = await rec.wait(1)
+    (stats,) = seen
+    assert stats.zero_copy is zero_copy_supported()
+    assert record.bytes_in == len(request) + stats.left_to_right

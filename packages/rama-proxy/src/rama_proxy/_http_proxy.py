@@ -62,6 +62,7 @@ from rama_http.client._h1_engine import (
 from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._transport import IDEMPOTENT_METHODS, is_replayable
 from rama_http.server import ServerConfig
+from rama_http.server._h1_stream import RewindStream
 from rama_net import (
     AddressError,
     Authority,
@@ -888,16 +889,32 @@ class HttpProxy:
         )
 
     async def _relay(self, client: ByteStream, upstream: ByteStream, record: ProxyRecord) -> None:
+        early = 0
         try:
+            if isinstance(client, RewindStream):
+                # bytes the client sent right behind its CONNECT head: pass them on
+                # first, then relay the raw stream (so plain TCP still splices)
+                prefix = client.pending
+                client = client.inner
+                if prefix:
+                    with anyio.fail_after(self.timeout):
+                        await upstream.send(prefix)
+                    early = len(prefix)
             stats = await forward(client, upstream, idle_timeout=self.tunnel_idle_timeout)
-        except BaseException:
+        except BaseException as e:
             with anyio.CancelScope(shield=True):
                 for s in (client, upstream):
                     with contextlib.suppress(Exception):
                         await s.aclose()
+            if isinstance(e, (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)):
+                record.error = "connection lost"  # the early bytes could not go upstream
+                return
+            if isinstance(e, TimeoutError):
+                record.error = "upstream timed out"
+                return
             raise
-        record.bytes_in = stats.left_to_right
-        record.bytes_out = stats.right_to_left
+        record.bytes_in = early + stats.left_to_right
+        record.bytes_out += stats.right_to_left
         if stats.idle_timed_out:
             record.error = "idle timeout"
         elif stats.error is not None:
