@@ -460,3 +460,43 @@ async def test_upstream_proxy_that_never_answers_connect_is_504() -> None:
                 assert anyio.current_time() - started < 2
             records = await rec.wait(2)
             assert [r.upstream for r in records] == [upstream, upstream]
+
+
+@pytest.mark.anyio
+async def test_answers_pass_through_untouched() -> None:
+    """No redirects followed, no cookies kept, no decoding, trailers relayed, HEAD framed."""
+    import gzip
+
+    async with run_origin() as origin, run_proxy() as (port, _, _):
+        status, head, body = await raw_exchange(
+            port, f"GET {origin.url}/redirect HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        assert status == 302
+        assert b"\r\nLocation: /elsewhere\r\n" in head
+        assert b"\r\nSet-Cookie: a=1; Path=/\r\n" in head
+        assert body == b"moved\n"
+        status, head, body = await raw_exchange(
+            port, f"GET {origin.url}/gzip HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        assert status == 200
+        assert b"\r\nContent-Encoding: gzip\r\n" in head
+        assert gzip.decompress(body) == b"compressed body\n"
+        status, head, body = await raw_exchange(
+            port, f"HEAD {origin.url}/gzip HTTP/1.1\r\nHost: x\r\n\r\n".encode(), no_body=True
+        )
+        assert status == 200
+        assert body == b""
+        stream = await connect_tcp(f"127.0.0.1:{port}")
+        try:
+            await stream.send(
+                f"GET {origin.url}/trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n".encode()
+            )
+            buf = b""
+            with anyio.fail_after(5):
+                while not buf.endswith(b"\r\n\r\n") or b"0\r\n" not in buf:
+                    buf += await stream.receive()
+            assert b"part1\n" in buf
+            assert b"part2\n" in buf
+            assert buf.endswith(b"0\r\nX-Checksum: abc\r\n\r\n")
+        finally:
+            await stream.aclose()
