@@ -358,9 +358,15 @@ async def test_bad_input_is_answered_and_other_connections_go_on(
                 b"CONNECT :443 HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET http:///nohost HTTP/1.1\r\nHost: x\r\n\r\n",
             ]
+            caplog.set_level(logging.DEBUG, "rama")
             for data in bad:
+                before = len(caplog.records)
                 status, _, _ = await raw_exchange(port, data)
                 assert status == 400, data
+                await anyio.sleep(0.02)
+                lines = [r for r in caplog.records[before:] if r.name.startswith("rama.")]
+                assert len(lines) == 1, (data, [r.getMessage() for r in lines])  # logged once
+                assert lines[0].levelno == logging.DEBUG
             await keep.send(f"GET {origin.url}/ok HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             status, _, body = await read_response(keep)
             assert status == 200
