@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +29,12 @@ __all__ = [
     "run_origin",
     "run_proxy",
 ]
+
+
+def ws_accept(key: str) -> str:
+    """RFC 6455: what an origin answers to ``Sec-WebSocket-Key: key``."""
+    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def free_port() -> int:
@@ -125,7 +133,7 @@ class Origin:
                 headers=[
                     ("Upgrade", "websocket"),
                     ("Connection", "Upgrade"),
-                    ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                    ("Sec-WebSocket-Accept", ws_accept(req.headers.get("sec-websocket-key", ""))),
                 ],
                 on_upgrade=echo,
             )

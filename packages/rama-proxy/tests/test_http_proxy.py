@@ -396,7 +396,7 @@ async def test_websocket_upgrade_is_relayed() -> None:
                     buf += await stream.receive()
             head = buf.split(b"\r\n\r\n")[0].decode()
             assert head.startswith("HTTP/1.1 101 ")
-            assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+            assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455 sample
             assert "Upgrade: websocket" in head
             await stream.send(b"frame-bytes")
             with anyio.fail_after(5):

@@ -26,7 +26,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import logging
+import os
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -37,7 +39,16 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context
-from rama_http import Body, Headers, InvalidUri, RemoteProtocolError, Request, Response, Uri
+from rama_http import (
+    Body,
+    Headers,
+    InvalidUri,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Uri,
+    UriForm,
+)
 from rama_http import Version as HttpVersion
 from rama_http.client import (
     ClientConnection,
@@ -61,7 +72,7 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._transport import IDEMPOTENT_METHODS, is_replayable
-from rama_http.server import ServerConfig
+from rama_http.server import ExtendedConnectProtocol, ServerConfig
 from rama_http.server._h1_stream import RewindStream
 from rama_net import (
     AddressError,
@@ -199,6 +210,12 @@ class _CountedBody:
 
 
 _MAX_UPGRADE_HEAD = 64 * 1024
+_WS_GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _ws_accept(key: str) -> str:
+    """RFC 6455 section 4.2.2: the Sec-WebSocket-Accept for ``key``."""
+    return base64.b64encode(hashlib.sha1((key + _WS_GUID).encode("ascii")).digest()).decode()
 
 
 async def _read_raw_head(stream: ByteStream) -> tuple[bytes, bytes]:
@@ -710,13 +727,19 @@ class HttpProxy:
         uri: Uri,
         target: Authority,
         headers: Headers,
+        *,
+        ws_key: str | None = None,
     ) -> Response:
         """A WebSocket handshake in absolute-form: relayed on its own egress connection.
 
         The client pool does not switch protocols, so the handshake goes out on
         a connection of its own; a ``101`` answer turns both sides into a relay,
         any other answer is passed back (its body streamed) and the connection closed.
+        With ``ws_key`` the client spoke RFC 8441 (an h2 extended CONNECT): the
+        handshake went out as an HTTP/1.1 upgrade with that key, the origin's
+        ``Sec-WebSocket-Accept`` is checked and the client gets a ``200``.
         """
+        method = "GET" if ws_key is not None else req.method
         try:
             conn = await self.egress.serve(ctx, target)
         except UpstreamError as e:
@@ -728,16 +751,16 @@ class HttpProxy:
                 upstream = await tls_connect(
                     upstream, uri.host, self.connector.tls_config, ssl_context=self._ssl_context()
                 )
-            out, _ = prepare_headers(req.method, uri.authority or "", headers.items(), 0)
+            out, _ = prepare_headers(method, uri.authority or "", headers.items(), 0)
             with anyio.fail_after(self.timeout):
-                await upstream.send(serialize_head(req.method, uri.path_and_query, out))
+                await upstream.send(serialize_head(method, uri.path_and_query, out))
                 block, leftover = await _read_raw_head(upstream)
             switching = _parse_switching(block)
             engine: FastClientEngine | None = None
             head: ResponseHead | None = None
             if switching is None:
                 engine = FastClientEngine()
-                engine.request(req.method, uri.path_and_query, out, b"")
+                engine.request(method, uri.path_and_query, out, b"")
                 engine.feed(block + leftover)
                 ev = engine.next_event()
                 while not isinstance(ev, ResponseHead):  # 1xx interim answers
@@ -758,8 +781,19 @@ class HttpProxy:
                 )
             return self._fail(ctx, record, classify_forward_error(e, upstream=record.upstream))
         if switching is not None:
-            record.status = 101
-            resp_headers = strip_hop_by_hop(switching, keep_upgrade=True)
+            status = 101
+            resp_headers = strip_hop_by_hop(switching, keep_upgrade=ws_key is None)
+            if ws_key is not None:
+                if switching.get("sec-websocket-accept") != _ws_accept(ws_key):
+                    with contextlib.suppress(Exception):
+                        await upstream.aclose()
+                    _log.info("%s: wrong Sec-WebSocket-Accept from upstream", record.target)
+                    return self._finish(
+                        ctx, record, _text(502, "invalid response from upstream"), "bad accept"
+                    )
+                status = 200  # RFC 8441 section 5: the CONNECT stream is the WebSocket
+                resp_headers.remove("sec-websocket-accept")
+            record.status = status
 
             async def relay(client: ByteStream) -> None:
                 try:
@@ -771,7 +805,7 @@ class HttpProxy:
                     end_record(ctx, record)
 
             return Response(
-                101, headers=resp_headers, on_upgrade=_guarded(ctx, record, upstream, relay)
+                status, headers=resp_headers, on_upgrade=_guarded(ctx, record, upstream, relay)
             )
         assert head is not None
         assert engine is not None
@@ -798,6 +832,9 @@ class HttpProxy:
             uri = req.uri
         except InvalidUri:
             return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        protocol = ctx.get(ExtendedConnectProtocol)
+        if protocol is not None or uri.form is UriForm.ABSOLUTE:
+            return await self._extended_connect(ctx, req, record, uri, protocol)
         if uri.host is None or uri.port is None:
             return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
         try:
@@ -887,6 +924,46 @@ class HttpProxy:
             reason="Connection established",
             on_upgrade=_guarded(ctx, record, upstream_stream, tunnel),
         )
+
+    async def _extended_connect(
+        self,
+        ctx: Context,
+        req: Request,
+        record: ProxyRecord,
+        uri: Uri,
+        protocol: str | None,
+    ) -> Response:
+        """RFC 8441 (h2 extended CONNECT): a WebSocket to ``uri``, relayed as an h1 upgrade."""
+        record.target = str(uri)[:300]
+        if (protocol or "").lower() != "websocket" or uri.scheme not in ("http", "https"):
+            return self._finish(
+                ctx, record, _text(501, "unsupported CONNECT protocol"), "bad :protocol"
+            )
+        if uri.host is None:
+            return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        host = uri.host.lower()
+        port = uri.effective_port or (443 if uri.scheme == "https" else 80)
+        try:
+            target = Authority.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        except AddressError:
+            return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        if self.allow_connect_ports is not None and port not in self.allow_connect_ports:
+            return self._finish(
+                ctx, record, _text(403, "CONNECT to this port is not allowed"), "port not allowed"
+            )
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        fields: list[tuple[str, str]] = [("Host", uri.authority or host)]
+        for name, value in strip_hop_by_hop(req.headers).items():
+            k = name.lower()
+            if k in ("host", "sec-websocket-key", "sec-websocket-accept"):
+                continue
+            fields.append((name, value))
+        fields += [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", key)]
+        if not any(n.lower() == "sec-websocket-version" for n, _ in fields):
+            fields.append(("Sec-WebSocket-Version", "13"))
+        if self.via is not None:
+            fields.append(("Via", f"2 {self.via}"))
+        return await self._relay_upgrade(ctx, req, record, uri, target, Headers(fields), ws_key=key)
 
     async def _relay(self, client: ByteStream, upstream: ByteStream, record: ProxyRecord) -> None:
         early = 0
