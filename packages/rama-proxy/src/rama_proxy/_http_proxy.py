@@ -14,11 +14,19 @@ server (HTTP/1.1, h2, behind TLS or not):
 - ``CONNECT host:port`` asks the :class:`~rama_proxy.ConnectPolicy`, connects
   the egress (eagerly: ``200 Connection established`` only once it is up; or
   lazily) and relays bytes with :func:`rama_net.forward` (splice on plain TCP);
+- WebSocket handshakes are relayed: an absolute-form ``GET`` with
+  ``Upgrade: websocket`` (the 101 turns into a relay), and RFC 8441 extended
+  CONNECT over h2 (translated to an HTTP/1.1 upgrade towards the origin);
 - ``Proxy-Authorization: Basic`` is checked by a
   :class:`~rama_proxy.ProxyAuthenticator` (407 otherwise); the credentials
   never go upstream.
 
-Every request and tunnel opens one :class:`~rama_proxy.ProxyRecord`.
+Plain ``http://`` requests through an ``http://`` upstream proxy go to it in
+absolute-form (``absolute_form_upstream``); every other upstream kind carries
+them through a tunnel. Every request and tunnel opens one
+:class:`~rama_proxy.ProxyRecord` (``protocol`` ``http`` or ``connect``); an
+upstream failure is logged once at INFO, a client's bad request at DEBUG.
+Serve it with :meth:`HttpProxy.server_config` (no request-body cap).
 """
 
 from __future__ import annotations
