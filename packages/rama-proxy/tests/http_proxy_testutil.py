@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +14,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context, Service, service_fn
-from rama_http import Body, Request, Response
+from rama_http import Body, Headers, Request, Response
 from rama_http.server import ServerConfig, serve
 from rama_net import SocketInfo, TcpListener, connect_tcp
 from rama_proxy import HttpProxy, ProxyObservers, ProxyRecord
@@ -27,6 +29,12 @@ __all__ = [
     "run_origin",
     "run_proxy",
 ]
+
+
+def ws_accept(key: str) -> str:
+    """RFC 6455: what an origin answers to ``Sec-WebSocket-Key: key``."""
+    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def free_port() -> int:
@@ -79,6 +87,34 @@ class Origin:
     async def handle(self, ctx: Context, req: Request) -> Response:
         info = ctx.get(SocketInfo)
         peer = info.peer_addr.port if info is not None else 0
+        if req.path == "/redirect":
+            self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
+            return Response(
+                302,
+                headers=[("Location", "/elsewhere"), ("Set-Cookie", "a=1; Path=/")],
+                body=Body(b"moved\n"),
+            )
+        if req.path == "/gzip":
+            import gzip
+
+            self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
+            return Response(
+                200,
+                headers=[("Content-Encoding", "gzip"), ("Content-Type", "text/plain")],
+                body=Body(gzip.compress(b"compressed body\n")),
+            )
+        if req.path == "/trailers":
+            self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
+
+            async def parts() -> AsyncIterator[bytes]:
+                yield b"part1\n"
+                yield b"part2\n"
+
+            return Response(
+                200,
+                headers=[("Trailer", "X-Checksum")],
+                body=Body.from_iter(parts(), trailers=Headers([("X-Checksum", "abc")])),
+            )
         if req.path == "/ws":
             self.seen.append((req.method, req.target, req.headers.items(), 0, peer))
 
@@ -97,7 +133,7 @@ class Origin:
                 headers=[
                     ("Upgrade", "websocket"),
                     ("Connection", "Upgrade"),
-                    ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                    ("Sec-WebSocket-Accept", ws_accept(req.headers.get("sec-websocket-key", ""))),
                 ],
                 on_upgrade=echo,
             )
@@ -168,7 +204,7 @@ async def run_proxy(
     ctx = Context()
     ctx.insert(ProxyObservers(_Obs(rec)))
     svc: Service[Request, Response] = wrap(proxy) if wrap is not None else proxy
-    cfg = config or ServerConfig(max_body_size=None)
+    cfg = config or HttpProxy.server_config()
     try:
         async with TcpListener.bind("127.0.0.1:0") as listener, anyio.create_task_group() as tg:
             port = listener.local_addr.port
@@ -181,7 +217,9 @@ async def run_proxy(
         await proxy.aclose()
 
 
-async def read_response(stream: ByteStream, timeout: float = 5.0) -> tuple[int, bytes, bytes]:
+async def read_response(
+    stream: ByteStream, timeout: float = 5.0, *, no_body: bool = False
+) -> tuple[int, bytes, bytes]:
     """One response with a Content-Length body (or none): (status, head, body)."""
     buf = b""
     with anyio.fail_after(timeout):
@@ -193,7 +231,7 @@ async def read_response(stream: ByteStream, timeout: float = 5.0) -> tuple[int, 
         head, _, rest = buf.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
         length = 0
-        for line in head.split(b"\r\n")[1:]:
+        for line in [] if no_body else head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
@@ -205,10 +243,12 @@ async def read_response(stream: ByteStream, timeout: float = 5.0) -> tuple[int, 
     return status, head, rest
 
 
-async def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[int, bytes, bytes]:
+async def raw_exchange(
+    port: int, data: bytes, timeout: float = 5.0, *, no_body: bool = False
+) -> tuple[int, bytes, bytes]:
     stream = await connect_tcp(f"127.0.0.1:{port}")
     try:
         await stream.send(data)
-        return await read_response(stream, timeout)
+        return await read_response(stream, timeout, no_body=no_body)
     finally:
         await stream.aclose()

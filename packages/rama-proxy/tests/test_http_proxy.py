@@ -293,8 +293,8 @@ async def test_upstream_failures_answer_502_and_504(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.INFO, "rama.proxy.http")
     async with TcpListener.bind("127.0.0.1:0") as silent:
         # accepts (backlog) and never answers
-        egress = Egress(connect_timeout=1)
-        async with run_proxy(HttpProxy(egress=egress, timeout=0.5)) as (port, _, rec):
+        egress = Egress(connect_timeout=0.5)
+        async with run_proxy(HttpProxy(egress=egress, timeout=0.3)) as (port, _, rec):
             refused = free_port()
             cases = [
                 (f"http://127.0.0.1:{refused}/", 502, UpstreamFailure.REFUSED.reason),
@@ -358,9 +358,15 @@ async def test_bad_input_is_answered_and_other_connections_go_on(
                 b"CONNECT :443 HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET http:///nohost HTTP/1.1\r\nHost: x\r\n\r\n",
             ]
+            caplog.set_level(logging.DEBUG, "rama")
             for data in bad:
+                before = len(caplog.records)
                 status, _, _ = await raw_exchange(port, data)
                 assert status == 400, data
+                await anyio.sleep(0.02)
+                lines = [r for r in caplog.records[before:] if r.name.startswith("rama.")]
+                assert len(lines) == 1, (data, [r.getMessage() for r in lines])  # logged once
+                assert lines[0].levelno == logging.DEBUG
             await keep.send(f"GET {origin.url}/ok HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             status, _, body = await read_response(keep)
             assert status == 200
@@ -390,7 +396,7 @@ async def test_websocket_upgrade_is_relayed() -> None:
                     buf += await stream.receive()
             head = buf.split(b"\r\n\r\n")[0].decode()
             assert head.startswith("HTTP/1.1 101 ")
-            assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+            assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455 sample
             assert "Upgrade: websocket" in head
             await stream.send(b"frame-bytes")
             with anyio.fail_after(5):
@@ -447,8 +453,8 @@ async def test_upstream_proxy_that_never_answers_connect_is_504() -> None:
 
     async with TcpListener.bind("127.0.0.1:0") as silent:
         upstream = f"http://127.0.0.1:{silent.local_addr.port}"
-        egress = Egress(selector=StaticUpstream(upstream), connect_timeout=0.5)
-        async with run_proxy(HttpProxy(egress=egress, timeout=0.5)) as (port, _, rec):
+        egress = Egress(selector=StaticUpstream(upstream), connect_timeout=0.3)
+        async with run_proxy(HttpProxy(egress=egress, timeout=0.3)) as (port, _, rec):
             for data in (
                 b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET https://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -460,3 +466,43 @@ async def test_upstream_proxy_that_never_answers_connect_is_504() -> None:
                 assert anyio.current_time() - started < 2
             records = await rec.wait(2)
             assert [r.upstream for r in records] == [upstream, upstream]
+
+
+@pytest.mark.anyio
+async def test_answers_pass_through_untouched() -> None:
+    """No redirects followed, no cookies kept, no decoding, trailers relayed, HEAD framed."""
+    import gzip
+
+    async with run_origin() as origin, run_proxy() as (port, _, _):
+        status, head, body = await raw_exchange(
+            port, f"GET {origin.url}/redirect HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        assert status == 302
+        assert b"\r\nLocation: /elsewhere\r\n" in head
+        assert b"\r\nSet-Cookie: a=1; Path=/\r\n" in head
+        assert body == b"moved\n"
+        status, head, body = await raw_exchange(
+            port, f"GET {origin.url}/gzip HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        assert status == 200
+        assert b"\r\nContent-Encoding: gzip\r\n" in head
+        assert gzip.decompress(body) == b"compressed body\n"
+        status, head, body = await raw_exchange(
+            port, f"HEAD {origin.url}/gzip HTTP/1.1\r\nHost: x\r\n\r\n".encode(), no_body=True
+        )
+        assert status == 200
+        assert body == b""
+        stream = await connect_tcp(f"127.0.0.1:{port}")
+        try:
+            await stream.send(
+                f"GET {origin.url}/trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n".encode()
+            )
+            buf = b""
+            with anyio.fail_after(5):
+                while not buf.endswith(b"\r\n\r\n") or b"0\r\n" not in buf:
+                    buf += await stream.receive()
+            assert b"part1\n" in buf
+            assert b"part2\n" in buf
+            assert buf.endswith(b"0\r\nX-Checksum: abc\r\n\r\n")
+        finally:
+            await stream.aclose()

@@ -289,3 +289,80 @@ async def test_plain_tcp_tunnel_takes_the_zero_copy_path(
     (stats,) = seen
     assert stats.zero_copy is zero_copy_supported()
     assert record.bytes_out == stats.right_to_left > 2000000
+
+
+def test_realm_is_quoted_and_checked() -> None:
+    checker = StaticCredentials({})
+    proxy = HttpProxy(authenticator=ProxyAuthenticator(checker, realm='say "hi"'))
+    assert proxy._realm_header == 'Basic realm="say \\"hi\\""'
+    with pytest.raises(ValueError, match="control"):
+        HttpProxy(authenticator=ProxyAuthenticator(checker, realm="a\r\nX-Injected: 1"))
+    assert HttpProxy.server_config().max_body_size is None
+    assert HttpProxy.server_config(max_body_size=5).max_body_size == 5
+
+
+@pytest.mark.anyio
+async def test_served_as_a_stream_service_over_ipv6(require_peer: Callable[[str], str]) -> None:
+    require_peer("curl")
+    from rama_core import service_fn as _fn
+    from rama_http import Response
+    from rama_http.server import HttpServer, serve
+    from rama_net import TcpListener
+
+    @_fn
+    async def v6_origin(ctx: Context, req: Request) -> Response:
+        return Response.from_text(f"v6 {req.method} {req.target} {req.headers.get('host')}\n")
+
+    proxy = HttpProxy()
+    try:
+        async with (
+            TcpListener.bind("[::1]:0") as origin,
+            TcpListener.bind("[::1]:0") as listener,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(lambda: serve(origin, v6_origin))
+            tg.start_soon(listener.serve, HttpServer(proxy, HttpProxy.server_config()))
+            url = f"http://[::1]:{origin.local_addr.port}/six"
+            px = f"http://[::1]:{listener.local_addr.port}"
+            for args in ((), ("-p",)):
+                code, out, err = await _curl(*args, "-x", px, url)
+                assert code == 0, err
+                assert out == f"v6 GET /six [::1]:{origin.local_addr.port}\n"
+            tg.cancel_scope.cancel()
+    finally:
+        await proxy.aclose()
+
+
+@pytest.mark.anyio
+async def test_pipelined_bytes_behind_connect_go_first_and_the_tunnel_still_splices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rama_proxy._http_proxy as hp
+    from rama_net import ForwardStats, forward, zero_copy_supported
+
+    seen: list[ForwardStats] = []
+
+    async def spy(left: ByteStream, right: ByteStream, **kw: object) -> ForwardStats:
+        stats = await forward(left, right, **kw)  # type: ignore[arg-type]
+        seen.append(stats)
+        return stats
+
+    monkeypatch.setattr(hp, "forward", spy)
+    async with run_origin() as origin, run_proxy() as (port, _, rec):
+        stream = await connect_tcp(f"127.0.0.1:{port}")
+        try:
+            request = b"GET /piped HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            await stream.send(
+                f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode() + request
+            )
+            status, _, _ = await read_response(stream)
+            assert status == 200
+            status, _, body = await read_response(stream)
+            assert status == 200
+            assert body.startswith(b"GET /piped\n")
+        finally:
+            await stream.aclose()
+        (record,) = await rec.wait(1)
+    (stats,) = seen
+    assert stats.zero_copy is zero_copy_supported()
+    assert record.bytes_in == len(request) + stats.left_to_right

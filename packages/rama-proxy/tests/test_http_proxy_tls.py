@@ -248,3 +248,83 @@ async def test_h2_client_forward_and_connect_streams(ca: CertificateAuthority) -
         await stream.aclose()
         records = await rec.wait(2)
         assert sorted(r.protocol for r in records) == ["connect", "http"]
+
+
+@pytest.mark.anyio
+async def test_h2_extended_connect_websocket_is_relayed_as_an_h1_upgrade(
+    ca: CertificateAuthority,
+) -> None:
+    async with run_origin() as origin, run_proxy(tls=_tls(ca)) as (port, _, rec):
+        from rama_tls import tls_connect
+
+        raw = await connect_tcp(f"127.0.0.1:{port}")
+        stream = await tls_connect(
+            raw, "127.0.0.1", TlsClientConfig(ca_pem=ca.cert_pem(), alpn_protocols=("h2",))
+        )
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        await stream.send(conn.data_to_send())
+        # wait for the server's SETTINGS (SETTINGS_ENABLE_CONNECT_PROTOCOL)
+        await _h2_read(
+            stream,
+            conn,
+            lambda evs: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in evs),
+        )
+        authority = f"127.0.0.1:{origin.port}"
+        sids = []
+        for path in ("/ws", "/not-ws"):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(
+                sid,
+                [
+                    (":method", "CONNECT"),
+                    (":protocol", "websocket"),
+                    (":scheme", "http"),
+                    (":authority", authority),
+                    (":path", path),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-protocol", "chat"),
+                ],
+            )
+            sids.append(sid)
+        await stream.send(conn.data_to_send())
+        events = await _h2_read(
+            stream,
+            conn,
+            lambda evs: all(
+                any(isinstance(e, h2.events.ResponseReceived) and e.stream_id == s for e in evs)
+                for s in sids
+            ),
+        )
+        heads = {
+            e.stream_id: dict(e.headers)
+            for e in events
+            if isinstance(e, h2.events.ResponseReceived)
+        }
+        assert heads[sids[0]][b":status"] == b"200"
+        assert b"sec-websocket-accept" not in heads[sids[0]]
+        # the origin did not switch for /not-ws: its 200 comes back as a normal answer
+        assert heads[sids[1]][b":status"] == b"200"
+        conn.send_data(sids[0], b"ws-frame")
+        await stream.send(conn.data_to_send())
+        got = b""
+
+        def echoed(evs: list[object]) -> bool:
+            nonlocal got
+            got = b"".join(
+                e.data
+                for e in evs
+                if isinstance(e, h2.events.DataReceived) and e.stream_id == sids[0]
+            )
+            return got == b"echo:ws-frame"
+
+        await _h2_read(stream, conn, echoed)
+        await stream.aclose()
+        (_, _, headers, _, _) = next(s for s in origin.seen if s[1] == "/ws")
+        names = [n.lower() for n, _ in headers]
+        assert names[0] == "host"
+        assert ("Upgrade", "websocket") in headers
+        assert "sec-websocket-key" in names
+        assert ("sec-websocket-protocol", "chat") in headers
+        records = await rec.wait(2)
+        assert {r.status for r in records} == {200}

@@ -14,18 +14,29 @@ server (HTTP/1.1, h2, behind TLS or not):
 - ``CONNECT host:port`` asks the :class:`~rama_proxy.ConnectPolicy`, connects
   the egress (eagerly: ``200 Connection established`` only once it is up; or
   lazily) and relays bytes with :func:`rama_net.forward` (splice on plain TCP);
+- WebSocket handshakes are relayed: an absolute-form ``GET`` with
+  ``Upgrade: websocket`` (the 101 turns into a relay), and RFC 8441 extended
+  CONNECT over h2 (translated to an HTTP/1.1 upgrade towards the origin);
 - ``Proxy-Authorization: Basic`` is checked by a
   :class:`~rama_proxy.ProxyAuthenticator` (407 otherwise); the credentials
   never go upstream.
 
-Every request and tunnel opens one :class:`~rama_proxy.ProxyRecord`.
+Plain ``http://`` requests through an ``http://`` upstream proxy go to it in
+absolute-form (``absolute_form_upstream``); every other upstream kind carries
+them through a tunnel. Every request and tunnel opens one
+:class:`~rama_proxy.ProxyRecord` (``protocol`` ``http`` or ``connect``); an
+upstream failure is logged once at INFO, a client's bad request at DEBUG.
+Serve it with :meth:`HttpProxy.server_config` (no request-body cap).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import hashlib
 import logging
+import os
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -36,9 +47,19 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context
-from rama_http import Body, Headers, InvalidUri, RemoteProtocolError, Request, Response, Uri
+from rama_http import (
+    Body,
+    Headers,
+    InvalidUri,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Uri,
+    UriForm,
+)
 from rama_http import Version as HttpVersion
 from rama_http.client import (
+    ClientConnection,
     ConnectionPool,
     HttpConnector,
     Limits,
@@ -48,7 +69,7 @@ from rama_http.client import (
     Timeout,
     TimeoutException,
 )
-from rama_http.client._connection import ClientConnection, NoResponse
+from rama_http.client._connection import NoResponse
 from rama_http.client._h1_engine import (
     NEED_DATA,
     BodyData,
@@ -59,6 +80,8 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._transport import IDEMPOTENT_METHODS, is_replayable
+from rama_http.server import ExtendedConnectProtocol, ServerConfig
+from rama_http.server._h1_stream import RewindStream
 from rama_net import (
     AddressError,
     Authority,
@@ -195,6 +218,12 @@ class _CountedBody:
 
 
 _MAX_UPGRADE_HEAD = 64 * 1024
+_WS_GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _ws_accept(key: str) -> str:
+    """RFC 6455 section 4.2.2: the Sec-WebSocket-Accept for ``key``."""
+    return base64.b64encode(hashlib.sha1((key + _WS_GUID).encode("ascii")).digest()).decode()
 
 
 async def _read_raw_head(stream: ByteStream) -> tuple[bytes, bytes]:
@@ -385,9 +414,25 @@ class HttpProxy:
         )
         """The upstream connection pool (keyed by target, upstream proxy and TLS)."""
         self._upgrade_ssl: ssl.SSLContext | None = None
+        if authenticator is not None and any(
+            ord(c) < 0x20 or ord(c) == 0x7F for c in authenticator.realm
+        ):
+            raise ValueError("the proxy realm must not contain control characters")
         self._realm_header = (
-            f'Basic realm="{authenticator.realm}"' if authenticator is not None else ""
+            'Basic realm="{}"'.format(authenticator.realm.replace("\\", "\\\\").replace('"', '\\"'))
+            if authenticator is not None
+            else ""
         )
+
+    @staticmethod
+    def server_config(**changes: Any) -> ServerConfig:
+        """A :class:`~rama_http.server.ServerConfig` suited to serving a proxy.
+
+        Request bodies are not limited in size (they stream to the upstream;
+        the server's default 16 MiB cap would answer 413 to large uploads);
+        ``changes`` override any field.
+        """
+        return dataclasses.replace(ServerConfig(max_body_size=None), **changes)
 
     async def aclose(self) -> None:
         """Close every pooled upstream connection."""
@@ -690,13 +735,19 @@ class HttpProxy:
         uri: Uri,
         target: Authority,
         headers: Headers,
+        *,
+        ws_key: str | None = None,
     ) -> Response:
         """A WebSocket handshake in absolute-form: relayed on its own egress connection.
 
         The client pool does not switch protocols, so the handshake goes out on
         a connection of its own; a ``101`` answer turns both sides into a relay,
         any other answer is passed back (its body streamed) and the connection closed.
+        With ``ws_key`` the client spoke RFC 8441 (an h2 extended CONNECT): the
+        handshake went out as an HTTP/1.1 upgrade with that key, the origin's
+        ``Sec-WebSocket-Accept`` is checked and the client gets a ``200``.
         """
+        method = "GET" if ws_key is not None else req.method
         try:
             conn = await self.egress.serve(ctx, target)
         except UpstreamError as e:
@@ -708,16 +759,16 @@ class HttpProxy:
                 upstream = await tls_connect(
                     upstream, uri.host, self.connector.tls_config, ssl_context=self._ssl_context()
                 )
-            out, _ = prepare_headers(req.method, uri.authority or "", headers.items(), 0)
+            out, _ = prepare_headers(method, uri.authority or "", headers.items(), 0)
             with anyio.fail_after(self.timeout):
-                await upstream.send(serialize_head(req.method, uri.path_and_query, out))
+                await upstream.send(serialize_head(method, uri.path_and_query, out))
                 block, leftover = await _read_raw_head(upstream)
             switching = _parse_switching(block)
             engine: FastClientEngine | None = None
             head: ResponseHead | None = None
             if switching is None:
                 engine = FastClientEngine()
-                engine.request(req.method, uri.path_and_query, out, b"")
+                engine.request(method, uri.path_and_query, out, b"")
                 engine.feed(block + leftover)
                 ev = engine.next_event()
                 while not isinstance(ev, ResponseHead):  # 1xx interim answers
@@ -738,8 +789,19 @@ class HttpProxy:
                 )
             return self._fail(ctx, record, classify_forward_error(e, upstream=record.upstream))
         if switching is not None:
-            record.status = 101
-            resp_headers = strip_hop_by_hop(switching, keep_upgrade=True)
+            status = 101
+            resp_headers = strip_hop_by_hop(switching, keep_upgrade=ws_key is None)
+            if ws_key is not None:
+                if switching.get("sec-websocket-accept") != _ws_accept(ws_key):
+                    with contextlib.suppress(Exception):
+                        await upstream.aclose()
+                    _log.info("%s: wrong Sec-WebSocket-Accept from upstream", record.target)
+                    return self._finish(
+                        ctx, record, _text(502, "invalid response from upstream"), "bad accept"
+                    )
+                status = 200  # RFC 8441 section 5: the CONNECT stream is the WebSocket
+                resp_headers.remove("sec-websocket-accept")
+            record.status = status
 
             async def relay(client: ByteStream) -> None:
                 try:
@@ -751,7 +813,7 @@ class HttpProxy:
                     end_record(ctx, record)
 
             return Response(
-                101, headers=resp_headers, on_upgrade=_guarded(ctx, record, upstream, relay)
+                status, headers=resp_headers, on_upgrade=_guarded(ctx, record, upstream, relay)
             )
         assert head is not None
         assert engine is not None
@@ -778,6 +840,9 @@ class HttpProxy:
             uri = req.uri
         except InvalidUri:
             return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        protocol = ctx.get(ExtendedConnectProtocol)
+        if protocol is not None or uri.form is UriForm.ABSOLUTE:
+            return await self._extended_connect(ctx, req, record, uri, protocol)
         if uri.host is None or uri.port is None:
             return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
         try:
@@ -868,17 +933,73 @@ class HttpProxy:
             on_upgrade=_guarded(ctx, record, upstream_stream, tunnel),
         )
 
-    async def _relay(self, client: ByteStream, upstream: ByteStream, record: ProxyRecord) -> None:
+    async def _extended_connect(
+        self,
+        ctx: Context,
+        req: Request,
+        record: ProxyRecord,
+        uri: Uri,
+        protocol: str | None,
+    ) -> Response:
+        """RFC 8441 (h2 extended CONNECT): a WebSocket to ``uri``, relayed as an h1 upgrade."""
+        record.target = str(uri)[:300]
+        if (protocol or "").lower() != "websocket" or uri.scheme not in ("http", "https"):
+            return self._finish(
+                ctx, record, _text(501, "unsupported CONNECT protocol"), "bad :protocol"
+            )
+        if uri.host is None:
+            return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        host = uri.host.lower()
+        port = uri.effective_port or (443 if uri.scheme == "https" else 80)
         try:
+            target = Authority.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        except AddressError:
+            return self._finish(ctx, record, _text(400, "invalid CONNECT target"), "bad target")
+        if self.allow_connect_ports is not None and port not in self.allow_connect_ports:
+            return self._finish(
+                ctx, record, _text(403, "CONNECT to this port is not allowed"), "port not allowed"
+            )
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        fields: list[tuple[str, str]] = [("Host", uri.authority or host)]
+        for name, value in strip_hop_by_hop(req.headers).items():
+            k = name.lower()
+            if k in ("host", "sec-websocket-key", "sec-websocket-accept"):
+                continue
+            fields.append((name, value))
+        fields += [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", key)]
+        if not any(n.lower() == "sec-websocket-version" for n, _ in fields):
+            fields.append(("Sec-WebSocket-Version", "13"))
+        if self.via is not None:
+            fields.append(("Via", f"2 {self.via}"))
+        return await self._relay_upgrade(ctx, req, record, uri, target, Headers(fields), ws_key=key)
+
+    async def _relay(self, client: ByteStream, upstream: ByteStream, record: ProxyRecord) -> None:
+        early = 0
+        try:
+            if isinstance(client, RewindStream):
+                # bytes the client sent right behind its CONNECT head: pass them on
+                # first, then relay the raw stream (so plain TCP still splices)
+                prefix = client.pending
+                client = client.inner
+                if prefix:
+                    with anyio.fail_after(self.timeout):
+                        await upstream.send(prefix)
+                    early = len(prefix)
             stats = await forward(client, upstream, idle_timeout=self.tunnel_idle_timeout)
-        except BaseException:
+        except BaseException as e:
             with anyio.CancelScope(shield=True):
                 for s in (client, upstream):
                     with contextlib.suppress(Exception):
                         await s.aclose()
+            if isinstance(e, (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)):
+                record.error = "connection lost"  # the early bytes could not go upstream
+                return
+            if isinstance(e, TimeoutError):
+                record.error = "upstream timed out"
+                return
             raise
-        record.bytes_in = stats.left_to_right
-        record.bytes_out = stats.right_to_left
+        record.bytes_in = early + stats.left_to_right
+        record.bytes_out += stats.right_to_left
         if stats.idle_timed_out:
             record.error = "idle timeout"
         elif stats.error is not None:
