@@ -62,6 +62,15 @@ class Executor:
         else:
             await self._shutdown.wait_triggered()
 
+    def on_shutdown(self, callback: Callable[[], object]) -> AbstractContextManager[object]:
+        """While in the block, call ``callback()`` when a graceful shutdown triggers.
+
+        A no-op without a shutdown. See :meth:`Shutdown.on_trigger`.
+        """
+        if self._shutdown is None:
+            return nullcontext()
+        return self._shutdown.on_trigger(callback)
+
     def guard(self, name: str = "task") -> AbstractContextManager[object]:
         """A context manager marking in-flight work the shutdown must wait for."""
         if self._shutdown is None:

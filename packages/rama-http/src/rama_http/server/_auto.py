@@ -164,15 +164,14 @@ class HttpServer:
         if timeout is None:
             timeout = cfg.keep_alive_timeout
         choice: HttpVersionChoice | None = None
-        async with anyio.create_task_group() as tg:
-            if ctx.executor.shutdown is not None:
-                # A connection that has not sent a byte is idle: a shutdown closes it.
-                async def on_shutdown() -> None:
-                    await ctx.executor.wait_shutdown()
-                    if not peek.peeked:
-                        tg.cancel_scope.cancel()
 
-                tg.start_soon(on_shutdown)
+        def on_shutdown() -> None:
+            # A connection that has not sent a byte is idle: a shutdown closes it.
+            if not peek.peeked:
+                scope.cancel()
+
+        # No task per connection: a shutdown callback (a dict entry) cancels the wait.
+        with anyio.CancelScope() as scope, ctx.executor.on_shutdown(on_shutdown):
             try:
                 await peek.fill(
                     lambda buf: detect_version(buf) is not None,
@@ -184,9 +183,9 @@ class HttpServer:
                 pass
             except ConnectionLost as e:
                 _log.debug("connection lost while detecting the version: %s", e)
-                tg.cancel_scope.cancel()
                 return None, stream, b""
-            tg.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            return None, stream, b""
         initial = peek.take_peeked()
         if choice is None and initial:
             # Too slow, or closed, before the preface was complete: HTTP/1.x answers

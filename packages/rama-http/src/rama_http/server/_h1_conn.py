@@ -32,7 +32,7 @@ from email.utils import formatdate
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, TaskGroup
 from anyio.lowlevel import checkpoint
 
 from rama_core import Context, Service
@@ -183,6 +183,8 @@ class Http1Connection:
         self._unyielded = 0
         self._slice_start = 0.0
         self._clock: Callable[[], float] = time.monotonic  # the loop's, once running
+        self._tg: TaskGroup | None = None
+        self._watcher: anyio.CancelScope | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
@@ -193,9 +195,11 @@ class Http1Connection:
             # run in this connection's task group, which waits for them.
             ctx = self.ctx = self.ctx.fork()
             ctx.executor = ctx.executor.with_task_group(tg)
-            watcher = anyio.CancelScope()
-            tg.start_soon(self._watch, watcher)
-            with anyio.CancelScope() as scope:
+            self._tg = tg
+            # The deadline watcher starts on the first wait for the peer (or at a
+            # shutdown): a short connection whose request is already buffered
+            # costs no task and no cancellation.
+            with anyio.CancelScope() as scope, ctx.executor.on_shutdown(self._start_watch):
                 self._scope = scope
                 try:
                     if self._initial:
@@ -204,7 +208,8 @@ class Http1Connection:
                 except (_ConnectionGone, anyio.BrokenResourceError):
                     # (a protocol handed the stream by an upgrade lost it)
                     pass
-            watcher.cancel()
+            if self._watcher is not None:
+                self._watcher.cancel()
             if self._timed_out is not None:
                 await self._on_timeout(self._timed_out)
 
@@ -221,6 +226,12 @@ class Http1Connection:
             if t is not None
         ]
         return max(min(timeouts), 0.01) if timeouts else None
+
+    def _start_watch(self) -> None:
+        """Start the deadline watcher unless it runs (before any wait for the peer)."""
+        if self._watcher is None and self._tg is not None:
+            self._watcher = anyio.CancelScope()
+            self._tg.start_soon(self._watch, self._watcher)
 
     async def _watch(self, scope: anyio.CancelScope) -> None:
         """Cancel the loop when a deadline passes or, while idle, on shutdown.
@@ -300,6 +311,8 @@ class Http1Connection:
             # lets other tasks run (see _SLICE).
             self._unyielded = 0
             self._slice_start = 0.0
+        if self._watcher is None:
+            self._start_watch()
         try:
             data = await self.stream.receive(65536)
         except anyio.EndOfStream:
@@ -558,6 +571,8 @@ class Http1Connection:
             phase = self._phase
             self._phase = _WRITE
             self._set_deadline(self.config.write_timeout)
+            if self._watcher is None:
+                self._start_watch()
             await self.stream.send(data)
         except anyio.BrokenResourceError as e:
             raise _ConnectionGone from e
@@ -568,6 +583,8 @@ class Http1Connection:
         phase = self._phase
         self._phase = _WRITE
         self._set_deadline(self.config.write_timeout)
+        if self._watcher is None:
+            self._start_watch()
         await fast.drain()
         self._deadline = _INF
         self._phase = phase

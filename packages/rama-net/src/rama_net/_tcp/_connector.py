@@ -99,6 +99,16 @@ async def _connect_one(ip: IpAddress, port: int) -> socket.socket:
 
 
 async def _race(addrs: list[IpAddress], port: int, delay: float) -> socket.socket:
+    if len(addrs) == 1:
+        # Nothing to race (an IP literal, a single record): no task group, no cancel.
+        try:
+            return await _connect_one(addrs[0], port)
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                raise ConnectRefused(
+                    f"connection refused by {addrs[0]}", errno=errno.ECONNREFUSED
+                ) from exc
+            raise ConnectError(str(exc), errno=exc.errno) from exc
     winner: list[socket.socket] = []
     errors: list[OSError] = []
     async with anyio.create_task_group() as tg:

@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
+from anyio.lowlevel import checkpoint
 
 from rama_core import Context, RamaError, Service, Shutdown, format_error_chain
 
@@ -132,6 +133,10 @@ class TcpServerConfig:
     Shutdown the smaller of the two applies."""
 
 
+_ACCEPT_BATCH = 64
+"""Connections taken per readiness wakeup at most (then other tasks get a turn)."""
+
+
 class _Slots:
     """Counts open connections; accept loops wait while the limit is reached."""
 
@@ -146,6 +151,13 @@ class _Slots:
                 self._freed = anyio.Event()
             await self._freed.wait()
         self.open += 1
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free, without waiting."""
+        if self.limit is not None and self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
 
     def release(self) -> None:
         self.open -= 1
@@ -419,33 +431,44 @@ class TcpListener:
             await slots.acquire()
             try:
                 await anyio.wait_readable(sock)
-                conn, _ = sock.accept()
-            except BlockingIOError:
-                slots.release()
-                continue
-            except OSError as exc:
-                slots.release()
-                if exc.errno in _FD_ERRORS:
-                    # out of fds: retry every 100 ms, say so at most every 10 s
-                    self._accept_warning.log(
-                        logging.WARNING,
-                        "accept on %s failed (%s); backing off (%d connections open)",
-                        SocketAddress.from_sockaddr(sock.getsockname()),
-                        exc,
-                        slots.open,
-                    )
-                    await anyio.sleep(0.1)
-                    continue
-                if exc.errno in _PENDING_NETWORK_ERRORS:
-                    # accept(2): errors of the aborted connection, not of the listener
-                    _log.debug("accept: connection dropped before it was taken (%s)", exc)
-                    continue
-                raise
             except BaseException:
                 slots.release()  # cancelled while waiting: the slot was never used
                 raise
-            guard = ctx.executor.guard("tcp-connection")
-            conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
+            # Take every connection already queued (as slots allow) before waiting
+            # again: one readiness wait per burst, not per connection.
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    slots.release()
+                    break
+                except OSError as exc:
+                    slots.release()
+                    if exc.errno in _FD_ERRORS:
+                        # out of fds: retry every 100 ms, say so at most every 10 s
+                        self._accept_warning.log(
+                            logging.WARNING,
+                            "accept on %s failed (%s); backing off (%d connections open)",
+                            SocketAddress.from_sockaddr(sock.getsockname()),
+                            exc,
+                            slots.open,
+                        )
+                        await anyio.sleep(0.1)
+                        break
+                    if exc.errno in _PENDING_NETWORK_ERRORS:
+                        # accept(2): errors of the aborted connection, not of the listener
+                        _log.debug("accept: connection dropped before it was taken (%s)", exc)
+                        if not slots.try_acquire():
+                            break
+                        continue
+                    raise
+                guard = ctx.executor.guard("tcp-connection")
+                conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
+                if not slots.try_acquire():
+                    break
+            else:
+                slots.release()  # the batch is done; the slot taken for the next one is unused
+                await checkpoint()
 
     async def _handle(
         self,
