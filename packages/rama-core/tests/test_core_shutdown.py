@@ -276,3 +276,22 @@ def test_shutdown_not_running_errors() -> None:
         _ = sd.executor
     with pytest.raises(RuntimeError, match="not running"):
         sd.spawn(anyio.sleep, 0)
+
+
+@pytest.mark.anyio
+async def test_on_trigger_callbacks_run_once_and_unregister() -> None:
+    calls: list[str] = []
+    async with Shutdown(grace=1.0, signals=()) as shutdown:
+        with shutdown.on_trigger(lambda: calls.append("inside")):
+            pass
+        with (
+            shutdown.on_trigger(lambda: calls.append("a")),
+            shutdown.on_trigger(
+                lambda: 1 / 0  # a failing callback is logged; the others still run
+            ),
+        ):
+            shutdown.trigger("test")
+            shutdown.trigger("again")
+        with shutdown.on_trigger(lambda: calls.append("late")):
+            pass
+    assert calls == ["a", "late"]  # "inside" left its block before the trigger
