@@ -1,0 +1,55 @@
+"""Flow records, the flow store, and exports (JSON lines, HAR 1.2, curl).
+
+A :class:`Flow` is one HTTP exchange as the proxy saw it (headers in order
+with their casing, captured bodies, timings, addresses, TLS on both sides,
+WebSocket messages); a :class:`TunnelFlow` is a raw tunnel (bytes each way,
+duration). A :class:`FlowStore` keeps the most recent ones within a count and
+a body-bytes budget and feeds live viewers; :class:`JsonLinesWriter` appends
+them to a file that :func:`read_jsonl` reads back.
+"""
+
+from ._flow import (
+    Address,
+    AnyFlow,
+    BodyCapture,
+    CapturedBody,
+    Flow,
+    FlowFormatError,
+    HttpRequestRecord,
+    HttpResponseRecord,
+    TimingRecord,
+    TlsRecord,
+    TunnelFlow,
+    WebSocketMessage,
+    flow_from_json,
+)
+from ._store import (
+    FlowEvent,
+    FlowStore,
+    FlowSubscription,
+    JsonLinesWriter,
+    SubscriberLagged,
+    read_jsonl,
+)
+
+__all__ = [
+    "Address",
+    "AnyFlow",
+    "BodyCapture",
+    "CapturedBody",
+    "Flow",
+    "FlowEvent",
+    "FlowFormatError",
+    "FlowStore",
+    "FlowSubscription",
+    "HttpRequestRecord",
+    "HttpResponseRecord",
+    "JsonLinesWriter",
+    "SubscriberLagged",
+    "TimingRecord",
+    "TlsRecord",
+    "TunnelFlow",
+    "WebSocketMessage",
+    "flow_from_json",
+    "read_jsonl",
+]
