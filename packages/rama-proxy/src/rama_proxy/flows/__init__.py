@@ -6,6 +6,11 @@ WebSocket messages); a :class:`TunnelFlow` is a raw tunnel (bytes each way,
 duration). A :class:`FlowStore` keeps the most recent ones within a count and
 a body-bytes budget and feeds live viewers; :class:`JsonLinesWriter` appends
 them to a file that :func:`read_jsonl` reads back.
+
+Exports: :func:`to_har` / :func:`from_har` (HAR 1.2, credentials redacted by
+default, validated against :func:`har_schema`), :func:`replay_har` (send a
+HAR's requests again with a rama ``HttpClient``), and :func:`to_curl` (a
+curl command line that sends the exact same request).
 """
 
 from ._flow import (
@@ -23,6 +28,7 @@ from ._flow import (
     WebSocketMessage,
     flow_from_json,
 )
+from ._har import REDACTED, SENSITIVE_HEADERS, from_har, har_schema, replay_har, to_har
 from ._store import (
     FlowEvent,
     FlowStore,
@@ -33,6 +39,8 @@ from ._store import (
 )
 
 __all__ = [
+    "REDACTED",
+    "SENSITIVE_HEADERS",
     "Address",
     "AnyFlow",
     "BodyCapture",
@@ -51,5 +59,9 @@ __all__ = [
     "TunnelFlow",
     "WebSocketMessage",
     "flow_from_json",
+    "from_har",
+    "har_schema",
     "read_jsonl",
+    "replay_har",
+    "to_har",
 ]
