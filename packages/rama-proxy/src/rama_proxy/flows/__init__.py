@@ -13,6 +13,7 @@ HAR's requests again with a rama ``HttpClient``), and :func:`to_curl` (a
 curl command line that sends the exact same request).
 """
 
+from ._curl import to_curl
 from ._flow import (
     Address,
     AnyFlow,
@@ -63,5 +64,6 @@ __all__ = [
     "har_schema",
     "read_jsonl",
     "replay_har",
+    "to_curl",
     "to_har",
 ]
