@@ -471,3 +471,68 @@ async def test_replay_of_a_refused_request_records_the_error_and_goes_on() -> No
     validate(to_har(out))
     with pytest.raises(ValueError, match="absolute"):
         await replay_har(flows, client, base_url="/relative")
+
+
+def compressed(coding: str, body: bytes, plain: bytes) -> Flow:
+    return Flow(
+        HttpRequestRecord("GET", "https://z.test/", "HTTP/1.1", [("Host", "z.test")]),
+        HttpResponseRecord(
+            200,
+            "OK",
+            "HTTP/1.1",
+            [("Content-Type", "text/html"), ("Content-Encoding", coding)],
+            CapturedBody.of(body),
+        ),
+        started_at=1.0,
+    )
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd", "br, gzip"])
+def test_encoded_responses_are_shown_decoded_and_still_round_trip(coding: str) -> None:
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+
+    plain = "<p>hé</p>".encode() * 500
+    enc = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+        "br, gzip": lambda b: gzip.compress(brotli.compress(b)),
+    }[coding]
+    body = enc(plain)
+    f = compressed(coding, body, plain)
+    doc = to_har([f], redact=False)
+    validate(doc)
+    resp = doc["log"]["entries"][0]["response"]
+    assert resp["content"]["text"] == plain.decode()
+    assert "encoding" not in resp["content"]
+    assert resp["content"]["size"] == len(plain)
+    assert resp["bodySize"] == len(body)
+    assert resp["content"]["compression"] == len(plain) - len(body)
+    assert from_har(doc) == [f]  # the wire bytes come back, not the decoded text
+    raw = to_har([f], decode=False)["log"]["entries"][0]["response"]["content"]
+    assert base64.b64decode(raw["text"]) == body
+    assert raw["size"] == len(body)
+
+
+def test_decoding_is_bounded_and_bad_data_stays_raw() -> None:
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (4 << 20))  # 4 MiB of zeros in a few KiB
+    f = compressed("gzip", bomb, b"")
+    content = to_har([f], max_decoded=1 << 20)["log"]["entries"][0]["response"]["content"]
+    assert content["encoding"] == "base64"
+    assert content["size"] == len(bomb)
+    bad = compressed("gzip", b"not gzip at all", b"")
+    content = to_har([bad])["log"]["entries"][0]["response"]["content"]
+    assert content["text"] == "not gzip at all"
+    assert content["compression"] == 0
+    cut = compressed("gzip", gzip.compress(b"x" * 1000), b"")
+    assert cut.response is not None
+    cut.response.body = CapturedBody.of(cut.response.body.data, limit=10)  # truncated capture
+    content = to_har([cut])["log"]["entries"][0]["response"]["content"]
+    assert content["size"] == cut.response.body.size

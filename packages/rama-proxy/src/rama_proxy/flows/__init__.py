@@ -29,7 +29,15 @@ from ._flow import (
     WebSocketMessage,
     flow_from_json,
 )
-from ._har import REDACTED, SENSITIVE_HEADERS, from_har, har_schema, replay_har, to_har
+from ._har import (
+    REDACTED,
+    SENSITIVE_HEADERS,
+    decode_content,
+    from_har,
+    har_schema,
+    replay_har,
+    to_har,
+)
 from ._store import (
     FlowEvent,
     FlowStore,
@@ -59,6 +67,7 @@ __all__ = [
     "TlsRecord",
     "TunnelFlow",
     "WebSocketMessage",
+    "decode_content",
     "flow_from_json",
     "from_har",
     "har_schema",

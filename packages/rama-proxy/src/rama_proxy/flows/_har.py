@@ -20,6 +20,7 @@ import datetime as dt
 import ipaddress
 import json
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -44,7 +45,15 @@ from ._flow import (
     WebSocketMessage,
 )
 
-__all__ = ["REDACTED", "SENSITIVE_HEADERS", "from_har", "har_schema", "replay_har", "to_har"]
+__all__ = [
+    "REDACTED",
+    "SENSITIVE_HEADERS",
+    "decode_content",
+    "from_har",
+    "har_schema",
+    "replay_har",
+    "to_har",
+]
 
 REDACTED = "[redacted]"
 """What redacted header and cookie values are replaced with."""
@@ -87,6 +96,83 @@ def har_schema() -> dict[str, Any]:
 
 
 # -- export ---------------------------------------------------------------------------------
+class _TooLarge(Exception):
+    pass
+
+
+def _zlib(data: bytes, wbits: int, limit: int) -> bytes:
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge
+    if not d.eof:
+        raise ValueError("truncated stream")
+    return out
+
+
+def _brotli(data: bytes, limit: int) -> bytes:
+    import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    d = brotli.Decompressor()
+    try:
+        out = bytes(d.process(data, output_buffer_limit=limit + 1))
+    except TypeError:  # brotli < 1.2 cannot bound its output: do not risk a bomb
+        raise ValueError("brotli too old") from None
+    if len(out) > limit or not d.is_finished():
+        raise _TooLarge if len(out) > limit else ValueError("truncated stream")
+    return out
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    import io
+
+    import zstandard  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+    out = bytes(reader.read(limit + 1))
+    chunks = [out]
+    while len(out) <= limit:
+        more = bytes(reader.read(limit + 1 - len(out)))
+        if not more:
+            break
+        chunks.append(more)
+        out = b"".join(chunks)
+    if len(out) > limit:
+        raise _TooLarge
+    return out
+
+
+def decode_content(data: bytes, content_encoding: str, limit: int = 64 << 20) -> bytes | None:
+    """``data`` decoded per ``content_encoding`` (gzip, deflate, br, zstd, stacked), or None.
+
+    None when a coding is unknown or unavailable, the data does not decode, or
+    the result would exceed ``limit`` bytes (decompression bombs stay bounded).
+    """
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    try:
+        for coding in reversed(codings):
+            if coding == "identity":
+                continue
+            if coding in ("gzip", "x-gzip"):
+                data = _zlib(data, 16 + zlib.MAX_WBITS, limit)
+            elif coding == "deflate":
+                try:
+                    data = _zlib(data, zlib.MAX_WBITS, limit)
+                except zlib.error:
+                    data = _zlib(data, -zlib.MAX_WBITS, limit)  # raw deflate, as some send
+            elif coding == "br":
+                data = _brotli(data, limit)
+            elif coding == "zstd":
+                data = _zstd(data, limit)
+            else:
+                return None
+    except (_TooLarge, ImportError, ValueError, zlib.error):
+        return None
+    except Exception:  # brotli.error / zstandard.ZstdError: the body does not decode
+        return None
+    return data
+
+
 def _iso(ts: float) -> str:
     return (
         dt.datetime.fromtimestamp(ts, dt.UTC)
@@ -232,7 +318,7 @@ def _rama_extra(flow: Flow) -> dict[str, Any]:
     return extra
 
 
-def _entry(flow: Flow, redact: bool) -> dict[str, Any]:
+def _entry(flow: Flow, redact: bool, decode: bool, max_decoded: int) -> dict[str, Any]:
     req = flow.request
     req_headers = _redact_headers(req.headers, redact)
     query = urlsplit(req.url).query
@@ -262,6 +348,7 @@ def _entry(flow: Flow, redact: bool) -> dict[str, Any]:
 
     resp = flow.response
     response: dict[str, Any]
+    decoded: bytes | None = None
     if resp is None:
         response = {
             "status": 0,
@@ -275,13 +362,19 @@ def _entry(flow: Flow, redact: bool) -> dict[str, Any]:
             "bodySize": -1,
         }
     else:
-        text, b64 = _text_or_b64(resp.body.data)
+        shown = resp.body.data
+        coding = _header(resp.headers, "content-encoding")
+        if decode and coding and resp.body.complete and resp.body.data:
+            decoded = decode_content(resp.body.data, coding, max_decoded)
+            if decoded is not None:
+                shown = decoded
+        text, b64 = _text_or_b64(shown)
         content: dict[str, Any] = {
-            "size": resp.body.size,
-            "compression": 0,
+            "size": resp.body.size if decoded is None else len(decoded),
+            "compression": 0 if decoded is None else len(decoded) - resp.body.size,
             "mimeType": _header(resp.headers, "content-type") or "x-unknown",
         }
-        if resp.body.data or resp.body.size == 0:
+        if shown or resp.body.size == 0:
             content["text"] = text
             if b64:
                 content["encoding"] = "base64"
@@ -338,7 +431,11 @@ def _entry(flow: Flow, redact: bool) -> dict[str, Any]:
             }
             for m in flow.websocket
         ]
-    entry["_rama"] = _rama_extra(flow)
+    extra = _rama_extra(flow)
+    if resp is not None and decoded is not None:
+        # viewers get the decoded text; the exact bytes on the wire stay here
+        extra["response_raw"] = base64.b64encode(resp.body.data).decode("ascii")
+    entry["_rama"] = extra
     return entry
 
 
@@ -349,6 +446,8 @@ def to_har(
     creator: tuple[str, str] | None = None,
     pages: Sequence[dict[str, Any]] | None = None,
     comment: str | None = None,
+    decode: bool = True,
+    max_decoded: int = 64 << 20,
 ) -> dict[str, Any]:
     """A HAR 1.2 document (a JSON-ready dict) of ``flows``, in the given order.
 
@@ -359,7 +458,11 @@ def to_har(
     as given (entries can carry a ``pageref`` only if you add it). Bodies are
     UTF-8 text when they decode, else base64 with ``"encoding": "base64"``;
     a capture cut at the limit has ``content.size`` (the real size) larger than
-    its text. Failed exchanges get status 0 and Chromium's ``_error``.
+    its text. With ``decode`` (the default) a complete response body with a
+    Content-Encoding (gzip, deflate, br, zstd) is shown decoded, as browsers
+    export it (``content.size`` decoded, ``bodySize`` on the wire,
+    ``compression`` the difference), when it decodes to at most
+    ``max_decoded`` bytes. Failed exchanges get status 0 and Chromium's ``_error``.
     """
     from .. import __version__
 
@@ -370,7 +473,7 @@ def to_har(
     }
     if pages is not None:
         log["pages"] = list(pages)
-    log["entries"] = [_entry(f, redact) for f in flows]
+    log["entries"] = [_entry(f, redact, decode, max_decoded) for f in flows]
     if comment is not None:
         log["comment"] = comment
     return {"log": log}
@@ -476,7 +579,9 @@ def _flow_from_entry(e: Any) -> Flow:
     if status > 0:
         content = _get(s, "content", dict, "response")
         data = b""
-        if isinstance(content.get("text"), str):
+        if isinstance(extra.get("response_raw"), str):
+            data = _decode(extra["response_raw"], "base64", "_rama.response_raw")
+        elif isinstance(content.get("text"), str):
             data = _decode(content["text"], content.get("encoding"), "content")
         rb = extra.get("response_body")
         if rb is None and isinstance(content.get("size"), int) and content["size"] > len(data):
