@@ -5,7 +5,9 @@ with their casing, captured bodies, timings, addresses, TLS on both sides,
 WebSocket messages); a :class:`TunnelFlow` is a raw tunnel (bytes each way,
 duration). A :class:`FlowStore` keeps the most recent ones within a count and
 a body-bytes budget and feeds live viewers; :class:`JsonLinesWriter` appends
-them to a file that :func:`read_jsonl` reads back.
+them to a file that :func:`read_jsonl` reads back. A :class:`FlowRecorder` is
+what an interception pipeline reports to: the store, a JSON-lines file and a
+streaming :class:`HarWriter` at once.
 
 Exports: :func:`to_har` / :func:`from_har` (HAR 1.2, credentials redacted by
 default, validated against :func:`har_schema`), :func:`replay_har` (send a
@@ -38,6 +40,7 @@ from ._har import (
     replay_har,
     to_har,
 )
+from ._recorder import FlowRecorder, HarWriter, load_har, save_har
 from ._store import (
     FlowEvent,
     FlowStore,
@@ -57,8 +60,10 @@ __all__ = [
     "Flow",
     "FlowEvent",
     "FlowFormatError",
+    "FlowRecorder",
     "FlowStore",
     "FlowSubscription",
+    "HarWriter",
     "HttpRequestRecord",
     "HttpResponseRecord",
     "JsonLinesWriter",
@@ -71,8 +76,10 @@ __all__ = [
     "flow_from_json",
     "from_har",
     "har_schema",
+    "load_har",
     "read_jsonl",
     "replay_har",
+    "save_har",
     "to_curl",
     "to_har",
 ]
