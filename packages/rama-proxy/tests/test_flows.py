@@ -340,3 +340,64 @@ async def test_a_stalled_subscriber_is_cut_off_without_blocking_the_store() -> N
     fast.close()
     assert [ev async for ev in fast] == []
     assert len(store._subscribers) == 0
+
+
+@pytest.mark.anyio
+async def test_websocket_messages_are_counted_capped_and_announced() -> None:
+    store = FlowStore(max_body_bytes=1000, max_websocket_messages=3)
+    other, ws = small(0, 100), small(1, 0)
+    store.add(other)
+    store.add(ws)
+    sub = store.subscribe()
+    for i in range(5):
+        kept = store.add_websocket_message(ws, WebSocketMessage("send", True, b"m" * 10, float(i)))
+        assert kept == (i < 3)
+    assert len(ws.websocket) == 3
+    assert ws.websocket_dropped == 2
+    assert store.body_bytes == 130
+    with anyio.fail_after(5):
+        events = []
+        async for ev in sub:
+            events.append(ev)
+            if len(events) == 3:
+                break
+    sub.close()
+    assert [e.kind for e in events] == ["message"] * 3
+    assert events[0].message is ws.websocket[0]
+    # the dropped count survives JSON lines and HAR
+    assert flow_from_json(json.loads(json.dumps(ws.to_json()))) == ws
+    from rama_proxy.flows import from_har, to_har
+
+    assert from_har(to_har([ws], redact=False)) == [ws]
+
+
+def test_websocket_messages_evict_others_then_strip_their_own_flow() -> None:
+    store = FlowStore(max_body_bytes=1000)
+    other, ws = small(0, 500), small(1, 0)
+    store.add(other)
+    store.add(ws)
+    for i in range(10):
+        store.add_websocket_message(ws, WebSocketMessage("receive", False, b"x" * 60, float(i)))
+    assert store.flows() == [ws]  # the older flow went first
+    for i in range(20):
+        store.add_websocket_message(ws, WebSocketMessage("receive", False, b"x" * 60, float(i)))
+    assert store.body_bytes <= 1000
+    assert any(m.truncated and m.payload == b"" for m in ws.websocket)
+    assert all(m.size == 60 for m in ws.websocket)
+    # a flow that is not stored still records, uncounted
+    gone = small(9, 0)
+    assert store.add_websocket_message(gone, WebSocketMessage("send", True, b"a", 0.0))
+    assert store.body_bytes <= 1000
+
+
+def test_many_websocket_messages_cost_constant_time_each() -> None:
+    import time
+
+    store = FlowStore(max_websocket_messages=200_000)
+    ws = small(0, 0)
+    store.add(ws)
+    t0 = time.perf_counter()
+    for i in range(50_000):
+        store.add_websocket_message(ws, WebSocketMessage("send", True, b"hello", float(i)))
+    assert time.perf_counter() - t0 < 5  # quadratic accounting would take minutes
+    assert store.body_bytes == 250_000

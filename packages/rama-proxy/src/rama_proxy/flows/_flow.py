@@ -408,6 +408,8 @@ class Flow:
     ``server_tls`` the upstream one. ``resource_type`` is Chromium's HAR
     ``_resourceType`` when known (``document``, ``script``, ``websocket``...).
     ``connection`` identifies the upstream connection (HAR ``connection``).
+    ``websocket_dropped`` counts messages not kept because the flow already
+    had the store's maximum (see :meth:`FlowStore.add_websocket_message`).
     """
 
     request: HttpRequestRecord
@@ -422,6 +424,7 @@ class Flow:
     websocket: list[WebSocketMessage] = field(default_factory=list)
     resource_type: str | None = None
     connection: str | None = None
+    websocket_dropped: int = 0
     id: str = field(default_factory=_new_id)
 
     kind: Literal["http"] = field(default="http", init=False, repr=False)
@@ -451,6 +454,7 @@ class Flow:
             "websocket": [m.to_json() for m in self.websocket],
             "resource_type": self.resource_type,
             "connection": self.connection,
+            "websocket_dropped": self.websocket_dropped,
         }
 
     @classmethod
@@ -478,6 +482,7 @@ class Flow:
             websocket=[WebSocketMessage.from_json(m) for m in ws],
             resource_type=_opt(d, "resource_type", str, w),
             connection=_opt(d, "connection", str, w),
+            websocket_dropped=_opt(d, "websocket_dropped", int, w) or 0,
         )
 
 

@@ -304,6 +304,8 @@ def _rama_extra(flow: Flow) -> dict[str, Any]:
             extra["response_trailers"] = [list(h) for h in flow.response.trailers]
     if flow.resource_type is None:
         extra["resource_type_guessed"] = True
+    if flow.websocket_dropped:
+        extra["websocket_dropped"] = flow.websocket_dropped
     if flow.websocket:
         ws = []
         for m in flow.websocket:
@@ -667,6 +669,9 @@ def _flow_from_entry(e: Any) -> Flow:
     )
     if isinstance(extra.get("id"), str):
         flow.id = extra["id"]
+    dropped = extra.get("websocket_dropped")
+    if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+        flow.websocket_dropped = dropped
     return flow
 
 

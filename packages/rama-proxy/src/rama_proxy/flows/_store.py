@@ -13,7 +13,7 @@ from typing import Literal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._flow import AnyFlow, CapturedBody, Flow, FlowFormatError, flow_from_json
+from ._flow import AnyFlow, CapturedBody, Flow, FlowFormatError, WebSocketMessage, flow_from_json
 
 __all__ = [
     "FlowEvent",
@@ -31,10 +31,12 @@ class SubscriberLagged(Exception):
 
 @dataclass(frozen=True)
 class FlowEvent:
-    """A change in the store: a flow was ``added``, ``updated`` or ``evicted``."""
+    """A change in the store: a flow was ``added``, ``updated`` or ``evicted``,
+    or got a WebSocket ``message`` (the event's ``message``)."""
 
-    kind: Literal["added", "updated", "evicted"]
+    kind: Literal["added", "updated", "evicted", "message"]
     flow: AnyFlow
+    message: WebSocketMessage | None = None
 
 
 class FlowSubscription:
@@ -100,14 +102,26 @@ class FlowStore:
     own keeps its metadata but has its captured bodies dropped (marked
     truncated), so memory stays bounded whatever the traffic.
 
+    WebSocket messages go through :meth:`add_websocket_message` (O(1), at most
+    ``max_websocket_messages`` kept per flow).
+
     Live viewers :meth:`subscribe` (optionally replaying what is stored);
     events are delivered without blocking the caller. Belongs to one event
     loop; all methods except iteration are synchronous and cheap.
     """
 
-    def __init__(self, *, max_flows: int = 10_000, max_body_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_flows: int = 10_000,
+        max_body_bytes: int = 256 << 20,
+        max_websocket_messages: int = 10_000,
+    ) -> None:
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
+        if max_websocket_messages < 0:
+            raise ValueError("max_websocket_messages must be >= 0")
+        self.max_websocket_messages = max_websocket_messages
         if max_body_bytes < 0:
             raise ValueError("max_body_bytes must be >= 0")
         self.max_flows = max_flows
@@ -160,6 +174,27 @@ class FlowStore:
         self._account(flow)
         self._publish(FlowEvent("updated", flow))
         self._evict(keep=flow.id)
+
+    def add_websocket_message(self, flow: Flow, message: WebSocketMessage) -> bool:
+        """Attach ``message`` to ``flow`` in O(1) and tell viewers (a ``message`` event).
+
+        A flow keeps at most ``max_websocket_messages``; later ones are only
+        counted in ``flow.websocket_dropped`` (returns False). A flow that is
+        not (or no longer) stored still gets the message, uncounted.
+        """
+        if len(flow.websocket) >= self.max_websocket_messages:
+            flow.websocket_dropped += 1
+            return False
+        flow.websocket.append(message)
+        if flow.id not in self._flows:
+            return True
+        n = len(message.payload)
+        self._sizes[flow.id] += n
+        self.body_bytes += n
+        self._publish(FlowEvent("message", flow, message))
+        if self.body_bytes > self.max_body_bytes:
+            self._evict(keep=flow.id)
+        return True
 
     def clear(self) -> None:
         """Drop every stored flow (subscribers get no events for it)."""
