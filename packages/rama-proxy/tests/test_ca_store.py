@@ -43,6 +43,12 @@ def test_init_writes_cert_and_key_with_tight_permissions(tmp_path: Path) -> None
     assert store.cert_path.read_bytes() == ca.cert_pem()
     assert b"PRIVATE KEY" in store.key_path.read_bytes()
     assert sorted(p.name for p in store.directory.iterdir()) == ["ca.key", "ca.pem"]  # no temps
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    CaStore(shared).init()  # an existing directory keeps its mode; the key is still 0600
+    assert mode(shared) == 0o755
+    assert mode(shared / "ca.key") == 0o600
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

@@ -138,6 +138,10 @@ def test_export_is_valid_har_1_2() -> None:
     assert len(log["entries"]) == 4
 
 
+def test_schema_is_a_valid_draft7_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(har_schema())
+
+
 def test_schema_rejects_broken_documents() -> None:
     good = to_har([h1_get()])
     validate(good)

@@ -169,9 +169,9 @@ def _write_new(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
 class CaStore:
     """A CA directory holding ``ca.pem`` and ``ca.key``.
 
-    ``directory`` defaults to :func:`default_ca_dir`. The directory is created
-    with mode 0700, the key with 0600; the certificate is 0644 (it is public:
-    clients import it).
+    ``directory`` defaults to :func:`default_ca_dir`. A directory :meth:`init`
+    creates gets mode 0700; the key is always 0600 and the certificate 0644
+    (it is public: clients import it).
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
@@ -210,8 +210,12 @@ class CaStore:
             raise CaExistsError(
                 f"a CA already exists in {self.directory} (use force to replace it)"
             )
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            pass  # an existing directory keeps its mode (it may be shared); the key is 0600
+        else:
+            os.chmod(self.directory, 0o700)  # whatever the umask
         ca = CertificateAuthority.create(
             common_name, organization=organization, valid_days=valid_days, key_type=key_type
         )
