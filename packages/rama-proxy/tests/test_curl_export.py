@@ -366,3 +366,63 @@ def test_posix_words_survive_a_real_shell(data: bytes) -> None:
         ["sh", "-c", f"printf '%s' {word}"], capture_output=True, check=True, timeout=10
     ).stdout
     assert out == data
+
+
+async def test_http2_export_against_the_rama_h2_server(
+    require_peer: Callable, tmp_path: Path
+) -> None:
+    """--http2 over TLS: curl sends the recorded header fields in order, and the body."""
+    import ssl
+
+    from rama_http_client_peer import rama_server
+
+    from rama_core import Context
+    from rama_http import Request, Response
+    from rama_tls import CertificateAuthority
+
+    curl = require_peer("curl")
+    ca = CertificateAuthority.create()
+    leaf = ca.issue("localhost", "127.0.0.1")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem())
+    (tmp_path / "leaf.pem").write_bytes(leaf.chain_pem())
+    (tmp_path / "leaf.key").write_bytes(leaf.key_pem())
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    ctx.set_alpn_protocols(["h2"])
+    seen: list[tuple[str, str, str, list[tuple[str, str]], bytes]] = []
+
+    async def record(c: Context, req: Request) -> Response:
+        body = await req.read(limit=1 << 20)
+        seen.append((req.method, req.target, req.version.value, req.headers.items(), body))
+        return Response(200, body=b"ok")
+
+    body = bytes(range(256))
+    async with rama_server(record, ssl_context=ctx) as port:
+        req = HttpRequestRecord(
+            "PUT",
+            f"https://localhost:{port}/h2/path?q=1",
+            "HTTP/2",
+            [
+                (":authority", f"localhost:{port}"),
+                ("x-z", "last-alphabetically-first"),
+                ("content-type", "application/octet-stream"),
+                ("x-odd", ODD),
+                ("content-length", "256"),
+                ("accept", "*/*"),
+            ],
+            CapturedBody.of(body),
+        )
+        cmd = to_curl(req)
+        assert cmd.startswith("printf '%s' ")
+        assert "--http2 " in cmd
+        extra = f" -sS --max-time 10 -o /dev/null --cacert {tmp_path / 'ca.pem'}"
+        extra += f" --resolve localhost:{port}:127.0.0.1"
+        with anyio.fail_after(20):
+            res = await anyio.run_process(["sh", "-c", cmd.replace("curl ", f"{curl} ", 1) + extra])
+        assert res.returncode == 0, res.stderr
+    method, target, version, headers, got = seen[0]
+    assert (method, target, version) == ("PUT", "/h2/path?q=1", "HTTP/2")
+    assert [(n, v) for n, v in headers if n.lower() != "host"] == [
+        (n, v) for n, v in req.headers if not n.startswith(":")
+    ]
+    assert got == body
