@@ -426,3 +426,20 @@ async def test_http2_export_against_the_rama_h2_server(
         (n, v) for n, v in req.headers if not n.startswith(":")
     ]
     assert got == body
+
+
+def test_to_curl_takes_a_rama_request() -> None:
+    from rama_http import Body, Request
+
+    req = Request("PUT", "/x", headers=[("Host", "h.test"), ("Content-Length", "2")], body=b"hi")
+    assert to_curl(req) == (
+        "curl --http1.1 -g --path-as-is -X 'PUT' 'http://h.test/x' -H 'Host: h.test' "
+        "-H 'Content-Length: 2' -H 'User-Agent:' -H 'Accept:' -H 'Content-Type:' -H 'Expect:' "
+        "--data-binary 'hi'"
+    )
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b"x"
+
+    with pytest.raises(ValueError, match="streaming"):
+        to_curl(Request("POST", "http://h.test/", body=Body.from_iter(chunks())))

@@ -401,3 +401,44 @@ def test_many_websocket_messages_cost_constant_time_each() -> None:
         store.add_websocket_message(ws, WebSocketMessage("send", True, b"hello", float(i)))
     assert time.perf_counter() - t0 < 5  # quadratic accounting would take minutes
     assert store.body_bytes == 250_000
+
+
+def test_records_from_rama_requests_and_responses() -> None:
+    from rama_http import Body, Headers, Request, Response, Version
+
+    req = Request(
+        "POST",
+        "/p?q=1",
+        headers=[("Host", "a.test:8080"), ("X-B", "2"), ("x-a", "1")],
+        body=b"data",
+    )
+    rec = HttpRequestRecord.from_request(req, scheme="https")
+    assert rec == HttpRequestRecord(
+        "POST",
+        "https://a.test:8080/p?q=1",
+        "HTTP/1.1",
+        [("Host", "a.test:8080"), ("X-B", "2"), ("x-a", "1")],
+        CapturedBody.of(b"data"),
+    )
+    absolute = Request("GET", "http://b.test/x", version=Version.HTTP_2)
+    assert HttpRequestRecord.from_request(absolute).url == "http://b.test/x"
+    assert HttpRequestRecord.from_request(absolute).http_version == "HTTP/2"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b"x"
+
+    streaming = Request("PUT", "http://c.test/", body=Body.from_iter(chunks()))
+    assert HttpRequestRecord.from_request(streaming).body == CapturedBody()
+    given = CapturedBody.of(b"seen", limit=2)
+    assert HttpRequestRecord.from_request(streaming, body=given).body is given
+
+    resp = Response(404, headers=[("Content-Type", "text/plain")], body=b"nope")
+    r = HttpResponseRecord.from_response(resp)
+    assert (r.status, r.reason, r.http_version) == (404, "Not Found", "HTTP/1.1")
+    assert r.headers == [("Content-Type", "text/plain")]
+    assert r.body == CapturedBody.of(b"nope")
+    trailered = Response(200, reason="Fine", body=b"")
+    trailered.body.set_trailers(Headers([("grpc-status", "0")]))
+    t = HttpResponseRecord.from_response(trailered)
+    assert t.reason == "Fine"
+    assert t.trailers == [("grpc-status", "0")]

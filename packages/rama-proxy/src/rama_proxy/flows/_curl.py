@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from rama_http import Request
+
 from ._flow import Flow, HttpRequestRecord
 
 __all__ = ["to_curl"]
@@ -204,7 +206,7 @@ def _write_body_file(data: bytes, path: str | os.PathLike[str] | None) -> str:
 
 
 def to_curl(
-    flow_or_request: Flow | HttpRequestRecord,
+    flow_or_request: Flow | HttpRequestRecord | Request,
     *,
     shell: Shell = "posix",
     binary_body: BinaryBody = "base64",
@@ -213,6 +215,10 @@ def to_curl(
 ) -> str:
     """A curl command line (for ``shell``) that sends the recorded request exactly.
 
+    Takes a :class:`Flow`, its :class:`HttpRequestRecord`, or a
+    :class:`rama_http.Request` with an in-memory body (an origin-form target
+    is taken as ``http://`` + its Host).
+
     Text bodies are inlined; other bodies are decoded from base64 into
     curl's stdin (``binary_body="base64"``: a self-contained command) or
     written to ``body_file`` (``binary_body="file"``; a new temporary file
@@ -220,7 +226,14 @@ def to_curl(
     capture limit cannot be reproduced: that raises :class:`ValueError`
     unless ``allow_truncated`` (the captured part is sent).
     """
-    req = flow_or_request.request if isinstance(flow_or_request, Flow) else flow_or_request
+    if isinstance(flow_or_request, Request):
+        if flow_or_request.body.bytes_now() is None and not flow_or_request.body.is_empty:
+            raise ValueError("the request body is streaming: read it or record it first")
+        req = HttpRequestRecord.from_request(flow_or_request)
+    elif isinstance(flow_or_request, Flow):
+        req = flow_or_request.request
+    else:
+        req = flow_or_request
     if shell not in ("posix", "powershell"):
         raise ValueError("shell must be 'posix' or 'powershell'")
     if binary_body not in ("base64", "file"):

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from rama_http import Request, Response, reason_phrase
+
 __all__ = [
     "Address",
     "AnyFlow",
@@ -201,6 +203,35 @@ class HttpRequestRecord:
         low = name.lower()
         return next((v for k, v in self.headers if k.lower() == low), None)
 
+    @classmethod
+    def from_request(
+        cls, req: Request, *, scheme: str = "http", body: CapturedBody | None = None
+    ) -> HttpRequestRecord:
+        """A record of a :class:`rama_http.Request` as it is now.
+
+        An origin-form target (``/path?q``) becomes ``scheme://authority/path?q``
+        with the request's authority (Host header, or h2's ``:authority``).
+        ``body`` is the capture to keep; without it an in-memory body is
+        taken whole and a streaming one is left out (size 0).
+        """
+        target = req.target
+        if target.startswith("/") or target == "*":
+            url = f"{scheme}://{req.authority or ''}{target}"
+        else:
+            url = target
+        if body is None:
+            data = req.body.bytes_now()
+            body = CapturedBody.of(data) if data is not None else CapturedBody()
+        trailers = req.body.trailers
+        return cls(
+            req.method,
+            url,
+            req.version.value,
+            req.headers.items(),
+            body,
+            None if trailers is None else trailers.items(),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
@@ -242,6 +273,25 @@ class HttpResponseRecord:
         """The first value of header ``name`` (case-insensitive), if any."""
         low = name.lower()
         return next((v for k, v in self.headers if k.lower() == low), None)
+
+    @classmethod
+    def from_response(
+        cls, resp: Response, *, body: CapturedBody | None = None
+    ) -> HttpResponseRecord:
+        """A record of a :class:`rama_http.Response` (``body`` as in
+        :meth:`HttpRequestRecord.from_request`)."""
+        if body is None:
+            data = resp.body.bytes_now()
+            body = CapturedBody.of(data) if data is not None else CapturedBody()
+        trailers = resp.body.trailers
+        return cls(
+            resp.status,
+            resp.reason or reason_phrase(resp.status),
+            resp.version.value,
+            resp.headers.items(),
+            body,
+            None if trailers is None else trailers.items(),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
