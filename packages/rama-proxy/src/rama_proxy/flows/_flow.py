@@ -75,9 +75,27 @@ def _opt(d: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) 
     return _req(d, key, kind, what)
 
 
+MAX_TIME = 253402300799.0
+"""The last second of year 9999: later (or negative, or non-finite) times are refused."""
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        x = float(value)
+    except OverflowError:
+        raise FlowFormatError(f"{what}: number out of range") from None
+    if not 0.0 <= x <= MAX_TIME:  # also refuses inf and NaN (a duration is never longer)
+        raise FlowFormatError(f"{what}: number out of range")
+    return x
+
+
 def _num(d: dict[str, Any], key: str, what: str) -> float | None:
     value = _opt(d, key, (int, float), what)
-    return None if value is None else float(value)
+    return None if value is None else _finite(value, f"{what} {key}")
+
+
+def _wall(d: dict[str, Any], key: str, what: str) -> float:
+    return _finite(_req(d, key, (int, float), what), f"{what} {key}")
 
 
 def _headers_from(value: Any, what: str) -> HeaderList:
@@ -438,7 +456,7 @@ class WebSocketMessage:
             direction=direction,
             is_text=opcode == 1,
             payload=_unb64(_req(d, "payload", str, w), w),
-            time=float(_req(d, "time", (int, float), w)),
+            time=_wall(d, "time", w),
             size=_req(d, "size", int, w),
             truncated=_req(d, "truncated", bool, w),
         )
@@ -520,7 +538,7 @@ class Flow:
             raise FlowFormatError("flow: websocket must be a list")
         return cls(
             id=_req(d, "id", str, w),
-            started_at=float(_req(d, "started_at", (int, float), w)),
+            started_at=_wall(d, "started_at", w),
             request=HttpRequestRecord.from_json(_req(d, "request", dict, w)),
             response=None if resp is None else HttpResponseRecord.from_json(resp),
             timings=TimingRecord.from_json(d.get("timings") or {}),
@@ -590,7 +608,7 @@ class TunnelFlow:
         return cls(
             id=_req(d, "id", str, w),
             target=target,
-            started_at=float(_req(d, "started_at", (int, float), w)),
+            started_at=_wall(d, "started_at", w),
             duration=_num(d, "duration", w),
             bytes_up=_req(d, "bytes_up", int, w),
             bytes_down=_req(d, "bytes_down", int, w),

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import math
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,7 @@ from ._flow import (
     TimingRecord,
     TlsRecord,
     WebSocketMessage,
+    _finite,
 )
 
 __all__ = [
@@ -174,15 +176,17 @@ def decode_content(data: bytes, content_encoding: str, limit: int = 64 << 20) ->
 
 
 def _iso(ts: float) -> str:
-    return (
-        dt.datetime.fromtimestamp(ts, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    try:
+        when = dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        when = dt.datetime.fromtimestamp(0, dt.UTC)  # a nonsense time must not fail the export
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms(seconds: float | None) -> float:
-    return -1.0 if seconds is None else round(seconds * 1000.0, 3)
+    if seconds is None or not math.isfinite(seconds):
+        return -1.0
+    return round(seconds * 1000.0, 3)
 
 
 def _nv(items: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
@@ -281,8 +285,11 @@ def _resource_type(flow: Flow) -> str | None:
 def _rama_extra(flow: Flow) -> dict[str, Any]:
     extra: dict[str, Any] = {
         "id": flow.id,
-        "started_at": flow.started_at,
-        "timings": flow.timings.to_json(),
+        "started_at": flow.started_at if math.isfinite(flow.started_at) else 0.0,
+        "timings": {
+            k: v if v is None or math.isfinite(v) else None
+            for k, v in flow.timings.to_json().items()
+        },
         "request_body": {"size": flow.request.body.size, "truncated": flow.request.body.truncated},
     }
     if flow.client_addr is not None:
@@ -407,7 +414,7 @@ def _entry(flow: Flow, redact: bool, decode: bool, max_decoded: int) -> dict[str
     }
     entry: dict[str, Any] = {
         "startedDateTime": _iso(flow.started_at),
-        "time": round(t.total * 1000.0, 3),
+        "time": max(_ms(t.total), 0.0),
         "request": request,
         "response": response,
         "cache": {},
@@ -427,7 +434,7 @@ def _entry(flow: Flow, redact: bool, decode: bool, max_decoded: int) -> dict[str
         entry["_webSocketMessages"] = [
             {
                 "type": m.direction,
-                "time": m.time,
+                "time": m.time if math.isfinite(m.time) else 0.0,
                 "opcode": m.opcode,
                 "data": m.text() if m.is_text else base64.b64encode(m.payload).decode("ascii"),
             }
@@ -518,7 +525,11 @@ def _version(text: str) -> str:
 def _secs(value: Any) -> float | None:
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
         return None
-    return float(value) / 1000.0
+    try:
+        x = float(value) / 1000.0
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _started(text: Any) -> float:
@@ -530,7 +541,7 @@ def _started(text: Any) -> float:
         raise FlowFormatError("HAR entry: bad startedDateTime") from e
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    return _finite(when.timestamp(), "HAR entry startedDateTime")
 
 
 def _addr(value: Any) -> Address | None:
@@ -616,6 +627,8 @@ def _flow_from_entry(e: Any) -> Flow:
     started = extra.get("started_at")
     if not isinstance(started, int | float) or isinstance(started, bool):
         started = _started(e.get("startedDateTime"))
+    else:
+        started = _finite(started, "HAR _rama.started_at")
     server_addr = _addr(extra.get("server_addr"))
     if server_addr is None and isinstance(e.get("serverIPAddress"), str):
         port = urlsplit(request.url).port or (443 if request.url.startswith("https") else 80)
@@ -643,7 +656,7 @@ def _flow_from_entry(e: Any) -> Flow:
                 direction,
                 opcode == 1,
                 payload,
-                float(_get(m, "time", (int, float), "websocket message")),
+                _finite(_get(m, "time", (int, float), "ws"), "HAR websocket time"),
                 size if isinstance(size, int) else -1,
                 truncated if isinstance(truncated, bool) else False,
             )
