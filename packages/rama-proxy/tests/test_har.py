@@ -540,3 +540,100 @@ def test_decoding_is_bounded_and_bad_data_stays_raw() -> None:
     cut.response.body = CapturedBody.of(cut.response.body.data, limit=10)  # truncated capture
     content = to_har([cut])["log"]["entries"][0]["response"]["content"]
     assert content["size"] == cut.response.body.size
+
+
+CHROMIUM_ENTRY: dict[str, Any] = {
+    "_initiator": {"type": "other"},
+    "_priority": "VeryHigh",
+    "_resourceType": "document",
+    "cache": {},
+    "connection": "131",
+    "pageref": "page_1",
+    "request": {
+        "method": "GET",
+        "url": "https://example.test/?q=1",
+        "httpVersion": "http/2.0",
+        "headers": [
+            {"name": ":authority", "value": "example.test"},
+            {"name": ":method", "value": "GET"},
+            {"name": ":path", "value": "/?q=1"},
+            {"name": ":scheme", "value": "https"},
+            {"name": "accept", "value": "text/html"},
+            {"name": "user-agent", "value": "Mozilla/5.0"},
+        ],
+        "queryString": [{"name": "q", "value": "1"}],
+        "cookies": [],
+        "headersSize": -1,
+        "bodySize": 0,
+    },
+    "response": {
+        "status": 200,
+        "statusText": "",
+        "httpVersion": "http/2.0",
+        "headers": [
+            {"name": "content-type", "value": "image/png"},
+            {"name": "content-encoding", "value": "br"},
+        ],
+        "cookies": [],
+        "content": {"size": 4, "mimeType": "image/png", "text": "iVBORw==", "encoding": "base64"},
+        "redirectURL": "",
+        "headersSize": -1,
+        "bodySize": 120,
+        "_transferSize": 220,
+        "_error": None,
+    },
+    "serverIPAddress": "[2001:db8::1]",
+    "startedDateTime": "2024-05-01T10:00:00.123Z",
+    "time": 42.5,
+    "timings": {
+        "blocked": 1.2,
+        "dns": -1,
+        "ssl": -1,
+        "connect": -1,
+        "send": 0.3,
+        "wait": 40.0,
+        "receive": 1.0,
+        "_blocked_queueing": 0.9,
+    },
+}
+
+
+def test_reads_a_chromium_shaped_har_and_exports_it_again() -> None:
+    doc = {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "WebInspector", "version": "537.36"},
+            "pages": [
+                {
+                    "startedDateTime": "2024-05-01T10:00:00.000Z",
+                    "id": "page_1",
+                    "title": "https://example.test/",
+                    "pageTimings": {"onContentLoad": 100.5, "onLoad": 200.25},
+                }
+            ],
+            "entries": [CHROMIUM_ENTRY],
+        }
+    }
+    validate(doc)  # our schema accepts what Chromium writes
+    (f,) = from_har(doc)
+    assert f.request.http_version == "HTTP/2"
+    assert f.request.headers[0] == (":authority", "example.test")
+    assert f.response is not None
+    assert f.response.body.data == b"\x89PNG"
+    assert f.resource_type == "document"
+    assert f.connection == "131"
+    assert f.server_addr == ("[2001:db8::1]", 443)
+    assert f.timings.blocked == pytest.approx(0.0012)
+    assert f.timings.dns is None
+    assert f.timings.wait == pytest.approx(0.04)
+    assert f.started_at == pytest.approx(1714557600.123)
+    again = to_har([f], pages=doc["log"]["pages"])
+    validate(again)
+    e = again["log"]["entries"][0]
+    assert e["serverIPAddress"] == "2001:db8::1"
+    assert e["startedDateTime"] == "2024-05-01T10:00:00.123Z"
+    assert e["time"] == pytest.approx(42.5)
+    # pseudo-headers are not replayed and not given to curl
+    from rama_proxy.flows import to_curl
+
+    assert ":authority" not in to_curl(f)
