@@ -275,3 +275,65 @@ async def test_curl_cacert_trusts_a_server_using_a_leaf_from_the_store(
     assert by_name.returncode == 0, by_name.stderr
     assert by_name.stdout == b"trusted\n"
     assert refused.returncode == 60  # peer certificate cannot be authenticated
+
+
+def test_chromium_accepts_the_ca_by_its_spki_hash(
+    tmp_path: Path, require_peer: Callable[[str], str]
+) -> None:
+    """The flag from trust_instructions() works: headless Chromium loads a page whose leaf
+    comes from the store's CA when given the CA's SPKI hash, and refuses it without."""
+    import http.server
+    import ssl
+
+    chromium = require_peer("chromium")
+    store = CaStore(tmp_path / "ca")
+    store.init()
+    leaf = store.load().issue("localhost", "127.0.0.1")  # the chain includes the CA
+    ctx = server_ssl(leaf, tmp_path)
+    page = b"<html><body>trusted-by-spki</body></html>"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{srv.server_address[1]}/"
+        spki = store.show().spki_sha256
+        assert f"--ignore-certificate-errors-spki-list={spki}" in store.trust_instructions()
+
+        def load(*flags: str) -> subprocess.CompletedProcess[bytes]:
+            profile = tmp_path / f"profile{len(flags)}"
+            return subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    f"--user-data-dir={profile}",
+                    *flags,
+                    "--dump-dom",
+                    url,
+                ],
+                capture_output=True,
+                timeout=60,
+            )
+
+        ok = load(f"--ignore-certificate-errors-spki-list={spki}")
+        assert b"trusted-by-spki" in ok.stdout, ok.stderr[-500:]
+        refused = load()
+        assert b"trusted-by-spki" not in refused.stdout
+        assert b"ERR_CERT_AUTHORITY_INVALID" in refused.stderr
+    finally:
+        srv.shutdown()
+        srv.server_close()

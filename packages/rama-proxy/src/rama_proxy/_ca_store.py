@@ -292,7 +292,8 @@ curl:
   (or export CURL_CA_BUNDLE='{pem}'; Python: SSL_CERT_FILE / REQUESTS_CA_BUNDLE;
    Node.js: NODE_EXTRA_CA_CERTS)
 
-Chromium / Chrome, without importing anything (trusts this CA's key only):
+Chromium / Chrome, without importing anything (trusts this CA's key only; the proxy
+sends the CA in the chain, which the flag needs):
   chromium --proxy-server={proxy} --user-data-dir=/tmp/rama-chromium \\
     --ignore-certificate-errors-spki-list={spki}
 
