@@ -283,7 +283,6 @@ def test_chromium_accepts_the_ca_by_its_spki_hash(
     """The flag from trust_instructions() works: headless Chromium loads a page whose leaf
     comes from the store's CA when given the CA's SPKI hash, and refuses it without."""
     import http.server
-    import ssl
 
     chromium = require_peer("chromium")
     store = CaStore(tmp_path / "ca")
