@@ -4,7 +4,10 @@ from the loaded CA accepted by openssl verify and by curl --cacert."""
 from __future__ import annotations
 
 import base64
+import http.server
 import logging
+import os
+import ssl
 import stat
 import subprocess
 import threading
@@ -277,62 +280,96 @@ async def test_curl_cacert_trusts_a_server_using_a_leaf_from_the_store(
     assert refused.returncode == 60  # peer certificate cannot be authenticated
 
 
+class PageServer:
+    """A stdlib HTTPS server (a thread) answering every GET with ``page``."""
+
+    def __init__(self, ctx: ssl.SSLContext, page: bytes) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.srv.server_address[1]}/"
+
+    def __enter__(self) -> PageServer:
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def headless(
+    chromium: str, url: str, profile: Path, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            *flags,
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
+
+
 def test_chromium_accepts_the_ca_by_its_spki_hash(
     tmp_path: Path, require_peer: Callable[[str], str]
 ) -> None:
     """The flag from trust_instructions() works: headless Chromium loads a page whose leaf
     comes from the store's CA when given the CA's SPKI hash, and refuses it without."""
-    import http.server
-
     chromium = require_peer("chromium")
     store = CaStore(tmp_path / "ca")
     store.init()
     leaf = store.load().issue("localhost", "127.0.0.1")  # the chain includes the CA
-    ctx = server_ssl(leaf, tmp_path)
-    page = b"<html><body>trusted-by-spki</body></html>"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"https://127.0.0.1:{srv.server_address[1]}/"
+    with PageServer(server_ssl(leaf, tmp_path), b"<p>trusted-by-spki</p>") as srv:
         spki = store.show().spki_sha256
-        assert f"--ignore-certificate-errors-spki-list={spki}" in store.trust_instructions()
-
-        def load(*flags: str) -> subprocess.CompletedProcess[bytes]:
-            profile = tmp_path / f"profile{len(flags)}"
-            return subprocess.run(
-                [
-                    chromium,
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    f"--user-data-dir={profile}",
-                    *flags,
-                    "--dump-dom",
-                    url,
-                ],
-                capture_output=True,
-                timeout=60,
-            )
-
-        ok = load(f"--ignore-certificate-errors-spki-list={spki}")
+        flag = f"--ignore-certificate-errors-spki-list={spki}"
+        assert flag in store.trust_instructions()
+        ok = headless(chromium, srv.url, tmp_path / "p1", flag)
         assert b"trusted-by-spki" in ok.stdout, ok.stderr[-500:]
-        refused = load()
+        refused = headless(chromium, srv.url, tmp_path / "p2")
         assert b"trusted-by-spki" not in refused.stdout
         assert b"ERR_CERT_AUTHORITY_INVALID" in refused.stderr
-    finally:
-        srv.shutdown()
-        srv.server_close()
+
+
+def test_the_nss_instructions_make_chromium_trust_the_ca(
+    tmp_path: Path, require_peer: Callable[[str], str]
+) -> None:
+    """Run the NSS lines of trust_instructions() as printed (with HOME in a temp dir);
+    Chromium then trusts the CA without any flag."""
+    chromium = require_peer("chromium")
+    require_peer("certutil")
+    store = CaStore(tmp_path / "ca")
+    store.init()
+    leaf = store.load().issue("localhost", "127.0.0.1")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    lines = [
+        line.strip()
+        for line in store.trust_instructions().splitlines()
+        if ".pki/nssdb" in line and "(" not in line
+    ]
+    assert len(lines) == 3
+    for line in lines:
+        done = subprocess.run(["sh", "-c", line], env=env, capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+    with PageServer(server_ssl(leaf, tmp_path), b"<p>trusted-by-nss</p>") as srv:
+        ok = headless(chromium, srv.url, tmp_path / "p", env=env)
+        assert b"trusted-by-nss" in ok.stdout, ok.stderr[-500:]

@@ -297,7 +297,9 @@ sends the CA in the chain, which the flag needs):
   chromium --proxy-server={proxy} --user-data-dir=/tmp/rama-chromium \\
     --ignore-certificate-errors-spki-list={spki}
 
-Chromium on Linux (NSS database ~/.pki/nssdb):
+Chromium on Linux (NSS database ~/.pki/nssdb; certutil is in libnss3-tools / nss-tools):
+  mkdir -p ~/.pki/nssdb
+  [ -f ~/.pki/nssdb/cert9.db ] || certutil -d sql:$HOME/.pki/nssdb -N --empty-password
   certutil -d sql:$HOME/.pki/nssdb -A -t "C,," -n "rama MITM CA" -i '{pem}'
 
 Firefox (per profile): Settings > Privacy & Security > Certificates > View Certificates >
