@@ -260,6 +260,13 @@ def test_truncated_bodies_are_refused_unless_allowed() -> None:
         to_curl(req, shell="fish", allow_truncated=True)  # type: ignore[arg-type]
 
 
+def test_userinfo_is_not_given_to_curl() -> None:
+    req = HttpRequestRecord("GET", "http://u:p@h.test/x", "HTTP/1.1", [("Host", "h.test")])
+    cmd = to_curl(req)
+    assert "'http://h.test/x'" in cmd
+    assert "u:p" not in cmd
+
+
 def test_version_flags() -> None:
     def cmd(version: str, url: str = "https://h.test/") -> str:
         return to_curl(HttpRequestRecord("GET", url, version, [("accept", "*/*")]))

@@ -148,7 +148,7 @@ def _args(req: HttpRequestRecord, body_ref: str | None) -> tuple[list[bytes | st
         args.append("--head")
     elif not (method == "GET" and not has_body) and not (method == "POST" and has_body):
         args += ["-X", _wire(method)]
-    args.append(_wire(req.url))
+    args.append(_wire(_without_userinfo(req.url)))
     present = {name.lower() for name, _ in req.headers}
     is_h1 = req.http_version.upper().startswith("HTTP/1")
     lines: list[str] = []
@@ -192,6 +192,15 @@ def _args(req: HttpRequestRecord, body_ref: str | None) -> tuple[list[bytes | st
         else:
             args += ["--data-binary", _wire("@" + body_ref)]
     return args, stdin
+
+
+def _without_userinfo(url: str) -> str:
+    """Drop ``user:pass@`` (curl would turn it into an Authorization header of its own)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return url.replace(parts.netloc, netloc, 1)
 
 
 def _write_body_file(data: bytes, path: str | os.PathLike[str] | None) -> str:
