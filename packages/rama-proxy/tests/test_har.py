@@ -278,6 +278,15 @@ def test_credentials_are_redacted_by_default() -> None:
     assert "SECRET2" in json.dumps(to_har([h1_get()], redact=False))
 
 
+def test_a_password_in_the_url_is_redacted() -> None:
+    f = Flow(HttpRequestRecord("GET", "https://bob:hunter2@h.test/x?y=1"), started_at=1.0)
+    entry = to_har([f])["log"]["entries"][0]
+    assert entry["request"]["url"] == "https://bob:%5Bredacted%5D@h.test/x?y=1"
+    assert to_har([f], redact=False)["log"]["entries"][0]["request"]["url"] == f.request.url
+    plain = Flow(HttpRequestRecord("GET", "https://bob@h.test/"), started_at=1.0)
+    assert to_har([plain])["log"]["entries"][0]["request"]["url"] == "https://bob@h.test/"
+
+
 def test_round_trip_exact() -> None:
     flows = all_flows()
     doc = to_har(flows, redact=False)

@@ -27,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import anyio
 
@@ -199,6 +199,16 @@ def _redact_headers(headers: list[tuple[str, str]], redact: bool) -> list[tuple[
     return [(n, REDACTED if n.lower() in SENSITIVE_HEADERS else v) for n, v in headers]
 
 
+def _redact_url(url: str) -> str:
+    """``scheme://user:[redacted]@host/...``: a password in the URL is a credential too."""
+    netloc = urlsplit(url).netloc
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return url.replace(netloc, f"{user}:{quote(REDACTED)}@{netloc.rpartition('@')[2]}", 1)
+
+
 def _request_cookies(headers: list[tuple[str, str]], redact: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, value in headers:
@@ -333,7 +343,7 @@ def _entry(flow: Flow, redact: bool, decode: bool, max_decoded: int) -> dict[str
     query = urlsplit(req.url).query
     request: dict[str, Any] = {
         "method": req.method,
-        "url": req.url,
+        "url": _redact_url(req.url) if redact else req.url,
         "httpVersion": req.http_version,
         "cookies": _request_cookies(req.headers, redact),
         "headers": _nv(req_headers),
@@ -461,8 +471,8 @@ def to_har(
     """A HAR 1.2 document (a JSON-ready dict) of ``flows``, in the given order.
 
     ``redact`` replaces the values of Authorization, Proxy-Authorization,
-    Cookie and Set-Cookie (and the values in the ``cookies`` arrays) with
-    :data:`REDACTED`; pass ``redact=False`` to keep them (a HAR then holds
+    Cookie and Set-Cookie (and the values in the ``cookies`` arrays, and a
+    password in the URL) with :data:`REDACTED`; pass ``redact=False`` to keep them (a HAR then holds
     live credentials: treat it like a password file). ``pages`` are written
     as given (entries can carry a ``pageref`` only if you add it). Bodies are
     UTF-8 text when they decode, else base64 with ``"encoding": "base64"``;
