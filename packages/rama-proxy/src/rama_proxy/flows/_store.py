@@ -269,6 +269,9 @@ class JsonLinesWriter:
     line being written (which :func:`read_jsonl` skips). ``fsync=True`` also
     syncs each line to disk. Use :meth:`write` from threads or sync code and
     :meth:`awrite` from async code (it runs in a worker thread).
+
+    Lines hold flows as recorded, credentials included (nothing is
+    redacted): a new file is created with mode 0600.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
