@@ -174,3 +174,24 @@ def test_out_of_range_times_are_format_errors_and_never_break_an_export() -> Non
     )
     text = json.dumps(to_har([odd]), allow_nan=False)
     assert '"startedDateTime": "1970-01-01T00:00:00.000Z"' in text
+
+
+def test_nonsense_times_written_to_json_lines_read_back() -> None:
+    import math
+
+    odd = Flow(
+        HttpRequestRecord("GET", "http://h/"),
+        started_at=math.inf,
+        timings=TimingRecord(wait=math.nan, send=-1.0, receive=0.5),
+        websocket=[WebSocketMessage("send", True, b"x", 1e300)],
+    )
+    line = json.dumps(odd.to_json(), allow_nan=False).encode() + b"\n"
+    (back,) = read_jsonl([line])
+    assert isinstance(back, Flow)
+    assert back.started_at == 0.0
+    assert back.timings == TimingRecord(receive=0.5)
+    assert back.websocket[0].time == 0.0
+    t = TunnelFlow(("h", 1), started_at=math.nan, duration=math.inf)
+    (tb,) = read_jsonl([json.dumps(t.to_json(), allow_nan=False) + "\n"])
+    assert isinstance(tb, TunnelFlow)
+    assert tb.duration is None

@@ -89,6 +89,11 @@ def _finite(value: Any, what: str) -> float:
     return x
 
 
+def _json_time(x: float | None) -> float | None:
+    """What is written for a time: nonsense (inf, NaN, out of range) becomes None."""
+    return x if x is None or 0.0 <= x <= MAX_TIME else None
+
+
 def _num(d: dict[str, Any], key: str, what: str) -> float | None:
     value = _opt(d, key, (int, float), what)
     return None if value is None else _finite(value, f"{what} {key}")
@@ -365,7 +370,7 @@ class TimingRecord:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {f: getattr(self, f) for f in _TIMING_FIELDS}
+        return {f: _json_time(getattr(self, f)) for f in _TIMING_FIELDS}
 
     @classmethod
     def from_json(cls, d: Any) -> TimingRecord:
@@ -437,7 +442,7 @@ class WebSocketMessage:
             "direction": self.direction,
             "opcode": self.opcode,
             "payload": _b64(self.payload),
-            "time": self.time,
+            "time": _json_time(self.time) or 0.0,
             "size": self.size,
             "truncated": self.truncated,
         }
@@ -510,7 +515,7 @@ class Flow:
         return {
             "type": "http",
             "id": self.id,
-            "started_at": self.started_at,
+            "started_at": _json_time(self.started_at) or 0.0,
             "request": self.request.to_json(),
             "response": None if self.response is None else self.response.to_json(),
             "timings": self.timings.to_json(),
@@ -587,8 +592,8 @@ class TunnelFlow:
             "type": "tunnel",
             "id": self.id,
             "target": list(self.target),
-            "started_at": self.started_at,
-            "duration": self.duration,
+            "started_at": _json_time(self.started_at) or 0.0,
+            "duration": _json_time(self.duration),
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "client_addr": None if self.client_addr is None else list(self.client_addr),
