@@ -450,7 +450,8 @@ async def test_socks4_and_4a() -> None:
             )
             assert (await _recv_exact(s, 8))[:2] == b"\x00\x5b"
     assert [r.protocol for r in obs.records] == ["socks4"] * 3
-    assert [r.status for r in obs.records] == [90, 90, 91]
+    # a tunnel's record ends when it closes, possibly after the refusal's: any order
+    assert sorted(int(r.status or 0) for r in obs.records) == [90, 90, 91]
 
 
 @pytest.mark.anyio
