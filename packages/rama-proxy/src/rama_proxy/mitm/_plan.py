@@ -64,8 +64,10 @@ def sniff(data: bytes) -> Sniffed | None:
         if len(data) < 2:
             return None
         return Sniffed.TLS if data[1] == 0x03 else Sniffed.OTHER
-    if _H2_PREFACE.startswith(data[: len(_H2_PREFACE)]):
-        return Sniffed.HTTP if len(data) >= 4 else None
+    if data[:4] == _H2_PREFACE[:4]:
+        return Sniffed.HTTP
+    if _H2_PREFACE.startswith(data):
+        return None
     head = data[:_LONGEST_METHOD]
     for method in _METHODS:
         token = method + b" "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import logging
 import os
 import ssl
@@ -53,8 +54,31 @@ from .._connect_policy import ConnectDecision, ConnectPolicy, ConnectTarget, Han
 from .._egress import Egress
 from .._errors import UpstreamError
 from ._flow import MitmConnection, MitmHooks, MitmObserver
-from ._plan import Sniffed, client_alpn, leaf_hosts, sniff, upstream_alpn
-from ._policy import InterceptAll, MitmPolicy, MitmRequest, PassThrough, RejectConnection
+from ._layer import (
+    AcceptClient,
+    AskPolicy,
+    ClientAccepted,
+    ClientFailed,
+    Close,
+    Command,
+    ConnectUpstream,
+    Event,
+    FirstBytes,
+    HelloFailed,
+    HelloParsed,
+    InterceptionLayer,
+    PolicyDecided,
+    ReadClientHello,
+    ReadMore,
+    ServeFailure,
+    ServeHttp,
+    ServePlainHttp,
+    Tunnel,
+    UpstreamFailed,
+    UpstreamReady,
+)
+from ._plan import sniff, upstream_alpn
+from ._policy import InterceptAll, MitmPolicy, MitmRequest
 from ._relay import FlowService, HookLayer, ObserveService, UpstreamConnections, UpstreamRelay
 
 __all__ = ["MitmConnectPolicy", "MitmProxy"]
@@ -167,45 +191,101 @@ class MitmProxy:
                 self.observer.connection_finished(conn)
 
     async def _serve(self, ctx: Context, peek: PeekStream, conn: MitmConnection) -> None:
-        with contextlib.suppress(PeekError):
-            await peek.fill(lambda b: sniff(b) is not None, limit=16, timeout=self.peek_timeout)
-        kind = sniff(peek.peeked)
-        if kind is None:
-            if not peek.peeked:
-                conn.mode, conn.error = "error", "no data"
-                return
-            kind = Sniffed.OTHER
-        hello: ClientHello | None = None
-        if kind is Sniffed.TLS:
-            try:
-                hello = await peek_client_hello(peek, timeout=self.peek_timeout)
-            except ClientHelloError as e:
-                conn.mode, conn.error = "error", "bad ClientHello"
-                _log.info("MITM: bad ClientHello from %s: %s", conn.client, e)
-                return
-            except TlsError as e:
-                conn.mode, conn.error = "error", "no ClientHello"
-                _log.info("MITM: no ClientHello from %s: %s", conn.client, e)
-                return
-            conn.client_hello = hello
-        decision = await self.policy.decide(
-            ctx, MitmRequest(conn.target, conn.client, conn.user, hello)
-        )
-        if isinstance(decision, RejectConnection):
-            conn.mode, conn.error = "reject", decision.reason
-            _log.info("MITM: %s to %s rejected: %s", conn.client, conn.target, decision.reason)
-            return
-        if isinstance(decision, PassThrough) or kind is Sniffed.OTHER:
-            conn.mode = "pass_through" if isinstance(decision, PassThrough) else "raw"
-            await self._tunnel(ctx, peek, conn)
-            return
-        if kind is Sniffed.HTTP:
-            conn.mode = "http"
-            await self._plain_http(ctx, peek, conn)
-            return
-        assert hello is not None
-        conn.mode = "intercept"
-        await self._intercept(ctx, peek, conn, hello)
+        """Drive the :class:`InterceptionLayer`: carry out each command, feed back the outcome."""
+        layer = InterceptionLayer(str(conn.target.host))
+        cmd: Command = layer.start()
+        upstream: tuple[ByteStream, NegotiatedTls] | None = None
+        client_tls: ByteStream | None = None
+        tctx = ctx.fork()
+        try:
+            while True:
+                if isinstance(cmd, ReadMore):
+                    final = False
+                    try:
+                        await peek.fill(
+                            lambda b: sniff(b) is not None, limit=16, timeout=self.peek_timeout
+                        )
+                    except PeekError:
+                        final = True
+                    cmd = layer.handle(FirstBytes(peek.peeked, final or peek.at_eof))
+                elif isinstance(cmd, ReadClientHello):
+                    cmd = layer.handle(await self._read_hello(peek, conn))
+                elif isinstance(cmd, AskPolicy):
+                    request = MitmRequest(conn.target, conn.client, conn.user, cmd.hello)
+                    cmd = layer.handle(PolicyDecided(await self.policy.decide(ctx, request)))
+                elif isinstance(cmd, Close):
+                    conn.mode = cmd.mode
+                    conn.error = conn.error or cmd.error
+                    if cmd.error is not None:
+                        _log.info("MITM: %s to %s closed: %s", conn.client, conn.target, cmd.error)
+                    return
+                elif isinstance(cmd, Tunnel):
+                    conn.mode = cmd.mode
+                    await self._tunnel(ctx, peek, conn)
+                    return
+                elif isinstance(cmd, ServePlainHttp):
+                    conn.mode = "http"
+                    await self._plain_http(ctx, peek, conn)
+                    return
+                elif isinstance(cmd, ConnectUpstream):
+                    conn.mode = "intercept"
+                    assert conn.client_hello is not None
+                    try:
+                        upstream = await self._connect_upstream(
+                            ctx, conn, cmd.server_name, cmd.alpn, conn.client_hello
+                        )
+                    except _UpstreamFailed as e:
+                        conn.error = e.reason
+                        cmd = layer.handle(UpstreamFailed(e.reason))
+                    else:
+                        conn.upstream_tls = upstream[1]
+                        cert = upstream[1].peer_certificate
+                        cmd = layer.handle(UpstreamReady(upstream[1].alpn, cert))
+                elif isinstance(cmd, AcceptClient):
+                    tctx.insert(_ChosenLeaf(await self._leaf(cmd.hosts)))
+                    try:
+                        client_tls = await self._acceptor(cmd.alpn).handshake(tctx, peek)
+                    except TlsError as e:
+                        # the client refused our leaf (pinning, untrusted CA) or went away
+                        _log.info("MITM: TLS handshake with client %s failed: %s", conn.client, e)
+                        cmd = layer.handle(ClientFailed("client TLS handshake failed"))
+                        continue
+                    conn.client_tls = tctx.get(NegotiatedTls)
+                    alpn = conn.client_tls.alpn if conn.client_tls is not None else None
+                    cmd = layer.handle(ClientAccepted(alpn))
+                elif isinstance(cmd, ServeFailure):
+                    assert client_tls is not None
+                    page = _FailurePage(conn.server_name or str(conn.target.host), cmd.reason)
+                    await HttpServer(page, self.server_config).serve(tctx, client_tls)
+                    return
+                elif isinstance(cmd, ServeHttp):
+                    assert client_tls is not None
+                    assert upstream is not None
+                    first, upstream = (upstream[0], upstream[1].alpn), None
+                    await self._relay(ctx, tctx, conn, client_tls, first, layer.upstream_alpn)
+                    return
+                else:  # pragma: no cover - every command is handled above
+                    raise AssertionError(cmd)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if upstream is not None:
+                    with contextlib.suppress(Exception):
+                        await upstream[0].aclose()
+                if client_tls is not None:
+                    with contextlib.suppress(Exception):
+                        await client_tls.aclose()
+
+    async def _read_hello(self, peek: PeekStream, conn: MitmConnection) -> Event:
+        try:
+            hello = await peek_client_hello(peek, timeout=self.peek_timeout)
+        except ClientHelloError as e:
+            _log.debug("MITM: bad ClientHello from %s: %s", conn.client, e)
+            return HelloFailed("bad ClientHello")
+        except TlsError as e:
+            _log.debug("MITM: no ClientHello from %s: %s", conn.client, e)
+            return HelloFailed("no ClientHello")
+        conn.client_hello = hello
+        return HelloParsed(hello)
 
     async def _dial(self, ctx: Context, target: Authority, conn: MitmConnection) -> ByteStream:
         try:
@@ -348,84 +428,49 @@ class MitmProxy:
             self._acceptors[alpn] = acceptor
         return acceptor
 
-    async def _intercept(
-        self, ctx: Context, peek: PeekStream, conn: MitmConnection, hello: ClientHello
+    async def _connect_upstream(
+        self,
+        ctx: Context,
+        conn: MitmConnection,
+        server_name: str,
+        alpn: tuple[str, ...],
+        hello: ClientHello,
+    ) -> tuple[ByteStream, NegotiatedTls]:
+        raw = await self._dial(ctx, conn.target, conn)
+        try:
+            return await self._upstream_tls(raw, server_name, alpn, hello)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await raw.aclose()
+            raise
+
+    async def _relay(
+        self,
+        ctx: Context,
+        tctx: Context,
+        conn: MitmConnection,
+        client_tls: ByteStream,
+        first: tuple[ByteStream, str | None],
+        chosen: str | None,
     ) -> None:
-        target_host = str(conn.target.host).strip("[]")
-        server_name = hello.server_name or target_host
+        hello = conn.client_hello
+        assert hello is not None
+        server_name = hello.server_name or str(conn.target.host).strip("[]")
         offered = tuple(p.decode("latin-1") for p in hello.alpn_protocols)
-        up_alpn = upstream_alpn(offered)
-        failure: str | None = None
-        first: tuple[ByteStream, str | None] | None = None
-        upstream_cert = None
-        try:
-            raw = await self._dial(ctx, conn.target, conn)
-            try:
-                tls, negotiated = await self._upstream_tls(raw, server_name, up_alpn, hello)
-            except BaseException:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await raw.aclose()
-                raise
-            conn.upstream_tls = negotiated
-            first = (tls, negotiated.alpn)
-            upstream_cert = negotiated.peer_certificate
-        except _UpstreamFailed as e:
-            failure = e.reason
-            conn.error = e.reason
-        chosen = first[1] if first is not None else None
-        if failure is None:
-            alpn = client_alpn(chosen, offered)
-        else:
-            alpn = ("http/1.1",) if "http/1.1" in offered else (("h2",) if "h2" in offered else ())
-        hosts = leaf_hosts(hello.server_name, target_host, upstream_cert)
-        tctx = ctx.fork()
-        tctx.insert(_ChosenLeaf(await self._leaf(hosts)))
-        try:
-            try:
-                client_tls = await self._acceptor(alpn).handshake(tctx, peek)
-            except TlsError as e:
-                # the client refused our leaf (pinning, untrusted CA) or went away
-                _log.info("MITM: TLS handshake with client %s failed: %s", conn.client, e)
-                conn.error = conn.error or "client TLS handshake failed"
-                return
-            conn.client_tls = tctx.get(NegotiatedTls)
-            try:
-                if failure is not None:
-                    reason = failure
-                    page: Service[Request, Response] = service_fn(
-                        lambda _c, _r: _failure_page(server_name, reason)
-                    )
-                    await HttpServer(page, self.server_config).serve(tctx, client_tls)
-                    return
 
-                async def opener() -> tuple[ByteStream, str | None]:
-                    again = await self._dial(ctx, conn.target, conn)
-                    try:
-                        s, n = await self._upstream_tls(
-                            again, server_name, (chosen,) if chosen else up_alpn, hello
-                        )
-                    except BaseException:
-                        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                            await again.aclose()
-                        raise
-                    return s, n.alpn
+        async def opener() -> tuple[ByteStream, str | None]:
+            alpn = (chosen,) if chosen else upstream_alpn(offered)
+            s, n = await self._connect_upstream(ctx, conn, server_name, alpn, hello)
+            return s, n.alpn
 
-                upstream = UpstreamConnections(
-                    opener, authority=_authority_text(conn.target), scheme="https", first=first
-                )
-                first = None
-                try:
-                    stack = self._http_stack(conn, upstream, "https")
-                    await HttpServer(stack, self.server_config).serve(tctx, client_tls)
-                finally:
-                    await upstream.aclose()
-            finally:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await client_tls.aclose()
+        upstream = UpstreamConnections(
+            opener, authority=_authority_text(conn.target), scheme="https", first=first
+        )
+        try:
+            stack = self._http_stack(conn, upstream, "https")
+            await HttpServer(stack, self.server_config).serve(tctx, client_tls)
         finally:
-            if first is not None:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await first[0].aclose()
+            await upstream.aclose()
 
 
 def _soon() -> dt.datetime:
@@ -451,15 +496,18 @@ _PAGE = """<!doctype html>
 """
 
 
-async def _failure_page(host: str, reason: str) -> Response:
-    import html
+class _FailurePage:
+    """Answers every request with the 502 page (the server could not be reached or trusted)."""
 
-    body = _PAGE.format(host=html.escape(host), reason=html.escape(reason)).encode()
-    return Response(
-        502,
-        headers=[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
-        body=body,
-    )
+    def __init__(self, host: str, reason: str) -> None:
+        self.body = _PAGE.format(host=html.escape(host), reason=html.escape(reason)).encode()
+
+    async def serve(self, ctx: Context, req: Request) -> Response:
+        return Response(
+            502,
+            headers=[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+            body=self.body,
+        )
 
 
 class MitmConnectPolicy:
