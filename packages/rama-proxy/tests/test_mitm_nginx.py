@@ -24,6 +24,7 @@ SERVER = """\
         server_name localhost;
         ssl_certificate {cert};
         ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
         root {www};
         location = /report {{
             return 200 "alpn=$ssl_alpn_protocol http=$server_protocol tag=$http_x_mitm\\n";
@@ -95,3 +96,4 @@ async def test_curl_http2_to_nginx(nginx: Nginx, tmp_path: Path, mirror: bool) -
         assert out_file.read_bytes()[:512] == bytes(range(256)) * 2
     conns = await events.wait("finished", 2)
     assert all(c.upstream_tls is not None and c.upstream_tls.alpn == "h2" for c in conns)
+    assert all(c.upstream_tls is not None and c.upstream_tls.version == "TLSv1.3" for c in conns)
