@@ -11,19 +11,26 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import websockets.sync.client
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionType
+from wsproto.events import Message, TextMessage
 
 from rama_core import Context, service_fn
 from rama_http import Body, Request, Response
 from rama_http.server import ServerConfig, serve
 from rama_http.ws import WebSocket, WebSocketUpgrade
-from rama_net import TcpListener
+from rama_net import TcpListener, connect_tcp
 from rama_proxy.mitm import HttpFlow, MitmHooks, MitmProxy, WebSocketMessage
-from rama_tls import CertificateAuthority
+from rama_tls import CertificateAuthority, TlsClientConfig, tls_connect
 
 sys.path.insert(0, str(Path(__file__).parent))
+from http_proxy_testutil import read_response
 from mitm_testutil import Events, origin_tls, run_mitm
 
 
@@ -191,3 +198,69 @@ async def test_websockets_over_wss_with_message_hook(
     assert (True, "rewritten") in directions
     assert (False, "rewritten") in directions
     assert all(m.content != "drop me" for m in events.ws)
+
+
+@pytest.mark.anyio
+async def test_h2_extended_connect_websocket(
+    origin_ca: CertificateAuthority, mitm_ca: CertificateAuthority
+) -> None:
+    """RFC 8441 from the client; the server gets an HTTP/1.1 Upgrade on its own connection."""
+    events = Events()
+    mitm = MitmProxy(mitm_ca, upstream_ca=origin_ca.cert_pem(), hooks=[WsHooks()], observer=events)
+    async with run_tls_origin(origin_ca) as oport, run_mitm(mitm) as (port, _):
+        raw = await connect_tcp(f"127.0.0.1:{port}")
+        await raw.send(f"CONNECT localhost:{oport} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        status, _, _ = await read_response(raw)
+        assert status == 200
+        tls = await tls_connect(
+            raw, "localhost", TlsClientConfig(ca_pem=mitm_ca.cert_pem(), alpn_protocols=("h2",))
+        )
+        h2c = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        h2c.initiate_connection()
+        await tls.send(h2c.data_to_send())
+
+        async def until(kind: type) -> list[h2.events.Event]:
+            seen: list[h2.events.Event] = []
+            with anyio.fail_after(5):
+                while not any(isinstance(e, kind) for e in seen):
+                    seen += h2c.receive_data(await tls.receive())
+                    await tls.send(h2c.data_to_send())
+            return seen
+
+        await until(h2.events.RemoteSettingsChanged)
+        sid = h2c.get_next_available_stream_id()
+        h2c.send_headers(
+            sid,
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "https"),
+                (":path", "/ws"),
+                (":authority", f"localhost:{oport}"),
+                ("sec-websocket-version", "13"),
+            ],
+        )
+        await tls.send(h2c.data_to_send())
+        got = await until(h2.events.ResponseReceived)
+        response = next(e for e in got if isinstance(e, h2.events.ResponseReceived))
+        assert dict(response.headers)[":status"] == "200"
+        ws = WsConnection(ConnectionType.CLIENT)
+        h2c.send_data(sid, ws.send(Message(data="ping")))
+        await tls.send(h2c.data_to_send())
+        texts: list[str] = []
+        with anyio.fail_after(5):
+            while not texts:
+                for e in await until(h2.events.DataReceived):
+                    if isinstance(e, h2.events.DataReceived):
+                        h2c.acknowledge_received_data(e.flow_controlled_length, sid)
+                        ws.receive_data(e.data)
+                        texts += [m.data for m in ws.events() if isinstance(m, TextMessage)]
+        assert texts == ["rewritten"]
+        await tls.aclose()
+    flows = await events.wait("flows", 1)
+    assert flows[0].websocket
+    conn = events.connections[0]
+    assert conn.client_tls is not None
+    assert conn.client_tls.alpn == "h2"

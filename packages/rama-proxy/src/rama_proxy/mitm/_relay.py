@@ -15,18 +15,22 @@ Outermost to innermost (each a Service; the hooks are Layers):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
 from anyio.abc import ByteStream
+from wsproto.utilities import generate_accept_token
 
 from rama_core import Context, Service
 from rama_http import Body, BodyTooLarge, Headers, Request, Response, Version
 from rama_http.client import Http1Connection, Http2Connection, Timeout
 from rama_http.client._connect import engine_factory
 from rama_http.client._connection import ClientConnection, NoResponse
+from rama_http.server import ExtendedConnectProtocol
 from rama_http.ws import WebSocket, WebSocketClosed, WebSocketConfig
 
 from .._hop_by_hop import is_websocket_upgrade, strip_hop_by_hop
@@ -48,6 +52,9 @@ Opener = Callable[[], Awaitable[tuple[ByteStream, str | None]]]
 """Opens one more stream to the server: ``(stream, negotiated ALPN)``."""
 
 _new_h1_engine = engine_factory("fast")
+_H2_WS_DROP = frozenset(
+    {"upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "content-length"}
+)
 _MAX_WS_HEAD = 64 * 1024
 
 
@@ -74,8 +81,11 @@ class UpstreamConnections:
         scheme: str,
         first: tuple[ByteStream, str | None] | None = None,
         max_connections: int = 32,
+        h1_opener: Opener | None = None,
     ) -> None:
         self.opener = opener
+        self.h1_opener = h1_opener or opener
+        """Opens a stream that speaks HTTP/1.1 (for a WebSocket an h2 client asked for)."""
         self.authority = authority
         self.scheme = scheme
         self.max_connections = max_connections
@@ -109,6 +119,8 @@ class UpstreamConnections:
 
     async def take_stream(self) -> ByteStream:
         """A raw HTTP/1.1 stream to the server, no longer pooled (for a WebSocket)."""
+        if self.alpn == "h2":
+            return (await self.h1_opener())[0]
         if self._fresh:
             return self._fresh.pop()[0]
         for conn in self._conns:
@@ -178,9 +190,12 @@ class UpstreamRelay:
         """Relay ``req`` to the server; 502 with a short cause when that fails."""
         flow = ctx.get(HttpFlow)
         if req.method == "CONNECT":
+            protocol = ctx.get(ExtendedConnectProtocol)
+            if protocol is not None and protocol.lower() == "websocket":
+                return await self._websocket(ctx, req, flow, h2_client=True)
             return _text(501, "CONNECT inside an intercepted connection is not supported")
-        if is_websocket_upgrade(req.headers) and self.upstream.alpn != "h2":
-            return await self._websocket(ctx, req, flow)
+        if is_websocket_upgrade(req.headers):
+            return await self._websocket(ctx, req, flow, h2_client=False)
         out = self._outbound(req, flow, upgrade=False)
         for attempt in (1, 2):
             try:
@@ -209,8 +224,25 @@ class UpstreamRelay:
         return _text(502, "bad gateway: " + why.split(":", 1)[0])
 
     # -- WebSocket over HTTP/1.1 Upgrade --------------------------------------------------------
-    async def _websocket(self, ctx: Context, req: Request, flow: HttpFlow | None) -> Response:
+    async def _websocket(
+        self, ctx: Context, req: Request, flow: HttpFlow | None, *, h2_client: bool
+    ) -> Response:
+        """Relay a WebSocket handshake over HTTP/1.1 to the server, then its messages.
+
+        An h2 client's extended CONNECT (RFC 8441) becomes an HTTP/1.1 Upgrade
+        on a connection of its own (the upstream h2 client has no extended
+        CONNECT); the client gets the h2 answer (200).
+        """
         out = self._outbound(req, flow, upgrade=True)
+        key = ""
+        if h2_client:
+            headers = Headers([(n, v) for n, v in out.headers if n.lower() not in _H2_WS_DROP])
+            key = base64.b64encode(os.urandom(16)).decode()
+            headers.add("Upgrade", "websocket")
+            headers.add("Connection", "Upgrade")
+            headers.add("Sec-WebSocket-Key", key)
+            headers.add("Sec-WebSocket-Version", "13")
+            out = Request("GET", out.target, headers=headers)
         try:
             stream = await self.upstream.take_stream()
         except Exception as e:
@@ -237,6 +269,12 @@ class UpstreamRelay:
             headers.remove("content-length")
             headers.remove("transfer-encoding")
             return Response(status, headers=headers, body=rest if status >= 200 else b"")
+        if h2_client and headers.get("sec-websocket-accept") != generate_accept_token(
+            key.encode()
+        ).decode("ascii"):
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await stream.aclose()
+            return self._failed(flow, "WebSocket handshake with the server failed (bad accept)")
         if flow is not None:
             flow.websocket = True
         subprotocol = headers.get("sec-websocket-protocol")
@@ -245,6 +283,9 @@ class UpstreamRelay:
         async def run(client_stream: ByteStream) -> None:
             await relay.run(client_stream, stream, rest)
 
+        if h2_client:
+            answer = [("sec-websocket-protocol", subprotocol)] if subprotocol else []
+            return Response(200, headers=answer, on_upgrade=run)
         return Response(101, headers=headers, on_upgrade=run)
 
 

@@ -362,6 +362,9 @@ class MitmProxy:
                 from rama_tls.emulation import ClientHelloSpec, emulated_tls_connect
 
                 spec = ClientHelloSpec.from_client_hello(hello)
+                if tuple(p.decode("latin-1") for p in hello.alpn_protocols) != alpn:
+                    # a reconnection for one protocol (a WebSocket over HTTP/1.1...)
+                    spec = spec.with_alpn(alpn)
                 ca = self.upstream_ca
                 etls = await emulated_tls_connect(
                     stream,
@@ -463,8 +466,20 @@ class MitmProxy:
             s, n = await self._connect_upstream(ctx, conn, server_name, alpn, hello)
             return s, n.alpn
 
+        async def h1_opener() -> tuple[ByteStream, str | None]:
+            s, n = await self._connect_upstream(ctx, conn, server_name, ("http/1.1",), hello)
+            if n.alpn not in (None, "http/1.1"):
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await s.aclose()
+                raise _UpstreamFailed("the server would not speak HTTP/1.1")
+            return s, n.alpn
+
         upstream = UpstreamConnections(
-            opener, authority=_authority_text(conn.target), scheme="https", first=first
+            opener,
+            authority=_authority_text(conn.target),
+            scheme="https",
+            first=first,
+            h1_opener=h1_opener,
         )
         try:
             stack = self._http_stack(conn, upstream, "https")
