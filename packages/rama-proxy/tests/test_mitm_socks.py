@@ -19,6 +19,7 @@ from rama_tls import CertificateAuthority
 sys.path.insert(0, str(Path(__file__).parent))
 from http_proxy_testutil import Recorder, _Obs, run_origin
 from mitm_testutil import Events, curl, origin_tls, run_mitm
+from test_socks_clients import dante  # noqa: F401 - the danted fixture
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,29 @@ async def test_mitm_egress_through_an_upstream_socks5_proxy(
         assert records[0].target == f"localhost:{origin.port}"
         conn = (await events.wait("finished", 1))[0]
         assert conn.upstream_proxy == f"socks5h://127.0.0.1:{upstream_port}"
+
+
+@pytest.mark.anyio
+async def test_mitm_egress_through_dante(
+    dante: int,  # noqa: F811 - the fixture imported above
+    origin_ca: CertificateAuthority,
+    mitm_ca: CertificateAuthority,
+    ca_file: str,
+    require_peer: Callable[[str], str],
+) -> None:
+    """The MITM's upstream connections go through a real SOCKS5 proxy (mitmproxy cannot)."""
+    require_peer("curl")
+    events = Events()
+    egress = Egress(selector=StaticUpstream(f"socks5h://127.0.0.1:{dante}"))
+    mitm = MitmProxy(mitm_ca, egress=egress, upstream_ca=origin_ca.cert_pem(), observer=events)
+    async with run_origin(tls=origin_tls(origin_ca)) as origin, run_mitm(mitm) as (port, _):
+        url = f"https://localhost:{origin.port}/dante"
+        code, out, err = await curl(
+            "--http2", "-x", f"http://127.0.0.1:{port}", "--cacert", ca_file, url, url
+        )
+        assert code == 0, err
+        assert out.count("GET /dante") == 2
+        conn = (await events.wait("finished", 1))[0]
+        assert conn.upstream_proxy == f"socks5h://127.0.0.1:{dante}"
+        assert conn.upstream_addr is not None
+        assert conn.upstream_addr.port == dante
