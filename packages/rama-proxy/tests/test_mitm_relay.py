@@ -75,6 +75,9 @@ async def _origin(ctx: Context, req: Request) -> Response:
         return Response(200, body=Body.from_iter(chunks(), length=n // 65536 * 65536))
     if req.path == "/ws":
         return await _WS.serve(ctx, req)
+    if req.path == "/close":
+        # the server ends each connection after one answer: the MITM must reconnect
+        return Response(200, headers=[("Connection", "close")], body=b"closing\n")
     return Response.from_text(f"{req.method} {req.target}\n")
 
 
@@ -148,6 +151,10 @@ async def test_httpx_body_hooks(
             assert len(r.content) == 2097152
             r = await client.post(f"{base}/other", content=b"z" * 300_000)
             assert r.status_code == 200
+            for _ in range(3):
+                r = await client.get(f"{base}/close")
+                assert r.status_code == 200
+                assert r.content == b"closing\n"
     assert b"SHOUT THIS" in events.request_chunks
     assert sum(len(c) for c in events.response_chunks) >= 2097152
 

@@ -392,7 +392,7 @@ class ObserveService:
         flow.request = req
         observer = self.observer
         body = req.body
-        if not body.is_empty:
+        if observer is not None and not body.is_empty:
             req.body = Body(stream=_counted(body, flow, True, observer), length=body.length)
         flow.request_sent = anyio.current_time()
         if observer is not None:
@@ -461,6 +461,8 @@ class FlowService:
             flow.response_started = anyio.current_time()
         if observer is not None:
             observer.response(flow)
+        if observer is None:
+            return resp  # nobody counts: the body goes through untouched (no per-chunk work)
         if resp.body.is_empty or resp.on_upgrade is not None:
             flow.finished = anyio.current_time()
             if observer is not None:
