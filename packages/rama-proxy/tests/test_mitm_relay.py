@@ -3,6 +3,7 @@ relay with a message hook (python websockets over wss), httpx with verify= the C
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import ssl
 import sys
@@ -17,6 +18,7 @@ import h2.events
 import httpx
 import pytest
 import websockets.sync.client
+from anyio.abc import ByteStream
 from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import Message, TextMessage
@@ -271,3 +273,92 @@ async def test_h2_extended_connect_websocket(
     conn = events.connections[0]
     assert conn.client_tls is not None
     assert conn.client_tls.alpn == "h2"
+
+
+class BufferEverything(MitmHooks):
+    def wants_request_body(self, flow: HttpFlow) -> bool:
+        return True
+
+    def wants_response_body(self, flow: HttpFlow) -> bool:
+        return True
+
+
+async def _tunnel_tls(port: int, oport: int, mitm_ca: CertificateAuthority) -> ByteStream:
+    raw = await connect_tcp(f"127.0.0.1:{port}")
+    await raw.send(f"CONNECT localhost:{oport} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status, _, _ = await read_response(raw)
+    assert status == 200
+    return await tls_connect(
+        raw,
+        "localhost",
+        TlsClientConfig(ca_pem=mitm_ca.cert_pem(), alpn_protocols=("http/1.1",)),
+    )
+
+
+@pytest.mark.anyio
+async def test_huge_bodies_through_a_buffering_hook_are_bounded(
+    origin_ca: CertificateAuthority, mitm_ca: CertificateAuthority
+) -> None:
+    """1 GiB each way against a 1 MiB buffering limit: answered early, never read whole."""
+    limit = 1 << 20
+    gib = 1 << 30
+    produced = [0]
+
+    async def origin(ctx: Context, req: Request) -> Response:
+        async def endless() -> AsyncIterator[bytes]:
+            while produced[0] < gib:
+                produced[0] += 65536
+                yield b"r" * 65536
+
+        return Response(200, body=Body.from_iter(endless(), length=gib))
+
+    mitm = MitmProxy(
+        mitm_ca,
+        upstream_ca=origin_ca.cert_pem(),
+        hooks=[BufferEverything()],
+        max_body_size=limit,
+    )
+    async with (
+        TcpListener.bind("127.0.0.1:0") as listener,
+        anyio.create_task_group() as tg,
+        run_mitm(mitm) as (port, _),
+    ):
+        tg.start_soon(
+            lambda: serve(listener, service_fn(origin), tls=origin_tls(origin_ca, ("http/1.1",)))
+        )
+        oport = listener.local_addr.port
+        # a chunked 1 GiB upload: the 413 comes once the limit is passed
+        tls = await _tunnel_tls(port, oport, mitm_ca)
+        await tls.send(
+            b"POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        sent = 0
+        answer = b""
+
+        async def upload() -> None:
+            nonlocal sent
+            chunk = b"10000\r\n" + b"u" * 65536 + b"\r\n"
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                while sent < gib:
+                    await tls.send(chunk)
+                    sent += 65536
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as up:
+                up.start_soon(upload)
+                while b"\r\n\r\n" not in answer:
+                    answer += await tls.receive()
+                up.cancel_scope.cancel()
+        assert answer.startswith(b"HTTP/1.1 413")
+        assert sent < 64 * limit
+        await anyio.aclose_forcefully(tls)
+        # a 1 GiB download: 502 once the limit is passed; the origin is stopped
+        tls = await _tunnel_tls(port, oport, mitm_ca)
+        await tls.send(b"GET /down HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        status, _, body = await read_response(tls)
+        assert status == 502
+        assert b"larger than" in body
+        await anyio.aclose_forcefully(tls)
+        await anyio.sleep(0.2)
+        assert produced[0] < 64 * limit
+        tg.cancel_scope.cancel()

@@ -149,7 +149,8 @@ class MitmProxy:
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.max_body_size = max_body_size
-        self.server_config = server_config or ServerConfig()
+        self.server_config = server_config or ServerConfig(max_body_size=None)
+        """The decrypted client side's limits (bodies are the server's business: no size limit)."""
         self.websocket_config = websocket_config
         self._acceptors: dict[tuple[str, ...], TlsAcceptorService[None]] = {}
         self._client_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
