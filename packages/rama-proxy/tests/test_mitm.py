@@ -225,3 +225,36 @@ async def test_pass_through_keeps_the_real_certificate(
         assert code == 0, err
         assert "GET /ip" in out
         assert mitm.leaves.issued == 0  # several names (IP + upstream SANs): not the host cache
+
+
+@pytest.mark.anyio
+async def test_refused_upstream_is_a_502_page_and_leaves_are_cached(
+    origin_ca: CertificateAuthority,
+    mitm_ca: CertificateAuthority,
+    ca_file: str,
+    require_peer: Callable[[str], str],
+) -> None:
+    require_peer("curl")
+    from http_proxy_testutil import free_port
+
+    events = Events()
+    mitm = MitmProxy(mitm_ca, upstream_ca=origin_ca.cert_pem(), observer=events)
+    closed = free_port()
+    async with run_origin(tls=origin_tls(origin_ca)) as origin, run_mitm(mitm) as (port, _):
+        code, out, err = await curl(
+            "-x", f"http://127.0.0.1:{port}", "--cacert", ca_file, f"https://localhost:{closed}/"
+        )
+        assert code == 0, err
+        assert "connection refused" in out
+        conn = (await events.wait("finished", 1))[0]
+        assert conn.error == "connection refused"
+        for _ in range(3):
+            code, out, err = await curl(
+                "-x",
+                f"http://127.0.0.1:{port}",
+                "--cacert",
+                ca_file,
+                f"https://localhost:{origin.port}/again",
+            )
+            assert code == 0, err
+        assert mitm.leaves.issued == 1  # one leaf for "localhost", reused
