@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import zlib
 
 from rama_http import Headers
 
 __all__ = ["DecodedTooLarge", "content_codings", "decode_body", "encode_body"]
 
-_KNOWN = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd", "identity"})
+
+def _known() -> frozenset[str]:
+    known = {"gzip", "x-gzip", "deflate", "identity"}
+    # optional: without the module a body in that coding reaches the hook undecoded
+    if importlib.util.find_spec("brotli") is not None:
+        known.add("br")
+    if importlib.util.find_spec("zstandard") is not None:
+        known.add("zstd")
+    return frozenset(known)
+
+
+_KNOWN = _known()
 
 
 class DecodedTooLarge(Exception):
@@ -17,7 +29,11 @@ class DecodedTooLarge(Exception):
 
 
 def content_codings(headers: Headers) -> list[str] | None:
-    """The codings applied, in order; None when one of them is unknown (pass raw)."""
+    """The codings applied, in order; None when one of them is unknown (pass raw).
+
+    gzip and deflate always decode; ``br`` and ``zstd`` when the ``brotli`` and
+    ``zstandard`` modules are installed.
+    """
     codings = [c.strip().lower() for v in headers.get_all("content-encoding") for c in v.split(",")]
     codings = [c for c in codings if c and c != "identity"]
     if any(c not in _KNOWN for c in codings):
