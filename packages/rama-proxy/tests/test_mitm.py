@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rama_proxy.mitm import HostPolicy, HttpFlow, MitmHooks, MitmProxy
+from rama_proxy.mitm import HostPolicy, HttpFlow, MitmHooks, MitmObservers, MitmProxy
 from rama_tls import CertificateAuthority
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,9 +50,12 @@ async def test_curl_h1_through_mitm_with_hooks(
     require_peer: Callable[[str], str],
 ) -> None:
     require_peer("curl")
-    events = Events()
+    events, second = Events(), Events()
     mitm = MitmProxy(
-        mitm_ca, upstream_ca=origin_ca.cert_pem(), hooks=[AddHeader()], observer=events
+        mitm_ca,
+        upstream_ca=origin_ca.cert_pem(),
+        hooks=[AddHeader()],
+        observer=MitmObservers(events, second),
     )
     async with run_origin(tls=origin_tls(origin_ca)) as origin, run_mitm(mitm) as (port, _):
         url = f"https://localhost:{origin.port}/hello?x=1"
@@ -79,6 +82,19 @@ async def test_curl_h1_through_mitm_with_hooks(
         assert conn.upstream_tls.peer_certificate is not None
         # the leaf the client saw came from the MITM CA
         assert mitm.leaves.issued == 1
+        # timings, in order (what a HAR needs)
+        flow = flows[0]
+        assert conn.upstream_dial_started is not None
+        assert conn.upstream_connected is not None
+        assert conn.upstream_tls_done is not None
+        assert conn.started <= conn.upstream_dial_started <= conn.upstream_connected
+        assert conn.upstream_connected <= conn.upstream_tls_done <= flow.started
+        assert flow.request_sent is not None
+        assert flow.response_started is not None
+        assert flow.finished is not None
+        assert flow.started <= flow.request_sent <= flow.response_started <= flow.finished
+        assert flow.response_bytes > 0
+        assert second.flows == events.flows  # both observers saw it
 
 
 @pytest.mark.anyio

@@ -23,6 +23,7 @@ from ._flow import (
     MitmConnection,
     MitmHooks,
     MitmObserver,
+    MitmObservers,
     WebSocketMessage,
 )
 from ._plan import HTTP_ALPN, Sniffed, client_alpn, leaf_hosts, sniff, upstream_alpn
@@ -54,6 +55,7 @@ __all__ = [
     "MitmDecision",
     "MitmHooks",
     "MitmObserver",
+    "MitmObservers",
     "MitmPolicy",
     "MitmProxy",
     "MitmRequest",

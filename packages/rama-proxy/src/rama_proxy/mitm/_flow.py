@@ -30,6 +30,7 @@ __all__ = [
     "MitmConnection",
     "MitmHooks",
     "MitmObserver",
+    "MitmObservers",
     "WebSocketMessage",
 ]
 
@@ -65,6 +66,12 @@ class MitmConnection:
     """The address dialled (the target's, or the upstream proxy's)."""
     upstream_proxy: str | None = None
     """The upstream proxy used (credentials redacted), if any."""
+    upstream_dial_started: float | None = None
+    """When the MITM started to open its (first) upstream connection (for HAR ``connect``)."""
+    upstream_connected: float | None = None
+    """When that TCP (or proxy tunnel) connection was up."""
+    upstream_tls_done: float | None = None
+    """When its TLS handshake finished (for HAR ``ssl``)."""
     bytes_from_client: int = 0
     """Tunnelled connections: bytes the client sent (raw, pass-through)."""
     bytes_from_server: int = 0
@@ -166,6 +173,53 @@ class MitmObserver:
 
     def websocket_message(self, flow: HttpFlow, message: WebSocketMessage) -> None:
         """A WebSocket message was relayed (as forwarded, after hooks)."""
+
+
+class MitmObservers(MitmObserver):
+    """Several observers as one: each call goes to each, in order."""
+
+    def __init__(self, *observers: MitmObserver) -> None:
+        self.observers = observers
+
+    def connection_started(self, conn: MitmConnection) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.connection_started(conn)
+
+    def connection_finished(self, conn: MitmConnection) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.connection_finished(conn)
+
+    def request(self, flow: HttpFlow) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.request(flow)
+
+    def request_body(self, flow: HttpFlow, chunk: bytes) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.request_body(flow, chunk)
+
+    def response(self, flow: HttpFlow) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.response(flow)
+
+    def response_body(self, flow: HttpFlow, chunk: bytes) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.response_body(flow, chunk)
+
+    def flow_finished(self, flow: HttpFlow) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.flow_finished(flow)
+
+    def websocket_message(self, flow: HttpFlow, message: WebSocketMessage) -> None:
+        """Fan out."""
+        for o in self.observers:
+            o.websocket_message(flow, message)
 
 
 class MitmHooks:

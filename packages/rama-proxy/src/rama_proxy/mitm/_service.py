@@ -440,9 +440,17 @@ class MitmProxy:
         alpn: tuple[str, ...],
         hello: ClientHello,
     ) -> tuple[ByteStream, NegotiatedTls]:
+        first = conn.upstream_dial_started is None
+        if first:
+            conn.upstream_dial_started = anyio.current_time()
         raw = await self._dial(ctx, conn.target, conn)
+        if first:
+            conn.upstream_connected = anyio.current_time()
         try:
-            return await self._upstream_tls(raw, server_name, alpn, hello)
+            result = await self._upstream_tls(raw, server_name, alpn, hello)
+            if first:
+                conn.upstream_tls_done = anyio.current_time()
+            return result
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await raw.aclose()
