@@ -8,7 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from rama_proxy.mitm import HostPolicy, HttpFlow, MitmHooks, MitmObservers, MitmProxy
+from rama_core import Context
+from rama_proxy import ProxyAuthenticator, StaticCredentials
+from rama_proxy.mitm import (
+    HostPolicy,
+    HttpFlow,
+    Intercept,
+    MitmDecision,
+    MitmHooks,
+    MitmObservers,
+    MitmProxy,
+    MitmRequest,
+    PassThrough,
+    mitm_policy_fn,
+)
 from rama_tls import CertificateAuthority
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -274,3 +287,50 @@ async def test_refused_upstream_is_a_502_page_and_leaves_are_cached(
             )
             assert code == 0, err
         assert mitm.leaves.issued == 1  # one leaf for "localhost", reused
+
+
+@pytest.mark.anyio
+async def test_policy_sees_the_proxy_user_and_client(
+    origin_ca: CertificateAuthority,
+    mitm_ca: CertificateAuthority,
+    ca_file: str,
+    tmp_path: Path,
+    require_peer: Callable[[str], str],
+) -> None:
+    """Intercept alice's connections, pass bob's through: the policy gets the ProxyUser."""
+    require_peer("curl")
+    origin_file = tmp_path / "origin.pem"
+    origin_file.write_bytes(origin_ca.cert_pem())
+    seen: list[MitmRequest] = []
+
+    async def by_user(ctx: Context, request: MitmRequest) -> MitmDecision:
+        seen.append(request)
+        return Intercept() if request.user == "alice" else PassThrough()
+
+    events = Events()
+    mitm = MitmProxy(
+        mitm_ca,
+        upstream_ca=origin_ca.cert_pem(),
+        policy=mitm_policy_fn(by_user),
+        observer=events,
+    )
+    auth = ProxyAuthenticator(StaticCredentials({"alice": "a", "bob": "b"}))
+    async with (
+        run_origin(tls=origin_tls(origin_ca)) as origin,
+        run_mitm(mitm, authenticator=auth) as (port, _),
+    ):
+        url = f"https://localhost:{origin.port}/u"
+        code, out, err = await curl(
+            "-x", f"http://alice:a@127.0.0.1:{port}", "--cacert", ca_file, url
+        )
+        assert code == 0, err
+        code, out, err = await curl(
+            "-x", f"http://bob:b@127.0.0.1:{port}", "--cacert", str(origin_file), url
+        )
+        assert code == 0, err
+        assert "GET /u" in out
+        finished = await events.wait("finished", 2)
+    assert [r.user for r in seen] == ["alice", "bob"]
+    assert all(r.client is not None and str(r.client.ip) == "127.0.0.1" for r in seen)
+    assert all(r.server_name == "localhost" for r in seen)
+    assert sorted(c.mode for c in finished) == ["intercept", "pass_through"]
