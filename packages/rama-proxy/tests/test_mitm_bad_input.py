@@ -138,7 +138,10 @@ async def run_echo() -> AsyncIterator[int]:
 
 
 @pytest.mark.anyio
-async def test_plain_http_and_raw_bytes_in_the_tunnel(mitm_ca: CertificateAuthority) -> None:
+async def test_plain_http_and_raw_bytes_in_the_tunnel(
+    mitm_ca: CertificateAuthority, require_peer: Callable[[str], str]
+) -> None:
+    require_peer("curl")
     events = Events()
     mitm = MitmProxy(mitm_ca, hooks=[Tag()], observer=events)
     async with run_origin() as origin, run_echo() as echo, run_mitm(mitm) as (port, _):
@@ -157,8 +160,21 @@ async def test_plain_http_and_raw_bytes_in_the_tunnel(mitm_ca: CertificateAuthor
                 got += await s.receive()
         assert got.replace(b"echo:", b"") == b"\x00\x01 not http, not tls"
         await s.aclose()
-        finished = await events.wait("finished", 2)
-        assert sorted(c.mode for c in finished) == ["http", "raw"]
+        # h2 with prior knowledge inside the tunnel stays h2c to the origin
+        code, out, err = await curl(
+            "--http2-prior-knowledge",
+            "-p",
+            "-x",
+            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{origin.port}/h2c",
+        )
+        assert code == 0, err
+        assert "GET /h2c" in out
+        assert "x-tagged: http" in out.lower()
+        finished = await events.wait("finished", 3)
+        assert sorted(c.mode for c in finished) == ["http", "http", "raw"]
+        flows = await events.wait("flows", 2)
+        assert [f.request.version.value for f in flows] == ["HTTP/1.1", "HTTP/2"]
 
 
 @pytest.mark.anyio

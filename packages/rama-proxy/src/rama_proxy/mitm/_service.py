@@ -330,22 +330,23 @@ class MitmProxy:
             service,
             conn,
             scheme=scheme,
-            authority=_authority_text(conn.target),
+            authority=upstream.authority,
             observer=self.observer,
         )
 
     async def _plain_http(self, ctx: Context, peek: PeekStream, conn: MitmConnection) -> None:
+        # h2 with prior knowledge (h2c) stays h2c to the server; HTTP/1.x stays HTTP/1.x
+        h2c = peek.peeked.startswith(b"PRI ")
+
         async def opener() -> tuple[ByteStream, str | None]:
-            return await self._dial(ctx, conn.target, conn), None
+            return await self._dial(ctx, conn.target, conn), "h2" if h2c else None
 
         upstream = UpstreamConnections(
-            opener, authority=_authority_text(conn.target), scheme="http"
+            opener, authority=_authority_text(conn.target, 80), scheme="http"
         )
         try:
-            server = HttpServer(
-                self._http_stack(conn, upstream, "http"), self.server_config, h2=False
-            )
-            await server.serve(ctx, peek)
+            stack = self._http_stack(conn, upstream, "http")
+            await HttpServer(stack, self.server_config, http1=not h2c, h2=h2c).serve(ctx, peek)
         finally:
             await upstream.aclose()
 
@@ -505,11 +506,11 @@ async def _never(ctx: Context, stream: ByteStream) -> None:  # the acceptors onl
     raise RuntimeError("unused")
 
 
-def _authority_text(target: Authority) -> str:
+def _authority_text(target: Authority, default_port: int = 443) -> str:
     host = str(target.host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return host if target.port == 443 else f"{host}:{target.port}"
+    return host if target.port == default_port else f"{host}:{target.port}"
 
 
 _PAGE = """<!doctype html>
