@@ -6,19 +6,24 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import ipaddress
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rama_core import Context
-from rama_http import Headers
+from rama_core import Context, Service, service_fn
+from rama_http import Body, Headers, Request, Response
 from rama_net import Authority
 from rama_proxy.mitm import (
     HTTP_ALPN,
+    HookLayer,
     HostPolicy,
+    HttpFlow,
     Intercept,
+    MitmConnection,
+    MitmHooks,
     PassThrough,
     RejectConnection,
     Sniffed,
@@ -57,6 +62,7 @@ from rama_proxy.mitm._layer import (
     UpstreamReady,
 )
 from rama_proxy.mitm._policy import MitmRequest
+from rama_proxy.mitm._relay import FlowService
 from rama_tls import CertificateAuthority, ClientHello, ClientHelloComplete
 from rama_tls import parse_client_hello_records as parse_records
 
@@ -339,3 +345,87 @@ def test_leaf_hosts_from_upstream_certificate_without_san() -> None:
     assert leaf_hosts(None, "1.2.3.4", cert) == ("1.2.3.4", "only.example")
     assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC)
     assert isinstance(cert, x509.Certificate)
+
+
+class _Order(MitmHooks):
+    def __init__(self, name: str, log: list[str], answer: bool = False) -> None:
+        self.name, self.log, self.answer = name, log, answer
+
+    async def request(self, flow: HttpFlow) -> Response | None:
+        self.log.append(f"{self.name}.request")
+        flow.request.headers.add("x-order", self.name)
+        return Response(204) if self.answer else None
+
+    async def response(self, flow: HttpFlow) -> None:
+        self.log.append(f"{self.name}.response")
+        assert flow.response is not None
+        flow.response.headers.add("x-order", self.name)
+
+
+def _stack(hooks: list[MitmHooks], inner: Service[Request, Response]) -> Service[Request, Response]:
+    service: Service[Request, Response] = inner
+    for h in reversed(hooks):
+        service = HookLayer(h, max_body_size=1024).layer(service)
+    conn = MitmConnection(Authority.parse("example.com:443"))
+    return FlowService(service, conn, scheme="https", authority="example.com")
+
+
+@pytest.mark.anyio
+async def test_hooks_run_as_an_onion() -> None:
+    """Request hooks in order, response hooks in reverse; a local answer skips the rest."""
+    log: list[str] = []
+    seen: list[list[str]] = []
+
+    async def upstream(ctx: Context, req: Request) -> Response:
+        log.append("upstream")
+        seen.append(req.headers.get_all("x-order"))
+        return Response(200, body=b"ok")
+
+    stack = _stack([_Order("a", log), _Order("b", log)], service_fn(upstream))
+    resp = await stack.serve(Context(), Request("GET", "/"))
+    assert log == ["a.request", "b.request", "upstream", "b.response", "a.response"]
+    assert seen == [["a", "b"]]
+    assert resp.headers.get_all("x-order") == ["b", "a"]
+    log.clear()
+    stack = _stack([_Order("a", log, answer=True), _Order("b", log)], service_fn(upstream))
+    resp = await stack.serve(Context(), Request("GET", "/"))
+    assert resp.status == 204
+    assert log == ["a.request"]
+
+
+class _Upper(MitmHooks):
+    def wants_request_body(self, flow: HttpFlow) -> bool:
+        return True
+
+    async def request_body(self, flow: HttpFlow, body: bytes) -> bytes:
+        return body.upper()
+
+    def wants_response_body(self, flow: HttpFlow) -> bool:
+        return True
+
+    async def response_body(self, flow: HttpFlow, body: bytes) -> bytes:
+        return body + b"!"
+
+
+@pytest.mark.anyio
+async def test_body_hooks_without_sockets() -> None:
+    async def upstream(ctx: Context, req: Request) -> Response:
+        body = await req.body.read()
+        return Response(
+            200, headers=[("Content-Encoding", "gzip")], body=gzip.compress(body + b" back")
+        )
+
+    stack = _stack([_Upper()], service_fn(upstream))
+    req = Request("POST", "/", headers=[("Content-Length", "5")], body=b"hello")
+    resp = await stack.serve(Context(), req)
+    assert gzip.decompress(await resp.body.read()) == b"HELLO back!"
+    assert resp.headers.get("content-length") is not None
+    # past the limit (1024): 413 without calling upstream
+    req = Request("POST", "/", body=Body.from_iter(_chunks(2000)))
+    resp = await stack.serve(Context(), req)
+    assert resp.status == 413
+
+
+async def _chunks(n: int) -> AsyncIterator[bytes]:
+    for _ in range(n // 100):
+        yield b"x" * 100
