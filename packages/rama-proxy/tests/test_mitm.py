@@ -334,3 +334,49 @@ async def test_policy_sees_the_proxy_user_and_client(
     assert all(r.client is not None and str(r.client.ip) == "127.0.0.1" for r in seen)
     assert all(r.server_name == "localhost" for r in seen)
     assert sorted(c.mode for c in finished) == ["intercept", "pass_through"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("origin_alpn", "client_flag", "client_proto", "upstream_proto"),
+    [
+        (("http/1.1",), "--http2", "h2", "http/1.1"),
+        (("h2",), "--http1.1", "http/1.1", "h2"),
+    ],
+)
+async def test_translate_http_version(
+    origin_ca: CertificateAuthority,
+    mitm_ca: CertificateAuthority,
+    ca_file: str,
+    require_peer: Callable[[str], str],
+    origin_alpn: tuple[str, ...],
+    client_flag: str,
+    client_proto: str,
+    upstream_proto: str,
+) -> None:
+    """Opt-in: each side keeps its own HTTP version; the relay translates."""
+    require_peer("curl")
+    events = Events()
+    mitm = MitmProxy(
+        mitm_ca,
+        upstream_ca=origin_ca.cert_pem(),
+        hooks=[AddHeader()],
+        observer=events,
+        translate_http_version=True,
+    )
+    async with (
+        run_origin(tls=origin_tls(origin_ca, origin_alpn)) as origin,
+        run_mitm(mitm) as (port, _),
+    ):
+        url = f"https://localhost:{origin.port}/t?q=1"
+        code, out, err = await curl(
+            "-v", client_flag, "-x", f"http://127.0.0.1:{port}", "--cacert", ca_file, url, url
+        )
+        assert code == 0, err
+        assert out.count("GET /t?q=1") == 2
+        assert out.lower().count("x-mitm: seen") == 2
+        conn = (await events.wait("finished", 1))[0]
+        assert conn.client_tls is not None
+        assert conn.client_tls.alpn == client_proto
+        assert conn.upstream_tls is not None
+        assert conn.upstream_tls.alpn == upstream_proto

@@ -429,3 +429,18 @@ async def test_body_hooks_without_sockets() -> None:
 async def _chunks(n: int) -> AsyncIterator[bytes]:
     for _ in range(n // 100):
         yield b"x" * 100
+
+
+def test_playbook_translate_lets_each_side_choose() -> None:
+    hello = parse(hello_bytes("example.com", ["http/1.1"]))
+    play(
+        InterceptionLayer("example.com", translate=True),
+        [
+            (None, ReadMore()),
+            (FirstBytes(H2_HELLO), ReadClientHello()),
+            (HelloParsed(hello), AskPolicy(hello)),
+            (PolicyDecided(Intercept()), ConnectUpstream("example.com", ("h2", "http/1.1"))),
+            (UpstreamReady("h2"), AcceptClient(("example.com",), ("http/1.1",))),
+            (ClientAccepted("http/1.1"), ServeHttp("http/1.1")),
+        ],
+    )

@@ -34,7 +34,7 @@ from cryptography import x509
 from rama_tls import ClientHello
 
 from ._flow import ConnectionMode
-from ._plan import Sniffed, client_alpn, leaf_hosts, sniff, upstream_alpn
+from ._plan import HTTP_ALPN, Sniffed, client_alpn, leaf_hosts, sniff, upstream_alpn
 from ._policy import MitmDecision, PassThrough, RejectConnection
 
 __all__ = [
@@ -206,8 +206,10 @@ class LayerError(Exception):
 class InterceptionLayer:
     """The decisions for one tunnelled connection to ``target_host`` (see the module)."""
 
-    def __init__(self, target_host: str) -> None:
+    def __init__(self, target_host: str, *, translate: bool = False) -> None:
         self.target_host = target_host.strip("[]")
+        self.translate = translate
+        """Let each side negotiate its own HTTP version (h1 <-> h2 translated by the relay)."""
         self.state = "start"
         self.kind: Sniffed | None = None
         self.hello: ClientHello | None = None
@@ -267,16 +269,19 @@ class InterceptionLayer:
                 return ServePlainHttp()
             assert self.hello is not None
             self.state = "upstream"
-            return ConnectUpstream(
-                self.hello.server_name or self.target_host, upstream_alpn(self.offered)
-            )
+            # translating: the server picks from both versions; else from the client's
+            offer = HTTP_ALPN if self.translate else upstream_alpn(self.offered)
+            return ConnectUpstream(self.hello.server_name or self.target_host, offer)
         if isinstance(event, UpstreamReady):
             self._expect("upstream")
             self.upstream_alpn = event.alpn
             self.state = "client"
-            return AcceptClient(
-                self._hosts(event.certificate), client_alpn(event.alpn, self.offered)
-            )
+            if self.translate:
+                # the client's own preference, whatever the server chose
+                to_client = upstream_alpn(self.offered)
+            else:
+                to_client = client_alpn(event.alpn, self.offered)
+            return AcceptClient(self._hosts(event.certificate), to_client)
         if isinstance(event, UpstreamFailed):
             self._expect("upstream")
             self.failure = event.reason

@@ -131,6 +131,7 @@ class MitmProxy:
         max_body_size: int = 16 << 20,
         server_config: ServerConfig | None = None,
         websocket_config: WebSocketConfig | None = None,
+        translate_http_version: bool = False,
     ) -> None:
         self.leaves = ca if isinstance(ca, LeafCertificateCache) else LeafCertificateCache(ca)
         """Leaf certificates shown to clients, one per host, cached."""
@@ -152,6 +153,9 @@ class MitmProxy:
         self.server_config = server_config or ServerConfig(max_body_size=None)
         """The decrypted client side's limits (bodies are the server's business: no size limit)."""
         self.websocket_config = websocket_config
+        self.translate_http_version = translate_http_version
+        """Negotiate HTTP versions per side (a client on h2 to an h1 server...); default:
+        the client gets the server's choice, so h1 stays h1 and h2 stays h2."""
         self._acceptors: dict[tuple[str, ...], TlsAcceptorService[None]] = {}
         self._client_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._multi_leaves: OrderedDict[tuple[str, ...], CertifiedKey] = OrderedDict()
@@ -193,7 +197,7 @@ class MitmProxy:
 
     async def _serve(self, ctx: Context, peek: PeekStream, conn: MitmConnection) -> None:
         """Drive the :class:`InterceptionLayer`: carry out each command, feed back the outcome."""
-        layer = InterceptionLayer(str(conn.target.host))
+        layer = InterceptionLayer(str(conn.target.host), translate=self.translate_http_version)
         cmd: Command = layer.start()
         upstream: tuple[ByteStream, NegotiatedTls] | None = None
         client_tls: ByteStream | None = None
