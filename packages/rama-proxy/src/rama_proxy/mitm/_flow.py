@@ -223,7 +223,9 @@ class MitmObservers(MitmObserver):
 
 
 class MitmHooks:
-    """Interception hooks; subclass and override. Several run in order (a layer each).
+    """Interception hooks; subclass and override. Several run as an onion (a layer each):
+    request hooks in the order given, response hooks in reverse; a request hook
+    that answers locally skips the later hooks and the server.
 
     Heads: :meth:`request` may change ``flow.request`` (or answer locally by
     returning a Response), :meth:`response` may change ``flow.response``.
