@@ -6,9 +6,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
-from rama_core import Context
+from rama_core import Context, service_fn
+from rama_http import Request, Response
+from rama_http.server import serve
+from rama_net import TcpListener
 from rama_proxy import ProxyAuthenticator, StaticCredentials
 from rama_proxy.mitm import (
     HostPolicy,
@@ -25,7 +29,7 @@ from rama_proxy.mitm import (
 from rama_tls import CertificateAuthority
 
 sys.path.insert(0, str(Path(__file__).parent))
-from http_proxy_testutil import run_origin
+from http_proxy_testutil import free_port, run_origin
 from mitm_testutil import Events, curl, origin_tls, run_mitm
 
 
@@ -264,8 +268,6 @@ async def test_refused_upstream_is_a_502_page_and_leaves_are_cached(
     require_peer: Callable[[str], str],
 ) -> None:
     require_peer("curl")
-    from http_proxy_testutil import free_port
-
     events = Events()
     mitm = MitmProxy(mitm_ca, upstream_ca=origin_ca.cert_pem(), observer=events)
     closed = free_port()
@@ -380,3 +382,39 @@ async def test_translate_http_version(
         assert conn.client_tls.alpn == client_proto
         assert conn.upstream_tls is not None
         assert conn.upstream_tls.alpn == upstream_proto
+
+
+@pytest.mark.anyio
+async def test_ipv6_target_without_sni_gets_an_ip_san(
+    origin_ca: CertificateAuthority,
+    mitm_ca: CertificateAuthority,
+    ca_file: str,
+    require_peer: Callable[[str], str],
+) -> None:
+    require_peer("curl")
+
+    async def hello(ctx: Context, req: Request) -> Response:
+        return Response.from_text(f"v6 {req.target}\n")
+
+    events = Events()
+    mitm = MitmProxy(mitm_ca, upstream_ca=origin_ca.cert_pem(), observer=events)
+    tls = origin_tls(origin_ca, ("h2", "http/1.1"), "::1")
+    async with (
+        TcpListener.bind("[::1]:0") as listener,
+        anyio.create_task_group() as tg,
+        run_mitm(mitm) as (port, _),
+    ):
+        tg.start_soon(lambda: serve(listener, service_fn(hello), tls=tls))
+        code, out, err = await curl(
+            "-x",
+            f"http://127.0.0.1:{port}",
+            "--cacert",
+            ca_file,
+            f"https://[::1]:{listener.local_addr.port}/six",
+        )
+        assert code == 0, err
+        assert out == "v6 /six\n"
+        conn = (await events.wait("finished", 1))[0]
+        assert conn.server_name is None
+        assert conn.client_tls is not None
+        tg.cancel_scope.cancel()
