@@ -8,6 +8,10 @@
   (SOCKS5h behaviour); a failure answers the REP code of its
   :class:`~rama_proxy.UpstreamFailure` (network/host unreachable, refused,
   TTL expired...).
+- ``connect_handoff``: a ``Service[ByteStream, None]`` (a MITM) that gets
+  the client's stream after the success reply instead of a tunnel; it finds
+  the target in the Context as :class:`~rama_proxy.ConnectTarget` (its
+  ``request`` a synthetic ``CONNECT host:port``) and dials it itself.
 - BIND: a listening socket on the control connection's local IP, the first
   reply with its address, one incoming connection within ``bind_timeout``
   (from the host the client named, when it named an IP), the second reply, a tunnel.
@@ -37,7 +41,8 @@ from typing import cast
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener
 
-from rama_core import Context
+from rama_core import Context, Service
+from rama_http import Request
 from rama_net import (
     AddressError,
     Authority,
@@ -45,6 +50,7 @@ from rama_net import (
     DnsError,
     Host,
     IpAddress,
+    PeekStream,
     Resolver,
     SocketAddress,
     SocketInfo,
@@ -54,6 +60,7 @@ from rama_net import (
 )
 
 from ._auth import ProxyAuthenticator, ProxyUser
+from ._connect_policy import ConnectTarget
 from ._egress import Egress
 from ._errors import UpstreamError
 from ._record import ProxyRecord, begin_record, end_record
@@ -116,8 +123,11 @@ class SocksProxy:
         udp_idle_timeout: float = 120.0,
         idle_timeout: float | None = 300.0,
         resolver: Resolver | None = None,
+        connect_handoff: Service[ByteStream, None] | None = None,
     ) -> None:
         self.egress = egress or Egress()
+        self.connect_handoff = connect_handoff
+        """Gets the client's stream after a CONNECT's success reply (instead of a tunnel)."""
         self.authenticator = authenticator
         """RFC 1929 username/password is required when set."""
         self.allow_connect_ports = (
@@ -350,6 +360,9 @@ class SocksProxy:
             _log.debug("SOCKS CONNECT to an invalid host %r", str(cmd.host)[:255])
             await self._fail(stream, cmd, record, Socks5ReplyCode.HOST_UNREACHABLE, "invalid host")
             return
+        if self.connect_handoff is not None:
+            await self._handoff(ctx, stream, cmd, record, target, self.connect_handoff)
+            return
         try:
             conn = await self.egress.serve(ctx, target)
         except UpstreamError as exc:
@@ -372,6 +385,22 @@ class SocksProxy:
                 await conn.stream.aclose()
             raise
         await self._tunnel(stream, conn.stream, record)
+
+    async def _handoff(
+        self,
+        ctx: Context,
+        stream: ByteStream,
+        cmd: _Command,
+        record: ProxyRecord,
+        target: Authority,
+        service: Service[ByteStream, None],
+    ) -> None:
+        await self._reply(stream, cmd, Socks5ReplyCode.SUCCEEDED)
+        record.status = Socks5ReplyCode.SUCCEEDED if cmd.version == 5 else Socks4ReplyCode.GRANTED
+        ctx.insert(ConnectTarget(target, Request("CONNECT", str(target))))
+        if cmd.early:
+            stream = PeekStream(stream, cmd.early)
+        await service.serve(ctx, stream)
 
     async def _tunnel(self, client: ByteStream, target: ByteStream, record: ProxyRecord) -> None:
         stats = await forward(client, target, idle_timeout=self.idle_timeout)

@@ -85,6 +85,8 @@ _HRR_RANDOM: Final = bytes.fromhex(
 _DOWNGRADE: Final = (b"DOWNGRD\x01", b"DOWNGRD\x00")
 _CCS_RECORD: Final = b"\x14\x03\x03\x00\x01\x01"
 _MAX_HANDSHAKE: Final = 1 << 20
+_RENEGOTIATION_SCSV = 0x00FF
+"""TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746)."""
 _MAX_PLAIN: Final = 1 << 14
 _CV_PREFIX: Final = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
 
@@ -878,7 +880,10 @@ class TlsClient:
                 if limit < 64:
                     raise TlsIllegalParameter("record_size_limit below 64")
                 self._max_plain = min(_MAX_PLAIN, limit)
-            if not self.spec.has_extension(ext):
+            if not self.spec.has_extension(ext) and not (
+                # RFC 5746 section 3.4: the SCSV offers renegotiation_info as well
+                ext == _T.RENEGOTIATION_INFO and _RENEGOTIATION_SCSV in self.spec.cipher_suites
+            ):
                 raise TlsProtocolError(
                     f"server sent extension 0x{ext:04x} we did not offer",
                     alert=_A.UNSUPPORTED_EXTENSION,

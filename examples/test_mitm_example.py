@@ -1,0 +1,145 @@
+"""Run examples/mitm_proxy.py as a user would: curl (HTTP proxy and SOCKS5) and python
+websockets through it to a local TLS origin; the hooks' header and message rewrite show."""
+
+from __future__ import annotations
+
+import select
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+import websockets.sync.client
+
+from rama_core import Context, service_fn
+from rama_http import Request, Response
+from rama_http.server import serve
+from rama_http.ws import WebSocket, WebSocketUpgrade
+from rama_net import TcpListener
+from rama_tls import CertificateAuthority, StaticCertResolver, TlsAcceptorConfig
+
+HERE = Path(__file__).parent
+START_TIMEOUT = 10.0
+
+
+async def _echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+_WS = WebSocketUpgrade(_echo)
+
+
+async def _origin(ctx: Context, req: Request) -> Response:
+    if req.path == "/ws":
+        return await _WS.serve(ctx, req)
+    return Response.from_text(f"mitm header: {req.headers.get('x-rama-mitm')}\n")
+
+
+@asynccontextmanager
+async def run_origin(ca: CertificateAuthority) -> AsyncIterator[int]:
+    tls = TlsAcceptorConfig(
+        resolver=StaticCertResolver(default=ca.issue("localhost", "127.0.0.1")),
+        alpn_protocols=("h2", "http/1.1"),
+    )
+    async with TcpListener.bind("127.0.0.1:0") as listener, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(listener, service_fn(_origin), tls=tls))
+        try:
+            yield listener.local_addr.port
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "mitm_proxy.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: dict[str, str] = {}
+    while "ca" not in lines:
+        # only the first line needs the wait: the later ones are buffered with it
+        if not lines and not select.select([proc.stdout], [], [], START_TIMEOUT)[0]:
+            proc.kill()
+            pytest.fail(f"example printed nothing within {START_TIMEOUT}s: {proc.communicate()[1]}")
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"example exited: {proc.communicate()[1]}")
+        key, _, value = line.strip().rpartition(" ")
+        lines[key] = value
+    return proc, lines
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"example did not exit within {timeout}s; stderr:\n{err}")
+    assert proc.returncode == 0, err
+    return out
+
+
+async def _curl(*args: str) -> tuple[int, str, str]:
+    r = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the example runs in a subprocess
+async def test_mitm_proxy_example(
+    tmp_path: Path, require_peer: Callable[[str], str], anyio_backend: str
+) -> None:
+    require_peer("curl")
+    origin_ca = CertificateAuthority.create("example origin CA")
+    origin_ca_file = tmp_path / "origin-ca.pem"
+    origin_ca_file.write_bytes(origin_ca.cert_pem())
+    ca_dir = tmp_path / "ca"
+    async with run_origin(origin_ca) as oport:
+        proc, lines = await anyio.to_thread.run_sync(
+            lambda: _start(
+                "--listen",
+                "127.0.0.1:0",
+                "--socks-listen",
+                "127.0.0.1:0",
+                "--ca-dir",
+                str(ca_dir),
+                "--upstream-ca",
+                str(origin_ca_file),
+            )
+        )
+        try:
+            http_addr, socks_addr, ca_file = lines["listening on"], lines["socks on"], lines["ca"]
+            assert Path(ca_file) == ca_dir / "ca.pem"
+            assert (ca_dir / "ca.key").stat().st_mode & 0o077 == 0
+            url = f"https://localhost:{oport}/"
+            for proxy in (["-x", f"http://{http_addr}"], ["--socks5-hostname", socks_addr]):
+                code, out, err = await _curl("-i", *proxy, "--cacert", ca_file, url)
+                assert code == 0, err
+                assert "mitm header: 1" in out
+                assert "x-rama-mitm: intercepted" in out.lower()
+
+            def ws_client() -> object:
+                ctx = ssl.create_default_context(cafile=ca_file)
+                with websockets.sync.client.connect(
+                    f"wss://localhost:{oport}/ws",
+                    proxy=f"http://{http_addr}",
+                    ssl=ctx,
+                    open_timeout=5,
+                ) as ws:
+                    ws.send("hello")
+                    return ws.recv(timeout=5)
+
+            assert await anyio.to_thread.run_sync(ws_client) == "[mitm] hello"
+        finally:
+            out = await anyio.to_thread.run_sync(_stop, proc)
+        assert "stopped" in out
