@@ -136,9 +136,13 @@ async def main() -> None:
     p.add_argument("--h2", required=True)
     p.add_argument("--cafile", required=True)
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--only", default="", help="comma-separated protocols (while iterating)")
     a = p.parse_args()
+    only = set(filter(None, a.only.split(",")))
     rows = []
     for proto, base in (("http/1.1", a.http), ("https/1.1", a.https), ("h2", a.h2)):
+        if only and proto not in only:
+            continue
         for size, path, n_seq, n_conc in (
             ("small", "/small", 400, 1500),
             ("1 MiB", "/1m", 40, 200),

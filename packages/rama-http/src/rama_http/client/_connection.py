@@ -40,6 +40,7 @@ from ._h1_engine import (
     ResponseHead,
     prepare_headers,
 )
+from ._io import StreamIO
 from ._timeout import Timeout
 
 __all__ = ["ClientConnection", "Http1Connection", "NoResponse", "stream_is_dead"]
@@ -119,7 +120,7 @@ def stream_is_dead(stream: ByteStream) -> bool:
     s: object = stream
     for _ in range(8):
         if isinstance(s, TLSStream):
-            if s._ssl_object.pending():
+            if s._ssl_object.pending() or s._read_bio.pending:
                 return True
             s = s.transport_stream
         elif isinstance(s, TrackedStream):
@@ -137,26 +138,6 @@ def stream_is_dead(stream: ByteStream) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-async def _wait_readable(stream: ProtocolStream, timeout: float) -> None:
-    """Wait until ``stream`` has bytes or EOF; TimeoutError after ``timeout`` seconds.
-
-    One loop timer that wakes the reader, instead of a cancel scope per read
-    (the HTTP/1.1 hot path on asyncio). Cancellation from outside works as usual.
-    """
-    proto = stream._protocol
-    loop = proto.loop
-    deadline = loop.time() + timeout
-    while not proto.chunks and not proto.eof and not proto.closed and not stream._closed:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError
-        timer = loop.call_later(remaining, proto._wake_reader)
-        try:
-            await proto.wait_readable()
-        finally:
-            timer.cancel()
 
 
 async def close_stream(stream: ByteStream) -> None:
@@ -192,10 +173,7 @@ class Http1Connection:
         self._idle_since = time.monotonic()
         self._got_bytes = False
         self._body_unsent = False
-        self._deferred: BaseException | None = None
-        self._tls_raw: ProtocolStream | None = None
-        if isinstance(stream, TLSStream) and type(stream.transport_stream) is ProtocolStream:
-            self._tls_raw = stream.transport_stream
+        self._io = StreamIO(stream)
         self.continue_timeout = 1.0
         """Seconds to wait for ``100 Continue`` after a head with ``Expect: 100-continue``."""
 
@@ -265,58 +243,10 @@ class Http1Connection:
 
     # -- I/O -----------------------------------------------------------------------------
     async def _write(self, data: bytes, timeout: float | None) -> None:
-        stream = self.stream
-        if type(stream) is ProtocolStream:
-            # queue without a timer; wait (with one) only when the peer is not reading
-            stream.send_nowait(data)
-            if stream.write_paused:
-                with anyio.fail_after(timeout):
-                    await stream.drain()
-            return
-        with anyio.fail_after(timeout):
-            await stream.send(data)
+        await self._io.send(data, timeout)
 
     async def _read(self, timeout: float | None) -> bytes:
-        stream = self.stream
-        if type(stream) is ProtocolStream:
-            # buffered chunks come out one by one, as received (no join, no copy)
-            if timeout is not None and not stream._protocol.chunks:
-                await _wait_readable(stream, timeout)
-            return await stream.receive(self._read_size)
-        if self._tls_raw is not None:
-            return await self._read_tls(timeout)
-        with anyio.fail_after(timeout):
-            return await stream.receive(self._read_size)
-
-    async def _read_tls(self, timeout: float | None) -> bytes:
-        """TLS over a ProtocolStream: one timeout scope for every record already received.
-
-        A TLS receive yields one record (16 KiB at most); the records buffered
-        below are decrypted in the same scope and joined, so a large body costs
-        one scope per socket read rather than one per record.
-        """
-        if self._deferred is not None:
-            exc, self._deferred = self._deferred, None
-            raise exc
-        stream = self.stream
-        assert isinstance(stream, TLSStream)
-        assert self._tls_raw is not None
-        proto = self._tls_raw._protocol
-        ssl_obj = stream._ssl_object
-        with anyio.fail_after(timeout):
-            data = await stream.receive(self._read_size)
-            if not (ssl_obj.pending() or proto.chunks):
-                return data
-            parts = [data]
-            size = len(data)
-            try:
-                while size < self._read_size and (ssl_obj.pending() or proto.chunks):
-                    more = await stream.receive(self._read_size)
-                    parts.append(more)
-                    size += len(more)
-            except (anyio.EndOfStream, anyio.BrokenResourceError) as e:
-                self._deferred = e  # raised by the next read, after these bytes
-        return b"".join(parts)
+        return await self._io.receive(self._read_size, timeout)
 
     async def _send_body(self, body: Body, data: bytes | None, write_timeout: float | None) -> None:
         engine = self.engine

@@ -53,6 +53,7 @@ from .._message import Request, Response
 from .._version import Version
 from ._connection import ClientConnection, NoResponse, close_stream, stream_is_dead
 from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._io import StreamIO, Waiter
 from ._timeout import Timeout
 
 __all__ = ["H2ClientSettings", "H2PriorityFrame", "Http2Connection", "StreamResetError"]
@@ -153,7 +154,16 @@ class StreamResetError(ReadError):
 
 
 class _Stream:
-    __slots__ = ("done", "error", "events", "got_event", "head_seen", "sid", "stop_sending")
+    __slots__ = (
+        "done",
+        "error",
+        "events",
+        "got_event",
+        "head_seen",
+        "sid",
+        "stop_sending",
+        "waiter",
+    )
 
     def __init__(self, sid: int) -> None:
         self.sid = sid
@@ -163,6 +173,8 @@ class _Stream:
         self.head_seen = False
         self.stop_sending = False
         self.got_event = False
+        self.waiter: Waiter | None = None
+        """Set when an event or an error arrives for this stream (while it waits)."""
 
 
 class Http2Connection:
@@ -175,7 +187,7 @@ class Http2Connection:
         authority: str,
         scheme: str,
         settings: H2ClientSettings | None = None,
-        read_size: int = 65536,
+        read_size: int = 1 << 18,
     ) -> None:
         self.stream = stream
         self.authority = authority
@@ -190,9 +202,15 @@ class Http2Connection:
         )
         self._pseudo = [_PSEUDO_NAMES[_LETTERS[c]] for c in self.config.pseudo_header_order]
         self._read_size = read_size
-        self._read_lock = anyio.Lock()
+        self._io = StreamIO(stream)
+        self._clock = self._io.clock
         self._write_lock = anyio.Lock()
-        self._read_gen = 0
+        self._reading = False
+        """One task reads at a time (the leader); the others wait on their own event."""
+        self._followers: dict[Waiter, None] = {}
+        """Every waiting task's event, in arrival order (the next leader is the first unset)."""
+        self._watchers: list[Waiter] = []
+        """Waits on connection state (windows, SETTINGS, stream slots): woken per read."""
         self._streams: dict[int, _Stream] = {}
         self._next_sid = 1
         self._in_flight = 0
@@ -204,6 +222,7 @@ class Http2Connection:
         self._initiated = False
         self._got_settings = False
         self._stream_closed = False
+        self._flush_scheduled = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
@@ -326,18 +345,63 @@ class Http2Connection:
             await close_stream(self.stream)
 
     # -- I/O -----------------------------------------------------------------------------
-    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
-        """Write what the engine queued; taken under the lock, so frames keep their order.
+    def _write_now(self) -> None:
+        """Lean path: encrypt and queue everything the engine has, at once, in order."""
+        self._flush_scheduled = False
+        engine = self.engine
+        if not engine.pending_output or self._stream_closed:
+            return
+        try:
+            if not self._io.send_nowait(engine.data_to_send()):
+                # RFC 9113 section 9.2.1: no TLS renegotiation on an h2 connection
+                raise RemoteProtocolError("TLS renegotiation on an h2 connection", status=502)
+        except (
+            ConnectionLost,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            RemoteProtocolError,
+        ) as e:
+            err = WriteError(f"connection lost while sending: {e}")
+            self._connection_failed(err)
+            raise err from e
 
-        The lock holder writes until nothing is queued, so output queued while it
-        writes (ACKs, WINDOW_UPDATEs from a reader) goes out with it. ``wait=False``
-        (readers) leaves the output to a writer in progress instead of waiting for
-        it: a reader must never stop reading behind a write that waits for the
-        server, which may itself wait for us to read. A write cut short (timeout,
-        cancellation) may leave half a frame on the wire: the connection then
-        fails for every stream.
+    def _kick(self) -> None:
+        """Send what the engine queued soon: frames of every stream of this loop turn go
+        out in one write (lean path); elsewhere the next :meth:`_flush` sends them."""
+        if self._io.lean and not self._flush_scheduled and self.engine.pending_output:
+            self._flush_scheduled = True
+            self._io.call_soon(self._write_soon)
+
+    def _write_soon(self) -> None:
+        with contextlib.suppress(WriteError):
+            self._write_now()
+
+    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
+        """Write what the engine queued, in the order the engine queued it.
+
+        On the lean path (asyncio over a ProtocolStream, TLS or not) the bytes
+        are encrypted and handed to the transport at once, so frames keep their
+        order without a lock; ``wait=True`` (a request body) then waits, up to
+        ``timeout``, while the transport's buffer is above its high-water mark.
+        Elsewhere the write lock orders the writes: its holder writes until
+        nothing is queued, so output queued meanwhile (ACKs, WINDOW_UPDATEs)
+        goes out with it. ``wait=False`` (readers) never waits: a reader must
+        never stop reading behind a write that waits for the server, which may
+        itself wait for us to read. A write cut short (timeout, cancellation)
+        may leave half a frame on the wire: the connection then fails for
+        every stream.
         """
-        if not self.engine.pending_output:
+        engine = self.engine
+        io = self._io
+        if io.lean:
+            self._write_now()
+            if wait and io.write_paused:
+                try:
+                    await io.drain(timeout)
+                except TimeoutError as e:
+                    raise WriteTimeout(f"sending took over {timeout}s") from e
+            return
+        if not engine.pending_output:
             return
         if not wait and self._write_lock.locked():
             return
@@ -346,7 +410,7 @@ class Http2Connection:
             with anyio.fail_after(timeout):
                 async with self._write_lock:
                     while True:
-                        data = self.engine.data_to_send()
+                        data = engine.data_to_send()
                         if not data:
                             break
                         writing = True
@@ -376,35 +440,111 @@ class Http2Connection:
         for st in self._streams.values():
             if not st.done and st.error is None:
                 st.error = err
+        for ev in self._followers:
+            ev.set()
 
-    async def _pump(self, gen: int, timeout: float | None) -> None:
-        """Read once unless someone else read since ``gen``; dispatch the events."""
-        async with self._read_lock:
-            if self._read_gen != gen or self._error is not None:
+    def _handoff(self) -> None:
+        """The reader stepped down: the first task still waiting reads next."""
+        for ev in self._followers:
+            if not ev.is_set():
+                ev.set()
                 return
-            try:
-                with anyio.fail_after(timeout):
-                    data = await self.stream.receive(self._read_size)
-            except anyio.EndOfStream:
-                self._connection_failed(ReadError("server closed the connection"))
-                return
-            except (ConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
-                self._connection_failed(ReadError(f"connection lost: {e}"))
-                return
-            finally:
-                self._read_gen += 1
-            self._dispatch(self.engine.receive_data(data))
-        with contextlib.suppress(Exception):
-            await self._flush(timeout, wait=False)  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+
+    async def _wait(
+        self, ready: Callable[[], bool], st: _Stream | None, deadline: float | None
+    ) -> None:
+        """Until ``ready()`` or the connection failed; TimeoutError at ``deadline``.
+
+        One task reads at a time (:meth:`_lead`) and dispatches what it reads
+        to the streams concerned, waking only those (and the watchers of
+        connection state); the others wait on their own event (:meth:`_follow`).
+        When the reader has what it wanted it steps down and wakes the next
+        waiting task to read.
+        """
+        while not ready() and self._error is None:
+            if self._reading:
+                await self._follow(st, deadline)
+            else:
+                await self._lead(ready, deadline)
+
+    async def _lead(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        self._reading = True
+        try:
+            while True:
+                if self.engine.pending_output:
+                    if self._io.lean:
+                        self._kick()
+                    else:
+                        await self._flush(None, wait=False)
+                timeout = None if deadline is None else deadline - self._clock()
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
+                try:
+                    data = await self._io.receive(self._read_size, timeout)
+                except anyio.EndOfStream:
+                    self._connection_failed(ReadError("server closed the connection"))
+                    return
+                except (
+                    ConnectionLost,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                ) as e:
+                    self._connection_failed(ReadError(f"connection lost: {e}"))
+                    return
+                self._dispatch(self.engine.receive_data(data))
+                if self.engine.pending_output:  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+                    if self._io.lean:
+                        self._kick()
+                    else:
+                        with contextlib.suppress(Exception):
+                            await self._flush(None, wait=False)
+                if self._error is not None or ready():
+                    return
+        finally:
+            self._reading = False
+            self._handoff()
+
+    async def _follow(self, st: _Stream | None, deadline: float | None) -> None:
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - self._clock()
+            if timeout <= 0:
+                raise TimeoutError
+        ev = self._io.waiter()
+        self._followers[ev] = None
+        if st is not None:
+            st.waiter = ev
+        else:
+            self._watchers.append(ev)
+        try:
+            await ev.wait(timeout)
+        except BaseException:
+            self._unfollow(ev, st)
+            if not self._reading:
+                self._handoff()  # this task may have been the one woken to read next
+            raise
+        self._unfollow(ev, st)
+
+    def _unfollow(self, ev: Waiter, st: _Stream | None) -> None:
+        self._followers.pop(ev, None)
+        if st is not None:
+            if st.waiter is ev:
+                st.waiter = None
+        else:
+            with contextlib.suppress(ValueError):
+                self._watchers.remove(ev)
 
     def _dispatch(self, events: list[Event]) -> None:
+        streams = self._streams
         for ev in events:
             sid = getattr(ev, "stream_id", 0)
             if sid:
-                st = self._streams.get(sid)
+                st = streams.get(sid)
                 if st is not None:
                     st.events.append(ev)
                     st.got_event = True
+                    if st.waiter is not None:
+                        st.waiter.set()
                 elif isinstance(ev, DataReceived) and ev.flow_controlled_length:
                     # a stream we gave up on: its DATA still counts against the connection
                     self.engine.acknowledge_received_data(sid, ev.flow_controlled_length)
@@ -421,58 +561,77 @@ class Http2Connection:
                     err = RemoteProtocolError(
                         f"server sent GOAWAY (error {ev.error_code})", status=502
                     )
-                    for id_, st in self._streams.items():
+                    for id_, st in streams.items():
                         if id_ <= ev.last_stream_id and st.error is None and not st.done:
                             st.error = err
+                            if st.waiter is not None:
+                                st.waiter.set()
             elif isinstance(ev, ConnectionFailed):
                 self._connection_failed(
                     RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
                 )
             elif isinstance(ev, RemoteSettingsChanged):
                 self._got_settings = True
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for w in watchers:
+                w.set()
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._clock() + timeout
 
     async def _next_event(self, st: _Stream, timeout: float | None) -> Event:
         """The next event of ``st``; raises its error, ReadTimeout after ``timeout``."""
-        deadline = None if timeout is None else anyio.current_time() + timeout
+        if st.events:
+            return st.events.popleft()
+        deadline = self._deadline(timeout)
+
+        def ready() -> bool:
+            return bool(st.events) or st.error is not None
+
         while True:
             if st.events:
                 return st.events.popleft()
             err = st.error or self._error
             if err is not None:
                 raise err
-            remaining = None if deadline is None else deadline - anyio.current_time()
-            if remaining is not None and remaining <= 0:
-                raise ReadTimeout(f"no response data within {timeout}s")
             try:
-                with anyio.fail_after(remaining):
-                    await self._pump(self._read_gen, remaining)
+                await self._wait(ready, st, deadline)
             except TimeoutError:
                 raise ReadTimeout(f"no response data within {timeout}s") from None
 
+    def _stop_sending(self, st: _Stream) -> bool:
+        # a reset, or the final answer before the body was in (413, 401...):
+        # stop sending, the response is what counts (RFC 9113 section 8.1)
+        return any(isinstance(ev, (StreamReset, ResponseReceived)) for ev in st.events)
+
     async def _wait_window(self, st: _Stream, timeout: float | None) -> int:
         """Wait until the send windows allow DATA on ``st``; WriteTimeout after ``timeout``."""
-        deadline = None if timeout is None else anyio.current_time() + timeout
+        deadline = self._deadline(timeout)
+        engine = self.engine
+
+        def ready() -> bool:
+            return (
+                st.error is not None
+                or self._stop_sending(st)
+                or not engine.stream_is_open(st.sid)
+                or engine.local_flow_control_window(st.sid) > 0
+            )
+
         while True:
             err = st.error or self._error
             if err is not None:
                 raise err
-            # a reset, or the final answer before the body was in (413, 401...):
-            # stop sending, the response is what counts (RFC 9113 section 8.1)
-            for ev in st.events:
-                if isinstance(ev, (StreamReset, ResponseReceived)):
-                    st.stop_sending = True
-                    return 0
-            if not self.engine.stream_is_open(st.sid):
+            if self._stop_sending(st):
+                st.stop_sending = True
                 return 0
-            window = self.engine.local_flow_control_window(st.sid)
+            if not engine.stream_is_open(st.sid):
+                return 0
+            window = engine.local_flow_control_window(st.sid)
             if window > 0:
                 return window
-            remaining = None if deadline is None else deadline - anyio.current_time()
-            if remaining is not None and remaining <= 0:
-                raise WriteTimeout(f"the server opened no send window within {timeout}s")
             try:
-                with anyio.fail_after(remaining):
-                    await self._pump(self._read_gen, remaining)
+                await self._wait(ready, None, deadline)
             except TimeoutError:
                 raise WriteTimeout(f"the server opened no send window within {timeout}s") from None
 
@@ -523,19 +682,23 @@ class Http2Connection:
                 raise NoResponse(ReadError("the h2 connection cannot open new streams"))
             # the first request goes at once; the others wait for the server's
             # SETTINGS (its stream limit), so none is refused for opening too early
-            while self._initiated and not self._got_settings and self._error is None:
-                gen = self._read_gen
+            if self._initiated and not self._got_settings:
                 try:
-                    with anyio.fail_after(timeout.read):
-                        await self._pump(gen, timeout.read)
+                    await self._wait(lambda: self._got_settings, None, self._deadline(timeout.read))
                 except TimeoutError as e:
                     raise ReadTimeout(f"no h2 SETTINGS from the server in {timeout.read}s") from e
+                if self._error is not None:
+                    raise NoResponse(self._error)
             # the server may allow fewer streams than we reserved: wait for one to end
-            while engine.open_outbound_streams >= engine.remote_settings[3]:
-                gen = self._read_gen
+            if engine.open_outbound_streams >= engine.remote_settings[3]:
                 try:
-                    with anyio.fail_after(timeout.pool):
-                        await self._pump(gen, timeout.pool)
+                    await self._wait(
+                        lambda: (
+                            self._goaway or engine.open_outbound_streams < engine.remote_settings[3]
+                        ),
+                        None,
+                        self._deadline(timeout.pool),
+                    )
                 except TimeoutError as e:
                     raise PoolTimeout(f"no h2 stream became free within {timeout.pool}s") from e
                 if self._error is not None or self._goaway:
@@ -575,6 +738,8 @@ class Http2Connection:
                     else:
                         engine.end_stream(sid)
                     await self._flush(timeout.write)
+            elif self._io.lean:
+                self._kick()  # with the other streams' frames of this loop turn
             else:
                 await self._flush(timeout.write)
             response = await self._response(st, timeout)
@@ -665,6 +830,7 @@ class Http2Connection:
             # answered before our body ended: free the stream (RST_STREAM(NO_ERROR))
             with contextlib.suppress(Exception):
                 self.engine.reset_stream(st.sid, 0)
+            self._kick()
         self._streams.pop(st.sid, None)
         self._release()
 
@@ -675,6 +841,7 @@ class Http2Connection:
         if self._error is None and self.engine.stream_is_open(st.sid):
             with contextlib.suppress(Exception):
                 self.engine.reset_stream(st.sid)
+            self._kick()
         self._end_stream(st)
 
 
@@ -700,18 +867,35 @@ class _H2BodyReader:
             while True:
                 ev = await conn._next_event(st, self._timeout)
                 if isinstance(ev, DataReceived):
-                    if ev.flow_controlled_length:
-                        conn.engine.acknowledge_received_data(st.sid, ev.flow_controlled_length)
+                    data = ev.data
+                    credit = ev.flow_controlled_length
+                    end = ev.end_stream
+                    events = st.events
+                    if events and not end and type(events[0]) is DataReceived:
+                        # every DATA frame already here goes out as one chunk
+                        parts = [data]
+                        while events and not end and type(events[0]) is DataReceived:
+                            more = events.popleft()
+                            assert isinstance(more, DataReceived)
+                            parts.append(more.data)
+                            credit += more.flow_controlled_length
+                            end = more.end_stream
+                        data = b"".join(parts)
+                    if credit:
+                        conn.engine.acknowledge_received_data(st.sid, credit)
                         if conn.engine.pending_output:
-                            await conn._flush(self._timeout, wait=False)
-                    if ev.end_stream:
+                            if conn._io.lean:
+                                conn._kick()
+                            else:
+                                await conn._flush(self._timeout, wait=False)
+                    if end:
                         self._finish()
                         await conn._close_if_done()
-                        if ev.data:
-                            return ev.data
+                        if data:
+                            return data
                         raise StopAsyncIteration
-                    if ev.data:
-                        return ev.data
+                    if data:
+                        return data
                     continue
                 if isinstance(ev, TrailersReceived):
                     self.trailers = Headers.from_trusted(
