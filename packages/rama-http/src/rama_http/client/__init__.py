@@ -47,7 +47,14 @@ from ._errors import (
     WriteTimeout,
 )
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
-from ._h2_connection import H2ClientSettings, H2PriorityFrame, Http2Connection, StreamResetError
+from ._h2_connection import (
+    H2ClientLimits,
+    H2ClientSettings,
+    H2FloodError,
+    H2PriorityFrame,
+    Http2Connection,
+    StreamResetError,
+)
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -92,7 +99,9 @@ __all__ = [
     "Decompress",
     "FollowRedirects",
     "H1ClientEngine",
+    "H2ClientLimits",
     "H2ClientSettings",
+    "H2FloodError",
     "H2PriorityFrame",
     "HTTPStatusError",
     "HostStats",

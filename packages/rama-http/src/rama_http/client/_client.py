@@ -46,7 +46,7 @@ from ._connect import HttpConnector, PoolKey, ProxyConfig, ProxyConnector
 from ._connection import ClientConnection
 from ._errors import TotalTimeout
 from ._h1_engine import ClientEngineLimits
-from ._h2_connection import H2ClientSettings
+from ._h2_connection import H2ClientLimits, H2ClientSettings
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -152,6 +152,7 @@ class HttpClient:
         http2: bool = True,
         http2_prior_knowledge: bool = False,
         h2_settings: H2ClientSettings | None = None,
+        h2_limits: H2ClientLimits | None = None,
     ) -> None:
         self.base_url = Uri.parse(base_url) if base_url else None
         self._parsed: dict[str, Uri] = {}
@@ -179,6 +180,7 @@ class HttpClient:
             http2=http2,
             http2_prior_knowledge=http2_prior_knowledge,
             h2_settings=h2_settings,
+            h2_limits=h2_limits,
         )
         self.pool = ConnectionPool(
             self.connector,

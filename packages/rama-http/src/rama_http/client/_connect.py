@@ -45,7 +45,7 @@ from ._errors import ConnectError, ConnectTimeout, ProxyError
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
 from ._h1_fast import FastClientEngine
 from ._h1_h11 import H11ClientEngine
-from ._h2_connection import H2ClientSettings, Http2Connection
+from ._h2_connection import H2ClientLimits, H2ClientSettings, Http2Connection
 
 __all__ = [
     "ALPN_PROTOCOLS",
@@ -209,6 +209,7 @@ class HttpConnector:
         http2: bool = True,
         http2_prior_knowledge: bool = False,
         h2_settings: H2ClientSettings | None = None,
+        h2_limits: H2ClientLimits | None = None,
     ) -> None:
         self.tcp: Service[Authority, EstablishedConnection] = tcp or TcpConnector(
             connect_timeout=connect_timeout or 3600.0
@@ -221,6 +222,8 @@ class HttpConnector:
         """Speak h2 on cleartext ``http://`` connections without asking (h2c prior knowledge)."""
         self.h2_settings = h2_settings or H2ClientSettings()
         """What h2 connections send first (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-headers)."""
+        self.h2_limits = h2_limits or H2ClientLimits()
+        """The flood allowances of h2 connections (what a server may make us do for nothing)."""
         alpn = ALPN_PROTOCOLS if http2 else ("http/1.1",)
         self.tls_config = dataclasses.replace(cfg, alpn_protocols=alpn)
         self._tls: TlsConnector | None = None
@@ -288,7 +291,11 @@ class HttpConnector:
             alpn is None and key.scheme == "http" and self.http2_prior_knowledge
         ):
             return Http2Connection(
-                stream, authority=key.authority, scheme=key.scheme, settings=self.h2_settings
+                stream,
+                authority=key.authority,
+                scheme=key.scheme,
+                settings=self.h2_settings,
+                limits=self.h2_limits,
             )
         if alpn not in (None, "http/1.1"):
             raise RemoteProtocolError(

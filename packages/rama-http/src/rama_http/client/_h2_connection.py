@@ -35,7 +35,7 @@ from rama_net import ConnectionLost, ProtocolStream, TrackedStream, raw_socket_o
 
 from .._body import Body
 from .._errors import RemoteProtocolError
-from .._h2._engine import H2Engine
+from .._h2._engine import FrameHook, H2Engine
 from .._h2._events import (
     ConnectionFailed,
     ConnectionTerminated,
@@ -48,6 +48,8 @@ from .._h2._events import (
     StreamReset,
     TrailersReceived,
 )
+from .._h2._flood import H2Flood, H2FloodGuard
+from .._h2._frames import FLAG_PADDED
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
@@ -56,7 +58,14 @@ from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeo
 from ._io import StreamIO, Waiter
 from ._timeout import Timeout
 
-__all__ = ["H2ClientSettings", "H2PriorityFrame", "Http2Connection", "StreamResetError"]
+__all__ = [
+    "H2ClientLimits",
+    "H2ClientSettings",
+    "H2FloodError",
+    "H2PriorityFrame",
+    "Http2Connection",
+    "StreamResetError",
+]
 
 _PSEUDO_NAMES = {
     "method": ":method",
@@ -142,6 +151,85 @@ class H2ClientSettings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class H2ClientLimits:
+    """What an h2 server may make the client do for nothing, per ``flood_window`` seconds.
+
+    The engine's flood accounting (:mod:`rama_http._h2._flood`) runs on every
+    frame the server sends: PING and SETTINGS frames (each answered),
+    and frames that make no progress (empty DATA, WINDOW_UPDATE for window the
+    client never used, unknown frame types, frames on closed streams,
+    unsolicited ACKs). Past an allowance the client sends
+    GOAWAY(ENHANCE_YOUR_CALM) and every request on the connection fails with
+    :class:`H2FloodError`. ``None`` disables one allowance.
+    """
+
+    flood_window: float = 10.0
+    max_pings: int | None = 1000
+    max_settings: int | None = 100
+    max_idle_frames: int | None = 1000
+
+    def __post_init__(self) -> None:
+        if not self.flood_window > 0:
+            raise ValueError("flood_window must be positive")
+        for name in ("max_pings", "max_settings", "max_idle_frames"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be at least 1 (or None)")
+
+
+class H2FloodError(RemoteProtocolError):
+    """The server flooded the connection (PING, SETTINGS, frames without progress)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the h2 server flooded the connection with {what}", status=502)
+        self.what = what
+        """Which allowance was spent ("PING frames", "SETTINGS frames", ...)."""
+
+
+_ENHANCE_YOUR_CALM = 11
+
+
+def _flood_hook(conn: Http2Connection, guard: H2FloodGuard) -> FrameHook:
+    """The engine's ``on_frame`` hook: every frame from the server passes the accounting."""
+
+    def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> int | None:
+        eng = conn.engine
+        try:
+            if ftype == 0:
+                pad = payload[0] + 1 if flags & FLAG_PADDED and len(payload) else 0
+                guard.data(
+                    stream_open=eng.stream_is_open(sid),
+                    length=len(payload) - pad,
+                    end_stream=bool(flags & 1),
+                )
+            elif ftype == 1:
+                # a response (or trailers) on a stream of ours is progress, and
+                # forgives a little, as a new stream does on the server side
+                is_open = eng.stream_is_open(sid)
+                guard.headers(opens_stream=is_open, stream_open=is_open)
+            elif ftype == 8:
+                guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
+            elif ftype == 6:
+                guard.ping(ack=bool(flags & 1))
+            elif ftype == 4:
+                guard.settings(ack=bool(flags & 1))
+            elif ftype == 2:
+                guard.priority()
+            elif ftype == 3:
+                guard.rst_stream(stream_open=eng.stream_is_open(sid))
+            elif ftype == 7:
+                guard.goaway()
+            elif ftype > 9:
+                guard.unknown()
+        except H2Flood as e:
+            conn._flood = e.what
+            return _ENHANCE_YOUR_CALM
+        return None
+
+    return hook
+
+
 class StreamResetError(ReadError):
     """The server reset this request's stream (RST_STREAM); the connection goes on."""
 
@@ -187,6 +275,7 @@ class Http2Connection:
         authority: str,
         scheme: str,
         settings: H2ClientSettings | None = None,
+        limits: H2ClientLimits | None = None,
         read_size: int = 1 << 18,
     ) -> None:
         self.stream = stream
@@ -200,6 +289,18 @@ class Http2Connection:
             initial_window_update=self.config.initial_window_update,
             auto_window_update=False,
         )
+        lim = limits or H2ClientLimits()
+        self._guard = H2FloodGuard(
+            window=lim.flood_window,
+            max_pings=lim.max_pings,
+            max_settings=lim.max_settings,
+            max_resets=None,
+            max_idle_frames=lim.max_idle_frames,
+            max_concurrent_streams=_DEFAULT_MAX_STREAMS,
+            clock=StreamIO(stream).clock,
+        )
+        self._flood: str | None = None
+        self.engine.on_frame = _flood_hook(self, self._guard)
         self._pseudo = [_PSEUDO_NAMES[_LETTERS[c]] for c in self.config.pseudo_header_order]
         self._read_size = read_size
         self._io = StreamIO(stream)
@@ -309,6 +410,9 @@ class Http2Connection:
 
     def _abort(self) -> None:
         """Close the transport now, synchronously (the stream ended in a sync callback)."""
+        if self._io.lean:  # a GOAWAY, RST_STREAMs: out before the socket goes
+            with contextlib.suppress(Exception):
+                self._write_now()
         s: object = self.stream
         for _ in range(8):
             if isinstance(s, TLSStream):
@@ -567,9 +671,15 @@ class Http2Connection:
                             if st.waiter is not None:
                                 st.waiter.set()
             elif isinstance(ev, ConnectionFailed):
-                self._connection_failed(
-                    RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
-                )
+                if self._flood is not None:
+                    _log.warning(
+                        "h2 server %s flooded the connection: %s", self.authority, self._flood
+                    )
+                    self._connection_failed(H2FloodError(self._flood))
+                else:
+                    self._connection_failed(
+                        RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
+                    )
             elif isinstance(ev, RemoteSettingsChanged):
                 self._got_settings = True
         if self._watchers:
@@ -782,6 +892,7 @@ class Http2Connection:
             take = min(window, n - pos, engine.max_outbound_frame_size * 4)
             last = pos + take >= n
             engine.send_data(st.sid, bytes(view[pos : pos + take]), end_stream=end and last)
+            self._guard.sent(st.sid, take)
             pos += take
             await self._flush(timeout)
 
@@ -832,6 +943,7 @@ class Http2Connection:
                 self.engine.reset_stream(st.sid, 0)
             self._kick()
         self._streams.pop(st.sid, None)
+        self._guard.stream_closed(st.sid)
         self._release()
 
     def _cancel(self, st: _Stream) -> None:
