@@ -31,6 +31,7 @@ from ._connect import (
     ProxyRequest,
 )
 from ._connection import ClientConnection, Http1Connection
+from ._env_proxy import EnvProxies, NoProxy
 from ._errors import (
     ConnectError,
     ConnectTimeout,
@@ -68,7 +69,7 @@ from ._layers import (
 from ._pool import ConnectionPool, HostStats, PoolStats
 from ._response import ClientResponse
 from ._timeout import Timeout
-from ._transport import PoolTransport
+from ._transport import PoolTransport, ProxyChooser, ProxyMode
 
 if TYPE_CHECKING:
     from ._httpx import HttpxTransport
@@ -96,6 +97,7 @@ __all__ = [
     "CookieJar",
     "CookieLayer",
     "DecodingError",
+    "EnvProxies",
     "Decompress",
     "FollowRedirects",
     "H1ClientEngine",
@@ -113,13 +115,16 @@ __all__ = [
     "HttpxTransport",
     "Limits",
     "NetworkError",
+    "NoProxy",
     "PoolKey",
     "PoolStats",
     "PoolTimeout",
     "PoolTransport",
     "ProxyConfig",
+    "ProxyChooser",
     "ProxyConnector",
     "ProxyError",
+    "ProxyMode",
     "ProxyRequest",
     "ReadError",
     "ReadTimeout",

@@ -16,7 +16,7 @@ import contextlib
 import select
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import ByteStream
@@ -42,6 +42,9 @@ from ._h1_engine import (
 )
 from ._io import StreamIO
 from ._timeout import Timeout
+
+if TYPE_CHECKING:
+    from ._connect import ProxyConfig
 
 __all__ = ["ClientConnection", "Http1Connection", "NoResponse", "stream_is_dead"]
 
@@ -140,6 +143,15 @@ def stream_is_dead(stream: ByteStream) -> bool:
     return bool(readable)
 
 
+def _target_authority(target: str) -> str:
+    """``host[:port]`` of an absolute-form target (``http://host:port/path``)."""
+    rest = target.partition("://")[2]
+    for i, ch in enumerate(rest):
+        if ch in "/?#":
+            return rest[:i]
+    return rest
+
+
 async def close_stream(stream: ByteStream) -> None:
     """Close ``stream`` promptly even inside a cancelled scope; never raises."""
     if isinstance(stream, ProtocolStream):
@@ -161,8 +173,13 @@ class Http1Connection:
         *,
         authority: str,
         read_size: int = 1 << 20,
+        forward_proxy: ProxyConfig | None = None,
     ) -> None:
         self.stream = stream
+        self.forward_proxy = forward_proxy
+        """Set on a connection to a forwarding proxy: requests carry absolute-form targets
+        (Host is the target's, not the proxy's) and the proxy's credentials."""
+        self._proxy_auth = forward_proxy.basic_auth if forward_proxy is not None else None
         self.engine = engine
         self.authority = authority
         self.on_release: Callable[[ClientConnection], None] | None = None
@@ -313,9 +330,13 @@ class Http1Connection:
         body = request.body
         data = body.bytes_now()
         length = len(data) if data is not None else body.length
-        headers, _ = prepare_headers(
-            request.method, self.authority, request.headers.items(), length
-        )
+        items = request.headers.items()
+        authority = self.authority
+        if self.forward_proxy is not None:
+            authority = _target_authority(request.target)
+            if self._proxy_auth is not None and "proxy-authorization" not in request.headers:
+                items = [*items, ("Proxy-Authorization", self._proxy_auth)]
+        headers, _ = prepare_headers(request.method, authority, items, length)
         reused = self._requests > 0
         self._requests += 1
         self._got_bytes = False
