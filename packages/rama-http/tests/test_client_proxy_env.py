@@ -121,7 +121,12 @@ def test_no_proxy_star_disables_the_proxies() -> None:
     assert not proxies(http_proxy="http://p:1", NO_PROXY="*")
 
 
-_labels = st.text(alphabet="abcdefghij0123456789", min_size=1, max_size=8)
+_labels = st.builds(
+    str.__add__,
+    st.sampled_from("abcxyz"),
+    st.text(alphabet="abcdefghij0123456789-", max_size=7).filter(lambda t: not t.endswith("-")),
+)
+"""DNS labels starting with a letter (so that a domain never reads as an IP address)."""
 
 
 @given(
