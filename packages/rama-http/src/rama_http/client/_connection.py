@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import select
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -29,6 +29,7 @@ from .._errors import RemoteProtocolError
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
+from ._body_reader import BodyReader
 from ._errors import ReadError, ReadTimeout, WriteError, WriteTimeout
 from ._h1_engine import (
     NEED_DATA,
@@ -389,7 +390,7 @@ class Http1Connection:
             await self._finish_cycle(engine.next_event())
             response.body = Body.empty()
             return response
-        reader = _H1BodyReader(self, timeout.read, head.content_length)
+        reader = _H1BodyReader(self, timeout.read)
         response.body = Body(stream=reader, length=head.content_length, on_close=reader.abandon)
         return response
 
@@ -414,66 +415,48 @@ class Http1Connection:
         self._release(True)
 
 
-class _H1BodyReader:
-    """The response body of one exchange, read from the connection as it is iterated."""
+class _H1BodyReader(BodyReader):
+    """The response body of one HTTP/1.1 exchange (a failure or an early close drops the
+    connection: the rest of the body would be in the way of the next response)."""
 
-    def __init__(
-        self, conn: Http1Connection, read_timeout: float | None, length: int | None
-    ) -> None:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Http1Connection, read_timeout: float | None) -> None:
+        super().__init__(read_timeout)
         self._conn = conn
-        self._timeout = read_timeout
-        self._done = False
-        self.trailers: Headers | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
+    async def _next(self) -> bytes:
         conn = self._conn
         engine = conn.engine
-        try:
-            while True:
-                ev = engine.next_event()
-                if isinstance(ev, BodyData):
-                    if ev.data:
-                        return ev.data
-                    continue
-                if isinstance(ev, BodyEnd):
-                    self._done = True
-                    if ev.trailers:
-                        self.trailers = Headers.from_trusted(list(ev.trailers))
-                    await conn._finish_cycle(ev)
-                    raise StopAsyncIteration
-                if ev is PAUSED:
-                    raise RemoteProtocolError("response ended unexpectedly", status=502)
-                try:
-                    chunk = await conn._read(self._timeout)
-                except TimeoutError as e:
-                    raise ReadTimeout(f"no body data within {self._timeout}s") from e
-                except anyio.EndOfStream:
-                    engine.feed_eof()
-                    continue
-                except (ConnectionLost, anyio.BrokenResourceError) as e:
-                    raise ReadError(f"connection lost while reading the body: {e}") from e
-                engine.feed(chunk)
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            self._done = True
-            await conn._fail()
-            raise
+        while True:
+            ev = engine.next_event()
+            if isinstance(ev, BodyData):
+                if ev.data:
+                    return ev.data
+                continue
+            if isinstance(ev, BodyEnd):
+                self._end(Headers.from_trusted(list(ev.trailers)) if ev.trailers else None)
+                await conn._finish_cycle(ev)
+                raise StopAsyncIteration
+            if ev is PAUSED:
+                raise RemoteProtocolError("response ended unexpectedly", status=502)
+            try:
+                chunk = await conn._read(self._timeout)
+            except TimeoutError as e:
+                raise ReadTimeout(f"no body data within {self._timeout}s") from e
+            except anyio.EndOfStream:
+                engine.feed_eof()
+                continue
+            except (ConnectionLost, anyio.BrokenResourceError) as e:
+                raise ReadError(f"connection lost while reading the body: {e}") from e
+            engine.feed(chunk)
 
-    def abandon(self) -> None:
-        """The body was closed before its end: the connection cannot be reused."""
-        if not self._done:
-            self._done = True
-            self._conn._mark_closed()
-            self._conn._release(False)
+    async def _failed(self) -> None:
+        await self._conn._fail()
 
-    async def aclose(self) -> None:
-        """Close before the end: drop the connection."""
-        if not self._done:
-            self._done = True
-            await self._conn._fail()
+    def _drop(self) -> None:
+        self._conn._mark_closed()
+        self._conn._release(False)
+
+    async def _close(self) -> None:
+        await self._conn._fail()

@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -53,6 +53,7 @@ from .._h2._frames import FLAG_PADDED
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
+from ._body_reader import BodyReader
 from ._connection import ClientConnection, NoResponse, close_stream, stream_is_dead
 from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
 from ._io import StreamIO, Waiter
@@ -957,91 +958,76 @@ class Http2Connection:
         self._end_stream(st)
 
 
-class _H2BodyReader:
-    """One response body, credited back to the server as it is consumed."""
+class _H2BodyReader(BodyReader):
+    """One h2 response body, credited back to the server as it is consumed (a failure
+    or an early close resets this stream only)."""
+
+    __slots__ = ("_conn", "_st")
 
     def __init__(self, conn: Http2Connection, st: _Stream, read_timeout: float | None) -> None:
+        super().__init__(read_timeout)
         self._conn = conn
         self._st = st
-        self._timeout = read_timeout
-        self._done = False
-        self.trailers: Headers | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
+    async def _next(self) -> bytes:
         conn = self._conn
         st = self._st
-        try:
-            while True:
-                ev = await conn._next_event(st, self._timeout)
-                if isinstance(ev, DataReceived):
-                    data = ev.data
-                    credit = ev.flow_controlled_length
-                    end = ev.end_stream
-                    events = st.events
-                    if events and not end and type(events[0]) is DataReceived:
-                        # every DATA frame already here goes out as one chunk
-                        parts = [data]
-                        while events and not end and type(events[0]) is DataReceived:
-                            more = events.popleft()
-                            assert isinstance(more, DataReceived)
-                            parts.append(more.data)
-                            credit += more.flow_controlled_length
-                            end = more.end_stream
-                        data = b"".join(parts)
-                    if credit:
-                        conn.engine.acknowledge_received_data(st.sid, credit)
-                        if conn.engine.pending_output:
-                            if conn._io.lean:
-                                conn._kick()
-                            else:
-                                await conn._flush(self._timeout, wait=False)
-                    if end:
-                        self._finish()
-                        await conn._close_if_done()
-                        if data:
-                            return data
-                        raise StopAsyncIteration
+        while True:
+            ev = await conn._next_event(st, self._timeout)
+            if isinstance(ev, DataReceived):
+                data = ev.data
+                credit = ev.flow_controlled_length
+                end = ev.end_stream
+                events = st.events
+                if events and not end and type(events[0]) is DataReceived:
+                    # every DATA frame already here goes out as one chunk
+                    parts = [data]
+                    while events and not end and type(events[0]) is DataReceived:
+                        more = events.popleft()
+                        assert isinstance(more, DataReceived)
+                        parts.append(more.data)
+                        credit += more.flow_controlled_length
+                        end = more.end_stream
+                    data = b"".join(parts)
+                if credit:
+                    conn.engine.acknowledge_received_data(st.sid, credit)
+                    if conn.engine.pending_output:
+                        if conn._io.lean:
+                            conn._kick()
+                        else:
+                            await conn._flush(self._timeout, wait=False)
+                if end:
+                    self._end()
+                    conn._end_stream(st)
+                    await conn._close_if_done()
                     if data:
                         return data
-                    continue
-                if isinstance(ev, TrailersReceived):
-                    self.trailers = Headers.from_trusted(
+                    raise StopAsyncIteration
+                if data:
+                    return data
+                continue
+            if isinstance(ev, TrailersReceived):
+                self._end(
+                    Headers.from_trusted(
                         [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ev.headers]
                     )
-                    self._finish()
-                    await conn._close_if_done()
-                    raise StopAsyncIteration
-                if isinstance(ev, StreamReset):
-                    raise conn._reset_error(ev)
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            self._done = True
-            conn._cancel(st)
-            with anyio.CancelScope(shield=True):
+                )
+                conn._end_stream(st)
                 await conn._close_if_done()
-            raise
+                raise StopAsyncIteration
+            if isinstance(ev, StreamReset):
+                raise conn._reset_error(ev)
 
-    def _finish(self) -> None:
-        self._done = True
-        self._conn._end_stream(self._st)
-
-    def abandon(self) -> None:
-        """The body was closed before its end: reset the stream (RST_STREAM is sent later)."""
-        if not self._done:
-            self._done = True
-            self._conn._cancel(self._st)
-
-    async def aclose(self) -> None:
-        """Close before the end: reset the stream."""
-        if not self._done:
-            self._done = True
-            self._conn._cancel(self._st)
-            with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
-                await self._conn._flush(1.0)
+    async def _failed(self) -> None:
+        self._conn._cancel(self._st)
+        with anyio.CancelScope(shield=True):
             await self._conn._close_if_done()
+
+    def _drop(self) -> None:
+        self._conn._cancel(self._st)  # RST_STREAM goes out with the next write
+
+    async def _close(self) -> None:
+        self._conn._cancel(self._st)
+        with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
+            await self._conn._flush(1.0)
+        await self._conn._close_if_done()
