@@ -19,6 +19,7 @@ pseudo-header order, the HEADERS priority), which is what an h2 fingerprint
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -309,8 +310,11 @@ class Http2Connection:
         self._write_lock = anyio.Lock()
         self._reading = False
         """One task reads at a time (the leader); the others wait on their own event."""
-        self._followers: dict[Waiter, None] = {}
-        """Every waiting task's event, in arrival order (the next leader is the first unset)."""
+        self._followers: dict[Waiter, float | None] = {}
+        """Every waiting task's event and deadline, in arrival order (the next leader is the
+        first unset)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._watchers: list[Waiter] = []
         """Waits on connection state (windows, SETTINGS, stream slots): woken per read."""
         self._streams: dict[int, _Stream] = {}
@@ -444,6 +448,9 @@ class Http2Connection:
                 async with self._write_lock:
                     await self.stream.send(self.engine.data_to_send())
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._fail_all(ReadError("connection closed"))
         if not self._stream_closed:
             self._stream_closed = True
@@ -616,12 +623,17 @@ class Http2Connection:
             if timeout <= 0:
                 raise TimeoutError
         ev = self._io.waiter()
-        self._followers[ev] = None
+        self._followers[ev] = deadline
         if st is not None:
             st.waiter = ev
         else:
             self._watchers.append(ev)
         try:
+            if deadline is not None and self._io.lean:
+                # one connection timer for every waiting task (most deadlines come after
+                # the one it is armed for, so a wait rarely touches the loop's timers)
+                self._arm(deadline)
+                timeout = None
             await ev.wait(timeout)
         except BaseException:
             self._unfollow(ev, st)
@@ -629,6 +641,29 @@ class Http2Connection:
                 self._handoff()  # this task may have been the one woken to read next
             raise
         self._unfollow(ev, st)
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._io.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Wake the waiting tasks whose deadline passed; re-arm for the next deadline."""
+        self._timer = None
+        now = self._clock()
+        due: float | None = None
+        for ev, deadline in self._followers.items():
+            if deadline is None:
+                continue
+            if deadline <= now:
+                ev.set()
+            elif due is None or deadline < due:
+                due = deadline
+        if due is not None:
+            self._arm(due)
 
     def _unfollow(self, ev: Waiter, st: _Stream | None) -> None:
         self._followers.pop(ev, None)

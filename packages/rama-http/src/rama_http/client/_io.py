@@ -164,6 +164,11 @@ class StreamIO:
         assert self._raw is not None
         self._raw._protocol.loop.call_soon(fn)
 
+    def call_at(self, when: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        """Run ``fn`` at loop time ``when`` (lean path only)."""
+        assert self._raw is not None
+        return self._raw._protocol.loop.call_at(when, fn)
+
     @property
     def lean(self) -> bool:
         """Whether the timer-based path is in use (asyncio over a ProtocolStream)."""
