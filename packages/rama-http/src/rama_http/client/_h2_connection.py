@@ -190,6 +190,8 @@ class H2FloodError(RemoteProtocolError):
 
 
 _ENHANCE_YOUR_CALM = 11
+_WRITE_BOUND = 30.0
+"""Seconds a write without a timeout of its own may take (ACKs, WINDOW_UPDATEs, RST_STREAM)."""
 
 
 def _flood_hook(conn: Http2Connection, guard: H2FloodGuard) -> FrameHook:
@@ -506,7 +508,7 @@ class Http2Connection:
         engine = self.engine
         io = self._io
         if io.lean:
-            self._write_now()
+            self._write_now()  # nothing awaited: nothing is ever cut in half
             if wait and io.write_paused:
                 try:
                     await io.drain(timeout)
@@ -519,7 +521,9 @@ class Http2Connection:
             return
         writing = False
         try:
-            with anyio.fail_after(timeout):
+            # shielded: a cancelled caller must not leave half a frame (half a TLS
+            # record) on the wire, which would fail every stream of the connection
+            with anyio.fail_after(_WRITE_BOUND if timeout is None else timeout, shield=True):
                 async with self._write_lock:
                     while True:
                         data = engine.data_to_send()
