@@ -208,12 +208,17 @@ EngineName = str
 def engine_factory(
     name: EngineName, limits: ClientEngineLimits | None = None
 ) -> Callable[[], H1ClientEngine]:
-    """``"fast"`` (default) or ``"h11"`` (the strict reference)."""
+    """``"fast"`` (default), ``"h11"`` (the strict reference) or ``"httptools"``
+    (llhttp parses the heads; the ``fast`` extra)."""
     if name == "fast":
         return lambda: FastClientEngine(limits)
+    if name == "httptools":
+        from ._h1_httptools import HttptoolsClientEngine
+
+        return lambda: HttptoolsClientEngine(limits)
     if name == "h11":
         return lambda: H11ClientEngine(limits)
-    raise ValueError(f"unknown HTTP/1.1 client engine {name!r} (use 'fast' or 'h11')")
+    raise ValueError(f"unknown HTTP/1.1 client engine {name!r} (use 'fast', 'h11' or 'httptools')")
 
 
 class HttpConnector:

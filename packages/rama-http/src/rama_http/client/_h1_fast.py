@@ -305,6 +305,11 @@ class FastClientEngine:
             raise RemoteProtocolError("response head too large", status=502)
         block = bytes(buf[:i])
         del buf[: i + 4]
+        version, status, reason, fields = self._parse_head(block)
+        return self._framing(version, status, reason, fields)
+
+    def _parse_head(self, block: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
+        """``(version, status, reason, fields)`` of a head block (without its final CRLFs)."""
         status_line, _, rest = block.partition(b"\r\n")
         m = _STATUS_LINE.match(status_line)
         if m is None:
@@ -315,6 +320,12 @@ class FastClientEngine:
             raise RemoteProtocolError(f"invalid status {status}", status=502)
         reason = (reason_b or b"").decode("latin-1")
         fields = _parse_fields(rest, self._limits)
+        return ("1.1" if minor == b"1" else "1.0"), status, reason, fields
+
+    def _framing(
+        self, version: str, status: int, reason: str, fields: list[tuple[str, str]]
+    ) -> H1ClientEvent:
+        """The event for a parsed head; sets up the body state."""
         if status < 200:
             if status == 101:
                 raise RemoteProtocolError("unexpected 101 Switching Protocols", status=502)
@@ -323,7 +334,6 @@ class FastClientEngine:
         content_length, chunked, close_delimited = response_framing(
             self._method, status, fields, keys
         )
-        version = "1.1" if minor == b"1" else "1.0"
         keep_alive = not close_delimited and not self._close_after
         if keep_alive and (version == "1.0" or connection_close(fields, keys)):
             keep_alive = False  # HTTP/1.0 closes, as in h11
