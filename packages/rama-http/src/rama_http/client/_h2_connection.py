@@ -3,13 +3,22 @@
 One :class:`Http2Connection` carries up to the server's
 SETTINGS_MAX_CONCURRENT_STREAMS requests at once (reported to the pool as
 :attr:`Http2Connection.max_concurrent_streams`). There is no background
-task (a pooled connection has no task group to live in): the streams share
-the socket through a read lock, and whichever stream waits for input reads
-one chunk, feeds the engine and dispatches the events to the per-stream
-queues, so every waiting stream sees its events as soon as anyone reads.
+task (a pooled connection has no task group to live in): one waiting stream
+at a time reads for the connection (:meth:`Http2Connection._lead`), feeds
+the engine and appends each event to the queue of its stream, waking that
+stream only (and the few tasks watching connection state: send windows,
+SETTINGS, a free stream slot); the others wait on their own waiter. Once the
+reader has what it waited for it wakes the next waiting task to read on, so
+someone reads whenever anyone waits, and a cancelled or timed-out reader
+hands the role on. Frames queued during one event-loop turn (the HEADERS of
+every new stream, ACKs, WINDOW_UPDATEs) go out in one write on the lean path
+(:class:`~rama_http.client._io.StreamIO`); elsewhere writes are ordered by a
+lock and shielded, so no cancellation leaves half a frame on the wire.
 Flow control is manual: response DATA is credited back to the server only
 as the caller consumes the body, so a stream never buffers more than its
-window; request bodies wait for the server's WINDOW_UPDATE.
+window; request bodies wait for the server's WINDOW_UPDATE. Every frame
+from the server passes the engine's flood accounting
+(:class:`H2ClientLimits`).
 
 What the client sends first is set by :class:`H2ClientSettings` (SETTINGS
 pairs and their order, the connection WINDOW_UPDATE, PRIORITY frames, the
