@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # rama's HTTP client vs httpx, aiohttp and requests against nginx on loopback (bounded: a few
 # minutes). Sequential and 50-concurrent GETs of a small body and 1 MiB, HTTP/1.1 cleartext and
-# TLS, and h2 over TLS; medians of 3, ratios rama/other. aiohttp comes from
-# tools/bench/requirements.txt.
+# TLS, and h2 over TLS; medians of 5, ratios rama/other, then each client's CPU time per
+# request. aiohttp comes from tools/bench/requirements.txt.
 # BENCH_SCALE=0.3 shortens every row, BENCH_ONLY=h2,https/1.1 picks rows (while iterating).
 # The machine is shared with other engineers: compare rows of one run, not runs.
 set -euo pipefail
