@@ -278,6 +278,21 @@ class _Stream:
         """Set when an event or an error arrives for this stream (while it waits)."""
 
 
+def _transport_of(stream: ByteStream) -> tuple[object, bool]:
+    """The stream under the TLS and tracking wrappers, and whether TLS was among them."""
+    s: object = stream
+    tls = False
+    for _ in range(8):
+        if isinstance(s, TLSStream):
+            tls = True
+            s = s.transport_stream
+        elif isinstance(s, TrackedStream):
+            s = s.inner
+        else:
+            break
+    return s, tls
+
+
 class Http2Connection:
     """An h2 client connection: many concurrent requests over one stream."""
 
@@ -384,14 +399,7 @@ class Http2Connection:
             return True
         if self._in_flight:
             return False
-        s: object = self.stream
-        for _ in range(8):
-            if isinstance(s, TLSStream):
-                s = s.transport_stream
-            elif isinstance(s, TrackedStream):
-                s = s.inner
-            else:
-                break
+        s, _ = _transport_of(self.stream)
         if isinstance(s, ProtocolStream):
             proto = s._protocol
             return proto.eof or proto.closed or s._closed
@@ -429,19 +437,22 @@ class Http2Connection:
         if self._io.lean:  # a GOAWAY, RST_STREAMs: out before the socket goes
             with contextlib.suppress(Exception):
                 self._write_now()
-        s: object = self.stream
-        for _ in range(8):
-            if isinstance(s, TLSStream):
-                s = s.transport_stream
-            elif isinstance(s, TrackedStream):
-                s = s.inner
-            else:
-                break
+        s, tls = _transport_of(self.stream)
         if isinstance(s, ProtocolStream):
             s.abort()
             return
         sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
         if sock is not None:
+            if not self._io.lean and not tls and self.engine.pending_output:
+                # (trio, cleartext) the GOAWAY goes out first if the socket takes it now
+                with contextlib.suppress(OSError):
+                    sock.send(self.engine.data_to_send())
+            # Unread input (a flood) would turn the close into a reset, and a reset
+            # makes the server's kernel drop our GOAWAY unread: take what is buffered.
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    if not sock.recv(65536, socket.MSG_DONTWAIT):
+                        break
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # the peer sees EOF; aclose frees the fd
 
@@ -453,11 +464,15 @@ class Http2Connection:
 
     async def aclose(self) -> None:
         """Close the connection (streams in progress fail)."""
-        if not self._closed and self._error is None and self._initiated:
+        if not self._closed and self._initiated and not self._stream_closed:
+            # A clean close says GOAWAY(NO_ERROR); after a connection error the
+            # engine's own GOAWAY (ENHANCE_YOUR_CALM after a flood...) is still queued.
             with contextlib.suppress(Exception), anyio.move_on_after(0.5, shield=True):
-                self.engine.goaway(0, last_stream_id=0)
-                async with self._write_lock:
-                    await self.stream.send(self.engine.data_to_send())
+                if self._error is None:
+                    self.engine.goaway(0, last_stream_id=0)
+                if self.engine.pending_output:
+                    async with self._write_lock:
+                        await self.stream.send(self.engine.data_to_send())
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
