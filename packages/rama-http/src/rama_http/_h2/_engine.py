@@ -528,12 +528,18 @@ class H2Engine:
             view = memoryview(data)
             for pos in range(0, n, max_frame):
                 last = pos + max_frame >= n
-                out += data_frame(
-                    stream_id,
-                    bytes(view[pos : pos + max_frame]),
-                    end_stream=end_stream and last,
-                    pad=pad,
-                )
+                if pad:
+                    out += data_frame(
+                        stream_id,
+                        bytes(view[pos : pos + max_frame]),
+                        end_stream=end_stream and last,
+                        pad=pad,
+                    )
+                else:
+                    size = min(max_frame, n - pos)
+                    flags = 1 if end_stream and last else 0
+                    out += _pack_header(size >> 16, size & 0xFFFF, 0, flags, stream_id)
+                    out += view[pos : pos + size]
         if end_stream:
             st.local_closed = True
             if st.remote_closed:

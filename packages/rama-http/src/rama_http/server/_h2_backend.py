@@ -55,6 +55,11 @@ class H2ServerEngine(Protocol):
         """The largest DATA payload the peer accepts in one frame."""
         ...
 
+    @property
+    def max_data(self) -> int:
+        """The most :meth:`send_data` takes in one call (it may split it into frames)."""
+        ...
+
     def start(self) -> None:
         """Queue our preface (SETTINGS, the connection window's WINDOW_UPDATE)."""
         ...

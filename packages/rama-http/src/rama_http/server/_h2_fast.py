@@ -21,6 +21,8 @@ from .._h2._frames import FLAG_PADDED
 
 __all__ = ["FastServerEngine"]
 
+_MAX_DATA = 256 * 1024
+
 
 def _flood_hook(
     engine_of: list[H2Engine], guard: H2FloodGuard
@@ -101,6 +103,11 @@ class FastServerEngine:
     def max_frame(self) -> int:
         """The largest DATA payload the peer accepts in one frame."""
         return self.engine.max_outbound_frame_size
+
+    @property
+    def max_data(self) -> int:
+        """The engine splits DATA into frames itself: a write slice at a time."""
+        return _MAX_DATA
 
     def start(self) -> None:
         """Queue our preface."""

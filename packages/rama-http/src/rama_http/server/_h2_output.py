@@ -23,6 +23,8 @@ __all__ = ["LOST", "H2Output"]
 # peer took nothing of for write_timeout raises TimeoutError (our fail_after).
 LOST = (ConnectionLost, anyio.BrokenResourceError, TimeoutError)
 _WRITE_SLICE = 256 * 1024
+# A slice takes up to this much more rather than leave a small tail for a write of its own.
+_WRITE_SLACK = 64 * 1024
 
 
 class H2Output:
@@ -116,7 +118,7 @@ class H2Output:
                 if not self._out:
                     return
                 out = self._out
-                if len(out) <= _WRITE_SLICE:
+                if len(out) <= _WRITE_SLICE + _WRITE_SLACK:
                     data = bytes(out)
                     out.clear()
                 else:

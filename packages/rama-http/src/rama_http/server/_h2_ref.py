@@ -2,10 +2,20 @@
 
 :class:`H2LibraryServerEngine` puts ``h2``'s connection behind
 :class:`~._h2_backend.H2ServerEngine` and translates its events into rama's
-(:mod:`rama_http._h2._events`). What the server needs that the library does not
-do on its own (every frame through the flood accounting first, REFUSED_STREAM
-over the concurrency limit instead of a connection error, answering accepted
-streams after the client's GOAWAY) is in :class:`_ServerH2Connection`.
+(:mod:`rama_http._h2._events`). It uses only the library's public API: the
+input is cut into frames here (by their 9-byte headers) and handed to
+``H2Connection.receive_data`` one frame at a time, which is how the server
+gets what the library does not do on its own:
+
+- every frame passes the flood accounting before h2 acts on it (and the read
+  stops at the frame that spent an allowance);
+- a stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused (REFUSED_STREAM,
+  RFC 9113 section 5.1.2) instead of ending the connection: h2 takes its header
+  block under a limit raised by one for that frame (HPACK state and stream ids
+  stay in step), then the stream is reset and its events dropped;
+- the client's GOAWAY is not handed to h2 (which would close its state machine
+  and refuse to answer the streams in flight): it is reported here, and the
+  connection still answers what it accepted (RFC 9113 section 6.8).
 """
 
 from __future__ import annotations
@@ -22,17 +32,8 @@ from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import (
-    AltSvcFrame,
-    DataFrame,
-    ExtensionFrame,
     Frame,
     GoAwayFrame,
-    HeadersFrame,
-    PingFrame,
-    PriorityFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
 )
 
 from .._h2._config import H2Config
@@ -52,105 +53,7 @@ from .._h2._flood import H2FloodGuard
 
 __all__ = ["H2LibraryServerEngine"]
 
-
-class _ServerH2Connection(h2.connection.H2Connection):
-    """h2's connection, with the server-side behaviour the library lacks."""
-
-    def __init__(self, config: h2.config.H2Configuration, guard: H2FloodGuard) -> None:
-        super().__init__(config=config)
-        self._admit_over_limit = False
-        self.guard = guard
-        self.frames_received = 0
-        """Frames processed, all told (the read loop yields after dense slices)."""
-        self.refused: list[int] = []
-        """Streams refused for exceeding SETTINGS_MAX_CONCURRENT_STREAMS, not yet reported."""
-
-    def _stream_open(self, stream_id: int) -> bool:
-        st = self.streams.get(stream_id)
-        return st is not None and not st.closed
-
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
-        # Every frame passes here, one at a time, before h2 acts on it: the flood
-        # accounting is per frame (H2Flood stops the read at the frame that spent an
-        # allowance, so a PING past max_pings is never answered).
-        self.frames_received += 1
-        guard = self.guard
-        kind = type(frame)
-        if kind is DataFrame:
-            assert isinstance(frame, DataFrame)
-            guard.data(
-                stream_open=self._stream_open(frame.stream_id),
-                length=len(frame.data),
-                end_stream="END_STREAM" in frame.flags,
-            )
-        elif kind is HeadersFrame:
-            sid = frame.stream_id
-            if sid > self.highest_inbound_stream_id:
-                guard.headers(opens_stream=True, stream_open=False)
-            else:
-                guard.headers(opens_stream=False, stream_open=self._stream_open(sid))
-        elif kind is WindowUpdateFrame:
-            assert isinstance(frame, WindowUpdateFrame)
-            guard.window_update(frame.stream_id, frame.window_increment)
-        elif kind is PingFrame:
-            guard.ping(ack="ACK" in frame.flags)
-        elif kind is SettingsFrame:
-            guard.settings(ack="ACK" in frame.flags)
-        elif kind is PriorityFrame:
-            guard.priority()
-        elif kind is RstStreamFrame:
-            guard.rst_stream(stream_open=self._stream_open(frame.stream_id))
-        elif kind is GoAwayFrame:
-            guard.goaway()
-        elif kind is ExtensionFrame or kind is AltSvcFrame:
-            guard.unknown()
-        return super()._receive_frame(frame)
-
-    @property
-    def open_inbound_streams(self) -> int:
-        """Open client streams (reported as 0 while admitting one that gets refused)."""
-        if self._admit_over_limit:
-            return 0
-        return super().open_inbound_streams
-
-    def _receive_headers_frame(
-        self, frame: HeadersFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        sid = frame.stream_id
-        if (
-            sid in self.streams
-            or self.open_inbound_streams < self.local_settings.max_concurrent_streams
-        ):
-            return super()._receive_headers_frame(frame)
-        # One stream too many: h2 would end the connection with PROTOCOL_ERROR. RFC 9113
-        # section 5.1.2 allows a stream error instead, and REFUSED_STREAM tells the client
-        # the request was not processed and may be retried. h2 still takes the header block
-        # (HPACK state and stream ids must stay in step), then the stream is reset at once
-        # and its events are dropped, so no handler ever sees it.
-        self._admit_over_limit = True
-        try:
-            frames, events = super()._receive_headers_frame(frame)
-        finally:
-            self._admit_over_limit = False
-        frames = [*frames, *self.streams[sid].reset_stream(ErrorCodes.REFUSED_STREAM)]
-        self.refused.append(sid)
-        return frames, [e for e in events if getattr(e, "stream_id", None) != sid]
-
-    def _receive_goaway_frame(
-        self, frame: GoAwayFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        # h2 closes its state machine on a received GOAWAY and drops queued output;
-        # after that it refuses to send anything, so the client's in-flight requests
-        # would go unanswered. A client's GOAWAY only limits *server-initiated* streams
-        # (RFC 9113 section 6.8): report it and keep the connection able to answer.
-        event = h2.events.ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)
-        except ValueError:
-            event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class H2LibraryServerEngine:
@@ -171,7 +74,7 @@ class H2LibraryServerEngine:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        conn = _ServerH2Connection(cfg, guard)
+        conn = h2.connection.H2Connection(config=cfg)
         settings: dict[SettingCodes, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
@@ -186,17 +89,24 @@ class H2LibraryServerEngine:
         conn.decoder.max_header_list_size = config.max_header_list_size
         self.conn = conn
         """The ``h2`` connection."""
+        self._settings = settings
+        self._guard = guard
+        self._in = bytearray()  # input not yet a whole frame
+        self._preface_left = len(_PREFACE)
+        self._opening = 0  # a stream whose opening header block waits for CONTINUATION
+        self.frames_received = 0
+        """Frames processed, all told."""
         self._extra_window = config.connection_window_size - 65535
         self._out = bytearray()  # h2's output and our hand-made frames, in order
 
     @property
-    def frames_received(self) -> int:
-        """Frames processed, all told."""
-        return self.conn.frames_received
-
-    @property
     def max_frame(self) -> int:
         """The largest DATA payload the peer accepts in one frame."""
+        return int(self.conn.max_outbound_frame_size)
+
+    @property
+    def max_data(self) -> int:
+        """h2 takes one frame's worth per ``send_data``."""
         return int(self.conn.max_outbound_frame_size)
 
     def start(self) -> None:
@@ -256,23 +166,127 @@ class H2LibraryServerEngine:
         return data
 
     def receive(self, data: bytes | memoryview) -> list[Event]:
-        """Feed the peer's bytes to h2; its events as rama's."""
+        """Feed the peer's bytes to h2, a frame at a time; its events as rama's."""
         conn = self.conn
+        buf = self._in
+        buf += data
+        raw: list[h2.events.Event | Event] = []
+        pos = 0
         try:
-            raw = conn.receive_data(bytes(data))
+            if self._preface_left:
+                n = min(self._preface_left, len(buf))
+                raw += conn.receive_data(bytes(buf[:n]))
+                self._preface_left -= n
+                pos = n
+            size = len(buf)
+            while size - pos >= 9:
+                length = int.from_bytes(buf[pos : pos + 3], "big")
+                if length > conn.max_inbound_frame_size:
+                    # h2 ends the connection with FRAME_SIZE_ERROR from the header alone.
+                    raw += conn.receive_data(bytes(buf[pos:]))
+                    pos = size
+                    break
+                end = pos + 9 + length
+                if end > size:
+                    break
+                frame = bytes(buf[pos:end])
+                pos = end
+                self._frame(frame, raw)
         except h2.exceptions.ProtocolError as e:
             # h2 queues a GOAWAY for most errors; not for a bad preface, which gets one here.
             code = int(getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR)
             if conn.state_machine.state is not ConnectionState.CLOSED:
                 self._queue(GoAwayFrame(0, last_stream_id=0, error_code=code))
             return [ConnectionFailed(code, str(e))]
+        finally:
+            del buf[:pos]
+        return self._translate(raw)
+
+    def _frame(self, frame: bytes, raw: list[h2.events.Event | Event]) -> None:
+        """One whole frame: flood accounting, then h2 (or the GOAWAY/refusal paths)."""
+        conn = self.conn
+        guard = self._guard
+        ftype, flags = frame[3], frame[4]
+        sid = int.from_bytes(frame[5:9], "big") & 0x7FFFFFFF
+        payload = memoryview(frame)[9:]
+        self.frames_received += 1
+        opens = False
+        if ftype == 0:
+            pad = payload[0] + 1 if flags & 0x8 and len(payload) else 0
+            guard.data(
+                stream_open=self._stream_open(sid),
+                length=len(payload) - pad,
+                end_stream=bool(flags & 1),
+            )
+        elif ftype == 1:
+            opens = sid > conn.highest_inbound_stream_id and sid not in conn.streams
+            if opens:
+                guard.headers(opens_stream=True, stream_open=False)
+            else:
+                guard.headers(opens_stream=False, stream_open=self._stream_open(sid))
+            if opens and not flags & 0x4:  # the block goes on in CONTINUATION frames
+                self._opening, opens = sid, False
+        elif ftype == 9:
+            if sid == self._opening and flags & 0x4:
+                self._opening, opens = 0, True
+        elif ftype == 8:
+            guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
+        elif ftype == 6:
+            guard.ping(ack=bool(flags & 1))
+        elif ftype == 4:
+            guard.settings(ack=bool(flags & 1))
+        elif ftype == 2:
+            guard.priority()
+        elif ftype == 3:
+            guard.rst_stream(stream_open=self._stream_open(sid))
+        elif ftype == 7:
+            guard.goaway()
+            if sid == 0 and len(payload) >= 8:
+                last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+                code = int.from_bytes(payload[4:8], "big")
+                raw.append(ConnectionTerminated(code, last, bytes(payload[8:])))
+                return
+            # Malformed: h2 answers it with the connection error.
+        elif ftype > 9:
+            guard.unknown()
+        if (
+            opens
+            and conn.open_inbound_streams >= self._settings[SettingCodes.MAX_CONCURRENT_STREAMS]
+        ):
+            raw += self._refuse(sid, frame)
+            return
+        raw += conn.receive_data(frame)
+
+    def _stream_open(self, stream_id: int) -> bool:
+        st = self.conn.streams.get(stream_id)
+        return st is not None and not st.closed
+
+    def _refuse(self, sid: int, frame: bytes) -> list[h2.events.Event | Event]:
+        """Take the header block of a stream over the limit, then refuse the stream."""
+        conn = self.conn
+        limits = conn.local_settings
+        raised = dict(self._settings)
+        raised[SettingCodes.MAX_CONCURRENT_STREAMS] = conn.open_inbound_streams + 1
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=raised)
+        try:
+            events = conn.receive_data(frame)
+        finally:
+            conn.local_settings = limits
+        conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+        kept: list[h2.events.Event | Event] = [
+            e for e in events if getattr(e, "stream_id", None) != sid
+        ]
+        kept.append(StreamRefused(sid, "max_concurrent_streams"))
+        return kept
+
+    def _translate(self, raw: list[h2.events.Event | Event]) -> list[Event]:
+        conn = self.conn
         events: list[Event] = []
-        if conn.refused:
-            events += [StreamRefused(sid, "max_concurrent_streams") for sid in conn.refused]
-            conn.refused.clear()
         for ev in raw:
             kind = type(ev)
-            if kind is h2.events.RequestReceived:
+            if isinstance(ev, Event):
+                events.append(ev)
+            elif kind is h2.events.RequestReceived:
                 assert isinstance(ev, h2.events.RequestReceived)
                 events.append(
                     RequestReceived(
@@ -303,15 +317,6 @@ class H2LibraryServerEngine:
                 events.append(
                     StreamReset(
                         int(ev.stream_id or 0), int(ev.error_code or 0), bool(ev.remote_reset)
-                    )
-                )
-            elif kind is h2.events.ConnectionTerminated:
-                assert isinstance(ev, h2.events.ConnectionTerminated)
-                events.append(
-                    ConnectionTerminated(
-                        int(ev.error_code or 0),
-                        int(ev.last_stream_id or 0),
-                        bytes(ev.additional_data or b""),
                     )
                 )
         return events

@@ -213,7 +213,7 @@ class H2ResponseWriter:
             if window <= 0:
                 await self._wait_for_window(st, len(view))
                 continue
-            n = min(window, engine.max_frame, len(view))
+            n = min(window, engine.max_data, len(view))
             last = n == len(view)
             with self.on_stream(st):
                 engine.send_data(st.id, view[:n], end and last)
