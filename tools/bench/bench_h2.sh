@@ -6,7 +6,8 @@
 # to CPU 0, clients to CPU 1, rounds interleaved; prints per-server medians and ratios.
 # Usage: bench_h2.sh [ROUNDS] [SECONDS]   (defaults 3 rounds x 4 s per server and mode)
 # RAMA_BASE=<another checkout> adds that tree's rama (-c10 rows) for before/after.
-# BENCH_H2_DOWNLOAD=0 skips the download; BENCH_H2_C100=0 the -c100 rows.
+# BENCH_H2_DOWNLOAD=0 skips the download; BENCH_H2_C100=0 the -c100 rows;
+# BENCH_H2_SERVERS="rama-uvloop base-uvloop ..." runs only those servers.
 # Every run is bounded: h2load -D, curl -m, plus a hard timeout around each.
 set -uo pipefail
 R=${1:-3}; S=${2:-4}
@@ -100,6 +101,9 @@ if [[ -n ${RAMA_BASE:-} ]]; then
   CMD[base-uvloop]="env PYTHONPATH=$base_pp ${CMD[rama-uvloop]}"
   names+=(base-asyncio base-uvloop)
 fi
+if [[ -n ${BENCH_H2_SERVERS:-} ]]; then
+  read -ra names <<<"$BENCH_H2_SERVERS"
+fi
 declare -A RES
 port=$((20000 + RANDOM % 10000))  # below the ephemeral range (32768-)
 pid=""
@@ -184,14 +188,14 @@ for conc in "${conns[@]}"; do
       printf '%-5s %-6s %-20s %10s  [%s]\n' "-c$conc" "$mode" "$name" "$m" "${RES[$conc/$mode/$name]# }"
     done
     for loop in asyncio uvloop; do
-      a=${MED[$conc/$mode/rama-$loop]}
-      ratio "-c$conc $mode rama/hypercorn ($loop)" "$a" "${MED[$conc/$mode/hypercorn-$loop]}"
-      ratio "-c$conc $mode rama fast/h2ref ($loop)" "$a" "${MED[$conc/$mode/rama-h2ref-$loop]}"
+      a=${MED[$conc/$mode/rama-$loop]:-0}
+      ratio "-c$conc $mode rama/hypercorn ($loop)" "$a" "${MED[$conc/$mode/hypercorn-$loop]:-0}"
+      ratio "-c$conc $mode rama fast/h2ref ($loop)" "$a" "${MED[$conc/$mode/rama-h2ref-$loop]:-0}"
       if [[ -n ${CMD[granian]:-} ]]; then
-        ratio "-c$conc $mode rama/granian ($loop)" "$a" "${MED[$conc/$mode/granian]}"
+        ratio "-c$conc $mode rama/granian ($loop)" "$a" "${MED[$conc/$mode/granian]:-0}"
       fi
       if [[ -n ${RAMA_BASE:-} && $conc == 10 ]]; then
-        ratio "-c$conc $mode rama/base ($loop)" "$a" "${MED[$conc/$mode/base-$loop]}"
+        ratio "-c$conc $mode rama/base ($loop)" "$a" "${MED[$conc/$mode/base-$loop]:-0}"
       fi
     done
   done
