@@ -310,3 +310,19 @@ def test_the_reference_engine_is_the_h2_library_unmodified() -> None:
     assert type(eng.conn) is h2.connection.H2Connection  # no subclass, no private overrides
     assert CONNECTION_PREFACE.startswith(b"PRI")
     assert settings_frame([]) == b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def test_take_output_hands_over_the_engines_buffer_without_a_copy() -> None:
+    from rama_http._h2._engine import H2Engine
+
+    eng = H2Engine(client=False)
+    eng.initiate_connection()
+    first = eng.take_output()
+    assert isinstance(first, bytearray)
+    assert first.startswith(b"\x00\x00")  # our SETTINGS frame
+    assert eng.take_output() == b""
+    eng.ping(b"abcdefgh")
+    second = eng.take_output()
+    eng.ping(b"12345678")  # a new buffer: what was handed over does not change
+    assert bytes(second) == ping_frame(b"abcdefgh")
+    assert eng.data_to_send() == ping_frame(b"12345678")

@@ -634,6 +634,18 @@ class H2Engine:
         self._out.clear()
         return out
 
+    def take_output(self) -> bytearray:
+        """What :meth:`data_to_send` returns, without its copy: the buffer itself.
+
+        The engine starts a new buffer, so the caller owns the returned one
+        (an empty bytearray when nothing is queued).
+        """
+        out = self._out
+        if not out:
+            return out
+        self._out = bytearray()
+        return out
+
     @property
     def pending_output(self) -> int:
         """Bytes queued and not yet taken by :meth:`data_to_send`."""

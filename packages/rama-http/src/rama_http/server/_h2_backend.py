@@ -94,8 +94,8 @@ class H2ServerEngine(Protocol):
         """Queue GOAWAY; accepted streams can still be answered after it."""
         ...
 
-    def data_to_send(self) -> bytes:
-        """Everything queued since the last call."""
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued since the last call (the caller owns it)."""
         ...
 
     def receive(self, data: bytes | memoryview) -> list[Event]:

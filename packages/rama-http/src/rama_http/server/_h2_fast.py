@@ -146,9 +146,9 @@ class FastServerEngine:
             int(code), last_stream_id=last_stream_id, additional_data=additional_data
         )
 
-    def data_to_send(self) -> bytes:
-        """Everything queued since the last call."""
-        return self.engine.data_to_send()
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued since the last call: the engine's buffer itself, no copy."""
+        return self.engine.take_output()
 
     def receive(self, data: bytes | memoryview) -> list[Event]:
         """Feed the peer's bytes to the engine."""

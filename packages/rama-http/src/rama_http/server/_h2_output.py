@@ -38,6 +38,7 @@ class H2Output:
         "_in_send",
         "_lock",
         "_out",
+        "_size",
         "_stream",
         "_timeout",
         "bound",
@@ -60,7 +61,9 @@ class H2Output:
         self.want = anyio.Event()
         """Set when something is queued (the writer loop wakes up)."""
         self._lock = anyio.Lock()
-        self._out = bytearray()  # taken from the engine, not yet sent
+        # Taken from the engine, not yet sent: the engine's buffers as they come (no copy).
+        self._out: list[bytes | bytearray] = []
+        self._size = 0
         self._in_send = 0  # bytes handed to the socket that it has not taken yet
         self._drained = anyio.Event()
 
@@ -72,13 +75,14 @@ class H2Output:
     def backlog(self) -> int:
         """Bytes waiting to be written (queued or not yet taken by the socket)."""
         self.collect()
-        return len(self._out) + self._in_send
+        return self._size + self._in_send
 
     def collect(self) -> None:
-        """Move what the engine queued into our buffer."""
+        """Move what the engine queued into our queue."""
         data = self._engine.data_to_send()
         if data:
-            self._out += data
+            self._out.append(data)
+            self._size += len(data)
 
     async def write(self) -> None:
         """Have what the engine queued written soon; wait while too much is queued.
@@ -89,7 +93,7 @@ class H2Output:
         self.want.set()
         while True:
             self.collect()
-            if len(self._out) <= self.bound:
+            if self._size <= self.bound:
                 return
             await self._drained.wait()
 
@@ -119,13 +123,7 @@ class H2Output:
                 self.collect()
                 if not self._out:
                     return
-                out = self._out
-                if len(out) <= _WRITE_SLICE + _WRITE_SLACK:
-                    data = bytes(out)
-                    out.clear()
-                else:
-                    data = bytes(memoryview(out)[:_WRITE_SLICE])
-                    del out[:_WRITE_SLICE]
+                data = self._take()
                 self._in_send = len(data)
                 try:
                     with anyio.fail_after(self._timeout):
@@ -134,3 +132,28 @@ class H2Output:
                     self._in_send = 0
                     self._drained.set()
                     self._drained = anyio.Event()
+
+    def _take(self) -> bytes:
+        """The next slice to write: whole queued buffers up to the slice size.
+
+        As bytes (what ``ByteStream.send`` takes): one copy of an engine buffer.
+        """
+        out = self._out
+        if self._size <= _WRITE_SLICE + _WRITE_SLACK:
+            data = bytes(out[0]) if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._size = 0
+            return data
+        first = out[0]
+        if len(first) > _WRITE_SLICE + _WRITE_SLACK:
+            out[0] = first[_WRITE_SLICE:]
+            data = bytes(first[:_WRITE_SLICE])
+        else:
+            n = total = 0
+            while n < len(out) and total + len(out[n]) <= _WRITE_SLICE + _WRITE_SLACK:
+                total += len(out[n])
+                n += 1
+            data = b"".join(out[:n])
+            del out[:n]
+        self._size -= len(data)
+        return data
