@@ -8,9 +8,11 @@ body (the common case: the Response carries the bytes) or started streaming
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -30,6 +32,32 @@ _HIGH_WATER = 64 * 1024
 """Response bytes the app may send ahead of the server before ``send`` waits."""
 
 
+class _Signal(Protocol):
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+class _FutureSignal:
+    """A one-shot event for one waiter on asyncio: a bare Future (cheaper than an Event)."""
+
+    __slots__ = ("_fut",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._fut: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        fut = self._fut
+        if not fut.done():
+            fut.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._fut.done()
+
+    def wait(self) -> asyncio.Future[None]:  # awaited once, by the one waiter
+        return self._fut
+
+
 class AsgiAppError(Exception):
     """The ASGI app broke the protocol (a message out of order, a bad field)."""
 
@@ -45,6 +73,7 @@ class HttpCycle:
         "_body_iter",
         "_chunks",
         "_disconnect",
+        "_loop",
         "_queued",
         "_reading",
         "_space",
@@ -61,8 +90,9 @@ class HttpCycle:
         "streaming",
     )
 
-    def __init__(self, req: Request) -> None:
+    def __init__(self, req: Request, loop: asyncio.AbstractEventLoop | None) -> None:
         self.req = req
+        self._loop = loop
         self._body_iter: Any = None
         self._reading: anyio.CancelScope | None = None
         self.started = False
@@ -76,9 +106,18 @@ class HttpCycle:
         self.head: tuple[int, Headers] | None = None
         self._chunks: deque[bytes] = deque()
         self._queued = 0
-        self._wake = anyio.Event()  # serve() / the body consumer waits on it
-        self._space: anyio.Event | None = None
-        self._disconnect: anyio.Event | None = None
+        # serve(), then the body consumer, waits on _wake; the app on _space
+        self._wake: _Signal = self.signal()
+        self._space: _Signal | None = None
+        self._disconnect: anyio.Event | None = None  # any number of receive() calls wait
+
+    def signal(self) -> _Signal:
+        """A new one-waiter event (a Future on asyncio, an anyio Event elsewhere)."""
+        loop = self._loop
+        if loop is not None:
+            return _FutureSignal(loop)
+        ev: Any = anyio.Event()
+        return ev  # type: ignore[no-any-return]
 
     # -- the app's side ------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
@@ -146,13 +185,14 @@ class HttpCycle:
             if not more:
                 self.more = False
                 self._wake.set()
-                # let the server take the answer before the app goes on (background tasks)
-                await checkpoint()
+                # No checkpoint here: the server takes the answer when this task next
+                # waits or ends (a loop turn per request saved; background tasks that
+                # never await delay the answer until they are done).
                 return
             self._wake.set()
             if self.streaming and self._queued > _HIGH_WATER:
                 while self._queued > _HIGH_WATER and not (self.finished or self.disconnected):
-                    ev = self._space = anyio.Event()
+                    ev = self._space = self.signal()
                     await ev.wait()
                 if self.disconnected:
                     raise ClientDisconnected("the client went away")
@@ -256,8 +296,8 @@ class _ResponseStream:
                 raise BodyError("ASGI app returned without completing the response")
             if c.finished:
                 raise StopAsyncIteration
-            c._wake = anyio.Event()
-            await c._wake.wait()
+            ev = c._wake = c.signal()
+            await ev.wait()
 
     async def aclose(self) -> None:
         c = self._cycle

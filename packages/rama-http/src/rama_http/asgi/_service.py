@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
@@ -35,6 +36,7 @@ async def _no_handler(ws: WebSocket) -> None:  # pragma: no cover - never run (h
 
 
 _PROBE = WebSocketUpgrade(_no_handler, compression=False)
+_running_loop = asyncio._get_running_loop  # None under trio: then anyio task groups
 
 
 class AsgiService:
@@ -93,6 +95,7 @@ class AsgiService:
         self._active = 0
         self._idle: anyio.Event | None = None
         self._system_tasks: set[Any] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifespan ------------------------------------------------------------------------
     async def __aenter__(self) -> AsgiService:
@@ -189,17 +192,29 @@ class AsgiService:
         """Run the app for one request and answer with what it sends."""
         if not self._ready:
             await self._start_lazily(ctx)
-        if req.method in ("GET", "CONNECT") and is_websocket_request(ctx, req):
+        method = req.method
+        if (
+            (method == "GET" and "upgrade" in req.headers._keys) or method == "CONNECT"
+        ) and is_websocket_request(ctx, req):
             return await self._serve_ws(ctx, req)
-        cycle = HttpCycle(req)
+        loop = _running_loop()
+        cycle = HttpCycle(req, loop)
         scope = scope_for("http", ctx, req, self.root_path, self.state)
-        tg = self._task_group(ctx)
         self._active += 1
-        if tg is None:
-            # No task group to run in (called outside a server): run inline, buffered.
-            await self._run_http(scope, cycle)
+        if loop is not None:
+            # asyncio: a plain task (an anyio task group's start_soon costs several
+            # times more per request); held in a set until it ends.
+            task = loop.create_task(self._run_http(scope, cycle))
+            tasks = self._tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         else:
-            tg.start_soon(self._run_http, scope, cycle)
+            tg = self._task_group(ctx)
+            if tg is None:
+                # No task group to run in (called outside a server): run inline, buffered.
+                await self._run_http(scope, cycle)
+            else:
+                tg.start_soon(self._run_http, scope, cycle)
         try:
             while True:
                 await cycle._wake.wait()
@@ -219,7 +234,7 @@ class AsgiService:
                 if cycle.body_error is not None:
                     cycle.lost()
                     raise cycle.body_error
-                cycle._wake = anyio.Event()
+                cycle._wake = cycle.signal()
         except BaseException:
             cycle.lost()
             raise
