@@ -90,6 +90,24 @@ def tls_extension(ctx: Context) -> dict[str, Any] | None:
     return ext
 
 
+class _ConnFacts:
+    """What every request of one connection shares: addresses, scheme, TLS extension."""
+
+    __slots__ = ("client", "http_scheme", "server", "tls", "ws_scheme")
+
+    def __init__(self, ctx: Context) -> None:
+        info = ctx.get(SocketInfo)
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        if info is not None:
+            self.client = (str(info.peer_addr.ip), info.peer_addr.port)
+            self.server = (str(info.local_addr.ip), info.local_addr.port)
+        self.tls = tls_extension(ctx) if ctx.get(NegotiatedTls) is not None else None
+        secure = self.tls is not None
+        self.http_scheme = _SCHEMES[(True, secure)]
+        self.ws_scheme = _SCHEMES[(False, secure)]
+
+
 def scope_for(
     kind: str,
     ctx: Context,
@@ -119,14 +137,20 @@ def scope_for(
         (k.encode("latin-1"), v.encode("latin-1"))
         for k, (_, v) in zip(h._keys, h._items, strict=True)
     ]
-    info = ctx.get(SocketInfo)
-    client = server = None
-    if info is not None:
-        client = (str(info.peer_addr.ip), info.peer_addr.port)
-        server = (str(info.local_addr.ip), info.local_addr.port)
-    tls = tls_extension(ctx) if ctx.get(NegotiatedTls) is not None else None
-    secure = tls is not None
-    scheme = _SCHEMES[(kind == "http", secure)]
+    conn = ctx.get(_ConnFacts)
+    if conn is None:
+        conn = _ConnFacts(ctx)
+        # once per connection: kept in the Context the listener made for it (the one
+        # holding its SocketInfo); without one, computed per request
+        owner: Context | None = ctx
+        while owner is not None and SocketInfo not in owner._extensions:
+            owner = owner.parent
+        if owner is not None:
+            owner.insert(conn)
+    tls = conn.tls
+    if tls is not None:
+        tls = dict(tls)  # the app may change its copy
+    scheme = conn.http_scheme if kind == "http" else conn.ws_scheme
     scope: dict[str, Any] = {
         "type": kind,
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -137,8 +161,8 @@ def scope_for(
         "query_string": query,
         "root_path": root_path,
         "headers": headers,
-        "client": client,
-        "server": server,
+        "client": conn.client,
+        "server": conn.server,
         "extensions": {"tls": tls} if tls is not None else {},
     }
     if kind == "http":
