@@ -112,7 +112,7 @@ async def _round(count: int) -> dict[tuple[str, int], float]:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: dict[str, Any], status: list[int] = status) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
 

@@ -7,6 +7,7 @@ Serves the FastAPI app through ``AsgiService`` on rama's auto server
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -17,7 +18,7 @@ from rama_http.server import ServerConfig, serve
 from rama_net import TcpListener
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from fastapi_app import app  # noqa: E402
+from fastapi_app import app
 
 __all__ = ["main"]
 
@@ -40,12 +41,10 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
             run, port, engine, backend="asyncio", backend_options={"use_uvloop": loop == "uvloop"}
         )
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
