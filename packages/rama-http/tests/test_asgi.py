@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from rama_core import Shutdown
 from rama_http.asgi import AsgiService, LifespanError, Receive, Scope, Send
-from rama_http.server import serve
+from rama_http.server import ServerConfig, serve
 from rama_net import TcpListener
 from rama_tls import StaticCertResolver, TlsAcceptorConfig, self_signed
 
@@ -96,6 +96,20 @@ def make_fastapi() -> FastAPI:
         events.append(f"bg:{tag}")
         done.set()
 
+    @app.get("/count")
+    async def count(n: int = 3) -> StreamingResponse:
+        async def numbers() -> AsyncIterator[bytes]:
+            for i in range(n):
+                yield b"%d\n" % i
+                await anyio.sleep(0)
+
+        return StreamingResponse(numbers(), media_type="text/plain")
+
+    @app.post("/size")
+    async def size(request: StarletteRequest) -> dict[str, int]:
+        chunks = [len(c) async for c in request.stream()]
+        return {"bytes": sum(chunks)}
+
     @app.post("/jobs/{tag}")
     async def job(tag: str, background: BackgroundTasks) -> dict[str, str]:
         background.add_task(slow_job, tag)
@@ -165,6 +179,16 @@ async def test_h2_prior_knowledge_with_httpx() -> None:
         assert r.json() == {"item_id": 3, "q": None}
         r = await c.post("/items", json={"name": "x", "price": 2})
         assert r.json()["total"] == 4.0
+        r = await c.get("/count", params={"n": 500})
+        assert r.text == "".join(f"{i}\n" for i in range(500))
+
+        async def upload() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b"u" * 30000
+                await anyio.sleep(0)
+
+        r = await c.post("/size", content=upload())
+        assert r.json() == {"bytes": 300000}
         rs = await _gather(*(lambda i=i: c.get(f"/items/{i}") for i in range(20)))
         assert sorted(r.json()["item_id"] for r in rs) == list(range(20))
 
@@ -541,3 +565,20 @@ async def test_plain_text_and_many_requests_on_one_connection() -> None:
         for i in range(50):
             r = await c.get(f"{url}/hi/{i}")
             assert r.text == f"hi {i}"
+
+
+async def test_request_body_over_the_server_limit_is_413() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"b" * 1000
+            await anyio.sleep(0)
+
+    config = ServerConfig(max_body_size=4000)
+    async with (
+        running(AsgiService(make_fastapi()), config=config) as url,
+        httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as c,
+    ):
+        r = await c.post("/size", content=chunks())  # chunked: the limit trips mid-body
+        assert r.status_code == 413
+        r = await c.post("/size", content=b"x" * 100)
+        assert r.json() == {"bytes": 100}

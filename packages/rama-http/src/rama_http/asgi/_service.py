@@ -126,8 +126,13 @@ class AsgiService:
         stack, self._stack = self._stack, None
         life, self._lifespan = self._lifespan, None
         try:
-            if life is not None and not life.unsupported and life.failure is None:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                # requests and background tasks still running get the lifespan timeout
+                with anyio.move_on_after(self.lifespan_timeout):
+                    while self._active:
+                        ev = self._idle = anyio.Event()
+                        await ev.wait()
+                if life is not None and not life.unsupported and life.failure is None:
                     await life.stop(self.lifespan_timeout)
         finally:
             if self._tg is not None:
