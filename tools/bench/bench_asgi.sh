@@ -43,7 +43,11 @@ start() {  # start NAME; sets pid, port, up
   done
   [[ $up == 1 ]] || echo "bench_asgi: $1 did not start" >&2
 }
-stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
+stop() {  # SIGTERM, then SIGKILL after 5 s: a server that does not exit cannot hang the bench
+  kill "$pid" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
 
 for r in $(seq "$R"); do
   for name in "${http_names[@]}"; do

@@ -2,17 +2,16 @@
 
 Usage: rama_asgi.py PORT [ENGINE] [asyncio|uvloop]   (defaults: httptools, uvloop)
 Serves the FastAPI app through ``AsgiService`` on rama's auto server
-(HTTP/1.1 + h2) until SIGINT/SIGTERM.
+(HTTP/1.1 + h2) until SIGINT/SIGTERM (a graceful rama Shutdown).
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 
 import anyio
 
+from rama_core import Shutdown
 from rama_http.asgi import AsgiService
 from rama_http.server import ServerConfig, serve
 from rama_net import TcpListener
@@ -24,10 +23,10 @@ __all__ = ["main"]
 
 
 async def run(port: int, engine: str) -> None:
-    """Serve until cancelled (lifespan around it)."""
+    """Serve until SIGINT/SIGTERM (graceful: drain, then lifespan shutdown)."""
     listener = TcpListener.bind(f"127.0.0.1:{port}")
     cfg = ServerConfig(http1_engine=engine, date_header=True)  # type: ignore[arg-type]
-    async with AsgiService(app) as service:
+    async with AsgiService(app) as service, Shutdown(grace=2):
         await serve(listener, service, cfg)
 
 
@@ -37,14 +36,9 @@ def main() -> None:
     engine = sys.argv[2] if len(sys.argv) > 2 else "httptools"
     loop = sys.argv[3] if len(sys.argv) > 3 else "uvloop"
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            run, port, engine, backend="asyncio", backend_options={"use_uvloop": loop == "uvloop"}
-        )
+    anyio.run(
+        run, port, engine, backend="asyncio", backend_options={"use_uvloop": loop == "uvloop"}
+    )
 
 
 if __name__ == "__main__":
