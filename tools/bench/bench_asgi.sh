@@ -6,7 +6,7 @@
 # clients to CPU 1; rounds are interleaved; prints medians of the rounds and the ratios.
 # Usage: bench_asgi.sh [ROUNDS] [SECONDS]   (defaults: 3 rounds x 5 s per server)
 # Bounded: wrk -d and the client's own deadline, a hard timeout around each, and a startup
-# wait of at most 20 s per server (FastAPI imports slowly on a busy machine).
+# wait of at most 30 s per server (FastAPI imports slowly on a busy machine).
 set -uo pipefail
 R=${1:-3}; S=${2:-5}
 cd "$(dirname "$0")/../.."
@@ -37,7 +37,7 @@ start() {  # start NAME; sets pid, port, up
   port=$((port + 1)); local c=${CMD[$1]//PORT/$port}
   taskset -c 0 $c >/dev/null 2>&1 & pid=$!
   up=0
-  for _ in $(seq 200); do
+  for _ in $(seq 300); do
     curl -s -o /dev/null "http://127.0.0.1:$port/json" && { up=1; break; }
     sleep 0.1
   done
@@ -80,10 +80,14 @@ for name in "${ws_names[@]}"; do
   MED[$name]=$(echo "${RES[$name]}" | median)
   printf '  %-28s %8s  [%s]\n' "$name" "${MED[$name]}" "${RES[$name]# }"
 done
-echo "ratios (goal: rama-asgi / uvicorn >= 1.2):"
+echo "ratios of the medians, and the median of the per-round ratios [per round] (goal: rama-asgi / uvicorn >= 1.2):"
 for pair in "rama-asgi uvicorn-httptools-uvloop" "rama-asgi hypercorn-uvloop" \
             "rama-asgi-ws uvicorn-websockets-uvloop"; do
   read -r a b <<<"$pair"
-  printf '  %-14s / %-26s %s\n' "$a" "$b" "$(ratio "${MED[$a]}" "${MED[$b]}")"
+  read -r -a ra <<<"${RES[$a]}"; read -r -a rb <<<"${RES[$b]}"
+  per=""
+  for i in "${!ra[@]}"; do per="$per $(ratio "${ra[$i]}" "${rb[$i]:-0}")"; done
+  printf '  %-14s / %-26s %s   per-round median %s  [%s]\n' "$a" "$b" \
+    "$(ratio "${MED[$a]}" "${MED[$b]}")" "$(echo "$per" | tr " " "\n" | grep -v -e n/a -e "^$" | median)" "${per# }"
 done
 echo "(loopback on a shared 2-core machine: compare ratios within one run, not absolute figures)"
