@@ -172,6 +172,9 @@ class H2Connection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                # As on HTTP/1.1: helpers a handler spawns through ctx.executor (an ASGI
+                # app's task, a body producer) run in this connection's task group.
+                self._ctx.executor = self._ctx.executor.with_task_group(tg)
                 tg.start_soon(self._writer_loop)
                 tg.start_soon(self._watch_shutdown)
                 tg.start_soon(self._watch_idle)
