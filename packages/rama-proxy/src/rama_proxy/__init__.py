@@ -32,6 +32,10 @@ from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
+# isort: split
+# -- proxyserve: one port, access log, metrics, the assembled server --
+from ._detect import DetectedProtocol, ProxyDetector, detect_proxy_protocol
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -59,4 +63,8 @@ __all__ = [
     "end_record",
     "parse_basic_credentials",
     "redact_proxy_url",
+    # proxyserve
+    "DetectedProtocol",
+    "ProxyDetector",
+    "detect_proxy_protocol",
 ]
