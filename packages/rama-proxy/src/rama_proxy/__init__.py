@@ -34,7 +34,9 @@ from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, e
 
 # isort: split
 # -- proxyserve: one port, access log, metrics, the assembled server --
+from ._access_log import AccessLog
 from ._detect import DetectedProtocol, ProxyDetector, detect_proxy_protocol
+from ._metrics import ProxyMetrics, proxy_metrics
 
 __version__ = "0.1.0"
 
@@ -64,7 +66,10 @@ __all__ = [
     "parse_basic_credentials",
     "redact_proxy_url",
     # proxyserve
+    "AccessLog",
     "DetectedProtocol",
     "ProxyDetector",
+    "ProxyMetrics",
     "detect_proxy_protocol",
+    "proxy_metrics",
 ]

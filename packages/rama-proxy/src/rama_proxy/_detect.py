@@ -35,6 +35,8 @@ from rama_http.server import HttpServer, ServerConfig, serve_h2, serve_http1
 from rama_net import ConnectionLost, PeekError, PeekStream, RateLimitedLog, SocketInfo
 from rama_tls import TlsAcceptorConfig, TlsAcceptorService
 
+from ._metrics import ProxyMetrics, proxy_metrics
+
 __all__ = ["DetectedProtocol", "ProxyDetector", "detect_proxy_protocol"]
 
 _log = logging.getLogger("rama.proxy.detect")
@@ -110,7 +112,8 @@ class ProxyDetector:
     both versions unless ``socks4`` is false; ``tls`` terminates TLS
     connections (without it they are closed). Each protocol whose service is
     missing is closed like unknown bytes. ``peek_timeout`` bounds the wait for
-    the first bytes.
+    the first bytes. Served connections are counted by detected protocol in
+    ``metrics`` (default: the process-wide :func:`~rama_proxy.proxy_metrics`).
 
     ::
 
@@ -129,6 +132,7 @@ class ProxyDetector:
         peek_timeout: float = 10.0,
         h2: bool = True,
         socks4: bool = True,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         if peek_timeout <= 0:
             raise ValueError("peek_timeout must be positive")
@@ -138,6 +142,7 @@ class ProxyDetector:
         self.peek_timeout = peek_timeout
         self.h2 = h2
         self.socks4 = socks4
+        self.metrics = metrics or proxy_metrics()
         self.tls: TlsAcceptorService[None] | None = None
         if tls is not None and http is not None:
             if tls.ssl_context is None and not tls.alpn_protocols:
@@ -152,6 +157,18 @@ class ProxyDetector:
         protocol = await self._detect(ctx, peek)
         if protocol is None:
             return
+        if protocol is DetectedProtocol.UNKNOWN:
+            self._closing(ctx, "unrecognised first bytes %r", peek.peeked[:16])
+            return
+        self.metrics.connection_opened(protocol.value)
+        try:
+            await self._route(ctx, stream, peek, protocol)
+        finally:
+            self.metrics.connection_closed(protocol.value)
+
+    async def _route(
+        self, ctx: Context, stream: ByteStream, peek: PeekStream, protocol: DetectedProtocol
+    ) -> None:
         if protocol is DetectedProtocol.HTTP1 or protocol is DetectedProtocol.H2:
             if self.http is not None and (protocol is DetectedProtocol.HTTP1 or self.h2):
                 initial = peek.take_peeked()
@@ -165,12 +182,8 @@ class ProxyDetector:
             if self.tls is not None:
                 await self.tls.serve(ctx, peek)
                 return
-        elif protocol is DetectedProtocol.SOCKS5 or protocol is DetectedProtocol.SOCKS4:
-            if self.socks is not None and (protocol is DetectedProtocol.SOCKS5 or self.socks4):
-                await self.socks.serve(ctx, peek)
-                return
-        else:
-            self._closing(ctx, "unrecognised first bytes %r", peek.peeked[:16])
+        elif self.socks is not None and (protocol is DetectedProtocol.SOCKS5 or self.socks4):
+            await self.socks.serve(ctx, peek)
             return
         self._closing(ctx, "%s is not served on this port", protocol.value)
 
