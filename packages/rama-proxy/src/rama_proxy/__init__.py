@@ -37,6 +37,7 @@ from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, e
 from ._access_log import AccessLog
 from ._detect import DetectedProtocol, ProxyDetector, detect_proxy_protocol
 from ._metrics import ProxyMetrics, proxy_metrics
+from ._proxy_server import ProxyServer, ProxyServerConfig, serve_proxy
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,9 @@ __all__ = [
     "DetectedProtocol",
     "ProxyDetector",
     "ProxyMetrics",
+    "ProxyServer",
+    "ProxyServerConfig",
     "detect_proxy_protocol",
     "proxy_metrics",
+    "serve_proxy",
 ]
