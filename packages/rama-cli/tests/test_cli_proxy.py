@@ -292,3 +292,23 @@ def test_make_run_starts_the_proxy(origin: str) -> None:
                 break
             assert time.monotonic() < deadline, "rama outlived make"
             time.sleep(0.05)
+
+
+def test_a_bad_proxy_db_names_the_row(tmp_path: Path) -> None:
+    db = tmp_path / "bad.csv"
+    db.write_text(
+        "id,tcp,udp,http,https,socks5,socks5h,datacenter,residential,mobile,address,"
+        "pool_id,continent,country,state,city,carrier,asn\n"
+        "ok,true,,true,,,,,,,127.0.0.1:3128,,,,,,,\n"
+        "bad,maybe,,true,,,,,,,127.0.0.1:3129,,,,,,,\n"
+    )
+    done = subprocess.run(
+        [RAMA, "serve", "proxy", "--bind", "127.0.0.1:0", "--proxy-db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "bad.csv" in done.stderr
+    assert "tcp" in done.stderr
