@@ -312,3 +312,14 @@ def test_a_bad_proxy_db_names_the_row(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "bad.csv" in done.stderr
     assert "tcp" in done.stderr
+
+
+def test_workers_stop_on_sigterm_to_the_parent(origin: str) -> None:
+    with rama_proxy("--workers", "2", "--grace", "2") as run:
+        kids = _children(run.proc.pid)
+        assert len(kids) == 2
+        done = curl("--socks5-hostname", run.address, f"{origin}/w")
+        assert done.stdout == "origin /w", done.stderr
+        assert _stop(run, signal.SIGTERM) == 0
+    for pid in kids:  # reaped by the parent before it exited
+        assert not Path(f"/proc/{pid}").exists()

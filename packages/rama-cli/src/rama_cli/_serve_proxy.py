@@ -342,12 +342,12 @@ def _serve_one(config: ProxyServerConfig, ready: Callable[[SocketAddress], None]
     """Build, bind and serve one process; returns the exit code."""
     try:
         server = ProxyServer(config)
-        addr = server.local_addr  # binds
+        server.bind()  # fail now, with the address in the message
     except (OSError, ValueError, RamaError) as exc:
         print(f"rama serve proxy: {exc}", file=sys.stderr)
         return 1
-    ready(addr)
-    _anyio_run(lambda: serve_proxy(server=server))
+    # ready once serving under the Shutdown: a signal from then on is a graceful stop
+    _anyio_run(lambda: serve_proxy(server=server, on_listening=ready))
     return 0
 
 
