@@ -35,6 +35,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context, Service, Shutdown
+from rama_http.server import ServerConfig
 from rama_net import (
     Authority,
     EstablishedConnection,
@@ -197,10 +198,20 @@ class ProxyServer:
                 idle_timeout=cfg.idle_timeout,
             )
         self.certificate = self._certificate()
+        self.http_config = ServerConfig(
+            max_body_size=None,  # bodies are streamed through, never buffered
+            header_read_timeout=cfg.timeout,
+            keep_alive_timeout=cfg.timeout,
+            body_read_timeout=cfg.timeout,
+            write_timeout=cfg.timeout,
+            shutdown_grace=cfg.grace,
+        )
+        """How clients are served over HTTP/1.1 and h2 (limits tied to ``timeout``)."""
         self.detector = ProxyDetector(
             http=self.http_proxy,
             socks=self.socks_proxy,
             tls=TlsAcceptorConfig.single(self.certificate) if self.certificate else None,
+            http_config=self.http_config,
             peek_timeout=cfg.peek_timeout,
             h2=cfg.http2,
             metrics=self.metrics,
