@@ -340,3 +340,8 @@ def test_observers_are_in_the_root_context() -> None:
     assert server.access_log is not None
     assert server.socks_proxy is not None
     assert server.certificate is None
+
+
+def test_an_upstream_scheme_without_a_connector_is_refused() -> None:
+    with pytest.raises(ValueError, match="no connector for gopher://"):
+        ProxyServer(_config(upstream="gopher://127.0.0.1:70"))

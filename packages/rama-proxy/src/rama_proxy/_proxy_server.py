@@ -49,7 +49,7 @@ from rama_tls import CertifiedKey, TlsAcceptorConfig, self_signed
 from ._access_log import AccessLog
 from ._auth import ProxyAuthenticator, StaticCredentials, UsernameParser
 from ._detect import ProxyDetector
-from ._egress import Egress, StaticUpstream, UpstreamSelector
+from ._egress import Egress, StaticUpstream, UpstreamSelector, default_proxy_connectors
 from ._metrics import ProxyMetrics, proxy_metrics
 from ._record import ProxyObserver, ProxyObservers
 
@@ -175,9 +175,12 @@ class ProxyServer:
         self.observers = ProxyObservers(*obs)
         self.proxy_db: Any = None
         """The reloading proxy DB file (``--proxy-db``), if any."""
+        self.connectors = default_proxy_connectors()
+        """How upstream proxies are spoken to, by URL scheme."""
         self.egress = Egress(
             self._tcp_connector(),
             selector=self._selector(),
+            connectors=self.connectors,
             connect_timeout=cfg.connect_timeout,
         )
         self.authenticator = self._authenticator()
@@ -246,11 +249,17 @@ class ProxyServer:
     def _selector(self) -> UpstreamSelector | None:
         cfg = self.config
         if cfg.upstream is not None:
+            scheme = cfg.upstream.partition("://")[0].lower()
+            if scheme not in self.connectors.schemes:
+                raise ValueError(
+                    f"no connector for {scheme}:// upstreams "
+                    f"(this version speaks {', '.join(sorted(self.connectors.schemes))})"
+                )
             return StaticUpstream(cfg.upstream)
         if cfg.proxy_db is not None:
             self.proxy_db = _component("_proxy_db", "ProxyDbFile")(cfg.proxy_db)
             selector: UpstreamSelector = _component("_selector", "ProxyDbSelector")(
-                self.proxy_db, mode=cfg.proxy_db_mode
+                self.proxy_db, mode=cfg.proxy_db_mode, schemes=self.connectors.schemes
             )
             return selector
         return None
