@@ -361,3 +361,32 @@ async def test_shutdown_closes_connections_that_sent_nothing() -> None:
 def test_peek_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="peek_timeout"):
         ProxyDetector(peek_timeout=0)
+
+
+@pytest.mark.anyio
+async def test_request_bodies_are_not_capped_by_default() -> None:
+    """A proxy streams uploads through: rama-http's 16 MiB default cap must not apply."""
+    sizes: list[int] = []
+
+    @service_fn
+    async def count(ctx: Context, req: Request) -> Response:
+        n = 0
+        async for chunk in req.body:
+            n += len(chunk)
+        sizes.append(n)
+        return Response(200, body=b"counted")
+
+    rec = _Recorder()
+    size = 17 << 20
+    async with _serve(rec, http=count) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(
+                f"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: {size}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            chunk = b"x" * (1 << 20)
+            for _ in range(size >> 20):
+                await s.send(chunk)
+            data = await _read_all(s, timeout=20)
+    assert data.startswith(b"HTTP/1.1 200"), data[:60]
+    assert sizes == [size]

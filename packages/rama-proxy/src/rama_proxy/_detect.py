@@ -107,7 +107,8 @@ class ProxyDetector:
     """A ``Service[ByteStream, None]`` serving HTTP proxy, HTTPS proxy and SOCKS on one port.
 
     ``http`` is the HTTP proxy service (e.g. :class:`rama_proxy.HttpProxy`),
-    served as HTTP/1.1 and (when ``h2``) h2 with ``http_config``; ``socks``
+    served as HTTP/1.1 and (when ``h2``) h2 with ``http_config`` (default:
+    rama-http's limits without the request-body cap); ``socks``
     is the SOCKS service (e.g. :class:`rama_proxy.SocksProxy`), which gets
     both versions unless ``socks4`` is false; ``tls`` terminates TLS
     connections (without it they are closed). Each protocol whose service is
@@ -138,7 +139,8 @@ class ProxyDetector:
             raise ValueError("peek_timeout must be positive")
         self.http = http
         self.socks = socks
-        self.http_config = http_config or ServerConfig()
+        # a proxy streams bodies through: no request-body cap unless one is asked for
+        self.http_config = http_config or ServerConfig(max_body_size=None)
         self.peek_timeout = peek_timeout
         self.h2 = h2
         self.socks4 = socks4
