@@ -201,10 +201,11 @@ async def test_auth_on_http_and_socks(tmp_path: Path) -> None:
 
 @asyncio_only
 @pytest.mark.anyio
-async def test_through_an_upstream_rama_proxy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "socks5h", "socks5"])
+async def test_through_an_upstream_rama_proxy(tmp_path: Path, scheme: str) -> None:
     log = tmp_path / "edge.log"
     async with origin() as o, running(_config()) as upstream:
-        cfg = _config(upstream=_proxy(upstream), access_log=str(log))
+        cfg = _config(upstream=_proxy(upstream, scheme), access_log=str(log))
         async with running(cfg) as edge:
             for args in (
                 ["-x", _proxy(edge)],
@@ -213,7 +214,7 @@ async def test_through_an_upstream_rama_proxy(tmp_path: Path) -> None:
                 code, out, err = await curl(*args, f"{o.url}/chained")
                 assert (code, out) == (0, "origin GET /chained"), err
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert {line["upstream"] for line in lines} == {_proxy(upstream)}
+    assert {line["upstream"] for line in lines} == {_proxy(upstream, scheme)}
 
 
 @asyncio_only
