@@ -18,6 +18,16 @@ from ._auth import (
     UsernameParser,
     parse_basic_credentials,
 )
+from ._connect_policy import (
+    AllowAll,
+    ConnectDecision,
+    ConnectPolicy,
+    ConnectTarget,
+    Handoff,
+    Reject,
+    Tunnel,
+    connect_policy_fn,
+)
 from ._egress import (
     Egress,
     EgressConnection,
@@ -30,6 +40,9 @@ from ._egress import (
 )
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
+from ._hop_by_hop import HOP_BY_HOP, is_websocket_upgrade, strip_hop_by_hop
+from ._http_proxy import HttpProxy, classify_forward_error
+from ._https_connector import HttpsProxyConnector
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 # isort: split
@@ -42,6 +55,22 @@ from ._proxy_server import ProxyServer, ProxyServerConfig, serve_proxy
 __version__ = "0.1.0"
 
 __all__ = [
+    # httpproxy
+    "HOP_BY_HOP",
+    "AllowAll",
+    "ConnectDecision",
+    "ConnectPolicy",
+    "ConnectTarget",
+    "Handoff",
+    "HttpProxy",
+    "HttpsProxyConnector",
+    "Reject",
+    "Tunnel",
+    "classify_forward_error",
+    "connect_policy_fn",
+    "is_websocket_upgrade",
+    "strip_hop_by_hop",
+    # foundation
     "CredentialChecker",
     "Egress",
     "EgressConnection",

@@ -131,6 +131,9 @@ def default_proxy_connectors() -> ProxyConnectors:
     """Connectors for every upstream proxy kind rama-proxy speaks."""
     connectors = ProxyConnectors()
     connectors.register("http", HttpConnectProxyConnector())
+    from ._https_connector import HttpsProxyConnector  # httpproxy
+
+    connectors.register("https", HttpsProxyConnector())
     return connectors
 
 
