@@ -45,6 +45,34 @@ from ._http_proxy import HttpProxy, classify_forward_error
 from ._https_connector import HttpsProxyConnector
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
+# -- socks (issue 15) --
+from ._socks4_codec import Socks4Command, Socks4Reply, Socks4ReplyCode, Socks4Request
+from ._socks5_codec import (
+    Socks5ClientProtocol,
+    Socks5Command,
+    Socks5ReplyCode,
+    Socks5ServerProtocol,
+    Socks5UdpDatagram,
+    SocksAddressTypeError,
+    SocksCommandError,
+    SocksError,
+    SocksFormatError,
+    SocksTruncatedError,
+    SocksVersionError,
+    decode_udp_datagram,
+    encode_udp_datagram,
+)
+from ._socks_connector import (
+    Socks4ProxyConnector,
+    Socks5ProxyConnector,
+    SocksProxyError,
+    socks5_reply_failure,
+)
+from ._socks_server import SocksProxy
+from ._udp_relay import UdpRelay
+
+# -- end socks --
+
 # isort: split
 # -- proxyserve: one port, access log, metrics, the assembled server --
 from ._access_log import AccessLog
@@ -95,6 +123,31 @@ __all__ = [
     "end_record",
     "parse_basic_credentials",
     "redact_proxy_url",
+    # -- socks (issue 15) --
+    "Socks4Command",
+    "Socks4ProxyConnector",
+    "Socks4Reply",
+    "Socks4ReplyCode",
+    "Socks4Request",
+    "Socks5ClientProtocol",
+    "Socks5Command",
+    "Socks5ProxyConnector",
+    "Socks5ReplyCode",
+    "Socks5ServerProtocol",
+    "Socks5UdpDatagram",
+    "SocksAddressTypeError",
+    "SocksCommandError",
+    "SocksError",
+    "SocksFormatError",
+    "SocksProxy",
+    "SocksProxyError",
+    "SocksTruncatedError",
+    "SocksVersionError",
+    "UdpRelay",
+    "decode_udp_datagram",
+    "encode_udp_datagram",
+    "socks5_reply_failure",
+    # -- end socks --
     # proxyserve
     "AccessLog",
     "DetectedProtocol",

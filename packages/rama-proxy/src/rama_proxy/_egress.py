@@ -134,6 +134,12 @@ def default_proxy_connectors() -> ProxyConnectors:
     from ._https_connector import HttpsProxyConnector  # httpproxy
 
     connectors.register("https", HttpsProxyConnector())
+    from ._socks_connector import Socks4ProxyConnector, Socks5ProxyConnector  # (import cycle)
+
+    connectors.register("socks5", Socks5ProxyConnector())  # resolves locally
+    connectors.register("socks5h", Socks5ProxyConnector())  # the proxy resolves
+    connectors.register("socks4", Socks4ProxyConnector())
+    connectors.register("socks4a", Socks4ProxyConnector())
     return connectors
 
 
