@@ -40,9 +40,43 @@ from ._egress import (
 )
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
 from ._filter import ProxyFilter
+
+# -- haproxy: PROXY protocol v1/v2 (codec, server and client layers) --
+from ._haproxy_codec import (
+    AddressFamily,
+    BadSignature,
+    ChecksumMismatch,
+    HeaderTooLarge,
+    InvalidHeader,
+    NeedMoreBytes,
+    ProxyCommand,
+    ProxyHeaderDecoder,
+    ProxyProtocolError,
+    ProxyProtocolHeader,
+    SslInfo,
+    Tlv,
+    TlvOverrun,
+    TlvType,
+    TransportProtocol,
+    UnixAddress,
+    crc32c,
+    detect_proxy_header,
+    encode_v1,
+    encode_v2,
+    parse_proxy_header,
+)
+from ._haproxy_layer import (
+    ProxyProtocolConnector,
+    ProxyProtocolConnectorLayer,
+    ProxyProtocolLayer,
+    ProxyProtocolService,
+    TransportSocketInfo,
+)
 from ._hop_by_hop import HOP_BY_HOP, is_websocket_upgrade, strip_hop_by_hop
 from ._http_proxy import HttpProxy, classify_forward_error
 from ._https_connector import HttpsProxyConnector
+
+# -- end haproxy --
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
 
 # -- socks (issue 15) --
@@ -158,4 +192,32 @@ __all__ = [
     "detect_proxy_protocol",
     "proxy_metrics",
     "serve_proxy",
+    # -- haproxy --
+    "AddressFamily",
+    "BadSignature",
+    "ChecksumMismatch",
+    "HeaderTooLarge",
+    "InvalidHeader",
+    "NeedMoreBytes",
+    "ProxyCommand",
+    "ProxyHeaderDecoder",
+    "ProxyProtocolConnector",
+    "ProxyProtocolConnectorLayer",
+    "ProxyProtocolError",
+    "ProxyProtocolHeader",
+    "ProxyProtocolLayer",
+    "ProxyProtocolService",
+    "SslInfo",
+    "Tlv",
+    "TlvOverrun",
+    "TlvType",
+    "TransportProtocol",
+    "TransportSocketInfo",
+    "UnixAddress",
+    "crc32c",
+    "detect_proxy_header",
+    "encode_v1",
+    "encode_v2",
+    "parse_proxy_header",
+    # -- end haproxy --
 ]
