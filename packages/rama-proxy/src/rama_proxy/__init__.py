@@ -77,7 +77,19 @@ from ._http_proxy import HttpProxy, classify_forward_error
 from ._https_connector import HttpsProxyConnector
 
 # -- end haproxy --
+# upstreamdb: _labels, _proxy_db, _selector (username labels, the proxy DB, its selector)
+from ._labels import LabelParser, UsernameLabelParser, format_username
+from ._proxy_db import (
+    PROXY_SCHEMES,
+    ProxyDb,
+    ProxyDbError,
+    ProxyDbFile,
+    ProxyDbSource,
+    Transport,
+    UpstreamProxy,
+)
 from ._record import ProxyObserver, ProxyObservers, ProxyRecord, begin_record, end_record
+from ._selector import ProxyDbSelector, SelectionMode, UpstreamNeeds, rendezvous_order
 
 # -- socks (issue 15) --
 from ._socks4_codec import Socks4Command, Socks4Reply, Socks4ReplyCode, Socks4Request
@@ -220,4 +232,19 @@ __all__ = [
     "encode_v2",
     "parse_proxy_header",
     # -- end haproxy --
+    # upstreamdb
+    "LabelParser",
+    "UsernameLabelParser",
+    "format_username",
+    "PROXY_SCHEMES",
+    "ProxyDb",
+    "ProxyDbError",
+    "ProxyDbFile",
+    "ProxyDbSource",
+    "Transport",
+    "UpstreamProxy",
+    "ProxyDbSelector",
+    "SelectionMode",
+    "UpstreamNeeds",
+    "rendezvous_order",
 ]
