@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,16 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-_MISSING = [
-    m
-    for m in ("_http_proxy", "_socks_server", "_haproxy_layer", "_proxy_db", "_selector")
-    if importlib.util.find_spec(f"rama_proxy.{m}") is None
-]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING),
-    reason=f"needs the HttpProxy/SocksProxy/PROXY-layer/proxy-DB branches (missing {_MISSING})",
-)
 
 RAMA = str(Path(sys.executable).parent / "rama")
 ROOT = Path(__file__).resolve().parents[3]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -19,15 +18,6 @@ from rama_http.server import serve
 from rama_net import SocketInfo, TcpListener
 from rama_proxy import ProxyObservers, ProxyRecord, ProxyServer, ProxyServerConfig
 
-_MISSING = [
-    m
-    for m in ("_http_proxy", "_socks_server", "_haproxy_layer", "_proxy_db", "_selector")
-    if importlib.util.find_spec(f"rama_proxy.{m}") is None
-]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING),
-    reason=f"needs the HttpProxy/SocksProxy/PROXY-layer/proxy-DB branches (missing {_MISSING})",
-)
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 

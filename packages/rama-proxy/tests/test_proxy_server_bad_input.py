@@ -6,7 +6,6 @@ a well-behaved client on the same server is served meanwhile.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -19,19 +18,10 @@ import pytest
 from rama_core import Context, service_fn
 from rama_http import Request, Response
 from rama_http.server import serve
-from rama_net import TcpListener
-from rama_proxy import ProxyServer, ProxyServerConfig
+from rama_net import SocketAddress, TcpListener
+from rama_proxy import ProxyServer, ProxyServerConfig, encode_v2
 
-_MISSING = [
-    m
-    for m in ("_http_proxy", "_socks_server", "_haproxy_layer")
-    if importlib.util.find_spec(f"rama_proxy.{m}") is None
-]
 pytestmark = [
-    pytest.mark.skipif(
-        bool(_MISSING),
-        reason=f"needs the HttpProxy/SocksProxy/PROXY-layer branches (missing {_MISSING})",
-    ),
     pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"]),
 ]
 
@@ -208,9 +198,6 @@ async def test_proxy_header_from_an_untrusted_peer_is_refused() -> None:
 
 @pytest.mark.anyio
 async def test_proxy_v2_header_with_a_bad_crc_is_refused() -> None:
-    from rama_net import SocketAddress
-
-    encode_v2 = importlib.import_module("rama_proxy._haproxy_codec").encode_v2
     header = bytearray(
         encode_v2(
             SocketAddress.parse("203.0.113.7:40000"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import ssl
 import tempfile
@@ -23,16 +22,7 @@ from rama_net import TcpListener
 from rama_proxy import ProxyServer, ProxyServerConfig
 from rama_tls import TlsAcceptorConfig, self_signed
 
-_MISSING = [
-    m
-    for m in ("_http_proxy", "_socks_server")
-    if importlib.util.find_spec(f"rama_proxy.{m}") is None
-]
 pytestmark = [
-    pytest.mark.skipif(
-        bool(_MISSING),
-        reason=f"needs the HttpProxy/SocksProxy branches (missing {_MISSING})",
-    ),
     pytest.mark.parametrize("anyio_backend", ["asyncio"]),
 ]
 

@@ -35,7 +35,6 @@ import anyio
 from anyio.abc import ByteStream
 
 from rama_core import Context, Service, Shutdown
-from rama_http.server import ServerConfig
 from rama_net import (
     Authority,
     EstablishedConnection,
@@ -50,8 +49,14 @@ from ._access_log import AccessLog
 from ._auth import ProxyAuthenticator, StaticCredentials, UsernameParser
 from ._detect import ProxyDetector
 from ._egress import Egress, StaticUpstream, UpstreamSelector, default_proxy_connectors
+from ._haproxy_layer import ProxyProtocolConnectorLayer, ProxyProtocolLayer
+from ._http_proxy import HttpProxy
+from ._labels import UsernameLabelParser
 from ._metrics import ProxyMetrics, proxy_metrics
+from ._proxy_db import ProxyDbFile
 from ._record import ProxyObserver, ProxyObservers
+from ._selector import ProxyDbSelector
+from ._socks_server import SocksProxy
 
 __all__ = ["ProxyServer", "ProxyServerConfig", "serve_proxy"]
 
@@ -141,14 +146,6 @@ class ProxyServerConfig:
                     raise ValueError(f"not a TCP port: {port}")
 
 
-def _component(module: str, name: str) -> Any:
-    """A class of another rama-proxy module (the HTTP and SOCKS services, the PROXY layer,
-    the proxy DB), imported when the server is built."""
-    import importlib
-
-    return getattr(importlib.import_module(f"rama_proxy.{module}"), name)
-
-
 class ProxyServer:
     """The assembled proxy server; build it, then ``await server.serve()``.
 
@@ -173,7 +170,7 @@ class ProxyServer:
         if self.access_log is not None:
             obs.insert(0, self.access_log)
         self.observers = ProxyObservers(*obs)
-        self.proxy_db: Any = None
+        self.proxy_db: ProxyDbFile | None = None
         """The reloading proxy DB file (``--proxy-db``), if any."""
         self.connectors = default_proxy_connectors()
         """How upstream proxies are spoken to, by URL scheme."""
@@ -184,16 +181,16 @@ class ProxyServer:
             connect_timeout=cfg.connect_timeout,
         )
         self.authenticator = self._authenticator()
-        self.http_proxy: Any = _component("_http_proxy", "HttpProxy")(
+        self.http_proxy = HttpProxy(
             egress=self.egress,
             authenticator=self.authenticator,
             allow_connect_ports=cfg.allow_connect_ports,
             timeout=cfg.timeout,
             tunnel_idle_timeout=cfg.idle_timeout,
         )
-        self.socks_proxy: Any = None
+        self.socks_proxy: SocksProxy | None = None
         if cfg.socks:
-            self.socks_proxy = _component("_socks_server", "SocksProxy")(
+            self.socks_proxy = SocksProxy(
                 egress=self.egress,
                 authenticator=self.authenticator,
                 allow_connect_ports=cfg.allow_connect_ports,
@@ -201,8 +198,7 @@ class ProxyServer:
                 idle_timeout=cfg.idle_timeout,
             )
         self.certificate = self._certificate()
-        self.http_config = ServerConfig(
-            max_body_size=None,  # bodies are streamed through, never buffered
+        self.http_config = HttpProxy.server_config(  # no request-body cap: bodies stream
             header_read_timeout=cfg.timeout,
             keep_alive_timeout=cfg.timeout,
             body_read_timeout=cfg.timeout,
@@ -221,7 +217,7 @@ class ProxyServer:
         )
         self.service: Service[ByteStream, Any] = self.detector
         if cfg.proxy_protocol == "accept":
-            layer = _component("_haproxy_layer", "ProxyProtocolLayer")(
+            layer = ProxyProtocolLayer(
                 trusted=(
                     cfg.proxy_protocol_trusted
                     if cfg.proxy_protocol_trusted is not None
@@ -240,10 +236,8 @@ class ProxyServer:
         )
         if cfg.proxy_protocol in ("send-v1", "send-v2"):
             version = 1 if cfg.proxy_protocol == "send-v1" else 2
-            layer = _component("_haproxy_layer", "ProxyProtocolConnectorLayer")(
-                version, crc=version == 2
-            )
-            tcp = layer.layer(tcp)
+            connector_layer = ProxyProtocolConnectorLayer(version, crc=version == 2)
+            tcp = connector_layer.layer(tcp)
         return tcp
 
     def _selector(self) -> UpstreamSelector | None:
@@ -257,8 +251,8 @@ class ProxyServer:
                 )
             return StaticUpstream(cfg.upstream)
         if cfg.proxy_db is not None:
-            self.proxy_db = _component("_proxy_db", "ProxyDbFile")(cfg.proxy_db)
-            selector: UpstreamSelector = _component("_selector", "ProxyDbSelector")(
+            self.proxy_db = ProxyDbFile(cfg.proxy_db)
+            selector: UpstreamSelector = ProxyDbSelector(
                 self.proxy_db, mode=cfg.proxy_db_mode, schemes=self.connectors.schemes
             )
             return selector
@@ -270,7 +264,7 @@ class ProxyServer:
             return None
         parser: UsernameParser | None = None
         if cfg.proxy_db is not None:
-            parser = _component("_labels", "UsernameLabelParser")(strict=cfg.labels_strict)
+            parser = UsernameLabelParser(strict=cfg.labels_strict)
         return ProxyAuthenticator(
             StaticCredentials(dict(cfg.auth)),
             username_parser=parser,
