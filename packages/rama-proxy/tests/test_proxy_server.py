@@ -17,6 +17,7 @@ from rama_http import Request, Response
 from rama_http.server import serve
 from rama_net import SocketInfo, TcpListener
 from rama_proxy import ProxyObservers, ProxyRecord, ProxyServer, ProxyServerConfig
+from rama_tls import CertificateAuthority
 
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
@@ -336,3 +337,27 @@ def test_observers_are_in_the_root_context() -> None:
 def test_an_upstream_scheme_without_a_connector_is_refused() -> None:
     with pytest.raises(ValueError, match="no connector for gopher://"):
         ProxyServer(_config(upstream="gopher://127.0.0.1:70"))
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_through_an_https_upstream_with_a_private_ca(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("test upstream CA")
+    leaf = ca.issue("localhost", "127.0.0.1")
+    leaf.save(tmp_path / "up.pem", tmp_path / "up.key")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem())
+    up_cfg = _config(tls_cert=str(tmp_path / "up.pem"), tls_key=str(tmp_path / "up.key"))
+    async with origin() as o, running(up_cfg) as upstream:
+        https_up = _proxy(upstream, "https")
+        # untrusted by default: the egress fails with a TLS error (502)
+        async with running(_config(upstream=https_up)) as edge:
+            code, out, _ = await curl(
+                "-x", _proxy(edge), "-o", "/dev/null", "-w", "%{http_code}", f"{o.url}/x"
+            )
+            assert out == "502"
+        async with running(
+            _config(upstream=https_up, upstream_ca=str(tmp_path / "ca.pem"))
+        ) as edge:
+            for args in (["-x", _proxy(edge)], ["-p", "-x", _proxy(edge)]):
+                code, out, err = await curl(*args, f"{o.url}/via-https")
+                assert (code, out) == (0, "origin GET /via-https"), err

@@ -157,6 +157,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "username choose (e.g. --proxy-db proxies.csv, then john-country-us:pw)",
     )
     add(
+        "--upstream-ca",
+        metavar="FILE",
+        help="PEM CAs trusted for https:// upstream proxies instead of the system roots "
+        "(e.g. --upstream https://10.0.0.2:3129 --upstream-ca corp-ca.pem)",
+    )
+    add(
         "--proxy-db-mode",
         choices=("random", "round_robin", "sticky"),
         default="random",
@@ -269,6 +275,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyServerConfig:
         auth=list(args.auth),
         upstream=args.upstream,
         proxy_db=args.proxy_db,
+        upstream_ca=args.upstream_ca,
         proxy_db_mode=args.proxy_db_mode,
         labels_strict=not args.labels_lossy,
         tls_cert=args.tls_cert,

@@ -43,7 +43,7 @@ from rama_net import (
     TcpListener,
     TcpServerConfig,
 )
-from rama_tls import CertifiedKey, TlsAcceptorConfig, self_signed
+from rama_tls import CertifiedKey, TlsAcceptorConfig, TlsClientConfig, self_signed
 
 from ._access_log import AccessLog
 from ._auth import ProxyAuthenticator, StaticCredentials, UsernameParser
@@ -51,6 +51,7 @@ from ._detect import ProxyDetector
 from ._egress import Egress, StaticUpstream, UpstreamSelector, default_proxy_connectors
 from ._haproxy_layer import ProxyProtocolConnectorLayer, ProxyProtocolLayer
 from ._http_proxy import HttpProxy
+from ._https_connector import HttpsProxyConnector
 from ._labels import UsernameLabelParser
 from ._metrics import ProxyMetrics, proxy_metrics
 from ._proxy_db import ProxyDbFile
@@ -77,6 +78,9 @@ class ProxyServerConfig:
     """Send everything through this proxy (``http://``, ``https://``, ``socks5://``...)."""
     proxy_db: str | None = None
     """A CSV or JSON proxy DB; the username's labels choose the upstream (hot reloaded)."""
+    upstream_ca: str | None = None
+    """PEM file of the CAs trusted for ``https://`` upstream proxies (replaces the system
+    roots for them), for an upstream with a private or self-signed certificate."""
     proxy_db_mode: Literal["random", "round_robin", "sticky"] = "random"
     """How the proxy DB picks among matching upstreams (``session-<key>`` is always sticky)."""
     labels_strict: bool = True
@@ -174,6 +178,10 @@ class ProxyServer:
         """The reloading proxy DB file (``--proxy-db``), if any."""
         self.connectors = default_proxy_connectors()
         """How upstream proxies are spoken to, by URL scheme."""
+        if cfg.upstream_ca is not None:
+            self.connectors.register(
+                "https", HttpsProxyConnector(tls=TlsClientConfig(ca_file=cfg.upstream_ca))
+            )
         self.egress = Egress(
             self._tcp_connector(),
             selector=self._selector(),
