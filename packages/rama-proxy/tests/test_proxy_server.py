@@ -153,6 +153,8 @@ async def test_every_curl_mode_on_one_port(tmp_path: Path) -> None:
     assert lines[1]["target"] == f"127.0.0.1:{o.port}"
     assert lines[1]["bytes_in"] > 0
     assert lines[1]["bytes_out"] > 0
+    # CONNECT and SOCKS reach their target through the Egress, which notes the connect time
+    assert all(line["connect_time"] is not None for line in lines if line["protocol"] != "http")
 
 
 @asyncio_only
