@@ -331,7 +331,7 @@ async def test_silent_client_is_closed_after_the_peek_timeout(
                 started = anyio.current_time()
                 assert await _read_all(silent) == b""
                 elapsed = anyio.current_time() - started
-    assert elapsed < 1.5
+    assert elapsed < 3.0  # the 0.2 s peek timeout, with room for a loaded machine
     assert any("nothing sent within" in r.getMessage() for r in caplog.records)
 
 
