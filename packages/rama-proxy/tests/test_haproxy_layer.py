@@ -16,17 +16,12 @@ from rama_core import Context, service_fn
 from rama_net import Authority, SocketAddress, SocketInfo, TcpConnector, TcpListener
 from rama_proxy import (
     Egress,
-    ProxyCommand,
     ProxyProtocolConnectorLayer,
     ProxyProtocolHeader,
     ProxyProtocolLayer,
-    SslInfo,
-    Tlv,
     TransportSocketInfo,
-    UnixAddress,
-    encode_v1,
-    encode_v2,
 )
+from rama_proxy.haproxy import ProxyCommand, SslInfo, Tlv, UnixAddress, encode_v1, encode_v2
 
 pytestmark = pytest.mark.anyio
 

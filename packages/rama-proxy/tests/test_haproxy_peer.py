@@ -42,10 +42,9 @@ from rama_proxy import (
     ProxyProtocolConnectorLayer,
     ProxyProtocolHeader,
     ProxyProtocolLayer,
-    Tlv,
     TransportSocketInfo,
-    encode_v2,
 )
+from rama_proxy.haproxy import Tlv, encode_v2
 from rama_tls import (
     CertificateAuthority,
     IssuingCertResolver,

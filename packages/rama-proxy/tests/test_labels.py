@@ -17,8 +17,8 @@ from rama_proxy import (
     ProxyUser,
     StaticCredentials,
     UsernameLabelParser,
-    format_username,
 )
+from rama_proxy.upstream import format_username
 
 STRICT = UsernameLabelParser()
 LOSSY = UsernameLabelParser(strict=False)

@@ -19,7 +19,8 @@ from rama_core import Context, service_fn
 from rama_http import Request, Response
 from rama_http.server import serve
 from rama_net import SocketAddress, TcpListener
-from rama_proxy import ProxyServer, ProxyServerConfig, encode_v2
+from rama_proxy import ProxyServer, ProxyServerConfig
+from rama_proxy.haproxy import encode_v2
 
 pytestmark = [
     pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"]),

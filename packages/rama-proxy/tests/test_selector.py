@@ -24,11 +24,10 @@ from rama_proxy import (
     ProxyUser,
     UpstreamError,
     UpstreamFailure,
-    UpstreamNeeds,
     UpstreamProxy,
     UsernameLabelParser,
-    rendezvous_order,
 )
+from rama_proxy.upstream import UpstreamNeeds, rendezvous_order
 
 TARGET = Authority.parse("example.com:443")
 IP_TARGET = Authority.parse("192.0.2.1:443")
