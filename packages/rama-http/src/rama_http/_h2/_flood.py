@@ -142,6 +142,44 @@ class H2FloodGuard:
         """Frames that made no progress, all told (for diagnostics and tests)."""
 
     # -- frames received --------------------------------------------------------------------
+    def account(
+        self,
+        ftype: int,
+        flags: int,
+        stream_id: int,
+        payload: memoryview | bytes,
+        stream_open: Callable[[int], bool],
+    ) -> bool:
+        """Account one received frame; False for HEADERS and CONTINUATION.
+
+        Those two depend on the role (a server opens streams with them, a
+        client gets answers), so the caller accounts them itself.
+        """
+        if ftype == 0:
+            pad = payload[0] + 1 if flags & 0x8 and len(payload) else 0
+            self.data(
+                stream_open=stream_open(stream_id),
+                length=len(payload) - pad,
+                end_stream=bool(flags & 1),
+            )
+        elif ftype == 8:
+            self.window_update(stream_id, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
+        elif ftype == 6:
+            self.ping(ack=bool(flags & 1))
+        elif ftype == 4:
+            self.settings(ack=bool(flags & 1))
+        elif ftype == 2:
+            self.priority()
+        elif ftype == 3:
+            self.rst_stream(stream_open=stream_open(stream_id))
+        elif ftype == 7:
+            self.goaway()
+        elif ftype > 9:
+            self.unknown()
+        else:
+            return False
+        return True
+
     def ping(self, *, ack: bool) -> None:
         """A PING; one that is not an ACK is answered, and counts against ``max_pings``."""
         if ack:

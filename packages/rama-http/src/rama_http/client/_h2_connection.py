@@ -59,7 +59,6 @@ from .._h2._events import (
     TrailersReceived,
 )
 from .._h2._flood import H2Flood, H2FloodGuard
-from .._h2._frames import FLAG_PADDED
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
@@ -209,32 +208,13 @@ def _flood_hook(conn: Http2Connection, guard: H2FloodGuard) -> FrameHook:
     def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> int | None:
         eng = conn.engine
         try:
-            if ftype == 0:
-                pad = payload[0] + 1 if flags & FLAG_PADDED and len(payload) else 0
-                guard.data(
-                    stream_open=eng.stream_is_open(sid),
-                    length=len(payload) - pad,
-                    end_stream=bool(flags & 1),
-                )
-            elif ftype == 1:
+            if ftype == 1:
                 # a response (or trailers) on a stream of ours is progress, and
                 # forgives a little, as a new stream does on the server side
                 is_open = eng.stream_is_open(sid)
                 guard.headers(opens_stream=is_open, stream_open=is_open)
-            elif ftype == 8:
-                guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
-            elif ftype == 6:
-                guard.ping(ack=bool(flags & 1))
-            elif ftype == 4:
-                guard.settings(ack=bool(flags & 1))
-            elif ftype == 2:
-                guard.priority()
-            elif ftype == 3:
-                guard.rst_stream(stream_open=eng.stream_is_open(sid))
-            elif ftype == 7:
-                guard.goaway()
-            elif ftype > 9:
-                guard.unknown()
+            else:
+                guard.account(ftype, flags, sid, payload, eng.stream_is_open)
         except H2Flood as e:
             conn._flood = e.what
             return _ENHANCE_YOUR_CALM

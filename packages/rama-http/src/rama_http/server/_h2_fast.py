@@ -17,7 +17,6 @@ from .._h2._config import H2Config
 from .._h2._engine import H2Engine
 from .._h2._events import Event, H2EngineError
 from .._h2._flood import H2FloodGuard
-from .._h2._frames import FLAG_PADDED
 
 __all__ = ["FastServerEngine"]
 
@@ -36,32 +35,13 @@ def _flood_hook(
 
     def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> None:
         eng = engine_of[0]
-        if ftype == 0:
-            pad = payload[0] + 1 if flags & FLAG_PADDED and len(payload) else 0
-            guard.data(
-                stream_open=eng.stream_is_open(sid),
-                length=len(payload) - pad,
-                end_stream=bool(flags & 1),
-            )
-        elif ftype == 1:
+        if ftype == 1:
             if sid > eng.highest_inbound_stream_id:
                 guard.headers(opens_stream=True, stream_open=False)
             else:
                 guard.headers(opens_stream=False, stream_open=eng.stream_is_open(sid))
-        elif ftype == 8:
-            guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
-        elif ftype == 6:
-            guard.ping(ack=bool(flags & 1))
-        elif ftype == 4:
-            guard.settings(ack=bool(flags & 1))
-        elif ftype == 2:
-            guard.priority()
-        elif ftype == 3:
-            guard.rst_stream(stream_open=eng.stream_is_open(sid))
-        elif ftype == 7:
-            guard.goaway()
-        elif ftype > 9:
-            guard.unknown()
+        else:
+            guard.account(ftype, flags, sid, payload, eng.stream_is_open)
 
     return hook
 

@@ -211,14 +211,7 @@ class H2LibraryServerEngine:
         payload = memoryview(frame)[9:]
         self.frames_received += 1
         opens = False
-        if ftype == 0:
-            pad = payload[0] + 1 if flags & 0x8 and len(payload) else 0
-            guard.data(
-                stream_open=self._stream_open(sid),
-                length=len(payload) - pad,
-                end_stream=bool(flags & 1),
-            )
-        elif ftype == 1:
+        if ftype == 1:
             opens = sid > conn.highest_inbound_stream_id and sid not in conn.streams
             if opens:
                 guard.headers(opens_stream=True, stream_open=False)
@@ -229,26 +222,14 @@ class H2LibraryServerEngine:
         elif ftype == 9:
             if sid == self._opening and flags & 0x4:
                 self._opening, opens = 0, True
-        elif ftype == 8:
-            guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
-        elif ftype == 6:
-            guard.ping(ack=bool(flags & 1))
-        elif ftype == 4:
-            guard.settings(ack=bool(flags & 1))
-        elif ftype == 2:
-            guard.priority()
-        elif ftype == 3:
-            guard.rst_stream(stream_open=self._stream_open(sid))
-        elif ftype == 7:
-            guard.goaway()
-            if sid == 0 and len(payload) >= 8:
+        else:
+            guard.account(ftype, flags, sid, payload, self._stream_open)
+            if ftype == 7 and sid == 0 and len(payload) >= 8:
                 last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
                 code = int.from_bytes(payload[4:8], "big")
                 raw.append(ConnectionTerminated(code, last, bytes(payload[8:])))
                 return
             # Malformed: h2 answers it with the connection error.
-        elif ftype > 9:
-            guard.unknown()
         if (
             opens
             and conn.open_inbound_streams >= self._settings[SettingCodes.MAX_CONCURRENT_STREAMS]
