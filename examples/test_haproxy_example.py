@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import select
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from rama_example_process import start_example, stop_example
 from rama_peer_process import free_port, spawn_peer
 
 HERE = Path(__file__).parent
@@ -32,32 +30,11 @@ backend app
 
 
 def _start(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
-    if not ready:
-        proc.kill()
-        pytest.fail(f"example printed nothing within {START_TIMEOUT}s: {proc.communicate()[1]}")
-    first = proc.stdout.readline()
-    assert first.startswith("listening on "), first
-    return proc, int(first.rsplit(":", 1)[1])
+    return start_example(HERE / script, *args, timeout=START_TIMEOUT)
 
 
-def _stop(proc: subprocess.Popen[str], timeout: float = 8.0) -> tuple[str, str]:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"example did not exit within {timeout}s; stderr:\n{err}")
-    assert proc.returncode == 0, err
-    return out, err
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    return stop_example(proc)
 
 
 def _client(source: str) -> httpx.Client:
