@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from test_client_peers import Nginx, _stop, _wait_listening, free_port
+from rama_peer_process import free_port, start_nginx
+from test_client_peers import Nginx
 
 from rama_http import Version
 from rama_http.client import HttpClient
@@ -21,22 +21,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.peer]
 
 BIG = 8 * 1024 * 1024
 
-NGINX_H2_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
+NGINX_H2_SERVERS = """\
     keepalive_requests {keepalive_requests};
     http2_max_concurrent_streams 32;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
     server {{
         listen 127.0.0.1:{tls_port} ssl http2;
         listen 127.0.0.1:{plain_port};
@@ -48,7 +35,6 @@ http {{
             return 200 "$connection $connection_requests $http2 $http_x_b\\n";
         }}
     }}
-}}
 """
 
 
@@ -60,25 +46,11 @@ def _start(tmp_path: Path, binary: str, keepalive_requests: int) -> Iterator[Ngi
     ca = CertificateAuthority.create("client h2 test CA")
     ca.issue("localhost", "127.0.0.1").save(root / "leaf.pem", root / "leaf.key")
     tls_port, plain_port = free_port(), free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(
-        NGINX_H2_CONF.format(
-            root=root,
-            tls_port=tls_port,
-            plain_port=plain_port,
-            keepalive_requests=keepalive_requests,
-        )
+    body = NGINX_H2_SERVERS.format(
+        root=root, tls_port=tls_port, plain_port=plain_port, keepalive_requests=keepalive_requests
     )
-    proc = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_listening(proc, tls_port, "nginx")
+    with start_nginx(binary, root, body, ports=(tls_port,), worker_connections=256):
         yield Nginx(tls_port, plain_port, ca, hashlib.sha256(big).hexdigest())
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture

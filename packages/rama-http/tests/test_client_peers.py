@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 from rama_http_client_peer import RawServer, echo, rama_server, read_head
+from rama_peer_process import free_port, spawn_peer, start_nginx
 
 from rama_http.client import HttpClient
 from rama_tls import CertificateAuthority, TlsClientConfig
@@ -25,21 +23,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.peer]
 
 BIG = 8 * 1024 * 1024
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
+NGINX_SERVERS = """\
     keepalive_requests 3;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
     server {{
         listen 127.0.0.1:{tls_port} ssl;
         listen 127.0.0.1:{plain_port};
@@ -51,7 +36,6 @@ http {{
             return 200 "$connection $connection_requests $http_x_b\\n";
         }}
     }}
-}}
 """
 
 HAPROXY_CONF = """\
@@ -80,35 +64,6 @@ class Nginx:
     big_sha: str
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited: {proc.stderr.read() if proc.stderr else ''!r}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not listen within 10s")
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
 def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Nginx]:
     binary = require_peer("nginx")
@@ -120,19 +75,9 @@ def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Nginx]
     ca = CertificateAuthority.create("client test CA")
     ca.issue("localhost", "127.0.0.1").save(root / "leaf.pem", root / "leaf.key")
     tls_port, plain_port = free_port(), free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=root, tls_port=tls_port, plain_port=plain_port))
-    proc = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_listening(proc, tls_port, "nginx")
-        _wait_listening(proc, plain_port, "nginx")
+    body = NGINX_SERVERS.format(root=root, tls_port=tls_port, plain_port=plain_port)
+    with start_nginx(binary, root, body, ports=(tls_port, plain_port), worker_connections=256):
         yield Nginx(tls_port, plain_port, ca, hashlib.sha256(big).hexdigest())
-    finally:
-        _stop(proc)
 
 
 def _client(n: Nginx, **kw: object) -> HttpClient:
@@ -183,11 +128,7 @@ async def test_haproxy_in_front_of_nginx(
     port = free_port()
     conf = tmp_path / "haproxy.cfg"
     conf.write_text(HAPROXY_CONF.format(port=port, nginx_port=nginx.plain_port))
-    proc = subprocess.Popen(
-        [binary, "-f", str(conf), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        _wait_listening(proc, port, "haproxy")
+    with spawn_peer([binary, "-f", str(conf), "-db"], ports=(port,), name="haproxy"):
         async with HttpClient() as c:
             for _ in range(4):
                 r = await c.get(f"http://127.0.0.1:{port}/small.txt")
@@ -198,8 +139,6 @@ async def test_haproxy_in_front_of_nginx(
             assert hashlib.sha256(await r.read()).hexdigest() == nginx.big_sha
             # haproxy keeps the client side alive: one connection for everything
             assert c.pool_stats().idle == 1
-    finally:
-        _stop(proc)
 
 
 async def test_rama_server_many_requests() -> None:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import ssl
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
+from rama_peer_process import free_port, start_nginx
 
 from rama_http._h2 import _events as ev
 from rama_http._h2._engine import H2Engine
@@ -189,20 +187,7 @@ async def test_h2load(require_peer: Callable[[str], str]) -> None:
 
 # --- the client role against nginx -----------------------------------------
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
+NGINX_SERVERS = """\
     server {{
         listen 127.0.0.1:{h2c_port} http2;
         listen 127.0.0.1:{tls_port} ssl http2;
@@ -211,7 +196,6 @@ http {{
         root {root}/www;
         location = /hello {{ return 200 "hello $server_protocol $http_user_agent\\n"; }}
     }}
-}}
 """
 
 
@@ -223,26 +207,6 @@ class Nginx:
     big_sha: str
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"nginx exited: {proc.stderr.read() if proc.stderr else ''!r}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("nginx did not listen within 10s")
-            time.sleep(0.05)
-
-
 @pytest.fixture
 def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Nginx]:
     binary = require_peer("nginx")
@@ -252,25 +216,10 @@ def nginx(tmp_path: Path, require_peer: Callable[[str], str]) -> Iterator[Nginx]
     (root / "www" / "big.bin").write_bytes(big)
     ca = CertificateAuthority.create("h2 engine test CA")
     ca.issue("localhost", "127.0.0.1").save(root / "leaf.pem", root / "leaf.key")
-    h2c_port, tls_port = _free_port(), _free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=root, h2c_port=h2c_port, tls_port=tls_port))
-    proc = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_listening(proc, h2c_port)
-        _wait_listening(proc, tls_port)
+    h2c_port, tls_port = free_port(), free_port()
+    body = NGINX_SERVERS.format(root=root, h2c_port=h2c_port, tls_port=tls_port)
+    with start_nginx(binary, root, body, ports=(h2c_port, tls_port), worker_connections=64):
         yield Nginx(h2c_port, tls_port, ca, hashlib.sha256(big).hexdigest())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
