@@ -207,19 +207,30 @@ class Bench:
                 s.note = f"did not start (see {self.work / (s.name + '.log')})"
                 return
             self.requests(port, 200)  # warm up: leaves issued, pools open
-            prof = None
-            if self.args.profile and s.name == "rama":
-                prof = subprocess.Popen(
-                    ["py-spy", "record", "-r", "200", "-o", self.args.profile, "-f", "speedscope",
-                     "-p", str(proc.pid), "-d", "30"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-            s.results.setdefault("req", []).append(self.requests(port, n))
-            if prof is not None:
-                prof.send_signal(signal.SIGINT)
-                prof.wait(30)
+            with self.profiled(s, proc, "req"):
+                s.results.setdefault("req", []).append(self.requests(port, n))
             s.results.setdefault("rss", []).append(session_rss_kib(proc.pid) / 1024)
-            s.results.setdefault("thr", []).append(self.download(port))
+            with self.profiled(s, proc, "thr"):
+                s.results.setdefault("thr", []).append(self.download(port))
+
+    @contextmanager
+    def profiled(self, s: Subject, proc: subprocess.Popen[bytes], phase: str) -> Iterator[None]:
+        """py-spy the rama MITM during one phase (``--profile FILE --profile-phase``)."""
+        if not self.args.profile or s.name != "rama" or self.args.profile_phase != phase:
+            yield
+            return
+        out = f"{self.args.profile}.{phase}.txt"
+        prof = subprocess.Popen(
+            ["py-spy", "record", "-r", "250", "-f", "raw", "-o", out, "-p", str(proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        try:
+            yield
+        finally:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(30)
 
 
 def med(v: list[float] | None) -> float | None:
@@ -234,7 +245,8 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=64)
     p.add_argument("--parallel", type=int, default=8)
     p.add_argument("--only", nargs="*")
-    p.add_argument("--profile", help="py-spy the rama MITM during the req/s load (speedscope)")
+    p.add_argument("--profile", help="py-spy the rama MITM: FILE.PHASE.txt (collapsed stacks)")
+    p.add_argument("--profile-phase", choices=["req", "thr"], default="req")
     args = p.parse_args()
     sys.path[:0] = [str(ROOT / "packages" / n / "src") for n in ("rama-tls", "rama-core")]
     from rama_tls import CertificateAuthority

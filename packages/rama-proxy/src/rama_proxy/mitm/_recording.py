@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -94,6 +95,21 @@ class _Conn:
     timed: bool = False
     """Whether an exchange already carries the connect/ssl timings."""
     exchanges: int = 0
+    # what every exchange of the connection shares, made once
+    client_addr: tuple[str, int] | None = None
+    server_addr: tuple[str, int] | None = None
+    client_tls: TlsRecord | None = None
+    server_tls: TlsRecord | None = None
+
+    def fill(self, conn: MitmConnection) -> None:
+        if self.client_addr is None:
+            self.client_addr = _addr(conn.client)
+        if self.server_addr is None:
+            self.server_addr = _addr(conn.upstream_addr)
+        if self.client_tls is None:
+            self.client_tls = _tls(conn.client_tls, conn.server_name)
+        if self.server_tls is None:
+            self.server_tls = _tls(conn.upstream_tls, conn.server_name)
 
 
 @dataclass(eq=False)
@@ -150,6 +166,8 @@ class FlowRecordingObserver(MitmObserver):
         self._queue: MemoryObjectSendStream[AnyFlow] | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._id_prefix = secrets.token_hex(8) + "-"
+        """Flow ids: unique across recordings (a random prefix), cheap (a counter)."""
         self._clock_offset = time.time() - anyio.current_time() if _in_loop() else None
 
     @property
@@ -271,17 +289,19 @@ class FlowRecordingObserver(MitmObserver):
         if state is None:  # connection_started was not seen (observer added late)
             state = self._conns[conn] = _Conn(str(conn.id))
         state.exchanges += 1
+        state.fill(conn)
         req = flow.request
         record = Flow(
             request=HttpRequestRecord(
                 req.method, flow.url, req.version.value, req.headers.items(), CapturedBody()
             ),
             started_at=self._wall(flow.started),
-            client_addr=_addr(conn.client),
-            server_addr=_addr(conn.upstream_addr),
-            client_tls=_tls(conn.client_tls, conn.server_name),
-            server_tls=_tls(conn.upstream_tls, conn.server_name),
+            client_addr=state.client_addr,
+            server_addr=state.server_addr,
+            client_tls=state.client_tls,
+            server_tls=state.server_tls,
             connection=state.id,
+            id=f"{self._id_prefix}{flow.id:x}",
         )
         capture = self.recorder.capture_limit
         pending = _Pending(flow, record, state, BodyCapture(capture), BodyCapture(capture))
@@ -293,7 +313,10 @@ class FlowRecordingObserver(MitmObserver):
 
     def request(self, flow: HttpFlow) -> None:
         """The request head as it goes upstream (after the hooks)."""
-        pending = self._get(flow)
+        pending = self._pending.get(flow)
+        if pending is None:
+            self._get(flow)  # made from the request as it is now
+            return
         req = flow.request
         record = pending.record.request
         record.method = req.method
@@ -428,6 +451,10 @@ class FlowRecordingObserver(MitmObserver):
 
     def _submit(self, flow: AnyFlow) -> None:
         self.recorded += 1
+        rec = self.recorder
+        if rec.jsonl is None and rec.har is None:
+            rec.store.update(flow)  # no files: nothing to hand to the writer
+            return
         queue = self._queue
         if queue is not None:
             try:
