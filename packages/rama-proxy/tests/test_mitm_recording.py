@@ -286,3 +286,11 @@ async def test_unfinished_flows_are_written_on_close(tmp_path: Path) -> None:
     assert entry["request"]["url"] == "https://example.test/x"
     assert entry["_error"] == "unfinished when the recording stopped"
     jsonschema.validate(json.loads(har.read_text()), har_schema())
+    # after close: later events are counted as dropped, never written to closed files
+    late = HttpFlow(conn, Request("GET", "/late"), authority="example.test")
+    observer.request(late)
+    observer.flow_finished(late)
+    assert observer.dropped == 1
+    assert observer.write_errors == 0
+    observer.connection_finished(conn)
+    assert observer.recorded == 1

@@ -11,7 +11,8 @@ subject afresh, in turn (interleaved), and measures on it:
   terminates with a leaf of its CA) through ``-x``;
 - rss:   the MITM's RSS (MiB) right after those requests, i.e. with REQUESTS
   recorded flows (rama keeps them in its FlowStore; mitmdump keeps none);
-- MB/s:  one SIZE MiB intercepted download (curl -x, streamed by both).
+- MB/s:  one SIZE MiB intercepted download (curl -x, streamed by both), and the
+  RSS after it (flat when bodies stream: capture bounded at 64 KiB per body).
 The direct path (no proxy) is the load tool's ceiling. Medians of the rounds,
 ratios, and the issue's goals. Every load is bounded in time; loopback only.
 """
@@ -212,6 +213,7 @@ class Bench:
             s.results.setdefault("rss", []).append(session_rss_kib(proc.pid) / 1024)
             with self.profiled(s, proc, "thr"):
                 s.results.setdefault("thr", []).append(self.download(port))
+            s.results.setdefault("rss_dl", []).append(session_rss_kib(proc.pid) / 1024)
 
     @contextmanager
     def profiled(self, s: Subject, proc: subprocess.Popen[bytes], phase: str) -> Iterator[None]:
@@ -324,11 +326,12 @@ def report(subjects: list[Subject], args: argparse.Namespace) -> None:
         f"HTTPS GETs (curl --parallel {args.parallel}, HTTP/1.1, -x), one {args.size_mib} MiB "
         f"download; MITM on CPU {PROXY_CPU}, nginx TLS origin + curl on CPU {LOAD_CPU}"
     )
-    print(f"{'subject':<12} {'req/s':>9} {'MB/s':>9} {'RSS MiB':>9}  after N flows")
+    print(f"{'subject':<12} {'req/s':>9} {'MB/s':>9} {'RSS MiB':>9} {'RSS MiB':>9}")
+    print(f"{'':<12} {'':>9} {'':>9} {'N flows':>9} {'+ dl':>9}")
     by = {s.name: s for s in subjects}
     for s in subjects:
-        req, thr, rss = (med(s.results.get(k)) for k in ("req", "thr", "rss"))
-        cells = [f"{x:9.1f}" if x is not None else f"{'-':>9}" for x in (req, thr, rss)]
+        vals = [med(s.results.get(k)) for k in ("req", "thr", "rss", "rss_dl")]
+        cells = [f"{x:9.1f}" if x is not None else f"{'-':>9}" for x in vals]
         print(f"{s.name:<12} {' '.join(cells)}  {s.note}")
     rama, mitm = by.get("rama"), by.get("mitmdump")
     if rama and mitm:

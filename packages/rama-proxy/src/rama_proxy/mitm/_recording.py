@@ -166,6 +166,9 @@ class FlowRecordingObserver(MitmObserver):
         self._queue: MemoryObjectSendStream[AnyFlow] | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._stopped = False
+        self.dropped = 0
+        """Flows that finished after :meth:`aclose` (not recorded)."""
         self._id_prefix = secrets.token_hex(8) + "-"
         """Flow ids: unique across recordings (a random prefix), cheap (a counter)."""
         self._clock_offset = time.time() - anyio.current_time() if _in_loop() else None
@@ -235,6 +238,7 @@ class FlowRecordingObserver(MitmObserver):
             with anyio.CancelScope(shield=True):
                 queue.close()
                 await self._writer_done.wait()  # it ends once it has drained the queue
+        self._stopped = True
         self.recorder.close()
 
     # -- time ------------------------------------------------------------------------------------
@@ -450,6 +454,9 @@ class FlowRecordingObserver(MitmObserver):
         self._submit(pending.record)
 
     def _submit(self, flow: AnyFlow) -> None:
+        if self._stopped:
+            self.dropped += 1
+            return
         self.recorded += 1
         rec = self.recorder
         if rec.jsonl is None and rec.har is None:
