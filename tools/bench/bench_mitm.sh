@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # MITM bench (issue 12): rama's MitmProxy (recording flows, and without a recorder) vs mitmdump,
 # intercepting HTTPS to an nginx TLS origin; the MITM pinned to CPU 0, nginx + curl on CPU 1.
-# Rows: intercepted HTTPS req/s (curl --parallel keep-alive through -x), one 64 MiB intercepted
-# download (MB/s), RSS after the req/s load's 10,000 recorded flows; medians of interleaved
+# Rows: intercepted HTTPS req/s (curl --parallel keep-alive through -x), 64 MiB intercepted
+# downloads (MB/s, 3 a round), RSS after the req/s load's 10,000 recorded flows; medians of interleaved
 # rounds, ratios and the issue's goals (>= 3x mitmdump req/s, >= 2x MB/s).
 # mitmdump is installed here in its own venv under $RAMA_BENCH_CACHE (the same venv and pin as
 # bench_proxy.sh: tools/bench/requirements-mitmproxy.txt).

@@ -11,7 +11,7 @@ subject afresh, in turn (interleaved), and measures on it:
   terminates with a leaf of its CA) through ``-x``;
 - rss:   the MITM's RSS (MiB) right after those requests, i.e. with REQUESTS
   recorded flows (rama keeps them in its FlowStore; mitmdump keeps none);
-- MB/s:  one SIZE MiB intercepted download (curl -x, streamed by both), and the
+- MB/s:  DOWNLOADS (3) SIZE MiB intercepted downloads (curl -x, streamed by both), and the
   RSS after it (flat when bodies stream: capture bounded at 64 KiB per body).
 The direct path (no proxy) is the load tool's ceiling. Medians of the rounds,
 ratios, and the issue's goals. Every load is bounded in time; loopback only.
@@ -199,7 +199,8 @@ class Bench:
         n = self.args.requests
         if s.argv is None:
             s.results.setdefault("req", []).append(self.requests(None, n))
-            s.results.setdefault("thr", []).append(self.download(None))
+            for _ in range(self.args.downloads):
+                s.results.setdefault("thr", []).append(self.download(None))
             return
         port = free_port()
         argv = [a.replace("{port}", str(port)) for a in s.argv]
@@ -212,7 +213,8 @@ class Bench:
                 s.results.setdefault("req", []).append(self.requests(port, n))
             s.results.setdefault("rss", []).append(session_rss_kib(proc.pid) / 1024)
             with self.profiled(s, proc, "thr"):
-                s.results.setdefault("thr", []).append(self.download(port))
+                for _ in range(self.args.downloads):
+                    s.results.setdefault("thr", []).append(self.download(port))
             s.results.setdefault("rss_dl", []).append(session_rss_kib(proc.pid) / 1024)
 
     @contextmanager
@@ -246,6 +248,7 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=10_000)
     p.add_argument("--size-mib", type=int, default=64)
     p.add_argument("--parallel", type=int, default=8)
+    p.add_argument("--downloads", type=int, default=3, help="downloads per round")
     p.add_argument("--only", nargs="*")
     p.add_argument("--profile", help="py-spy the rama MITM: FILE.PHASE.txt (collapsed stacks)")
     p.add_argument("--profile-phase", choices=["req", "thr"], default="req")
@@ -323,8 +326,9 @@ def main() -> int:
 def report(subjects: list[Subject], args: argparse.Namespace) -> None:
     print(
         f"MITM bench: {args.rounds} interleaved rounds, medians; {args.requests} keep-alive "
-        f"HTTPS GETs (curl --parallel {args.parallel}, HTTP/1.1, -x), one {args.size_mib} MiB "
-        f"download; MITM on CPU {PROXY_CPU}, nginx TLS origin + curl on CPU {LOAD_CPU}"
+        f"HTTPS GETs (curl --parallel {args.parallel}, HTTP/1.1, -x), {args.downloads} x "
+        f"{args.size_mib} MiB downloads per round; MITM on CPU {PROXY_CPU}, "
+        f"nginx TLS origin + curl on CPU {LOAD_CPU}"
     )
     print(f"{'subject':<12} {'req/s':>9} {'MB/s':>9} {'RSS MiB':>9} {'RSS MiB':>9}")
     print(f"{'':<12} {'':>9} {'':>9} {'N flows':>9} {'+ dl':>9}")
