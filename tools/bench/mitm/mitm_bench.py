@@ -285,6 +285,7 @@ def main() -> int:
             Subject("direct", None),
             Subject("rama", rama_cmd),
             Subject("rama-norec", [*rama_cmd, "--no-record"]),
+            Subject("rama-noop", [*rama_cmd, "--noop-observer"]),
             Subject(
                 "mitmdump",
                 [
