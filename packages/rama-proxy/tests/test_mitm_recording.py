@@ -294,3 +294,49 @@ async def test_unfinished_flows_are_written_on_close(tmp_path: Path) -> None:
     assert observer.write_errors == 0
     observer.connection_finished(conn)
     assert observer.recorded == 1
+
+
+@pytest.mark.anyio
+async def test_har_timings_from_the_mitm_clock() -> None:
+    """connect/ssl come from the connection's dial, on its first exchange only; blocked,
+    send, wait and receive from the exchange's own times (synthetic, exact)."""
+    from rama_http import Headers
+    from rama_net import Authority
+    from rama_proxy.flows import to_har
+    from rama_proxy.mitm import HttpFlow, MitmConnection
+
+    observer = FlowRecordingObserver()
+    t0 = anyio.current_time()
+    conn = MitmConnection(Authority.parse("example.test:443"), started=t0)
+    conn.upstream_dial_started, conn.upstream_connected, conn.upstream_tls_done = (
+        t0 + 0.001,
+        t0 + 0.011,
+        t0 + 0.031,
+    )
+    observer.connection_started(conn)
+    flows = []
+    for i in range(2):
+        base = t0 + 1 + i
+        req = Request("POST", f"/{i}", headers=Headers([("Host", "example.test")]))
+        flow = HttpFlow(conn, req, authority="example.test", started=base)
+        flow.request_sent = base + 0.002  # 2 ms in hooks / waiting for a connection
+        observer.request(flow)
+        observer.request_body(flow, b"abc")  # sent "now": send = now - request_sent
+        flow.response_started = anyio.current_time() + 0.050
+        flow.response = Response(200, body=b"ok")
+        observer.response(flow)
+        observer.response_body(flow, b"ok")
+        flow.finished = flow.response_started + 0.020
+        observer.flow_finished(flow)
+        flows.append(flow)
+    await observer.aclose()
+    first, second = (e["timings"] for e in to_har(observer.store.http_flows())["log"]["entries"])
+    assert first["blocked"] == pytest.approx(2.0, abs=0.01)
+    assert first["connect"] == pytest.approx(30.0, abs=0.01)  # HAR's connect includes ssl
+    assert first["ssl"] == pytest.approx(20.0, abs=0.01)
+    assert first["wait"] == pytest.approx(50.0, abs=1.0)  # two clock reads apart
+    assert first["receive"] == pytest.approx(20.0, abs=0.01)
+    assert first["send"] >= 0
+    assert second["connect"] == -1  # a reused connection
+    assert second["ssl"] == -1
+    assert second["wait"] == pytest.approx(50.0, abs=1.0)
