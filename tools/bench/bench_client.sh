@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # rama's HTTP client vs httpx, aiohttp and requests against nginx on loopback (bounded: a few
 # minutes). Sequential and 50-concurrent GETs of a small body and 1 MiB, HTTP/1.1 cleartext and
-# TLS, and h2 over TLS; medians of 3, ratios rama/other. aiohttp comes from
-# tools/bench/requirements.txt.
+# TLS, and h2 over TLS; medians of 5, ratios rama/other, then each client's CPU time per
+# request. aiohttp comes from tools/bench/requirements.txt.
+# BENCH_SCALE=0.3 shortens every row, BENCH_ONLY=h2,https/1.1 picks rows (while iterating).
 # The machine is shared with other engineers: compare rows of one run, not runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,4 +43,5 @@ CONF
 nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" & pids+=($!)
 wait_port "$tls_port"; wait_port "$plain_port"; wait_port "$h2_port"
 $PY tools/bench/client/bench_client.py --http "http://127.0.0.1:$plain_port" \
-  --https "https://localhost:$tls_port" --h2 "https://localhost:$h2_port" --cafile "$work/cert.pem" --scale "${BENCH_SCALE:-1}"
+  --https "https://localhost:$tls_port" --h2 "https://localhost:$h2_port" --cafile "$work/cert.pem" --scale "${BENCH_SCALE:-1}" \
+  --only "${BENCH_ONLY:-}"

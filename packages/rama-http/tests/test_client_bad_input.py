@@ -26,7 +26,7 @@ from rama_tls import TlsClientConfig
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["fast", "h11"])
+@pytest.fixture(params=["fast", "h11", "httptools"])
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

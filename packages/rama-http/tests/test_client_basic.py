@@ -17,7 +17,7 @@ from rama_http.client import HttpClient, HTTPStatusError, ReadTimeout
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["fast", "h11"])
+@pytest.fixture(params=["fast", "h11", "httptools"])
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -1,4 +1,4 @@
-"""Conformance suite of the HTTP/1.1 client engines (h11 reference and the fast one).
+"""Conformance suite of the HTTP/1.1 client engines (h11 reference, fast, httptools).
 
 Every case is fed whole, byte by byte and split at every offset; both engines
 must produce the same events or the same typed error.
@@ -27,10 +27,12 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._h1_fast import FastClientEngine
 from rama_http.client._h1_h11 import H11ClientEngine
+from rama_http.client._h1_httptools import HttptoolsClientEngine
 
 ENGINES: dict[str, Callable[..., H1ClientEngine]] = {
     "fast": FastClientEngine,
     "h11": H11ClientEngine,
+    "httptools": HttptoolsClientEngine,
 }
 
 
@@ -363,7 +365,7 @@ def test_engines_agree_on_random_responses(
         e = make()
         e.request(method, "/", [("Host", "x")], b"")
         results.append(_run(e, chunks, eof=True))
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results[1:])
     head = results[0][0]
     assert head[0] == "head"
     assert head[1] == status
@@ -409,7 +411,9 @@ def test_engines_agree_on_mutated_heads(base: bytes, pos: int, byte: int, mode: 
         raw = base[:pos] + b + base[pos:]
     else:
         raw = base[:pos] + base[pos + 1 :]
-    assert _outcome(FastClientEngine, raw) == _outcome(H11ClientEngine, raw)
+    fast = _outcome(FastClientEngine, raw)
+    assert fast == _outcome(H11ClientEngine, raw)
+    assert fast == _outcome(HttptoolsClientEngine, raw)
 
 
 def test_field_values_are_reported_as_received_by_both_engines() -> None:
@@ -419,5 +423,17 @@ def test_field_values_are_reported_as_received_by_both_engines() -> None:
         b"5\r\nhello\r\n0\r\n\r\n"
     )
     fast, h11 = _outcome(FastClientEngine, raw), _outcome(H11ClientEngine, raw)
-    assert fast == h11
+    assert fast == h11 == _outcome(HttptoolsClientEngine, raw)
     assert fast[1][0][2] == [("Transfer-Encoding", "chUnked"), ("X-A", "b")]
+
+
+def test_too_many_header_fields(make: Callable[..., H1ClientEngine]) -> None:
+    e = make(ClientEngineLimits(max_headers=5))
+    e.request("GET", "/", [("Host", "x")], b"")
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10))
+    with pytest.raises(RemoteProtocolError):
+        _run(e, [head + b"Content-Length: 0\r\n\r\n"], False)
+    ok = make(ClientEngineLimits(max_headers=5))
+    ok.request("GET", "/", [("Host", "x")], b"")
+    events = _run(ok, [b"HTTP/1.1 200 OK\r\nX-1: v\r\nContent-Length: 0\r\n\r\n"], False)
+    assert events[-1] == ("end", None)

@@ -269,3 +269,40 @@ async def test_upload_and_download_at_once(mode: str, tmp_path: Path) -> None:
         assert got["sha"] == hashlib.sha256(data).hexdigest()
         assert got["sizes"] == [BIG] * 3
         assert client.pool_stats().total == 1
+
+
+async def test_cancelled_readers_hand_over_and_nothing_hangs(mode: str, tmp_path: Path) -> None:
+    """Streams cancelled while one of them reads for the connection (the reader role must
+    pass on to a waiting stream) while others download in full: no hang, nothing leaks."""
+    async with server_and_client(mode, tmp_path) as (base, client):
+        await client.get(f"{base}/warm")
+        done: dict[int, int] = {}
+
+        async def full(i: int) -> None:
+            r = await client.get(f"{base}/big?i={i}")
+            done[i] = len(await r.read())
+
+        async def cancelled_mid_body(i: int) -> None:
+            with anyio.move_on_after(0.05 + (i % 4) * 0.03):
+                async with client.stream("GET", f"{base}/big?c={i}") as r:
+                    async for _ in r.body:
+                        await anyio.sleep(0.01)
+
+        async def cancelled_before_head(i: int) -> None:
+            with anyio.move_on_after(0.02 + (i % 3) * 0.02):
+                await client.get(f"{base}/slow?x={i}")
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(full, i)
+                for i in range(8):
+                    tg.start_soon(cancelled_mid_body, i)
+                    tg.start_soon(cancelled_before_head, i)
+        assert done == {i: BIG for i in range(4)}
+        assert client.pool_stats().active == 0
+        with anyio.fail_after(5):
+            r = await client.get(f"{base}/warm")
+            assert r.status == 200
+        stats = client.pool_stats()
+        assert (stats.total, stats.active) == (1, 0), stats

@@ -1,6 +1,7 @@
 """The h2 client against hostile raw-socket h2 servers (real sockets, the engine's server role).
 
-A SETTINGS flood, a server that never opens its window (WriteTimeout), RST_STREAM (a typed
+SETTINGS, PING and other floods (a typed error and GOAWAY(ENHANCE_YOUR_CALM)), a server
+that never opens its window (WriteTimeout), RST_STREAM (a typed
 error for that request only), GOAWAY mid-way (the refused request is retried on a new
 connection), a connection error (every stream fails, the pool drops the connection), and no
 connection leaks after errors and cancellation.
@@ -17,10 +18,18 @@ from rama_http_client_peer import RawServer
 
 from rama_http import RemoteProtocolError
 from rama_http._h2._engine import H2Engine
-from rama_http._h2._events import DataReceived, Event, RequestReceived, StreamReset
-from rama_http._h2._frames import settings_frame
+from rama_http._h2._events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    RequestReceived,
+    StreamReset,
+)
+from rama_http._h2._frames import frame, ping_frame, settings_frame, window_update_frame
 from rama_http.client import (
+    H2ClientLimits,
     H2ClientSettings,
+    H2FloodError,
     HttpClient,
     ReadError,
     ReadTimeout,
@@ -82,14 +91,83 @@ def plain_client(**kw: object) -> HttpClient:
     return HttpClient(http2_prior_knowledge=True, **kw)  # type: ignore[arg-type]
 
 
-async def test_settings_flood_is_survived() -> None:
+async def test_settings_flood_ends_in_a_typed_error() -> None:
     flood = settings_frame([(3, 100), (4, 65535)]) * 5000
     server = RawServer(h2_server(ok_server, first=flood))
     async with server.run(), plain_client() as client:
+        with anyio.fail_after(5), pytest.raises(H2FloodError) as info:
+            await client.get(f"http://127.0.0.1:{server.port}/")
+        assert info.value.what == "SETTINGS frames"
+        assert isinstance(info.value, RemoteProtocolError)
+        assert client.pool_stats().total == 0  # the connection is gone
+
+
+async def test_settings_flood_is_survived_without_that_allowance() -> None:
+    flood = settings_frame([(3, 100), (4, 65535)]) * 5000
+    server = RawServer(h2_server(ok_server, first=flood))
+    limits = H2ClientLimits(max_settings=None)
+    async with server.run(), plain_client(h2_limits=limits) as client:
         with anyio.fail_after(10):
             r = await client.get(f"http://127.0.0.1:{server.port}/")
             assert await r.read() == b"ok"
         assert client.pool_stats().active == 0
+
+
+@pytest.mark.parametrize(
+    ("flood", "what"),
+    [
+        (ping_frame(b"12345678") * 2000, "PING frames"),
+        (ping_frame(b"12345678", ack=True) * 2000, "PING ACK frames nobody asked for"),
+        (window_update_frame(0, 1) * 2000, "WINDOW_UPDATE frames for unused window"),
+        (frame(0x42, 0, 0, b"x") * 2000, "unknown frames"),
+    ],
+    ids=["ping", "ping-ack", "window-update", "unknown"],
+)
+async def test_floods_end_in_a_typed_error_and_goaway(flood: bytes, what: str) -> None:
+    """The client answers a flood with GOAWAY(ENHANCE_YOUR_CALM) and a typed error."""
+    seen: list[int] = []
+
+    async def watch(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        if isinstance(ev, ConnectionTerminated):
+            seen.append(ev.error_code)
+            return False
+        return await ok_server(engine, ev, stream)
+
+    server = RawServer(h2_server(watch, first=flood))
+    async with server.run(), plain_client(timeout=Timeout(3)) as client:
+        with anyio.fail_after(5), pytest.raises(H2FloodError) as info:
+            await client.get(f"http://127.0.0.1:{server.port}/")
+        assert info.value.what == what
+        with anyio.fail_after(5):
+            while not seen:
+                await anyio.sleep(0.01)
+        assert seen == [11]  # ENHANCE_YOUR_CALM
+        assert client.pool_stats().total == 0
+
+
+async def test_ping_within_the_allowance_is_answered() -> None:
+    """Some PINGs are fine: each is answered and the request succeeds."""
+    server = RawServer(h2_server(ok_server, first=ping_frame(b"abcdefgh") * 50))
+    async with server.run(), plain_client() as client:
+        with anyio.fail_after(5):
+            r = await client.get(f"http://127.0.0.1:{server.port}/")
+            assert await r.read() == b"ok"
+
+
+async def test_window_trickle_of_empty_updates_is_a_flood_not_a_hang() -> None:
+    """A server that never opens its window but keeps the client busy with +1 updates on an
+    unused connection window ends in a typed error long before the write timeout."""
+
+    async def hold(engine: H2Engine, ev: Event, stream: SocketStream) -> bool:
+        if isinstance(ev, RequestReceived):
+            await stream.send(window_update_frame(0, 1) * 1500)
+        return True
+
+    server = RawServer(h2_server(hold, settings=[(3, 100), (4, 0)]))
+    async with server.run(), plain_client(timeout=Timeout(read=5, write=5)) as client:
+        with anyio.fail_after(4), pytest.raises(H2FloodError):
+            await client.post(f"http://127.0.0.1:{server.port}/", content=b"x" * 100_000)
+        assert client.pool_stats().total == 0
 
 
 async def test_window_never_opened_is_a_write_timeout() -> None:

@@ -328,13 +328,15 @@ async def test_a_flood_of_frames_that_carry_nothing_gets_goaway_enhance_your_cal
     (goaway,) = [f for f in frames if isinstance(f, GoAwayFrame)]
     assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     assert what.encode() in goaway.additional_data
-    assert elapsed < 3.0
+    assert elapsed < 10.0  # a million frames would take far longer; the bound is for loaded CI
     # Stopped at the allowance, not after the million frames.
     guard = conns[0]._flood
     assert guard.idle_frames <= H2Config().max_idle_frames + 2  # type: ignore[operator]
     # The other client: served throughout, its own connection never told to go away.
     assert len(latencies) >= 5
-    assert max(latencies) < 1.0
+    # Served throughout: typical answers stay fast; a loaded machine may stall one.
+    assert sorted(latencies)[len(latencies) // 2] < 0.5
+    assert max(latencies) < 5.0
     assert len(conns) == 2
 
 

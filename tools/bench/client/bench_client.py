@@ -4,8 +4,10 @@
 (the servers serve ``/small`` and ``/1m``; ``--h2`` speaks h2 over TLS). Each
 row: sequential GETs and 50 concurrent GETs of a small and a 1 MiB body, over
 HTTP/1.1 in cleartext and TLS, and h2 over TLS. Each client gets the same
-number of requests, the median of 3 runs is reported in requests per second
-(the clients take turns, round by round), and the ratios rama/other. Where a
+number of requests, the median of 5 runs is reported in requests per second
+(the clients take turns, round by round), and the ratios rama/other; a
+second table gives each client's CPU time per request in this process (less
+sensitive than the rates to other load on a shared machine). Where a
 client cannot take part the cell is ``-``: aiohttp has no h2, and requests
 (urllib3 underneath, synchronous) runs the sequential rows only.
 """
@@ -31,7 +33,8 @@ from rama_tls import TlsClientConfig
 Fetch = Callable[[str], Awaitable[int]]
 
 
-async def _run(fetch: Fetch, url: str, total: int, concurrency: int) -> float:
+async def _run(fetch: Fetch, url: str, total: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second, and this process's CPU microseconds per request."""
     await fetch(url)  # warm the pool
     left = total
 
@@ -42,8 +45,9 @@ async def _run(fetch: Fetch, url: str, total: int, concurrency: int) -> float:
             await fetch(url)
 
     start = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
+    return total / (time.perf_counter() - start), (time.process_time() - cpu) / total * 1e6
 
 
 Client = tuple[Fetch, Callable[[], Awaitable[None]]]
@@ -117,6 +121,9 @@ async def _requests(cafile: str, h2: bool) -> Client:
     return fetch, close
 
 
+ROUNDS = 5
+"""Runs per client and row (interleaved), the median reported."""
+
 CLIENTS = {"rama": _rama, "httpx": _httpx, "aiohttp": _aiohttp, "requests": _requests}
 OTHERS = ("httpx", "aiohttp", "requests")
 
@@ -136,9 +143,14 @@ async def main() -> None:
     p.add_argument("--h2", required=True)
     p.add_argument("--cafile", required=True)
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--only", default="", help="comma-separated protocols (while iterating)")
     a = p.parse_args()
+    only = set(filter(None, a.only.split(",")))
     rows = []
+    cpu_rows = []
     for proto, base in (("http/1.1", a.http), ("https/1.1", a.https), ("h2", a.h2)):
+        if only and proto not in only:
+            continue
         for size, path, n_seq, n_conc in (
             ("small", "/small", 400, 1500),
             ("1 MiB", "/1m", 40, 200),
@@ -150,22 +162,38 @@ async def main() -> None:
                 # shared machine hits every client alike
                 made = {name: await CLIENTS[name](a.cafile, proto == "h2") for name in names}
                 runs: dict[str, list[float]] = {name: [] for name in names}
+                cpus: dict[str, list[float]] = {name: [] for name in names}
                 try:
-                    for _ in range(3):
+                    for _ in range(ROUNDS):
                         for name, (fetch, _close) in made.items():
-                            runs[name].append(await _run(fetch, base + path, n, conc))
+                            rate, cpu = await _run(fetch, base + path, n, conc)
+                            runs[name].append(rate)
+                            cpus[name].append(cpu)
                 finally:
                     for _fetch, close in made.values():
                         await close()
                 rates = {name: statistics.median(r) for name, r in runs.items()}
                 rows.append((proto, size, conc, rates))
+                cpu_rows.append(
+                    (proto, size, conc, {k: statistics.median(v) for k, v in cpus.items()})
+                )
     cols = ("rama", *OTHERS, *(f"vs {o}" for o in OTHERS))
     print(f"{'protocol':<10} {'body':<6} {'conc':>4} " + " ".join(f"{c:>11}" for c in cols))
     for proto, size, conc, r in rows:
         cells = [f"{r[c]:>11.0f}" if c in r else f"{'-':>11}" for c in ("rama", *OTHERS)]
         cells += [f"{r['rama'] / r[o]:>10.2f}x" if o in r else f"{'-':>11}" for o in OTHERS]
         print(f"{proto:<10} {size:<6} {conc:>4} " + " ".join(cells))
-    print("requests per second, median of 3 runs; ratios are rama / other")
+    print(f"requests per second, median of {ROUNDS} runs; ratios are rama / other")
+    print()
+    print(f"{'protocol':<10} {'body':<6} {'conc':>4} " + " ".join(f"{c:>11}" for c in cols))
+    for proto, size, conc, r in cpu_rows:
+        cells = [f"{r[c]:>11.0f}" if c in r else f"{'-':>11}" for c in ("rama", *OTHERS)]
+        cells += [f"{r[o] / r['rama']:>10.2f}x" if o in r else f"{'-':>11}" for o in OTHERS]
+        print(f"{proto:<10} {size:<6} {conc:>4} " + " ".join(cells))
+    print(
+        f"client CPU microseconds per request (this process), median of {ROUNDS} runs; ratios are"
+        " other / rama (above 1: rama spends less). Steadier than the rates on a loaded machine."
+    )
 
 
 if __name__ == "__main__":

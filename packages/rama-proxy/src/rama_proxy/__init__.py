@@ -119,6 +119,13 @@ from ._udp_relay import UdpRelay
 
 # -- end socks --
 
+# isort: split
+# -- proxyserve: one port, access log, metrics, the assembled server --
+from ._access_log import AccessLog
+from ._detect import DetectedProtocol, ProxyDetector, detect_proxy_protocol
+from ._metrics import ProxyMetrics, proxy_metrics
+from ._proxy_server import ProxyServer, ProxyServerConfig, serve_proxy
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -187,6 +194,16 @@ __all__ = [
     "encode_udp_datagram",
     "socks5_reply_failure",
     # -- end socks --
+    # proxyserve
+    "AccessLog",
+    "DetectedProtocol",
+    "ProxyDetector",
+    "ProxyMetrics",
+    "ProxyServer",
+    "ProxyServerConfig",
+    "detect_proxy_protocol",
+    "proxy_metrics",
+    "serve_proxy",
     # -- haproxy --
     "AddressFamily",
     "BadSignature",

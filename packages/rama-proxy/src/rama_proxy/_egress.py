@@ -34,6 +34,7 @@ from rama_http.client import (
 from rama_net import Authority, EstablishedConnection, SocketAddress, TcpConnector
 
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
+from ._record import ProxyRecord
 
 __all__ = [
     "Egress",
@@ -183,6 +184,14 @@ class Egress:
 
     async def serve(self, ctx: Context, req: Authority) -> EgressConnection:
         """Connect to ``req``; raises :class:`UpstreamError` naming the cause."""
+        started = anyio.current_time()
+        conn = await self._serve(ctx, req)
+        record = ctx.get(ProxyRecord)
+        if record is not None and record.duration is None:
+            record.connect_time = anyio.current_time() - started
+        return conn
+
+    async def _serve(self, ctx: Context, req: Authority) -> EgressConnection:
         candidates = list(await self.selector.select(ctx, req))[: self.max_attempts]
         try:
             with anyio.fail_after(self.connect_timeout):

@@ -528,12 +528,18 @@ class H2Engine:
             view = memoryview(data)
             for pos in range(0, n, max_frame):
                 last = pos + max_frame >= n
-                out += data_frame(
-                    stream_id,
-                    bytes(view[pos : pos + max_frame]),
-                    end_stream=end_stream and last,
-                    pad=pad,
-                )
+                if pad:
+                    out += data_frame(
+                        stream_id,
+                        bytes(view[pos : pos + max_frame]),
+                        end_stream=end_stream and last,
+                        pad=pad,
+                    )
+                else:
+                    size = min(max_frame, n - pos)
+                    flags = 1 if end_stream and last else 0
+                    out += _pack_header(size >> 16, size & 0xFFFF, 0, flags, stream_id)
+                    out += view[pos : pos + size]
         if end_stream:
             st.local_closed = True
             if st.remote_closed:
@@ -626,6 +632,18 @@ class H2Engine:
             return b""
         out = bytes(self._out)
         self._out.clear()
+        return out
+
+    def take_output(self) -> bytearray:
+        """What :meth:`data_to_send` returns, without its copy: the buffer itself.
+
+        The engine starts a new buffer, so the caller owns the returned one
+        (an empty bytearray when nothing is queued).
+        """
+        out = self._out
+        if not out:
+            return out
+        self._out = bytearray()
         return out
 
     @property

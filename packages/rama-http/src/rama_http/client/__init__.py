@@ -31,6 +31,7 @@ from ._connect import (
     ProxyRequest,
 )
 from ._connection import ClientConnection, Http1Connection
+from ._env_proxy import EnvProxies, NoProxy
 from ._errors import (
     ConnectError,
     ConnectTimeout,
@@ -47,7 +48,14 @@ from ._errors import (
     WriteTimeout,
 )
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
-from ._h2_connection import H2ClientSettings, H2PriorityFrame, Http2Connection, StreamResetError
+from ._h2_connection import (
+    H2ClientLimits,
+    H2ClientSettings,
+    H2FloodError,
+    H2PriorityFrame,
+    Http2Connection,
+    StreamResetError,
+)
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -61,7 +69,7 @@ from ._layers import (
 from ._pool import ConnectionPool, HostStats, PoolStats
 from ._response import ClientResponse
 from ._timeout import Timeout
-from ._transport import PoolTransport
+from ._transport import PoolTransport, ProxyChooser, ProxyMode
 
 if TYPE_CHECKING:
     from ._httpx import HttpxTransport
@@ -89,10 +97,13 @@ __all__ = [
     "CookieJar",
     "CookieLayer",
     "DecodingError",
+    "EnvProxies",
     "Decompress",
     "FollowRedirects",
     "H1ClientEngine",
+    "H2ClientLimits",
     "H2ClientSettings",
+    "H2FloodError",
     "H2PriorityFrame",
     "HTTPStatusError",
     "HostStats",
@@ -104,13 +115,16 @@ __all__ = [
     "HttpxTransport",
     "Limits",
     "NetworkError",
+    "NoProxy",
     "PoolKey",
     "PoolStats",
     "PoolTimeout",
     "PoolTransport",
     "ProxyConfig",
+    "ProxyChooser",
     "ProxyConnector",
     "ProxyError",
+    "ProxyMode",
     "ProxyRequest",
     "ReadError",
     "ReadTimeout",

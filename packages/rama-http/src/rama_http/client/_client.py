@@ -25,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import json as _json
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,9 +45,10 @@ from .._uri import Uri, UriForm
 from .._version import Version
 from ._connect import HttpConnector, PoolKey, ProxyConfig, ProxyConnector
 from ._connection import ClientConnection
+from ._env_proxy import EnvProxies
 from ._errors import TotalTimeout
 from ._h1_engine import ClientEngineLimits
-from ._h2_connection import H2ClientSettings
+from ._h2_connection import H2ClientLimits, H2ClientSettings
 from ._layers import (
     CookieJar,
     CookieLayer,
@@ -60,7 +62,7 @@ from ._multipart import FileInput, encode_multipart
 from ._pool import ConnectionPool, PoolStats
 from ._response import ClientResponse
 from ._timeout import Timeout, TimeoutInput
-from ._transport import PoolTransport
+from ._transport import PoolTransport, ProxyMode
 
 __all__ = ["BasicAuth", "BearerAuth", "HttpClient", "Limits"]
 
@@ -124,7 +126,18 @@ def _auth(auth: AuthInput) -> BasicAuth | BearerAuth | None:
 
 
 class HttpClient:
-    """An HTTP client with a connection pool; use ``async with`` (or call :meth:`aclose`)."""
+    """An HTTP client with a connection pool; use ``async with`` (or call :meth:`aclose`).
+
+    Proxies: ``proxy=`` sends every request through one proxy. Without it and
+    with ``trust_env`` (the default, as in httpx and requests), ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (lowercase too) pick the
+    proxy per request URL (:class:`EnvProxies`). ``http://`` proxies are built
+    in (a CONNECT tunnel); other schemes (``https://``, ``socks5://``,
+    ``socks5h://``) need a ``proxy_connector=`` for them (rama-proxy has
+    them). ``proxy_mode="forward"`` sends ``http://`` targets to an
+    ``http://`` proxy as absolute-form requests on connections pooled per
+    proxy, instead of tunnelling; ``https://`` always tunnels.
+    """
 
     def __init__(
         self,
@@ -144,6 +157,8 @@ class HttpClient:
         verify: bool = True,
         proxy: str | ProxyConfig | None = None,
         proxy_connector: ProxyConnector | None = None,
+        proxy_mode: ProxyMode = "tunnel",
+        trust_env: bool = True,
         tcp: Service[Authority, EstablishedConnection] | None = None,
         connector: Service[PoolKey, ClientConnection] | None = None,
         http1_engine: str = "fast",
@@ -152,6 +167,7 @@ class HttpClient:
         http2: bool = True,
         http2_prior_knowledge: bool = False,
         h2_settings: H2ClientSettings | None = None,
+        h2_limits: H2ClientLimits | None = None,
     ) -> None:
         self.base_url = Uri.parse(base_url) if base_url else None
         self._parsed: dict[str, Uri] = {}
@@ -169,6 +185,13 @@ class HttpClient:
         if not verify:
             tls_cfg = dataclasses.replace(tls_cfg, verify=False)
         self.proxy = ProxyConfig(proxy) if isinstance(proxy, str) else proxy
+        self.env_proxies: EnvProxies | None = None
+        """With ``trust_env`` and no ``proxy=``: the proxies of HTTP_PROXY, HTTPS_PROXY,
+        ALL_PROXY and NO_PROXY (read once, here), chosen per request URL."""
+        if self.proxy is None and trust_env:
+            env = EnvProxies.from_environ(os.environ)
+            if env:
+                self.env_proxies = env
         self.connector = connector or HttpConnector(
             tcp=tcp,
             proxy_connector=proxy_connector,
@@ -179,6 +202,7 @@ class HttpClient:
             http2=http2,
             http2_prior_knowledge=http2_prior_knowledge,
             h2_settings=h2_settings,
+            h2_limits=h2_limits,
         )
         self.pool = ConnectionPool(
             self.connector,
@@ -193,7 +217,13 @@ class HttpClient:
         except TypeError:  # an unhashable field (e.g. a client certificate): this client only
             tls_key = id(tls_cfg)
         self.transport = PoolTransport(
-            self.pool, proxy=self.proxy, tls_key=tls_key, emulation=emulation, timeout=self.timeout
+            self.pool,
+            proxy=self.proxy,
+            tls_key=tls_key,
+            emulation=emulation,
+            timeout=self.timeout,
+            proxy_for=self.env_proxies.proxy_for if self.env_proxies is not None else None,
+            proxy_mode=proxy_mode,
         )
         """The bottom of the stack (no redirects, cookies, decoding): for HttpxTransport."""
         transport: Service[Request, Response] = self.transport

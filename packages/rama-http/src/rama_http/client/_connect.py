@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Protocol
+from urllib.parse import unquote
 
 import anyio
 from anyio.abc import ByteStream
@@ -45,7 +46,7 @@ from ._errors import ConnectError, ConnectTimeout, ProxyError
 from ._h1_engine import ClientEngineLimits, H1ClientEngine
 from ._h1_fast import FastClientEngine
 from ._h1_h11 import H11ClientEngine
-from ._h2_connection import H2ClientSettings, Http2Connection
+from ._h2_connection import H2ClientLimits, H2ClientSettings, Http2Connection
 
 __all__ = [
     "ALPN_PROTOCOLS",
@@ -74,6 +75,16 @@ class ProxyConfig:
         return Uri.parse(self.url)
 
     @property
+    def basic_auth(self) -> str | None:
+        """``Basic ...`` for Proxy-Authorization from the URL's ``user:pass@`` (percent-decoded)."""
+        userinfo = self.uri.userinfo
+        if not userinfo:
+            return None
+        user, _, password = userinfo.partition(":")
+        raw = f"{unquote(user)}:{unquote(password)}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    @property
     def authority(self) -> Authority:
         """Where to dial."""
         u = self.uri
@@ -94,6 +105,9 @@ class PoolKey:
     """The TLS client configuration (two configurations never share a connection)."""
     emulation: Hashable | None = None
     """The client-emulation profile (rama-ua); two fingerprints never share a connection."""
+    forward: bool = False
+    """A connection to the (``http://``) proxy itself, carrying absolute-form requests for
+    any ``http://`` target (``proxy_mode="forward"``); ``host``/``port`` are the proxy's."""
 
     @property
     def authority(self) -> str:
@@ -126,6 +140,15 @@ class PoolKey:
             scheme, uri.host.lower(), port, proxy, tls if scheme == "https" else None, emulation
         )
 
+    @classmethod
+    def for_forward_proxy(cls, proxy: ProxyConfig, *, emulation: Hashable | None = None) -> PoolKey:
+        """The key of connections to ``proxy`` that forward ``http://`` requests."""
+        u = proxy.uri
+        if u.host is None:
+            raise ValueError(f"the proxy URL {proxy.url} has no host")
+        port = u.effective_port or 80
+        return cls("http", u.host.lower(), port, proxy, None, emulation, forward=True)
+
 
 @dataclass(slots=True)
 class ProxyRequest:
@@ -154,10 +177,9 @@ class HttpConnectProxyConnector:
         """Send CONNECT, expect a 2xx head, return the same stream (now a tunnel)."""
         target = str(req.target)
         lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-        userinfo = req.proxy.uri.userinfo
-        if userinfo:
-            token = base64.b64encode(userinfo.encode()).decode("ascii")
-            lines.append(f"Proxy-Authorization: Basic {token}")
+        auth = req.proxy.basic_auth
+        if auth:
+            lines.append(f"Proxy-Authorization: {auth}")
         await req.stream.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         buf = b""
         while b"\r\n\r\n" not in buf:
@@ -186,12 +208,17 @@ EngineName = str
 def engine_factory(
     name: EngineName, limits: ClientEngineLimits | None = None
 ) -> Callable[[], H1ClientEngine]:
-    """``"fast"`` (default) or ``"h11"`` (the strict reference)."""
+    """``"fast"`` (default), ``"h11"`` (the strict reference) or ``"httptools"``
+    (llhttp parses the heads; the ``fast`` extra)."""
     if name == "fast":
         return lambda: FastClientEngine(limits)
+    if name == "httptools":
+        from ._h1_httptools import HttptoolsClientEngine
+
+        return lambda: HttptoolsClientEngine(limits)
     if name == "h11":
         return lambda: H11ClientEngine(limits)
-    raise ValueError(f"unknown HTTP/1.1 client engine {name!r} (use 'fast' or 'h11')")
+    raise ValueError(f"unknown HTTP/1.1 client engine {name!r} (use 'fast', 'h11' or 'httptools')")
 
 
 class HttpConnector:
@@ -209,6 +236,7 @@ class HttpConnector:
         http2: bool = True,
         http2_prior_knowledge: bool = False,
         h2_settings: H2ClientSettings | None = None,
+        h2_limits: H2ClientLimits | None = None,
     ) -> None:
         self.tcp: Service[Authority, EstablishedConnection] = tcp or TcpConnector(
             connect_timeout=connect_timeout or 3600.0
@@ -221,6 +249,8 @@ class HttpConnector:
         """Speak h2 on cleartext ``http://`` connections without asking (h2c prior knowledge)."""
         self.h2_settings = h2_settings or H2ClientSettings()
         """What h2 connections send first (SETTINGS, WINDOW_UPDATE, PRIORITY, pseudo-headers)."""
+        self.h2_limits = h2_limits or H2ClientLimits()
+        """The flood allowances of h2 connections (what a server may make us do for nothing)."""
         alpn = ALPN_PROTOCOLS if http2 else ("http/1.1",)
         self.tls_config = dataclasses.replace(cfg, alpn_protocols=alpn)
         self._tls: TlsConnector | None = None
@@ -244,12 +274,16 @@ class HttpConnector:
                 f"proxy scheme of {req.proxy.url!r} needs a ProxyConnector for it "
                 "(the built-in one speaks HTTP CONNECT to an http:// proxy)"
             )
+        if req.forward:
+            return await self._forward(ctx, req)
         dial = req.proxy.authority if req.proxy is not None else req.dial
         try:
             conn = await self.tcp.serve(ctx, dial)
         except TimeoutError as e:
             raise ConnectTimeout(f"connecting to {dial} timed out") from e
         except (NetConnectError, OSError) as e:
+            if req.proxy is not None:
+                raise ProxyError(f"cannot connect to the proxy {dial}: {e}") from e
             raise ConnectError(f"cannot connect to {dial}: {e}") from e
         stream: ByteStream = conn.stream
         try:
@@ -276,6 +310,21 @@ class HttpConnector:
                 await close_stream(stream)
             raise
 
+    async def _forward(self, ctx: Context, req: PoolKey) -> ClientConnection:
+        """A plain HTTP/1.1 connection to an ``http://`` proxy, for absolute-form requests."""
+        proxy = req.proxy
+        if proxy is None or (proxy.uri.scheme or "http") != "http":
+            raise ProxyError("forwarding (proxy_mode='forward') needs an http:// proxy")
+        try:
+            conn = await self.tcp.serve(ctx, req.dial)
+        except TimeoutError as e:
+            raise ConnectTimeout(f"connecting to the proxy {req.dial} timed out") from e
+        except (NetConnectError, OSError) as e:
+            raise ProxyError(f"cannot connect to the proxy {req.dial}: {e}") from e
+        return Http1Connection(
+            conn.stream, self._engine(), authority=req.authority, forward_proxy=proxy
+        )
+
     def connection_for(
         self, stream: ByteStream, alpn: str | None, key: PoolKey
     ) -> ClientConnection:
@@ -288,7 +337,11 @@ class HttpConnector:
             alpn is None and key.scheme == "http" and self.http2_prior_knowledge
         ):
             return Http2Connection(
-                stream, authority=key.authority, scheme=key.scheme, settings=self.h2_settings
+                stream,
+                authority=key.authority,
+                scheme=key.scheme,
+                settings=self.h2_settings,
+                limits=self.h2_limits,
             )
         if alpn not in (None, "http/1.1"):
             raise RemoteProtocolError(

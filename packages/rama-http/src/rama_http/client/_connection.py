@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import select
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import ByteStream
@@ -29,6 +29,7 @@ from .._errors import RemoteProtocolError
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
+from ._body_reader import BodyReader
 from ._errors import ReadError, ReadTimeout, WriteError, WriteTimeout
 from ._h1_engine import (
     NEED_DATA,
@@ -40,7 +41,11 @@ from ._h1_engine import (
     ResponseHead,
     prepare_headers,
 )
+from ._io import StreamIO
 from ._timeout import Timeout
+
+if TYPE_CHECKING:
+    from ._connect import ProxyConfig
 
 __all__ = ["ClientConnection", "Http1Connection", "NoResponse", "stream_is_dead"]
 
@@ -119,7 +124,7 @@ def stream_is_dead(stream: ByteStream) -> bool:
     s: object = stream
     for _ in range(8):
         if isinstance(s, TLSStream):
-            if s._ssl_object.pending():
+            if s._ssl_object.pending() or s._read_bio.pending:
                 return True
             s = s.transport_stream
         elif isinstance(s, TrackedStream):
@@ -139,24 +144,13 @@ def stream_is_dead(stream: ByteStream) -> bool:
     return bool(readable)
 
 
-async def _wait_readable(stream: ProtocolStream, timeout: float) -> None:
-    """Wait until ``stream`` has bytes or EOF; TimeoutError after ``timeout`` seconds.
-
-    One loop timer that wakes the reader, instead of a cancel scope per read
-    (the HTTP/1.1 hot path on asyncio). Cancellation from outside works as usual.
-    """
-    proto = stream._protocol
-    loop = proto.loop
-    deadline = loop.time() + timeout
-    while not proto.chunks and not proto.eof and not proto.closed and not stream._closed:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError
-        timer = loop.call_later(remaining, proto._wake_reader)
-        try:
-            await proto.wait_readable()
-        finally:
-            timer.cancel()
+def _target_authority(target: str) -> str:
+    """``host[:port]`` of an absolute-form target (``http://host:port/path``)."""
+    rest = target.partition("://")[2]
+    for i, ch in enumerate(rest):
+        if ch in "/?#":
+            return rest[:i]
+    return rest
 
 
 async def close_stream(stream: ByteStream) -> None:
@@ -180,8 +174,13 @@ class Http1Connection:
         *,
         authority: str,
         read_size: int = 1 << 20,
+        forward_proxy: ProxyConfig | None = None,
     ) -> None:
         self.stream = stream
+        self.forward_proxy = forward_proxy
+        """Set on a connection to a forwarding proxy: requests carry absolute-form targets
+        (Host is the target's, not the proxy's) and the proxy's credentials."""
+        self._proxy_auth = forward_proxy.basic_auth if forward_proxy is not None else None
         self.engine = engine
         self.authority = authority
         self.on_release: Callable[[ClientConnection], None] | None = None
@@ -192,10 +191,7 @@ class Http1Connection:
         self._idle_since = time.monotonic()
         self._got_bytes = False
         self._body_unsent = False
-        self._deferred: BaseException | None = None
-        self._tls_raw: ProtocolStream | None = None
-        if isinstance(stream, TLSStream) and type(stream.transport_stream) is ProtocolStream:
-            self._tls_raw = stream.transport_stream
+        self._io = StreamIO(stream)
         self.continue_timeout = 1.0
         """Seconds to wait for ``100 Continue`` after a head with ``Expect: 100-continue``."""
 
@@ -265,58 +261,10 @@ class Http1Connection:
 
     # -- I/O -----------------------------------------------------------------------------
     async def _write(self, data: bytes, timeout: float | None) -> None:
-        stream = self.stream
-        if type(stream) is ProtocolStream:
-            # queue without a timer; wait (with one) only when the peer is not reading
-            stream.send_nowait(data)
-            if stream.write_paused:
-                with anyio.fail_after(timeout):
-                    await stream.drain()
-            return
-        with anyio.fail_after(timeout):
-            await stream.send(data)
+        await self._io.send(data, timeout)
 
     async def _read(self, timeout: float | None) -> bytes:
-        stream = self.stream
-        if type(stream) is ProtocolStream:
-            # buffered chunks come out one by one, as received (no join, no copy)
-            if timeout is not None and not stream._protocol.chunks:
-                await _wait_readable(stream, timeout)
-            return await stream.receive(self._read_size)
-        if self._tls_raw is not None:
-            return await self._read_tls(timeout)
-        with anyio.fail_after(timeout):
-            return await stream.receive(self._read_size)
-
-    async def _read_tls(self, timeout: float | None) -> bytes:
-        """TLS over a ProtocolStream: one timeout scope for every record already received.
-
-        A TLS receive yields one record (16 KiB at most); the records buffered
-        below are decrypted in the same scope and joined, so a large body costs
-        one scope per socket read rather than one per record.
-        """
-        if self._deferred is not None:
-            exc, self._deferred = self._deferred, None
-            raise exc
-        stream = self.stream
-        assert isinstance(stream, TLSStream)
-        assert self._tls_raw is not None
-        proto = self._tls_raw._protocol
-        ssl_obj = stream._ssl_object
-        with anyio.fail_after(timeout):
-            data = await stream.receive(self._read_size)
-            if not (ssl_obj.pending() or proto.chunks):
-                return data
-            parts = [data]
-            size = len(data)
-            try:
-                while size < self._read_size and (ssl_obj.pending() or proto.chunks):
-                    more = await stream.receive(self._read_size)
-                    parts.append(more)
-                    size += len(more)
-            except (anyio.EndOfStream, anyio.BrokenResourceError) as e:
-                self._deferred = e  # raised by the next read, after these bytes
-        return b"".join(parts)
+        return await self._io.receive(self._read_size, timeout)
 
     async def _send_body(self, body: Body, data: bytes | None, write_timeout: float | None) -> None:
         engine = self.engine
@@ -383,9 +331,13 @@ class Http1Connection:
         body = request.body
         data = body.bytes_now()
         length = len(data) if data is not None else body.length
-        headers, _ = prepare_headers(
-            request.method, self.authority, request.headers.items(), length
-        )
+        items = request.headers.items()
+        authority = self.authority
+        if self.forward_proxy is not None:
+            authority = _target_authority(request.target)
+            if self._proxy_auth is not None and "proxy-authorization" not in request.headers:
+                items = [*items, ("Proxy-Authorization", self._proxy_auth)]
+        headers, _ = prepare_headers(request.method, authority, items, length)
         reused = self._requests > 0
         self._requests += 1
         self._got_bytes = False
@@ -438,7 +390,7 @@ class Http1Connection:
             await self._finish_cycle(engine.next_event())
             response.body = Body.empty()
             return response
-        reader = _H1BodyReader(self, timeout.read, head.content_length)
+        reader = _H1BodyReader(self, timeout.read)
         response.body = Body(stream=reader, length=head.content_length, on_close=reader.abandon)
         return response
 
@@ -463,66 +415,48 @@ class Http1Connection:
         self._release(True)
 
 
-class _H1BodyReader:
-    """The response body of one exchange, read from the connection as it is iterated."""
+class _H1BodyReader(BodyReader):
+    """The response body of one HTTP/1.1 exchange (a failure or an early close drops the
+    connection: the rest of the body would be in the way of the next response)."""
 
-    def __init__(
-        self, conn: Http1Connection, read_timeout: float | None, length: int | None
-    ) -> None:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Http1Connection, read_timeout: float | None) -> None:
+        super().__init__(read_timeout)
         self._conn = conn
-        self._timeout = read_timeout
-        self._done = False
-        self.trailers: Headers | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
+    async def _next(self) -> bytes:
         conn = self._conn
         engine = conn.engine
-        try:
-            while True:
-                ev = engine.next_event()
-                if isinstance(ev, BodyData):
-                    if ev.data:
-                        return ev.data
-                    continue
-                if isinstance(ev, BodyEnd):
-                    self._done = True
-                    if ev.trailers:
-                        self.trailers = Headers.from_trusted(list(ev.trailers))
-                    await conn._finish_cycle(ev)
-                    raise StopAsyncIteration
-                if ev is PAUSED:
-                    raise RemoteProtocolError("response ended unexpectedly", status=502)
-                try:
-                    chunk = await conn._read(self._timeout)
-                except TimeoutError as e:
-                    raise ReadTimeout(f"no body data within {self._timeout}s") from e
-                except anyio.EndOfStream:
-                    engine.feed_eof()
-                    continue
-                except (ConnectionLost, anyio.BrokenResourceError) as e:
-                    raise ReadError(f"connection lost while reading the body: {e}") from e
-                engine.feed(chunk)
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            self._done = True
-            await conn._fail()
-            raise
+        while True:
+            ev = engine.next_event()
+            if isinstance(ev, BodyData):
+                if ev.data:
+                    return ev.data
+                continue
+            if isinstance(ev, BodyEnd):
+                self._end(Headers.from_trusted(list(ev.trailers)) if ev.trailers else None)
+                await conn._finish_cycle(ev)
+                raise StopAsyncIteration
+            if ev is PAUSED:
+                raise RemoteProtocolError("response ended unexpectedly", status=502)
+            try:
+                chunk = await conn._read(self._timeout)
+            except TimeoutError as e:
+                raise ReadTimeout(f"no body data within {self._timeout}s") from e
+            except anyio.EndOfStream:
+                engine.feed_eof()
+                continue
+            except (ConnectionLost, anyio.BrokenResourceError) as e:
+                raise ReadError(f"connection lost while reading the body: {e}") from e
+            engine.feed(chunk)
 
-    def abandon(self) -> None:
-        """The body was closed before its end: the connection cannot be reused."""
-        if not self._done:
-            self._done = True
-            self._conn._mark_closed()
-            self._conn._release(False)
+    async def _failed(self) -> None:
+        await self._conn._fail()
 
-    async def aclose(self) -> None:
-        """Close before the end: drop the connection."""
-        if not self._done:
-            self._done = True
-            await self._conn._fail()
+    def _drop(self) -> None:
+        self._conn._mark_closed()
+        self._conn._release(False)
+
+    async def _close(self) -> None:
+        await self._conn._fail()

@@ -62,6 +62,18 @@ def _parse_fields(block: bytes, limits: ClientEngineLimits) -> list[tuple[str, s
     return fields
 
 
+def _take(buf: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buf`` as bytes, removed from it (one copy)."""
+    if n >= len(buf):
+        data = bytes(buf)
+        buf.clear()
+        return data
+    with memoryview(buf) as view:
+        data = bytes(view[:n])
+    del buf[:n]
+    return data
+
+
 class FastClientEngine:
     """The client side of one HTTP/1.1 connection (see :class:`H1ClientEngine`)."""
 
@@ -144,8 +156,8 @@ class FastClientEngine:
         state = self._state
         if state == _DONE and data:
             self._trailing = True
-        if not self._direct and not self._buf and state in (_LENGTH, _CLOSE):
-            self._direct = data
+        if not self._direct and not self._buf and state in (_LENGTH, _CLOSE, _HEAD):
+            self._direct = data  # a head is looked for in it in place (see _head)
             return
         if self._direct:
             self._buf += self._direct
@@ -190,13 +202,14 @@ class FastClientEngine:
             if state == _CLOSE:
                 self._direct = b""
                 return BodyData(direct)
+            if state == _HEAD and not buf:
+                return self._head_in(direct)
             buf[:0] = direct
             self._direct = b""
         if state == _LENGTH:
             if buf:
                 n = min(self._remaining, len(buf))
-                data = bytes(buf[:n])
-                del buf[:n]
+                data = _take(buf, n)
                 self._remaining -= n
                 if self._remaining == 0:
                     self._state = _END  # BodyEnd next
@@ -220,8 +233,7 @@ class FastClientEngine:
                     raise RemoteProtocolError("connection closed inside a chunk", status=502)
                 return NEED_DATA
             n = min(self._remaining, len(buf))
-            data = bytes(buf[:n])
-            del buf[:n]
+            data = _take(buf, n)
             self._remaining -= n
             if self._remaining == 0:
                 self._state = _CHUNK_CRLF
@@ -286,6 +298,24 @@ class FastClientEngine:
             return NEED_DATA
         return PAUSED
 
+    def _head_in(self, data: bytes) -> H1ClientEvent:
+        """A head at the start of a received chunk, parsed without buffering the chunk:
+        only the body bytes after it are copied (once), not the whole chunk (three times)."""
+        i = data.find(b"\r\n\r\n")
+        if i < 0 or i + 4 > self._limits.max_header_size:
+            self._buf += data  # an incomplete head (or too large): the buffered path
+            self._direct = b""
+            return self._head()
+        self._direct = b""
+        ev = self._framing(*self._parse_head(data[:i]))
+        if i + 4 < len(data):
+            rest = data[i + 4 :]
+            if self._state in (_LENGTH, _CLOSE):
+                self._direct = rest  # the body's first bytes, handed out as they are
+            else:
+                self._buf += rest
+        return ev
+
     def _head(self) -> H1ClientEvent:
         buf = self._buf
         i = buf.find(b"\r\n\r\n")
@@ -305,6 +335,11 @@ class FastClientEngine:
             raise RemoteProtocolError("response head too large", status=502)
         block = bytes(buf[:i])
         del buf[: i + 4]
+        version, status, reason, fields = self._parse_head(block)
+        return self._framing(version, status, reason, fields)
+
+    def _parse_head(self, block: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
+        """``(version, status, reason, fields)`` of a head block (without its final CRLFs)."""
         status_line, _, rest = block.partition(b"\r\n")
         m = _STATUS_LINE.match(status_line)
         if m is None:
@@ -315,6 +350,12 @@ class FastClientEngine:
             raise RemoteProtocolError(f"invalid status {status}", status=502)
         reason = (reason_b or b"").decode("latin-1")
         fields = _parse_fields(rest, self._limits)
+        return ("1.1" if minor == b"1" else "1.0"), status, reason, fields
+
+    def _framing(
+        self, version: str, status: int, reason: str, fields: list[tuple[str, str]]
+    ) -> H1ClientEvent:
+        """The event for a parsed head; sets up the body state."""
         if status < 200:
             if status == 101:
                 raise RemoteProtocolError("unexpected 101 Switching Protocols", status=502)
@@ -323,7 +364,6 @@ class FastClientEngine:
         content_length, chunked, close_delimited = response_framing(
             self._method, status, fields, keys
         )
-        version = "1.1" if minor == b"1" else "1.0"
         keep_alive = not close_delimited and not self._close_after
         if keep_alive and (version == "1.0" or connection_close(fields, keys)):
             keep_alive = False  # HTTP/1.0 closes, as in h11

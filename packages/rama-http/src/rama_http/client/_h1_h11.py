@@ -192,6 +192,8 @@ class H11ClientEngine:
                 raise RemoteProtocolError("control character in the reason phrase", status=502)
             if ev.http_version not in (b"1.1", b"1.0"):
                 raise RemoteProtocolError("not an HTTP/1.x response", status=502)
+            if len(ev.headers) > self._limits.max_headers:
+                raise RemoteProtocolError("too many header fields", status=502)
         if isinstance(ev, h11.InformationalResponse):
             if ev.status_code == 101:
                 raise RemoteProtocolError("unexpected 101 Switching Protocols", status=502)

@@ -3,13 +3,22 @@
 One :class:`Http2Connection` carries up to the server's
 SETTINGS_MAX_CONCURRENT_STREAMS requests at once (reported to the pool as
 :attr:`Http2Connection.max_concurrent_streams`). There is no background
-task (a pooled connection has no task group to live in): the streams share
-the socket through a read lock, and whichever stream waits for input reads
-one chunk, feeds the engine and dispatches the events to the per-stream
-queues, so every waiting stream sees its events as soon as anyone reads.
+task (a pooled connection has no task group to live in): one waiting stream
+at a time reads for the connection (:meth:`Http2Connection._lead`), feeds
+the engine and appends each event to the queue of its stream, waking that
+stream only (and the few tasks watching connection state: send windows,
+SETTINGS, a free stream slot); the others wait on their own waiter. Once the
+reader has what it waited for it wakes the next waiting task to read on, so
+someone reads whenever anyone waits, and a cancelled or timed-out reader
+hands the role on. Frames queued during one event-loop turn (the HEADERS of
+every new stream, ACKs, WINDOW_UPDATEs) go out in one write on the lean path
+(:class:`~rama_http.client._io.StreamIO`); elsewhere writes are ordered by a
+lock and shielded, so no cancellation leaves half a frame on the wire.
 Flow control is manual: response DATA is credited back to the server only
 as the caller consumes the body, so a stream never buffers more than its
-window; request bodies wait for the server's WINDOW_UPDATE.
+window; request bodies wait for the server's WINDOW_UPDATE. Every frame
+from the server passes the engine's flood accounting
+(:class:`H2ClientLimits`).
 
 What the client sends first is set by :class:`H2ClientSettings` (SETTINGS
 pairs and their order, the connection WINDOW_UPDATE, PRIORITY frames, the
@@ -19,12 +28,13 @@ pseudo-header order, the HEADERS priority), which is what an h2 fingerprint
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -35,7 +45,7 @@ from rama_net import ConnectionLost, ProtocolStream, TrackedStream, raw_socket_o
 
 from .._body import Body
 from .._errors import RemoteProtocolError
-from .._h2._engine import H2Engine
+from .._h2._engine import FrameHook, H2Engine
 from .._h2._events import (
     ConnectionFailed,
     ConnectionTerminated,
@@ -48,14 +58,25 @@ from .._h2._events import (
     StreamReset,
     TrailersReceived,
 )
+from .._h2._flood import H2Flood, H2FloodGuard
+from .._h2._frames import FLAG_PADDED
 from .._headers import Headers
 from .._message import Request, Response
 from .._version import Version
+from ._body_reader import BodyReader
 from ._connection import ClientConnection, NoResponse, close_stream, stream_is_dead
 from ._errors import PoolTimeout, ReadError, ReadTimeout, WriteError, WriteTimeout
+from ._io import StreamIO, Waiter
 from ._timeout import Timeout
 
-__all__ = ["H2ClientSettings", "H2PriorityFrame", "Http2Connection", "StreamResetError"]
+__all__ = [
+    "H2ClientLimits",
+    "H2ClientSettings",
+    "H2FloodError",
+    "H2PriorityFrame",
+    "Http2Connection",
+    "StreamResetError",
+]
 
 _PSEUDO_NAMES = {
     "method": ":method",
@@ -141,6 +162,87 @@ class H2ClientSettings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class H2ClientLimits:
+    """What an h2 server may make the client do for nothing, per ``flood_window`` seconds.
+
+    The engine's flood accounting (:mod:`rama_http._h2._flood`) runs on every
+    frame the server sends: PING and SETTINGS frames (each answered),
+    and frames that make no progress (empty DATA, WINDOW_UPDATE for window the
+    client never used, unknown frame types, frames on closed streams,
+    unsolicited ACKs). Past an allowance the client sends
+    GOAWAY(ENHANCE_YOUR_CALM) and every request on the connection fails with
+    :class:`H2FloodError`. ``None`` disables one allowance.
+    """
+
+    flood_window: float = 10.0
+    max_pings: int | None = 1000
+    max_settings: int | None = 100
+    max_idle_frames: int | None = 1000
+
+    def __post_init__(self) -> None:
+        if not self.flood_window > 0:
+            raise ValueError("flood_window must be positive")
+        for name in ("max_pings", "max_settings", "max_idle_frames"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be at least 1 (or None)")
+
+
+class H2FloodError(RemoteProtocolError):
+    """The server flooded the connection (PING, SETTINGS, frames without progress)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the h2 server flooded the connection with {what}", status=502)
+        self.what = what
+        """Which allowance was spent ("PING frames", "SETTINGS frames", ...)."""
+
+
+_ENHANCE_YOUR_CALM = 11
+_WRITE_BOUND = 30.0
+"""Seconds a write without a timeout of its own may take (ACKs, WINDOW_UPDATEs, RST_STREAM)."""
+
+
+def _flood_hook(conn: Http2Connection, guard: H2FloodGuard) -> FrameHook:
+    """The engine's ``on_frame`` hook: every frame from the server passes the accounting."""
+
+    def hook(ftype: int, flags: int, sid: int, payload: memoryview) -> int | None:
+        eng = conn.engine
+        try:
+            if ftype == 0:
+                pad = payload[0] + 1 if flags & FLAG_PADDED and len(payload) else 0
+                guard.data(
+                    stream_open=eng.stream_is_open(sid),
+                    length=len(payload) - pad,
+                    end_stream=bool(flags & 1),
+                )
+            elif ftype == 1:
+                # a response (or trailers) on a stream of ours is progress, and
+                # forgives a little, as a new stream does on the server side
+                is_open = eng.stream_is_open(sid)
+                guard.headers(opens_stream=is_open, stream_open=is_open)
+            elif ftype == 8:
+                guard.window_update(sid, int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
+            elif ftype == 6:
+                guard.ping(ack=bool(flags & 1))
+            elif ftype == 4:
+                guard.settings(ack=bool(flags & 1))
+            elif ftype == 2:
+                guard.priority()
+            elif ftype == 3:
+                guard.rst_stream(stream_open=eng.stream_is_open(sid))
+            elif ftype == 7:
+                guard.goaway()
+            elif ftype > 9:
+                guard.unknown()
+        except H2Flood as e:
+            conn._flood = e.what
+            return _ENHANCE_YOUR_CALM
+        return None
+
+    return hook
+
+
 class StreamResetError(ReadError):
     """The server reset this request's stream (RST_STREAM); the connection goes on."""
 
@@ -153,7 +255,16 @@ class StreamResetError(ReadError):
 
 
 class _Stream:
-    __slots__ = ("done", "error", "events", "got_event", "head_seen", "sid", "stop_sending")
+    __slots__ = (
+        "done",
+        "error",
+        "events",
+        "got_event",
+        "head_seen",
+        "sid",
+        "stop_sending",
+        "waiter",
+    )
 
     def __init__(self, sid: int) -> None:
         self.sid = sid
@@ -163,6 +274,23 @@ class _Stream:
         self.head_seen = False
         self.stop_sending = False
         self.got_event = False
+        self.waiter: Waiter | None = None
+        """Set when an event or an error arrives for this stream (while it waits)."""
+
+
+def _transport_of(stream: ByteStream) -> tuple[object, bool]:
+    """The stream under the TLS and tracking wrappers, and whether TLS was among them."""
+    s: object = stream
+    tls = False
+    for _ in range(8):
+        if isinstance(s, TLSStream):
+            tls = True
+            s = s.transport_stream
+        elif isinstance(s, TrackedStream):
+            s = s.inner
+        else:
+            break
+    return s, tls
 
 
 class Http2Connection:
@@ -175,7 +303,8 @@ class Http2Connection:
         authority: str,
         scheme: str,
         settings: H2ClientSettings | None = None,
-        read_size: int = 65536,
+        limits: H2ClientLimits | None = None,
+        read_size: int = 1 << 18,
     ) -> None:
         self.stream = stream
         self.authority = authority
@@ -188,11 +317,32 @@ class Http2Connection:
             initial_window_update=self.config.initial_window_update,
             auto_window_update=False,
         )
+        lim = limits or H2ClientLimits()
+        self._guard = H2FloodGuard(
+            window=lim.flood_window,
+            max_pings=lim.max_pings,
+            max_settings=lim.max_settings,
+            max_resets=None,
+            max_idle_frames=lim.max_idle_frames,
+            max_concurrent_streams=_DEFAULT_MAX_STREAMS,
+            clock=StreamIO(stream).clock,
+        )
+        self._flood: str | None = None
+        self.engine.on_frame = _flood_hook(self, self._guard)
         self._pseudo = [_PSEUDO_NAMES[_LETTERS[c]] for c in self.config.pseudo_header_order]
         self._read_size = read_size
-        self._read_lock = anyio.Lock()
+        self._io = StreamIO(stream)
+        self._clock = self._io.clock
         self._write_lock = anyio.Lock()
-        self._read_gen = 0
+        self._reading = False
+        """One task reads at a time (the leader); the others wait on their own event."""
+        self._followers: dict[Waiter, float | None] = {}
+        """Every waiting task's event and deadline, in arrival order (the next leader is the
+        first unset)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._watchers: list[Waiter] = []
+        """Waits on connection state (windows, SETTINGS, stream slots): woken per read."""
         self._streams: dict[int, _Stream] = {}
         self._next_sid = 1
         self._in_flight = 0
@@ -204,6 +354,7 @@ class Http2Connection:
         self._initiated = False
         self._got_settings = False
         self._stream_closed = False
+        self._flush_scheduled = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self._in_flight else "idle")
@@ -248,14 +399,7 @@ class Http2Connection:
             return True
         if self._in_flight:
             return False
-        s: object = self.stream
-        for _ in range(8):
-            if isinstance(s, TLSStream):
-                s = s.transport_stream
-            elif isinstance(s, TrackedStream):
-                s = s.inner
-            else:
-                break
+        s, _ = _transport_of(self.stream)
         if isinstance(s, ProtocolStream):
             proto = s._protocol
             return proto.eof or proto.closed or s._closed
@@ -290,19 +434,25 @@ class Http2Connection:
 
     def _abort(self) -> None:
         """Close the transport now, synchronously (the stream ended in a sync callback)."""
-        s: object = self.stream
-        for _ in range(8):
-            if isinstance(s, TLSStream):
-                s = s.transport_stream
-            elif isinstance(s, TrackedStream):
-                s = s.inner
-            else:
-                break
+        if self._io.lean:  # a GOAWAY, RST_STREAMs: out before the socket goes
+            with contextlib.suppress(Exception):
+                self._write_now()
+        s, tls = _transport_of(self.stream)
         if isinstance(s, ProtocolStream):
             s.abort()
             return
         sock = raw_socket_of(s) if isinstance(s, ByteStream) else None
         if sock is not None:
+            if not self._io.lean and not tls and self.engine.pending_output:
+                # (trio, cleartext) the GOAWAY goes out first if the socket takes it now
+                with contextlib.suppress(OSError):
+                    sock.send(self.engine.data_to_send())
+            # Unread input (a flood) would turn the close into a reset, and a reset
+            # makes the server's kernel drop our GOAWAY unread: take what is buffered.
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    if not sock.recv(65536, socket.MSG_DONTWAIT):
+                        break
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # the peer sees EOF; aclose frees the fd
 
@@ -314,39 +464,93 @@ class Http2Connection:
 
     async def aclose(self) -> None:
         """Close the connection (streams in progress fail)."""
-        if not self._closed and self._error is None and self._initiated:
+        if not self._closed and self._initiated and not self._stream_closed:
+            # A clean close says GOAWAY(NO_ERROR); after a connection error the
+            # engine's own GOAWAY (ENHANCE_YOUR_CALM after a flood...) is still queued.
             with contextlib.suppress(Exception), anyio.move_on_after(0.5, shield=True):
-                self.engine.goaway(0, last_stream_id=0)
-                async with self._write_lock:
-                    await self.stream.send(self.engine.data_to_send())
+                if self._error is None:
+                    self.engine.goaway(0, last_stream_id=0)
+                if self.engine.pending_output:
+                    async with self._write_lock:
+                        await self.stream.send(self.engine.data_to_send())
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._fail_all(ReadError("connection closed"))
         if not self._stream_closed:
             self._stream_closed = True
             await close_stream(self.stream)
 
     # -- I/O -----------------------------------------------------------------------------
-    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
-        """Write what the engine queued; taken under the lock, so frames keep their order.
+    def _write_now(self) -> None:
+        """Lean path: encrypt and queue everything the engine has, at once, in order."""
+        self._flush_scheduled = False
+        engine = self.engine
+        if not engine.pending_output or self._stream_closed:
+            return
+        try:
+            if not self._io.send_nowait(engine.data_to_send()):
+                # RFC 9113 section 9.2.1: no TLS renegotiation on an h2 connection
+                raise RemoteProtocolError("TLS renegotiation on an h2 connection", status=502)
+        except (
+            ConnectionLost,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            RemoteProtocolError,
+        ) as e:
+            err = WriteError(f"connection lost while sending: {e}")
+            self._connection_failed(err)
+            raise err from e
 
-        The lock holder writes until nothing is queued, so output queued while it
-        writes (ACKs, WINDOW_UPDATEs from a reader) goes out with it. ``wait=False``
-        (readers) leaves the output to a writer in progress instead of waiting for
-        it: a reader must never stop reading behind a write that waits for the
-        server, which may itself wait for us to read. A write cut short (timeout,
-        cancellation) may leave half a frame on the wire: the connection then
-        fails for every stream.
+    def _kick(self) -> None:
+        """Send what the engine queued soon: frames of every stream of this loop turn go
+        out in one write (lean path); elsewhere the next :meth:`_flush` sends them."""
+        if self._io.lean and not self._flush_scheduled and self.engine.pending_output:
+            self._flush_scheduled = True
+            self._io.call_soon(self._write_soon)
+
+    def _write_soon(self) -> None:
+        with contextlib.suppress(WriteError):
+            self._write_now()
+
+    async def _flush(self, timeout: float | None, *, wait: bool = True) -> None:
+        """Write what the engine queued, in the order the engine queued it.
+
+        On the lean path (asyncio over a ProtocolStream, TLS or not) the bytes
+        are encrypted and handed to the transport at once, so frames keep their
+        order without a lock; ``wait=True`` (a request body) then waits, up to
+        ``timeout``, while the transport's buffer is above its high-water mark.
+        Elsewhere the write lock orders the writes: its holder writes until
+        nothing is queued, so output queued meanwhile (ACKs, WINDOW_UPDATEs)
+        goes out with it. ``wait=False`` (readers) never waits: a reader must
+        never stop reading behind a write that waits for the server, which may
+        itself wait for us to read. A write cut short (timeout, cancellation)
+        may leave half a frame on the wire: the connection then fails for
+        every stream.
         """
-        if not self.engine.pending_output:
+        engine = self.engine
+        io = self._io
+        if io.lean:
+            self._write_now()  # nothing awaited: nothing is ever cut in half
+            if wait and io.write_paused:
+                try:
+                    await io.drain(timeout)
+                except TimeoutError as e:
+                    raise WriteTimeout(f"sending took over {timeout}s") from e
+            return
+        if not engine.pending_output:
             return
         if not wait and self._write_lock.locked():
             return
         writing = False
         try:
-            with anyio.fail_after(timeout):
+            # shielded: a cancelled caller must not leave half a frame (half a TLS
+            # record) on the wire, which would fail every stream of the connection
+            with anyio.fail_after(_WRITE_BOUND if timeout is None else timeout, shield=True):
                 async with self._write_lock:
                     while True:
-                        data = self.engine.data_to_send()
+                        data = engine.data_to_send()
                         if not data:
                             break
                         writing = True
@@ -376,35 +580,139 @@ class Http2Connection:
         for st in self._streams.values():
             if not st.done and st.error is None:
                 st.error = err
+        for ev in self._followers:
+            ev.set()
 
-    async def _pump(self, gen: int, timeout: float | None) -> None:
-        """Read once unless someone else read since ``gen``; dispatch the events."""
-        async with self._read_lock:
-            if self._read_gen != gen or self._error is not None:
+    def _handoff(self) -> None:
+        """The reader stepped down: the first task still waiting reads next."""
+        for ev in self._followers:
+            if not ev.is_set():
+                ev.set()
                 return
-            try:
-                with anyio.fail_after(timeout):
-                    data = await self.stream.receive(self._read_size)
-            except anyio.EndOfStream:
-                self._connection_failed(ReadError("server closed the connection"))
+
+    async def _wait(
+        self, ready: Callable[[], bool], st: _Stream | None, deadline: float | None
+    ) -> None:
+        """Until ``ready()`` or the connection failed; TimeoutError at ``deadline``.
+
+        One task reads at a time (:meth:`_lead`) and dispatches what it reads
+        to the streams concerned, waking only those (and the watchers of
+        connection state); the others wait on their own event (:meth:`_follow`).
+        When the reader has what it wanted it steps down and wakes the next
+        waiting task to read.
+        """
+        while not ready() and self._error is None:
+            if self._reading:
+                await self._follow(st, deadline)
+            else:
+                await self._lead(ready, deadline)
+
+    async def _lead(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        self._reading = True
+        try:
+            while True:
+                if self.engine.pending_output:
+                    if self._io.lean:
+                        self._kick()
+                    else:
+                        await self._flush(None, wait=False)
+                timeout = None if deadline is None else deadline - self._clock()
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
+                try:
+                    data = await self._io.receive(self._read_size, timeout)
+                except anyio.EndOfStream:
+                    self._connection_failed(ReadError("server closed the connection"))
+                    return
+                except (
+                    ConnectionLost,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                ) as e:
+                    self._connection_failed(ReadError(f"connection lost: {e}"))
+                    return
+                self._dispatch(self.engine.receive_data(data))
+                if self.engine.pending_output:  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+                    if self._io.lean:
+                        self._kick()
+                    else:
+                        with contextlib.suppress(Exception):
+                            await self._flush(None, wait=False)
+                if self._error is not None or ready():
+                    return
+        finally:
+            self._reading = False
+            self._handoff()
+
+    async def _follow(self, st: _Stream | None, deadline: float | None) -> None:
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - self._clock()
+            if timeout <= 0:
+                raise TimeoutError
+        ev = self._io.waiter()
+        self._followers[ev] = deadline
+        if st is not None:
+            st.waiter = ev
+        else:
+            self._watchers.append(ev)
+        try:
+            if deadline is not None and self._io.lean:
+                # one connection timer for every waiting task (most deadlines come after
+                # the one it is armed for, so a wait rarely touches the loop's timers)
+                self._arm(deadline)
+                timeout = None
+            await ev.wait(timeout)
+        except BaseException:
+            self._unfollow(ev, st)
+            if not self._reading:
+                self._handoff()  # this task may have been the one woken to read next
+            raise
+        self._unfollow(ev, st)
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= deadline:
                 return
-            except (ConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
-                self._connection_failed(ReadError(f"connection lost: {e}"))
-                return
-            finally:
-                self._read_gen += 1
-            self._dispatch(self.engine.receive_data(data))
-        with contextlib.suppress(Exception):
-            await self._flush(timeout, wait=False)  # SETTINGS/PING ACKs, WINDOW_UPDATEs
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._io.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Wake the waiting tasks whose deadline passed; re-arm for the next deadline."""
+        self._timer = None
+        now = self._clock()
+        due: float | None = None
+        for ev, deadline in self._followers.items():
+            if deadline is None:
+                continue
+            if deadline <= now:
+                ev.set()
+            elif due is None or deadline < due:
+                due = deadline
+        if due is not None:
+            self._arm(due)
+
+    def _unfollow(self, ev: Waiter, st: _Stream | None) -> None:
+        self._followers.pop(ev, None)
+        if st is not None:
+            if st.waiter is ev:
+                st.waiter = None
+        else:
+            with contextlib.suppress(ValueError):
+                self._watchers.remove(ev)
 
     def _dispatch(self, events: list[Event]) -> None:
+        streams = self._streams
         for ev in events:
             sid = getattr(ev, "stream_id", 0)
             if sid:
-                st = self._streams.get(sid)
+                st = streams.get(sid)
                 if st is not None:
                     st.events.append(ev)
                     st.got_event = True
+                    if st.waiter is not None:
+                        st.waiter.set()
                 elif isinstance(ev, DataReceived) and ev.flow_controlled_length:
                     # a stream we gave up on: its DATA still counts against the connection
                     self.engine.acknowledge_received_data(sid, ev.flow_controlled_length)
@@ -421,58 +729,83 @@ class Http2Connection:
                     err = RemoteProtocolError(
                         f"server sent GOAWAY (error {ev.error_code})", status=502
                     )
-                    for id_, st in self._streams.items():
+                    for id_, st in streams.items():
                         if id_ <= ev.last_stream_id and st.error is None and not st.done:
                             st.error = err
+                            if st.waiter is not None:
+                                st.waiter.set()
             elif isinstance(ev, ConnectionFailed):
-                self._connection_failed(
-                    RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
-                )
+                if self._flood is not None:
+                    _log.warning(
+                        "h2 server %s flooded the connection: %s", self.authority, self._flood
+                    )
+                    self._connection_failed(H2FloodError(self._flood))
+                else:
+                    self._connection_failed(
+                        RemoteProtocolError(f"h2 connection error: {ev.reason}", status=502)
+                    )
             elif isinstance(ev, RemoteSettingsChanged):
                 self._got_settings = True
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for w in watchers:
+                w.set()
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._clock() + timeout
 
     async def _next_event(self, st: _Stream, timeout: float | None) -> Event:
         """The next event of ``st``; raises its error, ReadTimeout after ``timeout``."""
-        deadline = None if timeout is None else anyio.current_time() + timeout
+        if st.events:
+            return st.events.popleft()
+        deadline = self._deadline(timeout)
+
+        def ready() -> bool:
+            return bool(st.events) or st.error is not None
+
         while True:
             if st.events:
                 return st.events.popleft()
             err = st.error or self._error
             if err is not None:
                 raise err
-            remaining = None if deadline is None else deadline - anyio.current_time()
-            if remaining is not None and remaining <= 0:
-                raise ReadTimeout(f"no response data within {timeout}s")
             try:
-                with anyio.fail_after(remaining):
-                    await self._pump(self._read_gen, remaining)
+                await self._wait(ready, st, deadline)
             except TimeoutError:
                 raise ReadTimeout(f"no response data within {timeout}s") from None
 
+    def _stop_sending(self, st: _Stream) -> bool:
+        # a reset, or the final answer before the body was in (413, 401...):
+        # stop sending, the response is what counts (RFC 9113 section 8.1)
+        return any(isinstance(ev, (StreamReset, ResponseReceived)) for ev in st.events)
+
     async def _wait_window(self, st: _Stream, timeout: float | None) -> int:
         """Wait until the send windows allow DATA on ``st``; WriteTimeout after ``timeout``."""
-        deadline = None if timeout is None else anyio.current_time() + timeout
+        deadline = self._deadline(timeout)
+        engine = self.engine
+
+        def ready() -> bool:
+            return (
+                st.error is not None
+                or self._stop_sending(st)
+                or not engine.stream_is_open(st.sid)
+                or engine.local_flow_control_window(st.sid) > 0
+            )
+
         while True:
             err = st.error or self._error
             if err is not None:
                 raise err
-            # a reset, or the final answer before the body was in (413, 401...):
-            # stop sending, the response is what counts (RFC 9113 section 8.1)
-            for ev in st.events:
-                if isinstance(ev, (StreamReset, ResponseReceived)):
-                    st.stop_sending = True
-                    return 0
-            if not self.engine.stream_is_open(st.sid):
+            if self._stop_sending(st):
+                st.stop_sending = True
                 return 0
-            window = self.engine.local_flow_control_window(st.sid)
+            if not engine.stream_is_open(st.sid):
+                return 0
+            window = engine.local_flow_control_window(st.sid)
             if window > 0:
                 return window
-            remaining = None if deadline is None else deadline - anyio.current_time()
-            if remaining is not None and remaining <= 0:
-                raise WriteTimeout(f"the server opened no send window within {timeout}s")
             try:
-                with anyio.fail_after(remaining):
-                    await self._pump(self._read_gen, remaining)
+                await self._wait(ready, None, deadline)
             except TimeoutError:
                 raise WriteTimeout(f"the server opened no send window within {timeout}s") from None
 
@@ -523,19 +856,23 @@ class Http2Connection:
                 raise NoResponse(ReadError("the h2 connection cannot open new streams"))
             # the first request goes at once; the others wait for the server's
             # SETTINGS (its stream limit), so none is refused for opening too early
-            while self._initiated and not self._got_settings and self._error is None:
-                gen = self._read_gen
+            if self._initiated and not self._got_settings:
                 try:
-                    with anyio.fail_after(timeout.read):
-                        await self._pump(gen, timeout.read)
+                    await self._wait(lambda: self._got_settings, None, self._deadline(timeout.read))
                 except TimeoutError as e:
                     raise ReadTimeout(f"no h2 SETTINGS from the server in {timeout.read}s") from e
+                if self._error is not None:
+                    raise NoResponse(self._error)
             # the server may allow fewer streams than we reserved: wait for one to end
-            while engine.open_outbound_streams >= engine.remote_settings[3]:
-                gen = self._read_gen
+            if engine.open_outbound_streams >= engine.remote_settings[3]:
                 try:
-                    with anyio.fail_after(timeout.pool):
-                        await self._pump(gen, timeout.pool)
+                    await self._wait(
+                        lambda: (
+                            self._goaway or engine.open_outbound_streams < engine.remote_settings[3]
+                        ),
+                        None,
+                        self._deadline(timeout.pool),
+                    )
                 except TimeoutError as e:
                     raise PoolTimeout(f"no h2 stream became free within {timeout.pool}s") from e
                 if self._error is not None or self._goaway:
@@ -575,6 +912,8 @@ class Http2Connection:
                     else:
                         engine.end_stream(sid)
                     await self._flush(timeout.write)
+            elif self._io.lean:
+                self._kick()  # with the other streams' frames of this loop turn
             else:
                 await self._flush(timeout.write)
             response = await self._response(st, timeout)
@@ -617,6 +956,7 @@ class Http2Connection:
             take = min(window, n - pos, engine.max_outbound_frame_size * 4)
             last = pos + take >= n
             engine.send_data(st.sid, bytes(view[pos : pos + take]), end_stream=end and last)
+            self._guard.sent(st.sid, take)
             pos += take
             await self._flush(timeout)
 
@@ -665,7 +1005,9 @@ class Http2Connection:
             # answered before our body ended: free the stream (RST_STREAM(NO_ERROR))
             with contextlib.suppress(Exception):
                 self.engine.reset_stream(st.sid, 0)
+            self._kick()
         self._streams.pop(st.sid, None)
+        self._guard.stream_closed(st.sid)
         self._release()
 
     def _cancel(self, st: _Stream) -> None:
@@ -675,77 +1017,80 @@ class Http2Connection:
         if self._error is None and self.engine.stream_is_open(st.sid):
             with contextlib.suppress(Exception):
                 self.engine.reset_stream(st.sid)
+            self._kick()
         self._end_stream(st)
 
 
-class _H2BodyReader:
-    """One response body, credited back to the server as it is consumed."""
+class _H2BodyReader(BodyReader):
+    """One h2 response body, credited back to the server as it is consumed (a failure
+    or an early close resets this stream only)."""
+
+    __slots__ = ("_conn", "_st")
 
     def __init__(self, conn: Http2Connection, st: _Stream, read_timeout: float | None) -> None:
+        super().__init__(read_timeout)
         self._conn = conn
         self._st = st
-        self._timeout = read_timeout
-        self._done = False
-        self.trailers: Headers | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
+    async def _next(self) -> bytes:
         conn = self._conn
         st = self._st
-        try:
-            while True:
-                ev = await conn._next_event(st, self._timeout)
-                if isinstance(ev, DataReceived):
-                    if ev.flow_controlled_length:
-                        conn.engine.acknowledge_received_data(st.sid, ev.flow_controlled_length)
-                        if conn.engine.pending_output:
+        while True:
+            ev = await conn._next_event(st, self._timeout)
+            if isinstance(ev, DataReceived):
+                data = ev.data
+                credit = ev.flow_controlled_length
+                end = ev.end_stream
+                events = st.events
+                if events and not end and type(events[0]) is DataReceived:
+                    # every DATA frame already here goes out as one chunk
+                    parts = [data]
+                    while events and not end and type(events[0]) is DataReceived:
+                        more = events.popleft()
+                        assert isinstance(more, DataReceived)
+                        parts.append(more.data)
+                        credit += more.flow_controlled_length
+                        end = more.end_stream
+                    data = b"".join(parts)
+                if credit:
+                    conn.engine.acknowledge_received_data(st.sid, credit)
+                    if conn.engine.pending_output:
+                        if conn._io.lean:
+                            conn._kick()
+                        else:
                             await conn._flush(self._timeout, wait=False)
-                    if ev.end_stream:
-                        self._finish()
-                        await conn._close_if_done()
-                        if ev.data:
-                            return ev.data
-                        raise StopAsyncIteration
-                    if ev.data:
-                        return ev.data
-                    continue
-                if isinstance(ev, TrailersReceived):
-                    self.trailers = Headers.from_trusted(
+                if end:
+                    self._end()
+                    conn._end_stream(st)
+                    await conn._close_if_done()
+                    if data:
+                        return data
+                    raise StopAsyncIteration
+                if data:
+                    return data
+                continue
+            if isinstance(ev, TrailersReceived):
+                self._end(
+                    Headers.from_trusted(
                         [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ev.headers]
                     )
-                    self._finish()
-                    await conn._close_if_done()
-                    raise StopAsyncIteration
-                if isinstance(ev, StreamReset):
-                    raise conn._reset_error(ev)
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            self._done = True
-            conn._cancel(st)
-            with anyio.CancelScope(shield=True):
+                )
+                conn._end_stream(st)
                 await conn._close_if_done()
-            raise
+                raise StopAsyncIteration
+            if isinstance(ev, StreamReset):
+                raise conn._reset_error(ev)
 
-    def _finish(self) -> None:
-        self._done = True
-        self._conn._end_stream(self._st)
-
-    def abandon(self) -> None:
-        """The body was closed before its end: reset the stream (RST_STREAM is sent later)."""
-        if not self._done:
-            self._done = True
-            self._conn._cancel(self._st)
-
-    async def aclose(self) -> None:
-        """Close before the end: reset the stream."""
-        if not self._done:
-            self._done = True
-            self._conn._cancel(self._st)
-            with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
-                await self._conn._flush(1.0)
+    async def _failed(self) -> None:
+        self._conn._cancel(self._st)
+        with anyio.CancelScope(shield=True):
             await self._conn._close_if_done()
+
+    def _drop(self) -> None:
+        self._conn._cancel(self._st)  # RST_STREAM goes out with the next write
+
+    async def _close(self) -> None:
+        self._conn._cancel(self._st)
+        with contextlib.suppress(Exception), anyio.move_on_after(1.0, shield=True):
+            await self._conn._flush(1.0)
+        await self._conn._close_if_done()

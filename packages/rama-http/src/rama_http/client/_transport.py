@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Final
+from collections.abc import Callable, Hashable
+from typing import Final, Literal
 
 from rama_core import Context
 
@@ -14,7 +14,12 @@ from ._connection import NoResponse
 from ._pool import ConnectionPool
 from ._timeout import Timeout
 
-__all__ = ["IDEMPOTENT_METHODS", "PoolTransport", "is_replayable"]
+__all__ = ["IDEMPOTENT_METHODS", "PoolTransport", "ProxyChooser", "ProxyMode", "is_replayable"]
+
+ProxyChooser = Callable[[str, str, int], "ProxyConfig | None"]
+"""``(scheme, host, port) -> proxy or None`` (e.g. :meth:`EnvProxies.proxy_for`)."""
+ProxyMode = Literal["tunnel", "forward"]
+"""How an ``http://`` target goes through an ``http://`` proxy (``https://`` always tunnels)."""
 
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """RFC 9110 section 9.2.2: safe to send twice."""
@@ -28,8 +33,15 @@ def is_replayable(request: Request) -> bool:
 class PoolTransport:
     """``Request -> Response``: the request's absolute URI picks the pooled connection.
 
-    The target goes out in origin-form. Timeouts come from a :class:`Timeout`
-    in the Context, else :attr:`timeout`. An idempotent request with a
+    The target goes out in origin-form (absolute-form to a forwarding proxy).
+    The proxy is :attr:`proxy`, else what ``proxy_for(scheme, host, port)``
+    picks per request (environment proxies), else none. With
+    ``proxy_mode="forward"`` an ``http://`` target through an ``http://``
+    proxy is sent to the proxy as ``GET http://host/path HTTP/1.1`` on
+    connections pooled per proxy; ``https://`` targets (and every target with
+    the default ``"tunnel"``) go through a CONNECT tunnel (or the proxy
+    connector). Timeouts come from a :class:`Timeout` in the Context, else
+    :attr:`timeout`. An idempotent request with a
     replayable body that fails on a reused connection before any response
     byte is retried once on a fresh connection.
     """
@@ -42,9 +54,16 @@ class PoolTransport:
         tls_key: Hashable | None = None,
         emulation: Hashable | None = None,
         timeout: Timeout | None = None,
+        proxy_for: ProxyChooser | None = None,
+        proxy_mode: ProxyMode = "tunnel",
     ) -> None:
+        if proxy_mode not in ("tunnel", "forward"):
+            raise ValueError("proxy_mode must be 'tunnel' or 'forward'")
         self.pool = pool
         self.proxy = proxy
+        self.proxy_for = proxy_for
+        """Picks the proxy per request when :attr:`proxy` is None (None: direct)."""
+        self.proxy_mode: ProxyMode = proxy_mode
         self.tls_key = tls_key
         self.emulation = emulation
         self.timeout = timeout or Timeout()
@@ -55,8 +74,23 @@ class PoolTransport:
         uri = req.uri
         if uri.form is not UriForm.ABSOLUTE:
             raise ValueError(f"the client needs an absolute URL, got {req.target!r}")
-        key = PoolKey.for_uri(uri, proxy=self.proxy, tls=self.tls_key, emulation=self.emulation)
-        out = Request._trusted(req.method, uri.path_and_query, req.headers, req.body, req.version)
+        proxy = self.proxy
+        if proxy is None and self.proxy_for is not None and uri.host is not None:
+            scheme = uri.scheme or "http"
+            port = uri.effective_port or (443 if scheme == "https" else 80)
+            proxy = self.proxy_for(scheme, uri.host.lower(), port)
+        target = uri.path_and_query
+        if (
+            proxy is not None
+            and self.proxy_mode == "forward"
+            and uri.scheme == "http"
+            and (proxy.uri.scheme or "http") == "http"
+        ):
+            key = PoolKey.for_forward_proxy(proxy, emulation=self.emulation)
+            target = f"http://{uri.authority}{target}"
+        else:
+            key = PoolKey.for_uri(uri, proxy=proxy, tls=self.tls_key, emulation=self.emulation)
+        out = Request._trusted(req.method, target, req.headers, req.body, req.version)
         fresh = False
         while True:
             conn = await self.pool.acquire(
