@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# MITM bench (issue 12): rama's MitmProxy (recording flows, and without a recorder) vs mitmdump,
+# MITM bench (issue 12): rama's MitmProxy (recording flows, without a recorder, and as `rama serve
+# proxy --mitm`) vs mitmdump,
 # intercepting HTTPS to an nginx TLS origin; the MITM pinned to CPU 0, nginx + curl on CPU 1.
 # Rows: intercepted HTTPS req/s (curl --parallel keep-alive through -x), 64 MiB intercepted
 # downloads (MB/s, 3 a round), RSS after the req/s load's 10,000 recorded flows; medians of interleaved

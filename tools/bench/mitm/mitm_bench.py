@@ -13,6 +13,9 @@ subject afresh, in turn (interleaved), and measures on it:
   recorded flows (rama keeps them in its FlowStore; mitmdump keeps none);
 - MB/s:  DOWNLOADS (3) SIZE MiB intercepted downloads (curl -x, streamed by both), and the
   RSS after it (flat when bodies stream: capture bounded at 64 KiB per body).
+Subjects: rama (rama_mitm.py: HttpProxy + MitmProxy recording into a FlowStore),
+rama-norec (no observer), rama-noop (an observer that does nothing), rama-serve
+(``rama serve proxy --mitm``: the one-port server, no recording), mitmdump.
 The direct path (no proxy) is the load tool's ceiling. Medians of the rounds,
 ratios, and the issue's goals. Every load is bounded in time; loopback only.
 """
@@ -270,6 +273,9 @@ def main() -> int:
         (work / "origin-ca.pem").write_bytes(origin_ca.cert_pem())
         mitm_ca = CertificateAuthority.create("bench MITM CA")
         mitm_ca.save(work / "mitm-ca.pem", work / "mitm-ca.key")
+        ca_dir = work / "ca-dir"  # the same CA for `rama serve proxy --mitm --ca-dir`
+        ca_dir.mkdir()
+        mitm_ca.save(ca_dir / "ca.pem", ca_dir / "ca.key")
         confdir = work / "mitmproxy"
         confdir.mkdir()
         # mitmproxy's CA file: key and certificate in one PEM
@@ -286,6 +292,23 @@ def main() -> int:
             Subject("rama", rama_cmd),
             Subject("rama-norec", [*rama_cmd, "--no-record"]),
             Subject("rama-noop", [*rama_cmd, "--noop-observer"]),
+            Subject(
+                "rama-serve",
+                [
+                    str(Path(py).parent / "rama"),
+                    "serve",
+                    "proxy",
+                    "--bind",
+                    "127.0.0.1:{port}",
+                    "--mitm",
+                    "--ca-dir",
+                    str(ca_dir),
+                    "--upstream-ca",
+                    str(work / "origin-ca.pem"),
+                    "--log-level",
+                    "warning",
+                ],
+            ),
             Subject(
                 "mitmdump",
                 [
