@@ -1,8 +1,9 @@
 """The ``rama`` command.
 
 ``rama serve proxy`` (what ``make run`` starts) is the HTTP/HTTPS/SOCKS5
-forward proxy of rama-proxy; each command lives in its own module
-(``_serve_proxy``). ``rama --version`` reports the installed rama
+forward proxy of rama-proxy, with ``--mitm`` TLS interception and HAR
+recording; ``rama ca init|show|path`` manages the MITM CA. Each command lives
+in its own module (``_serve_proxy``, ``_mitm``). ``rama --version`` reports the installed rama
 distributions. The other servers (echo, ip, fp, fs, discard) arrive with
 their packages and say so until then.
 """
@@ -13,7 +14,7 @@ import argparse
 import importlib.metadata
 import sys
 
-from . import _serve_proxy
+from . import _mitm, _serve_proxy
 
 __all__ = ["build_parser", "main"]
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a server (rama serve proxy -h)")
     kinds = serve.add_subparsers(dest="kind", metavar="KIND", required=True)
     _serve_proxy.add_parser(kinds)
+    _mitm.add_ca_parser(sub)
     for kind in _NOT_YET:
         kinds.add_parser(kind, help="not available yet").set_defaults(run=_not_available)
     return parser

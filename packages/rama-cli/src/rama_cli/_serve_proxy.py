@@ -16,6 +16,7 @@ from rama_core import RamaError
 from rama_net import Authority, SocketAddress
 from rama_proxy import ProxyServer, ProxyServerConfig, serve_proxy
 
+from . import _mitm
 from ._workers import run_workers
 
 __all__ = ["add_parser", "config_from_args", "run"]
@@ -264,6 +265,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="info",
         help="log level on stderr (default info)",
     )
+    _mitm.add_mitm_arguments(p)
     p.set_defaults(run=run)
     return p
 
@@ -345,16 +347,24 @@ def _anyio_run(fn: Callable[[], Any]) -> None:
         anyio.run(fn, backend_options={"use_uvloop": True})
 
 
-def _serve_one(config: ProxyServerConfig, ready: Callable[[SocketAddress], None]) -> int:
+def _serve_one(
+    config: ProxyServerConfig,
+    ready: Callable[[SocketAddress], None],
+    mitm_args: argparse.Namespace | None = None,
+) -> int:
     """Build, bind and serve one process; returns the exit code."""
     try:
         server = ProxyServer(config)
         server.bind()  # fail now, with the address in the message
+        setup = _mitm.install_mitm(server, mitm_args) if mitm_args is not None else None
     except (OSError, ValueError, RamaError) as exc:
         print(f"rama serve proxy: {exc}", file=sys.stderr)
         return 1
     # ready once serving under the Shutdown: a signal from then on is a graceful stop
-    _anyio_run(lambda: serve_proxy(server=server, on_listening=ready))
+    if setup is not None:
+        _anyio_run(lambda: _mitm.serve_with_mitm(server, setup, ready))
+    else:
+        _anyio_run(lambda: serve_proxy(server=server, on_listening=ready))
     return 0
 
 
@@ -376,18 +386,27 @@ def _reserve_port(bind: str) -> tuple[socket.socket | None, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rama serve proxy`` with parsed ``args``; returns the exit code."""
+    problem = _mitm.check_mitm_args(args)
+    if problem is not None:
+        print(f"rama serve proxy: {problem}", file=sys.stderr)
+        return 2
     try:
         config = config_from_args(args)
     except ValueError as exc:
         print(f"rama serve proxy: {exc}", file=sys.stderr)
         return 2
     _setup_logging(args.log_level)
+    mitm_args = args if args.mitm else None
 
     def announce(addr: SocketAddress) -> None:
-        print(banner(config, addr), flush=True)
+        text = banner(config, addr)
+        if mitm_args is not None:
+            *head, last = text.split("\n")
+            text = "\n".join([*head, *_mitm.banner_lines(mitm_args), last])
+        print(text, flush=True)
 
     if config.workers == 1:
-        return _serve_one(config, announce)
+        return _serve_one(config, announce, mitm_args)
     try:
         holder, bind = _reserve_port(config.bind)
     except OSError as exc:
@@ -399,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
     def worker(ready: Callable[[], None]) -> int:
         if holder is not None:
             holder.close()
-        return _serve_one(config, lambda addr: ready())
+        return _serve_one(config, lambda addr: ready(), mitm_args)
 
     def all_ready() -> None:
         if holder is not None:

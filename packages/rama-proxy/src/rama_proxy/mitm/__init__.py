@@ -42,7 +42,8 @@ in the sans-IO :class:`~rama_proxy.mitm._layer.InterceptionLayer`):
 everything a flow recorder needs: :class:`MitmConnection` (target, client,
 user, ClientHello, both TLS sides with the real server certificate, tunnel
 bytes, upstream timings), :class:`HttpFlow` (heads after hooks, body chunks,
-timings, errors) and :class:`WebSocketMessage`.
+timings, errors) and :class:`WebSocketMessage`. :class:`FlowRecordingObserver`
+records all of it as :mod:`rama_proxy.flows` records (store, JSON lines, HAR).
 """
 
 from ._flow import (
@@ -66,12 +67,14 @@ from ._policy import (
     RejectConnection,
     mitm_policy_fn,
 )
+from ._recording import FlowRecordingObserver
 from ._relay import HookLayer, HookService
 from ._service import MitmConnectPolicy, MitmProxy
 
 __all__ = [
     "HTTP_ALPN",
     "ConnectionMode",
+    "FlowRecordingObserver",
     "HookLayer",
     "HookService",
     "HostPolicy",
