@@ -11,7 +11,8 @@
 # tools/bench/requirements-<peer>.txt; pproxy without uvloop). The load tool tools/bench/proxy/
 # tunnels.c is built here with cc.
 # Usage: bench_proxy.sh [ROUNDS] [SECONDS] [SIZE_MIB]   (defaults 3, 5, 1024)
-# Extra arguments after those go to proxy_bench.py (e.g. --only squid rama).
+# Extra arguments after those go to proxy_bench.py (e.g. --only squid rama). RAMA_CMD="..." runs
+# another `rama` command for the rama rows (default: this tree's .venv/bin/rama).
 # Bounded: every load has its own time limit, and the whole run is cut at 30 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -417,7 +419,7 @@ def fmt(value: float | None, unit: str) -> str:
 
 def subjects(args: argparse.Namespace, rama_skip: str) -> list[Subject]:
     v = Path(args.venvs)
-    rama = [str(ROOT / ".venv/bin/rama"), "serve", "proxy", "--bind", "127.0.0.1:{port}"]
+    rama = [*rama_command(), "serve", "proxy", "--bind", "127.0.0.1:{port}"]
     http = ("rss", "fwd", "tun", "thr")
     all_subjects = [
         Subject("direct (no proxy)", None, ("fwd", "tun", "thr", "s5tun", "s5thr")),
@@ -497,13 +499,18 @@ def write_configs(work: Path, subject: Subject, port: int) -> None:
         (work / f"danted-{port}.conf").write_text(DANTE_CONF.format(port=port, work=work))
 
 
+def rama_command() -> list[str]:
+    """The `rama` command: this tree's .venv, or $RAMA_CMD (another tree's, for before/after)."""
+    return shlex.split(os.environ.get("RAMA_CMD", "")) or [str(ROOT / ".venv/bin/rama")]
+
+
 def probe_rama() -> str:
     """'' if `rama serve proxy` serves, else why the rama rows are skipped."""
-    rama = ROOT / ".venv/bin/rama"
-    if not rama.exists():
-        return f"{rama} is missing (make bootstrap)"
+    rama = rama_command()
+    if not shutil.which(rama[0]):
+        return f"{rama[0]} is missing (make bootstrap)"
     port = free_port()
-    argv = [str(rama), "serve", "proxy", "--bind", f"127.0.0.1:{port}"]
+    argv = [*rama, "serve", "proxy", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 20
