@@ -259,6 +259,8 @@ class Bench:
         done, errors = int(m.group(1)), int(m.group(2))
         self.ops = float(done)
         note = f"{errors} failed of {done + errors}" if errors else ""
+        if not done + errors:
+            note = f"no tunnel completed or failed in {s} s (stalled)"
         # more than 1% failures: the rate is not of working tunnels
         return (float(m.group(4)) if errors * 100 <= done else 0.0), note
 
