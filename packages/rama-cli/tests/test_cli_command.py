@@ -17,4 +17,4 @@ def test_console_script_reports_installed_packages() -> None:
 
 
 def test_unavailable_server_fails_clearly() -> None:
-    assert main(["serve", "proxy"]) == 2
+    assert main(["serve", "echo"]) == 2

@@ -18,6 +18,7 @@ from rama_core import Context, service_fn
 from rama_net import (
     CountingStream,
     ForwardStats,
+    PeekStream,
     ProtocolStream,
     TcpForwarder,
     TcpListener,
@@ -399,3 +400,49 @@ async def test_forwarder_logs_an_unreachable_upstream_at_warning_without_traceba
     assert f"127.0.0.1:{dead}" in record.getMessage()
     assert peer in record.getMessage()
     assert "refused" in record.getMessage()
+
+
+async def test_a_consumed_peek_stream_keeps_the_splice_path() -> None:
+    """Protocol detection hands on a PeekStream; once its bytes are read, it splices."""
+    async with serving(digest_then_reply) as sink:
+        done: list[ForwardStats] = []
+
+        @service_fn
+        async def peeking_relay(ctx: Context, stream: ByteStream) -> None:
+            peek = PeekStream(stream)
+            head = await peek.peek(4)
+            assert await peek.receive(4) == head
+            upstream = await connect_tcp(str(sink.local_addr))
+            await upstream.send(head)
+            done.append(await forward(peek, upstream))
+
+        async with serving(peeking_relay) as relay:
+            payload = os.urandom(1 << 20)
+            reply = await _upload(str(relay.local_addr), payload)
+        assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+        with anyio.fail_after(5):
+            while not done:
+                await anyio.sleep(0.01)
+    assert done[0].zero_copy == zero_copy_supported()
+    assert done[0].left_to_right == len(payload) - 4
+
+
+async def test_a_peek_stream_with_bytes_left_is_copied_through() -> None:
+    async with serving(digest_then_reply) as sink:
+        done: list[ForwardStats] = []
+
+        @service_fn
+        async def peeking_relay(ctx: Context, stream: ByteStream) -> None:
+            peek = PeekStream(stream)
+            await peek.peek(4)
+            upstream = await connect_tcp(str(sink.local_addr))
+            done.append(await forward(peek, upstream))
+
+        async with serving(peeking_relay) as relay:
+            payload = os.urandom(1 << 16)
+            reply = await _upload(str(relay.local_addr), payload)
+        assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+        with anyio.fail_after(5):
+            while not done:
+                await anyio.sleep(0.01)
+    assert done[0].zero_copy is False

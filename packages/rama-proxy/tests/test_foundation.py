@@ -122,3 +122,42 @@ def test_records_reach_observers() -> None:
     anyio.run(run)
     assert [k for k, _ in seen] == ["start", "end"]
     assert seen[1][1].to_json()["status"] == 200
+
+
+@pytest.mark.anyio
+async def test_egress_notes_its_connect_time_on_the_record() -> None:
+    async with TcpListener.bind("127.0.0.1:0") as listener:
+
+        @service_fn
+        async def idle(ctx: Context, stream: ByteStream) -> None:
+            await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, idle)
+            ctx = Context()
+            record = begin_record(ctx, "connect", target="x")
+            assert ctx.get(ProxyRecord) is record
+            assert record.connect_time is None
+            conn = await Egress().serve(ctx, Authority.parse(str(listener.local_addr)))
+            await conn.stream.aclose()
+            assert record.connect_time is not None
+            assert 0 <= record.connect_time < 5
+            end_record(ctx, record)
+            assert record.to_json()["connect_time"] == round(record.connect_time, 6)
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_authenticator_reports_each_failure_reason() -> None:
+    reasons: list[str] = []
+    auth = ProxyAuthenticator(
+        StaticCredentials({"john": "secret"}), max_failures=2, on_failure=reasons.append
+    )
+    peer = SocketAddress.parse("127.0.0.1:5000")
+    assert await auth.authenticate("john", "secret", peer=peer) is not None
+    assert await auth.authenticate("john", "nope", peer=peer) is None
+    assert await auth.authenticate("", "nope", peer=peer) is None
+    assert await auth.authenticate("john", "secret", peer=peer) is None  # throttled now
+    assert reasons[0] == "wrong_credentials"
+    assert reasons[-1] == "throttled"
+    assert len(reasons) == 3

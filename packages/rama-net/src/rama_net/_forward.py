@@ -39,6 +39,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from ._errors import ConnectionLost, connection_lost
+from ._peek import PeekStream
 from ._ratelimit import RateLimitedLog
 from ._stream import ProtocolStream, TrackedStream
 
@@ -115,6 +116,9 @@ async def forward(
     peer sees the truncation instead of a clean EOF. Never raises for peer
     misbehaviour: the outcome is in the returned :class:`ForwardStats`.
     """
+    # a PeekStream whose peeked bytes are all consumed is its inner stream again
+    # (protocol detection hands one on): forwarding the inner one keeps zero-copy
+    left, right = _unwrap_peeked(left), _unwrap_peeked(right)
     stats = ForwardStats(started=anyio.current_time())
     activity = _Activity()
     # sockets taken now: a transport that sees a reset may drop its own soon
@@ -144,6 +148,12 @@ async def forward(
                     with contextlib.suppress(Exception):
                         await stream.aclose()
     return stats
+
+
+def _unwrap_peeked(stream: ByteStream) -> ByteStream:
+    while isinstance(stream, PeekStream) and not stream.peeked and not stream.at_eof:
+        stream = stream.inner
+    return stream
 
 
 async def _watch_idle(

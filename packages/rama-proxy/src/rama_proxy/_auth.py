@@ -13,7 +13,7 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -126,8 +126,12 @@ class ProxyAuthenticator:
         max_failures: int = 20,
         failure_window: float = 60.0,
         log_interval: float = 10.0,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.checker = checker
+        self.on_failure = on_failure
+        """Called with the failure reason (``throttled``, ``bad_username``,
+        ``wrong_credentials``) on every refusal, e.g. by the proxy metrics."""
         self.username_parser: UsernameParser = username_parser or PlainUsername()
         self.realm = realm
         """Sent in ``Proxy-Authenticate: Basic realm="..."``."""
@@ -148,15 +152,19 @@ class ProxyAuthenticator:
             window_start, count = now, 0
             self._failures.pop(key, None)
         if count >= self.max_failures:
-            self._fail(key, window_start, count, username, peer, "throttled")
+            self._fail(key, window_start, count, username, peer, "throttled", "throttled")
             return None
         try:
             user, proxy_filter = self.username_parser.parse(username)
         except ValueError as exc:
-            self._fail(key, window_start, count, username, peer, f"bad username: {exc}")
+            self._fail(
+                key, window_start, count, username, peer, f"bad username: {exc}", "bad_username"
+            )
             return None
         if not await self.checker.check(user, password):
-            self._fail(key, window_start, count, username, peer, "wrong credentials")
+            self._fail(
+                key, window_start, count, username, peer, "wrong credentials", "wrong_credentials"
+            )
             return None
         return ProxyUser(user, username, proxy_filter)
 
@@ -168,7 +176,13 @@ class ProxyAuthenticator:
         username: str,
         peer: SocketAddress | None,
         why: str,
+        reason: str,
     ) -> None:
+        if self.on_failure is not None:
+            try:
+                self.on_failure(reason)
+            except Exception:
+                _log.exception("on_failure hook %r failed", self.on_failure)
         if len(self._failures) > 65536:  # bound the memory a scan of many IPs can take
             self._failures.clear()
         self._failures[key] = (window_start, count + 1)

@@ -34,6 +34,7 @@ from rama_http.client import (
 from rama_net import Authority, EstablishedConnection, SocketAddress, TcpConnector
 
 from ._errors import UpstreamError, UpstreamFailure, classify_upstream_error
+from ._record import ProxyRecord
 
 __all__ = [
     "Egress",
@@ -130,6 +131,15 @@ def default_proxy_connectors() -> ProxyConnectors:
     """Connectors for every upstream proxy kind rama-proxy speaks."""
     connectors = ProxyConnectors()
     connectors.register("http", HttpConnectProxyConnector())
+    from ._https_connector import HttpsProxyConnector  # httpproxy
+
+    connectors.register("https", HttpsProxyConnector())
+    from ._socks_connector import Socks4ProxyConnector, Socks5ProxyConnector  # (import cycle)
+
+    connectors.register("socks5", Socks5ProxyConnector())  # resolves locally
+    connectors.register("socks5h", Socks5ProxyConnector())  # the proxy resolves
+    connectors.register("socks4", Socks4ProxyConnector())
+    connectors.register("socks4a", Socks4ProxyConnector())
     return connectors
 
 
@@ -174,6 +184,14 @@ class Egress:
 
     async def serve(self, ctx: Context, req: Authority) -> EgressConnection:
         """Connect to ``req``; raises :class:`UpstreamError` naming the cause."""
+        started = anyio.current_time()
+        conn = await self._serve(ctx, req)
+        record = ctx.get(ProxyRecord)
+        if record is not None and record.duration is None:
+            record.connect_time = anyio.current_time() - started
+        return conn
+
+    async def _serve(self, ctx: Context, req: Authority) -> EgressConnection:
         candidates = list(await self.selector.select(ctx, req))[: self.max_attempts]
         try:
             with anyio.fail_after(self.connect_timeout):

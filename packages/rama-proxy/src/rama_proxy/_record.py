@@ -53,6 +53,8 @@ class ProxyRecord:
     """Bytes from the target towards the client."""
     error: str | None = None
     """A short cause when the request or tunnel failed."""
+    connect_time: float | None = None
+    """Seconds the egress took to reach the target or upstream (set by :class:`Egress`)."""
     started: float = field(default_factory=anyio.current_time)
     started_wall: float = field(default_factory=time.time)
     duration: float | None = None
@@ -72,6 +74,9 @@ class ProxyRecord:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "duration": round(self.duration, 6) if self.duration is not None else None,
+            "connect_time": (
+                round(self.connect_time, 6) if self.connect_time is not None else None
+            ),
             "error": self.error,
         }
 
@@ -114,8 +119,13 @@ class ProxyObservers:
 def begin_record(
     ctx: Context, protocol: str, *, client: SocketAddress | None = None, **fields: Any
 ) -> ProxyRecord:
-    """Open a record and tell the Context's observers (if any)."""
+    """Open a record and tell the Context's observers (if any).
+
+    The record is also inserted into ``ctx``, so the :class:`Egress` serving
+    this request can note its connect time on it.
+    """
     record = ProxyRecord(protocol, client, **fields)
+    ctx.insert(record)
     observers = ctx.get(ProxyObservers)
     if observers is not None:
         observers.started(record)

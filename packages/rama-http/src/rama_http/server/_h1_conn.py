@@ -653,7 +653,8 @@ class Http1Connection:
                 received = 0
                 while received < _DRAIN_LIMIT:
                     received += len(await self.stream.receive(65536))
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                # the peer is gone (a transport's half-close may raise a raw ENOTCONN)
                 pass
 
 
