@@ -117,6 +117,8 @@ async def _receive(stream: ByteStream) -> bytes:
 
 
 class _Base:
+    _version = "SOCKS"
+
     def __init__(
         self, *, resolver: Resolver | None = None, handshake_timeout: float = 10.0
     ) -> None:
@@ -141,12 +143,8 @@ class _Base:
             return v4[0]
         return addresses[0]
 
-
-class Socks5ProxyConnector(_Base):
-    """``socks5://`` (local DNS) and ``socks5h://`` (proxy DNS), with RFC 1929 auth."""
-
     async def serve(self, ctx: Context, req: ProxyRequest) -> ByteStream:
-        """Tunnel to ``req.target`` through the SOCKS5 proxy on ``req.stream``."""
+        """Tunnel to ``req.target`` through the SOCKS proxy on ``req.stream``."""
         label = redact_proxy_url(req.proxy.url)
         try:
             with anyio.fail_after(self.handshake_timeout):
@@ -155,8 +153,19 @@ class Socks5ProxyConnector(_Base):
             if isinstance(exc, UpstreamError):
                 raise
             raise SocksProxyError(
-                UpstreamFailure.TIMEOUT, f"SOCKS5 proxy {label} did not answer", upstream=label
+                UpstreamFailure.TIMEOUT,
+                f"{self._version} proxy {label} did not answer",
+                upstream=label,
             ) from exc
+
+    async def _handshake(self, req: ProxyRequest, label: str) -> ByteStream:
+        raise NotImplementedError
+
+
+class Socks5ProxyConnector(_Base):
+    """``socks5://`` (local DNS) and ``socks5h://`` (proxy DNS), with RFC 1929 auth."""
+
+    _version = "SOCKS5"
 
     async def _handshake(self, req: ProxyRequest, label: str) -> ByteStream:
         scheme = (req.proxy.uri.scheme or "socks5").lower()
@@ -228,18 +237,7 @@ class Socks5ProxyConnector(_Base):
 class Socks4ProxyConnector(_Base):
     """``socks4://`` (local DNS, IPv4 only) and ``socks4a://`` (proxy DNS)."""
 
-    async def serve(self, ctx: Context, req: ProxyRequest) -> ByteStream:
-        """Tunnel to ``req.target`` through the SOCKS4 proxy on ``req.stream``."""
-        label = redact_proxy_url(req.proxy.url)
-        try:
-            with anyio.fail_after(self.handshake_timeout):
-                return await self._handshake(req, label)
-        except TimeoutError as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise SocksProxyError(
-                UpstreamFailure.TIMEOUT, f"SOCKS4 proxy {label} did not answer", upstream=label
-            ) from exc
+    _version = "SOCKS4"
 
     async def _handshake(self, req: ProxyRequest, label: str) -> ByteStream:
         scheme = (req.proxy.uri.scheme or "socks4").lower()
