@@ -33,23 +33,6 @@ from http_proxy_testutil import free_port, run_origin
 from mitm_testutil import Events, curl, origin_tls, run_mitm
 
 
-@pytest.fixture(scope="module")
-def origin_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("origin test CA")
-
-
-@pytest.fixture(scope="module")
-def mitm_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("mitm test CA")
-
-
-@pytest.fixture
-def ca_file(tmp_path: Path, mitm_ca: CertificateAuthority) -> str:
-    p = tmp_path / "mitm-ca.pem"
-    p.write_bytes(mitm_ca.cert_pem())
-    return str(p)
-
-
 class AddHeader(MitmHooks):
     async def request(self, flow: HttpFlow) -> None:
         flow.request.headers.add("X-Mitm", "seen")

@@ -27,16 +27,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mitm_testutil import Events, curl, origin_tls, run_mitm
 
 
-@pytest.fixture(scope="module")
-def origin_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("origin test CA")
-
-
-@pytest.fixture(scope="module")
-def mitm_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("mitm test CA")
-
-
 async def _fingerprint(ctx: Context, req: Request) -> Response:
     hello = ctx.require(ClientHello)
     page = f"<html><body><p id='fp'>ja4={ja4(hello).ja4} ja3={ja3(hello).hash}</p></body></html>"

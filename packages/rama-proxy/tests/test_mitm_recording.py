@@ -39,16 +39,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mitm_testutil import curl, origin_tls, run_mitm
 
 
-@pytest.fixture(scope="module")
-def origin_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("origin test CA")
-
-
-@pytest.fixture(scope="module")
-def mitm_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("mitm test CA")
-
-
 async def _echo_ws(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)

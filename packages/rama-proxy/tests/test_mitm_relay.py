@@ -36,16 +36,6 @@ from http_proxy_testutil import read_response
 from mitm_testutil import Events, origin_tls, run_mitm
 
 
-@pytest.fixture(scope="module")
-def origin_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("origin test CA")
-
-
-@pytest.fixture(scope="module")
-def mitm_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("mitm test CA")
-
-
 def _client_ctx(mitm_ca: CertificateAuthority) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=mitm_ca.cert_pem().decode())
 

@@ -22,23 +22,6 @@ from mitm_testutil import Events, curl, origin_tls, run_mitm
 from test_socks_clients import dante  # noqa: F401 - the danted fixture
 
 
-@pytest.fixture(scope="module")
-def origin_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("origin test CA")
-
-
-@pytest.fixture(scope="module")
-def mitm_ca() -> CertificateAuthority:
-    return CertificateAuthority.create("mitm test CA")
-
-
-@pytest.fixture
-def ca_file(tmp_path: Path, mitm_ca: CertificateAuthority) -> str:
-    p = tmp_path / "mitm-ca.pem"
-    p.write_bytes(mitm_ca.cert_pem())
-    return str(p)
-
-
 @asynccontextmanager
 async def run_socks(proxy: SocksProxy) -> AsyncIterator[tuple[int, Recorder]]:
     rec = Recorder()
