@@ -3,11 +3,8 @@ websockets through it to a local TLS origin; the hooks' header and message rewri
 
 from __future__ import annotations
 
-import select
-import signal
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 import websockets.sync.client
+from rama_example_process import start_example_lines, stop_example
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
@@ -56,37 +54,11 @@ async def run_origin(ca: CertificateAuthority) -> AsyncIterator[int]:
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "mitm_proxy.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: dict[str, str] = {}
-    while "ca" not in lines:
-        # only the first line needs the wait: the later ones are buffered with it
-        if not lines and not select.select([proc.stdout], [], [], START_TIMEOUT)[0]:
-            proc.kill()
-            pytest.fail(f"example printed nothing within {START_TIMEOUT}s: {proc.communicate()[1]}")
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"example exited: {proc.communicate()[1]}")
-        key, _, value = line.strip().rpartition(" ")
-        lines[key] = value
-    return proc, lines
+    return start_example_lines(HERE / "mitm_proxy.py", *args, until="ca", timeout=START_TIMEOUT)
 
 
-def _stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"example did not exit within {timeout}s; stderr:\n{err}")
-    assert proc.returncode == 0, err
-    return out
+def _stop(proc: subprocess.Popen[str]) -> str:
+    return stop_example(proc)[0]
 
 
 async def _curl(*args: str) -> tuple[int, str, str]:

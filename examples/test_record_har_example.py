@@ -4,10 +4,7 @@ port to a local TLS origin, SIGINT, then the HAR (schema-valid, redacted) and JS
 from __future__ import annotations
 
 import json
-import select
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import anyio
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from rama_example_process import start_example_lines, stop_example
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
@@ -47,40 +45,11 @@ async def run_origin(ca: CertificateAuthority) -> AsyncIterator[int]:
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "record_har.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if not select.select([proc.stdout], [], [], START_TIMEOUT)[0]:
-        proc.kill()
-        pytest.fail(f"example printed nothing within {START_TIMEOUT}s: {proc.communicate()[1]}")
-    lines: dict[str, str] = {}
-    first = True
-    while "ca" not in lines:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"example exited: {proc.communicate()[1]}")
-        key, _, value = line.strip().rpartition(" ")
-        if first:
-            assert key == "listening on", line  # the first line, as documented
-            first = False
-        lines[key] = value
-    return proc, lines
+    return start_example_lines(HERE / "record_har.py", *args, until="ca", timeout=START_TIMEOUT)
 
 
-def _stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"example did not exit within {timeout}s; stderr:\n{err}")
-    assert proc.returncode == 0, err
-    return out
+def _stop(proc: subprocess.Popen[str]) -> str:
+    return stop_example(proc)[0]
 
 
 async def _curl(*args: str) -> tuple[int, str, str]:

@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["start_example", "stop_example"]
+__all__ = ["start_example", "start_example_lines", "stop_example"]
 
 
-def start_example(
-    script: Path, *args: str, timeout: float = 15.0
-) -> tuple[subprocess.Popen[str], int]:
-    """Start ``python script args...``; return the process and the port it announced."""
-    proc = subprocess.Popen(
+def _spawn(script: Path, args: tuple[str, ...]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, str(script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _first_line(proc: subprocess.Popen[str], script: Path, timeout: float) -> str:
+    """The ``listening on HOST:PORT`` line, waited for at most ``timeout`` seconds."""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
@@ -32,10 +33,40 @@ def start_example(
     first = proc.stdout.readline()
     if not first.startswith("listening on "):
         proc.kill()
-        pytest.fail(
-            f"{script.name} did not announce its address: {first!r} {proc.communicate()[1]}"
-        )
+        err = proc.communicate()[1]
+        pytest.fail(f"{script.name} did not announce its address: {first!r} {err}")
+    return first
+
+
+def start_example(
+    script: Path, *args: str, timeout: float = 15.0
+) -> tuple[subprocess.Popen[str], int]:
+    """Start ``python script args...``; return the process and the port it announced."""
+    proc = _spawn(script, args)
+    first = _first_line(proc, script, timeout)
     return proc, int(first.rsplit(":", 1)[1])
+
+
+def start_example_lines(
+    script: Path, *args: str, until: str, timeout: float = 15.0
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start an example that announces several ``key value`` lines, ``listening on`` first.
+
+    Reads lines until the one whose key is ``until``; returns the process and
+    ``{key: value}`` (``{"listening on": "127.0.0.1:PORT", "ca": "/path", ...}``).
+    """
+    proc = _spawn(script, args)
+    assert proc.stdout is not None
+    line = _first_line(proc, script, timeout)  # the later lines are buffered with it
+    lines: dict[str, str] = {}
+    while True:
+        key, _, value = line.strip().rpartition(" ")
+        lines[key] = value
+        if key == until:
+            return proc, lines
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"{script.name} exited: {proc.communicate()[1]}")
 
 
 def stop_example(proc: subprocess.Popen[str], timeout: float = 10.0) -> tuple[str, str]:
