@@ -23,10 +23,7 @@ ratios, and the issue's goals. Every load is bounded in time; loopback only.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchproc import free_port, med, session_rss_kib, started
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -66,54 +66,6 @@ class Subject:
     argv: list[str] | None  # None: direct
     results: dict[str, list[float]] = field(default_factory=dict)
     note: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def session_rss_kib(sid: int) -> int:
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[3]) != sid:
-                continue
-            for line in Path(entry.path, "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-@contextmanager
-def started(argv: list[str], cpus: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "ab") as err:
-        proc = subprocess.Popen(
-            ["taskset", "-c", cpus, *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        for sig, wait in ((signal.SIGINT, 3.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 class Bench:
@@ -238,10 +190,6 @@ class Bench:
         finally:
             prof.send_signal(signal.SIGINT)
             prof.wait(30)
-
-
-def med(v: list[float] | None) -> float | None:
-    return statistics.median(v) if v else None
 
 
 def main() -> int:

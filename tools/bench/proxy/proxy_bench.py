@@ -29,15 +29,16 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchproc import free_port, med, session_rss_kib, started
 
 __all__ = ["main"]
 
@@ -115,12 +116,6 @@ class Subject:
     extra: dict[str, list[float]] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run(argv: list[str], timeout: float) -> str:
     """stdout of a bounded command (empty if it timed out or failed to start)."""
     try:
@@ -128,55 +123,6 @@ def run(argv: list[str], timeout: float) -> str:
     except (subprocess.TimeoutExpired, OSError):
         return ""
     return done.stdout
-
-
-def session_rss_kib(sid: int) -> int:
-    """Summed VmRSS (KiB) of every process in session ``sid`` (the proxy and its children)."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[3]) != sid:  # fields after the name: state ppid pgrp session ...
-                continue
-            for line in Path(entry.path, "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-@contextmanager
-def started(argv: list[str], cpus: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` pinned to ``cpus`` in its own session; stop the whole session on exit."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen(
-            ["taskset", "-c", cpus, *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        for sig, wait in ((signal.SIGINT, 3.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait)
-                # the leader is gone; give its children (same session) a moment too
-                deadline = time.monotonic() + wait
-                while session_rss_kib(proc.pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                if not session_rss_kib(proc.pid):
-                    break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 class Bench:
@@ -407,10 +353,6 @@ def cpu_seconds(sid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def med(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def fmt(value: float | None, unit: str) -> str:
