@@ -15,7 +15,13 @@ from typing import Final
 
 from rama_http import Headers
 
-__all__ = ["HOP_BY_HOP", "connection_tokens", "is_websocket_upgrade", "strip_hop_by_hop"]
+__all__ = [
+    "HOP_BY_HOP",
+    "connection_tokens",
+    "is_websocket_upgrade",
+    "strip_hop_by_hop",
+    "strip_hop_by_hop_fields",
+]
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -65,7 +71,17 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool = False) -> Headers
     With ``keep_upgrade`` (a relayed WebSocket handshake) ``Upgrade`` stays and
     ``Connection`` is reduced to ``upgrade``.
     """
-    keys = headers._keys
+    stripped = strip_hop_by_hop_fields(headers._items, headers._keys, keep_upgrade=keep_upgrade)
+    if stripped is None:
+        return headers
+    return Headers.from_parsed(*stripped)
+
+
+def strip_hop_by_hop_fields(
+    fields: list[tuple[str, str]], keys: list[str], *, keep_upgrade: bool = False
+) -> tuple[list[tuple[str, str]], list[str]] | None:
+    """:func:`strip_hop_by_hop` over parsed ``(name, value)`` fields and their
+    lower-cased names: the kept fields and names, or None when all are kept."""
     lengths = _LENGTHS
     hop = HOP_BY_HOP
     found = False
@@ -74,20 +90,20 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool = False) -> Headers
         if len(k) in lengths and k in hop:
             found = True
             if k == "connection":
-                for part in headers._items[i][1].split(","):
+                for part in fields[i][1].split(","):
                     t = part.strip(" \t").lower()
                     if t and t not in hop:
                         if listed is None:
                             listed = set()
                         listed.add(t)
     if not found:
-        return headers
+        return None
     drop = hop if listed is None else hop | listed
     items: list[tuple[str, str]] = []
     out_keys: list[str] = []
     if keep_upgrade:
         drop = drop - {"upgrade", "connection"}
-        for item, k in zip(headers._items, keys, strict=True):
+        for item, k in zip(fields, keys, strict=True):
             if k in drop:
                 continue
             if k == "connection":
@@ -95,8 +111,8 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool = False) -> Headers
             items.append(item)
             out_keys.append(k)
     else:
-        for item, k in zip(headers._items, keys, strict=True):
+        for item, k in zip(fields, keys, strict=True):
             if k not in drop:
                 items.append(item)
                 out_keys.append(k)
-    return Headers.from_parsed(items, out_keys)
+    return items, out_keys

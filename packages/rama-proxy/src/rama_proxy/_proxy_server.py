@@ -49,6 +49,7 @@ from ._access_log import AccessLog
 from ._auth import ProxyAuthenticator, StaticCredentials, UsernameParser
 from ._detect import ProxyDetector
 from ._egress import Egress, StaticUpstream, UpstreamSelector, default_proxy_connectors
+from ._fast import FastProxy
 from ._haproxy_layer import ProxyProtocolConnectorLayer, ProxyProtocolLayer
 from ._http_proxy import HttpProxy
 from ._https_connector import HttpsProxyConnector
@@ -120,6 +121,11 @@ class ProxyServerConfig:
     """Serve h2 to clients (prior knowledge, or ALPN behind TLS)."""
     socks: bool = True
     """Serve SOCKS5/SOCKS4 on the port."""
+    fast_path: bool = True
+    """On asyncio, serve plain HTTP/1.1 forwarding and CONNECT tunnels on event-loop
+    callbacks (no task per connection) where that behaves exactly like the general
+    path: direct egress, no PROXY protocol. Everything else is served by the
+    general stack either way."""
 
     def __post_init__(self) -> None:
         if self.upstream is not None and self.proxy_db is not None:
@@ -335,7 +341,10 @@ class ProxyServer:
             if on_listening is not None:
                 on_listening(listener.local_addr)
             _log.info("rama proxy listening on %s", listener.local_addr)
-            await listener.serve(self.service, self.tcp_config, ctx=ctx)
+            fast = FastProxy.for_server(self)
+            if fast is not None:
+                stack.callback(fast.abort)
+            await listener.serve(self.service, self.tcp_config, ctx=ctx, takeover=fast)
 
     async def _aclose(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -12,7 +12,9 @@ from ._connector import (
 from ._forwarder import TcpForwarder
 from ._server import (
     ConnectionId,
+    ConnectionTakeover,
     SocketInfo,
+    TakeoverHandle,
     TcpListener,
     TcpServerConfig,
     default_max_connections,
@@ -23,9 +25,11 @@ __all__ = [
     "ConnectRefused",
     "ConnectTimeout",
     "ConnectionId",
+    "ConnectionTakeover",
     "EstablishedConnection",
     "ResolveError",
     "SocketInfo",
+    "TakeoverHandle",
     "TcpConnector",
     "TcpForwarder",
     "TcpListener",

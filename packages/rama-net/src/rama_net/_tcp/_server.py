@@ -21,9 +21,9 @@ import itertools
 import logging
 import math
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
@@ -34,12 +34,15 @@ from rama_core import Context, RamaError, Service, Shutdown, format_error_chain
 from .._address import Authority, Host, SocketAddress
 from .._errors import BindError, ConnectionLost
 from .._metrics import TransportMetrics, transport_metrics
+from .._peek import PeekStream
 from .._ratelimit import RateLimitedLog
 from .._stream import ProtocolStream, TrackedStream, wrap_socket
 
 __all__ = [
     "ConnectionId",
+    "ConnectionTakeover",
     "SocketInfo",
+    "TakeoverHandle",
     "TcpListener",
     "TcpServerConfig",
     "default_max_connections",
@@ -172,6 +175,91 @@ class _Slots:
             if self._freed is None:
                 self._freed = anyio.Event()
             await self._freed.wait()
+
+
+class TakeoverHandle:
+    """What a :class:`ConnectionTakeover` gets from the listener that serves it.
+
+    Every socket the takeover took holds one of the listener's connection
+    slots until the takeover calls :meth:`release` (it closed the socket) or
+    :meth:`adopt` (the listener serves it from then on, as if it had never
+    been taken).
+    """
+
+    def __init__(
+        self,
+        listener: TcpListener,
+        service: Service[ByteStream, Any],
+        ctx: Context,
+        cfg: TcpServerConfig,
+        slots: _Slots,
+        conns: TaskGroup,
+    ) -> None:
+        self._listener = listener
+        self._service = service
+        self.context = ctx
+        """The listener's root Context."""
+        self.config = cfg
+        """The listener's limits."""
+        self._slots = slots
+        self._conns = conns
+
+    def release(self) -> None:
+        """A taken connection has ended: free its slot."""
+        self._slots.release()
+
+    def adopt(self, sock: socket.socket, prefix: bytes = b"") -> None:
+        """Serve ``sock`` with the listener's service; ``prefix`` is what was read from it.
+
+        The service sees ``prefix`` first (through a :class:`~rama_net.PeekStream`),
+        then the rest of the connection. The socket must no longer be watched
+        by the event loop. Its slot goes with it.
+        """
+        guard = self.context.executor.guard("tcp-connection")
+        self._conns.start_soon(
+            self._listener._handle,
+            sock,
+            self._service,
+            self.context,
+            self.config,
+            self._slots,
+            guard,
+            prefix,
+        )
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the listener's connection task group.
+
+        Such tasks are cancelled at the drain bound, with the connections."""
+        self._conns.start_soon(fn, *args)
+
+
+class ConnectionTakeover(Protocol):
+    """Takes accepted sockets over before the listener starts a task for them.
+
+    For a callback-driven fast path on asyncio (rama-proxy's forward proxy):
+    :meth:`take` is called, synchronously, for every accepted socket; returning
+    True makes the socket the takeover's (see :class:`TakeoverHandle` for the
+    slot it holds), False serves it the usual way. :meth:`stop` is called when
+    the listener stops accepting (close idle connections, finish busy ones);
+    :meth:`abort` when the drain bound is reached (close everything).
+    """
+
+    def start(self, handle: TakeoverHandle) -> None:
+        """The listener starts serving; ``handle`` stays valid until it returns."""
+        ...
+
+    def take(self, sock: socket.socket) -> bool:
+        """Take ``sock`` (a connected, accepted socket) or leave it to the listener."""
+        ...
+
+    def stop(self) -> None:
+        """Accepting stopped: close idle connections, let busy ones finish."""
+        ...
+
+    def abort(self) -> None:
+        """The drain bound was reached: close every connection still open."""
+        ...
 
 
 def _bind_one(family: int, addr: tuple[Any, ...], backlog: int, reuse_port: bool) -> socket.socket:
@@ -355,6 +443,7 @@ class TcpListener:
         config: TcpServerConfig | None = None,
         *,
         ctx: Context | None = None,
+        takeover: ConnectionTakeover | None = None,
     ) -> None:
         """Serve connections until :meth:`close` or the context's shutdown.
 
@@ -364,7 +453,8 @@ class TcpListener:
         a plain ``Context()``. Returns once accepting has stopped and every
         connection has finished or was cancelled (after ``drain_timeout`` or
         the Shutdown's grace, whichever ends first). The listening sockets are
-        closed when this returns, also when it is cancelled.
+        closed when this returns, also when it is cancelled. A ``takeover``
+        (see :class:`ConnectionTakeover`) gets each accepted socket first.
         """
         if ctx is None:
             current = Shutdown.current()
@@ -376,7 +466,7 @@ class TcpListener:
         self._stop = anyio.Event()
         self._serving = True
         try:
-            await self._serve(service, ctx, cfg)
+            await self._serve(service, ctx, cfg, takeover)
         finally:
             self._serving = False
             self._closed = True
@@ -384,14 +474,22 @@ class TcpListener:
             self._close_sockets()
 
     async def _serve(
-        self, service: Service[ByteStream, Any], ctx: Context, cfg: TcpServerConfig
+        self,
+        service: Service[ByteStream, Any],
+        ctx: Context,
+        cfg: TcpServerConfig,
+        takeover: ConnectionTakeover | None,
     ) -> None:
         assert self._stop is not None
         slots = _Slots(cfg.max_connections)
         async with anyio.create_task_group() as conns:
+            if takeover is not None:
+                takeover.start(TakeoverHandle(self, service, ctx, cfg, slots, conns))
             async with anyio.create_task_group() as loops:
                 for sock in self.sockets:
-                    loops.start_soon(self._accept_loop, sock, service, ctx, cfg, slots, conns)
+                    loops.start_soon(
+                        self._accept_loop, sock, service, ctx, cfg, slots, conns, takeover
+                    )
                 if cfg.idle_timeout is not None or cfg.read_timeout is not None:
                     conns.start_soon(
                         self._sweep_idle, cfg.idle_timeout, cfg.read_timeout, name="idle-sweeper"
@@ -400,6 +498,8 @@ class TcpListener:
                 loops.cancel_scope.cancel()
             self._closed = True
             self._close_sockets()
+            if takeover is not None:
+                takeover.stop()
             _log.debug("listener closed; draining %d connections", self.open_connections)
             # let connections drain (within drain_timeout and the shutdown's
             # grace, whichever ends first), then stop the sweeper
@@ -416,6 +516,8 @@ class TcpListener:
                     slots.open,
                     self._local_addrs[0],
                 )
+            if takeover is not None:
+                takeover.abort()
             conns.cancel_scope.cancel()
 
     async def _accept_loop(
@@ -426,6 +528,7 @@ class TcpListener:
         cfg: TcpServerConfig,
         slots: _Slots,
         conns: TaskGroup,
+        takeover: ConnectionTakeover | None,
     ) -> None:
         while True:
             await slots.acquire()
@@ -462,8 +565,9 @@ class TcpListener:
                             break
                         continue
                     raise
-                guard = ctx.executor.guard("tcp-connection")
-                conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
+                if takeover is None or not takeover.take(conn):
+                    guard = ctx.executor.guard("tcp-connection")
+                    conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
                 if not slots.try_acquire():
                     break
             else:
@@ -478,6 +582,7 @@ class TcpListener:
         cfg: TcpServerConfig,
         slots: _Slots,
         guard: Any,
+        prefix: bytes = b"",
     ) -> None:
         conn_id = ConnectionId(next(_ids))
         stream: ProtocolStream | TrackedStream | None = None
@@ -496,7 +601,7 @@ class TcpListener:
                 ctx = parent.fork()
                 ctx.insert(info)
                 ctx.insert(conn_id)
-                await service.serve(ctx, stream)
+                await service.serve(ctx, PeekStream(stream, prefix) if prefix else stream)
             except (ConnectionLost, anyio.EndOfStream) as exc:
                 _log.debug("%s: peer went away (%s)", conn_id, exc or type(exc).__name__)
             except RamaError as exc:

@@ -1,0 +1,697 @@
+"""One client connection on the fast path: a state machine on readiness callbacks.
+
+A connection starts in ``HEAD`` (reading a request head). What it serves itself:
+
+- ``GET http://host/...`` (any method, absolute-form, plain http, body framed
+  by Content-Length): the request goes to a pooled :class:`Upstream`, the
+  response comes back with hop-by-hop fields removed (``FORWARD``);
+- ``CONNECT host:port``: the egress is dialled and, once up,
+  ``200 Connection established`` opens a :class:`Tunnel` (``TUNNEL``).
+
+Everything else, at the first byte that says so, is handed to the general
+stack (:meth:`FastProxy.handoff`) with the bytes read so far: SOCKS, TLS, h2,
+HTTP/1.0, chunked request bodies, ``Expect``, upgrades, https targets,
+CONNECT to a port not allowed, anything malformed. The general path then
+answers exactly as it would have from the first byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Final
+
+from rama_http import RemoteProtocolError
+from rama_http.client._h1_engine import (
+    NEED_DATA,
+    BodyData,
+    BodyEnd,
+    InformationalHead,
+    ResponseHead,
+)
+from rama_http.client._transport import IDEMPOTENT_METHODS
+from rama_http.server._h1_engine import RequestHead
+from rama_net import Authority, SocketAddress
+
+from .._auth import ProxyUser, parse_basic_credentials
+from .._errors import UpstreamFailure, classify_upstream_error
+from .._record import ProxyRecord
+from ._dial import Dial, SockAddr
+from ._tunnel import Tunnel
+from ._upstream import PoolKey, Upstream
+from ._wire import (
+    connect_established,
+    error_response,
+    informational_head,
+    parse_request_head,
+    request_fields,
+    response_head,
+    text_response,
+)
+
+if TYPE_CHECKING:
+    from ._engine import FastProxy
+
+__all__ = ["ClientConnection"]
+
+_log = logging.getLogger("rama.proxy.http")
+
+_CHUNK: Final = 256 * 1024
+_MAX_BUFFERED: Final = 256 * 1024
+"""Bytes read ahead of the request being served before reading pauses."""
+_AGAIN: Final = (BlockingIOError, InterruptedError)
+_TOKEN_START: Final = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+HEAD, AUTH, FORWARD, DIAL_TUNNEL, TUNNEL, CLOSED = range(6)
+
+
+class ClientConnection:
+    """See the module docs."""
+
+    __slots__ = (
+        "auth_value",
+        "body_left",
+        "buf",
+        "deadline",
+        "dial",
+        "engine",
+        "fd",
+        "head_sent",
+        "keep_alive",
+        "opened",
+        "out",
+        "paused",
+        "peer",
+        "peer_eof",
+        "reading",
+        "rechunk",
+        "record",
+        "replay",
+        "req",
+        "resolving",
+        "resp_bytes",
+        "reused",
+        "rx",
+        "served",
+        "sock",
+        "state",
+        "target",
+        "tunnel",
+        "tx",
+        "up",
+        "user",
+    )
+
+    def __init__(self, engine: FastProxy, sock: socket.socket) -> None:
+        self.engine = engine
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.state = HEAD
+        self.buf = b""
+        self.out = b""
+        self.served = 0
+        self.deadline = engine.loop.time() + engine.peek_timeout
+        self.reading = True
+        self.resolving = False
+        self.paused = False  # the upstream's reader, while the client is slow to take
+        self.peer_eof = False
+        self.keep_alive = True
+        self.record: ProxyRecord | None = None
+        self.up: Upstream | None = None
+        self.dial: Dial | None = None
+        self.tunnel: Tunnel | None = None
+        self.req: tuple[str, str, list[tuple[str, str]], PoolKey] | None = None
+        self.target: Authority | None = None
+        self.body_left = 0
+        self.head_sent = False
+        self.rechunk = False
+        self.resp_bytes = 0
+        self.reused = False
+        self.replay = False
+        self.auth_value: str | None = None
+        self.user: ProxyUser | None = None
+        self.peer: SocketAddress | None = None
+        self.opened = 0.0  # loop time the fast path started serving it (0: not yet)
+        self.rx = 0
+        self.tx = 0
+        engine.loop.add_reader(self.fd, self.on_readable)
+
+    # -- client input ----------------------------------------------------------------------
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(_CHUNK)
+        except _AGAIN:
+            return
+        except OSError:
+            self.gone("connection lost")
+            return
+        if not data:
+            self._on_eof()
+            return
+        self.rx += len(data)
+        state = self.state
+        if state == HEAD:
+            if not self.buf:
+                if not self.served and data[0] not in _TOKEN_START:
+                    self.engine.handoff(self, data)  # SOCKS, TLS, garbage: not ours
+                    return
+                self.buf = data
+            else:
+                self.buf += data
+            self._on_head_bytes()
+            return
+        self.buf += data
+        if state == FORWARD and self.body_left and self.up is not None:
+            self._pump_body()
+        if len(self.buf) > _MAX_BUFFERED:
+            self.pause_reading()
+
+    def _on_eof(self) -> None:
+        self.peer_eof = True
+        if self.state == HEAD or self.state == AUTH:
+            if self.buf and self.state == HEAD:
+                # a partial head: the general path gives the answer it deserves
+                self.engine.handoff(self, self.buf)
+                return
+            self.close()
+            return
+        if self.state == FORWARD and self.body_left:
+            self.gone("client body incomplete")
+            return
+        # the request is complete (or a tunnel is being dialled): answer, then close
+        self.keep_alive = False
+        self.pause_reading()
+
+    def pause_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.engine.loop.remove_reader(self.fd)
+
+    def resume_reading(self) -> None:
+        if not self.reading and not self.peer_eof and self.state != CLOSED:
+            self.reading = True
+            self.engine.loop.add_reader(self.fd, self.on_readable)
+
+    def _on_head_bytes(self) -> None:
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > self.engine.limits.max_header_size or b"\n\n" in buf:
+                self.engine.handoff(self, buf)
+            return
+        head = parse_request_head(buf[: end + 4], self.engine.limits)
+        if head is None:
+            self.engine.handoff(self, buf)
+            return
+        rest = buf[end + 4 :]
+        if head.method == "CONNECT":
+            self._connect(head, rest)
+        else:
+            self._forward(head, rest)
+
+    # -- authentication --------------------------------------------------------------------
+    def _authorized(self, head: RequestHead, record: ProxyRecord) -> bool | None:
+        """True: go on; False: answered 407; None: the authenticator is asked (in a task)."""
+        engine = self.engine
+        if engine.authenticator is None:
+            return True
+        value: str | None = None
+        if "proxy-authorization" in head.keys:
+            value = head.headers[head.keys.index("proxy-authorization")][1]
+        if value is not None and value == self.auth_value and self.user is not None:
+            record.user = self.user.name
+            return True
+        creds = parse_basic_credentials(value) if value is not None else None
+        if creds is None:
+            self._finish_local(407, "proxy authentication required", auth=True)
+            return False
+        self.state = AUTH
+        engine.handle_spawn(self._authenticate, head, value, creds)
+        return None
+
+    async def _authenticate(self, head: RequestHead, value: str, creds: tuple[str, str]) -> None:
+        engine = self.engine
+        assert engine.authenticator is not None
+        assert self.record is not None
+        try:
+            user = await engine.authenticator.authenticate(
+                creds[0], creds[1], peer=self.record.client
+            )
+        except Exception:
+            _log.exception("proxy authenticator failed")
+            user = None
+            if self.state == AUTH:
+                self._finish_local(500, "internal error")
+            return
+        if self.state != AUTH:
+            return  # the client left meanwhile
+        self.state = HEAD
+        if user is None:
+            self._finish_local(407, "proxy authentication required", auth=True)
+            return
+        self.auth_value, self.user = value, user
+        self.record.user = user.name
+        rest = self.buf
+        self.buf = b""
+        if head.method == "CONNECT":
+            self._connect(head, rest, authorized=True)
+        else:
+            self._forward(head, rest, authorized=True)
+
+    # -- forwarding ------------------------------------------------------------------------
+    def _forward(self, head: RequestHead, rest: bytes, *, authorized: bool = False) -> None:
+        engine = self.engine
+        uri = head.uri
+        if uri is None or uri.scheme != "http" or not uri.host:
+            engine.handoff(self, self.buf)
+            return
+        host = uri.host.lower()
+        port = uri.effective_port or 80
+        if not authorized:
+            fields = request_fields(head, uri, host)
+            if fields is None:
+                engine.handoff(self, self.buf)
+                return
+            self.record = engine.begin_record(self, "http", head.method, head.target)
+            self.buf = rest
+            self.body_left = head.content_length or 0
+            self.req = (head.method, uri.path_and_query, fields, (host, port))
+            self.keep_alive = head.keep_alive and not engine.stopping
+            ok = self._authorized(head, self.record)
+            if ok is None:
+                return  # _authenticate comes back here
+            if not ok:
+                return
+        else:
+            self.buf = rest
+        self.state = FORWARD
+        self.served += 1
+        up = engine.pool.get((host, port))
+        if up is not None:
+            self._attach(up, reused=True)
+        else:
+            self._dial_host(host, port)
+
+    def _attach(self, up: Upstream, *, reused: bool) -> None:
+        assert self.req is not None
+        assert self.record is not None
+        method, target, fields, _ = self.req
+        self.up = up
+        up.client = self
+        self.reused = reused
+        self.head_sent = False
+        self.rechunk = False
+        self.resp_bytes = 0
+        data = up.parser.request(method, target, fields, None)
+        self.replay = reused and not self.body_left and method in IDEMPOTENT_METHODS
+        self.deadline = self.engine.loop.time() + self.engine.timeout
+        up.write(data)
+        if self.body_left and self.buf and self.state == FORWARD:
+            self._pump_body()
+
+    def _pump_body(self) -> None:
+        up = self.up
+        assert up is not None
+        assert self.record is not None
+        n = min(self.body_left, len(self.buf))
+        if not n:
+            return
+        chunk, self.buf = self.buf[:n], self.buf[n:]
+        self.body_left -= n
+        self.record.bytes_in += n
+        self.deadline = self.engine.loop.time() + self.engine.timeout
+        up.write(chunk)
+
+    def upstream_failed(self, exc: BaseException) -> None:
+        """The upstream connection broke (a reset, a write that failed)."""
+        self._upstream_ended(exc)
+
+    def upstream_data(self, data: bytes) -> None:
+        """Bytes (or EOF: ``b""``) from the upstream serving the current request."""
+        up = self.up
+        assert up is not None
+        if not data:
+            self._upstream_ended(None)
+            return
+        self.resp_bytes += len(data)
+        up.parser.feed(data)
+        self._relay_response()
+
+    def _upstream_ended(self, exc: BaseException | None) -> None:
+        up = self.up
+        if up is None:
+            return
+        if self.resp_bytes == 0 and self.replay:
+            # a pooled connection the origin had closed: once more on a fresh one
+            up.close()
+            self.up = None
+            assert self.req is not None
+            self._dial_host(*self.req[3])
+            return
+        if exc is not None:
+            if not self.head_sent:
+                self._upstream_failure(classify_upstream_error(exc).failure, exc)
+            else:
+                self.gone("upstream body failed")
+            return
+        up.parser.feed_eof()
+        self._relay_response()
+
+    def _relay_response(self) -> None:
+        up = self.up
+        record = self.record
+        assert up is not None
+        assert record is not None
+        parser = up.parser
+        out: list[bytes] = []
+        done = False
+        try:
+            while True:
+                ev = parser.next_event()
+                kind = type(ev)
+                if kind is BodyData:
+                    data = ev.data  # type: ignore[union-attr]
+                    if data:
+                        record.bytes_out += len(data)
+                        out.append(b"%x\r\n%b\r\n" % (len(data), data) if self.rechunk else data)
+                elif kind is ResponseHead:
+                    assert isinstance(ev, ResponseHead)
+                    chunked = ev.has_body and ev.content_length is None
+                    head, self.rechunk = response_head(
+                        ev, chunked=chunked, close=not self.keep_alive or self.body_left > 0
+                    )
+                    out.append(head)
+                    self.head_sent = True
+                    record.status = ev.status
+                elif kind is BodyEnd:
+                    if self.rechunk:
+                        trailers = ev.trailers  # type: ignore[union-attr]
+                        tail = "".join(f"{n}: {v}\r\n" for n, v in trailers or ())
+                        out.append(b"0\r\n" + tail.encode("latin-1") + b"\r\n")
+                    done = True
+                    break
+                elif kind is InformationalHead:
+                    assert isinstance(ev, InformationalHead)
+                    out.append(informational_head(ev.status, ev.reason, ev.headers))
+                else:
+                    assert ev is NEED_DATA
+                    break
+        except RemoteProtocolError as exc:
+            if self.head_sent:
+                self.gone("invalid response from upstream")
+                return
+            _log.info(
+                "%s %s: invalid response from upstream: %s", record.method, record.target, exc
+            )
+            self._drop_upstream()
+            self._finish_local(502, "invalid response from upstream", error="invalid response")
+            return
+        if out:
+            self.deadline = self.engine.loop.time() + self.engine.timeout
+            self.send(out[0] if len(out) == 1 else b"".join(out))
+            if self.state == CLOSED:
+                return
+        if done:
+            self._response_done()
+
+    def _response_done(self) -> None:
+        up = self.up
+        assert up is not None
+        self.up = None
+        if self.paused:
+            self.paused = False
+            up.resume()
+        if up.parser.keep_alive and not up.parser.trailing_data and not self.body_left:
+            self.engine.pool.put(up)
+        else:
+            up.close()
+        self._end_record()
+        self._next_cycle()
+
+    def _drop_upstream(self) -> None:
+        if self.up is not None:
+            self.up.close()
+            self.up = None
+            self.paused = False
+
+    def _end_record(self, error: str | None = None) -> None:
+        record, self.record = self.record, None
+        if record is not None:
+            if error is not None and record.error is None:
+                record.error = error
+            self.engine.end_record(record)
+
+    def _next_cycle(self) -> None:
+        """The answer is out (or queued): next request, or close."""
+        if not self.keep_alive or self.body_left:
+            if not self.out:
+                self.close()
+            else:
+                self.state = HEAD  # closed when the queued answer is out
+            return
+        self.state = HEAD
+        self.req = None
+        self.target = None
+        self.deadline = self.engine.loop.time() + self.engine.timeout
+        if self.out:
+            return  # on_writable continues once the answer is out
+        self.resume_reading()
+        if self.buf:
+            self._on_head_bytes()
+
+    # -- CONNECT ---------------------------------------------------------------------------
+    def _connect(self, head: RequestHead, rest: bytes, *, authorized: bool = False) -> None:
+        engine = self.engine
+        if not authorized:
+            target = engine.connect_target(head.target)
+            if target is None:
+                engine.handoff(self, self.buf)  # bad target or port: the general path answers
+                return
+            self.target = target
+            self.record = engine.begin_record(self, "connect", "CONNECT", str(target))
+            self.buf = rest
+            self.keep_alive = head.keep_alive and not engine.stopping
+            ok = self._authorized(head, self.record)
+            if not ok:
+                return
+        else:
+            self.buf = rest
+        target = self.target
+        assert target is not None
+        self.state = DIAL_TUNNEL
+        self.served += 1
+        self._dial_host(str(target.host), target.port)
+
+    # -- dialling --------------------------------------------------------------------------
+    def _dial_host(self, host: str, port: int) -> None:
+        addrs = self.engine.addresses(host, port)
+        if addrs is None:
+            self.engine.resolve(self, host, port)
+        else:
+            self.dial_addresses(addrs)
+
+    def dial_addresses(self, addrs: list[SockAddr]) -> None:
+        """Connect to the first of ``addrs`` that answers."""
+        dial = self.dial = Dial(self.engine.loop, addrs, self.engine.connect_timeout, self._dialled)
+        self.deadline = dial.deadline
+        dial.start()
+
+    def resolve_failed(self, exc: BaseException) -> None:
+        """The name of the target did not resolve."""
+        if self.state in (FORWARD, DIAL_TUNNEL):
+            self._upstream_failure(UpstreamFailure.DNS, exc)
+
+    def _dialled(self, sock: socket.socket | None, exc: BaseException | None) -> None:
+        dial, self.dial = self.dial, None
+        record = self.record
+        assert record is not None
+        if dial is not None and record.connect_time is None:
+            record.connect_time = self.engine.loop.time() - dial.started
+        if sock is None:
+            assert exc is not None
+            failure = classify_upstream_error(exc).failure
+            self._upstream_failure(failure, exc)
+            return
+        engine = self.engine
+        if self.state == DIAL_TUNNEL:
+            record.status = 200
+            early, self.buf = self.buf, b""
+            self.state = TUNNEL
+            self.reading = False
+            self.tunnel = tunnel = Tunnel(
+                engine.loop, self.sock, sock, engine.idle_timeout, self._tunnel_ended
+            )
+            engine.tunnel_opened(self)
+            reply = connect_established()
+            try:
+                sent = self.sock.send(reply)
+            except _AGAIN:
+                sent = 0
+            except OSError as exc:
+                tunnel.fail(exc)
+                return
+            tunnel.start(early, reply[sent:])
+            return
+        assert self.req is not None
+        self._attach(Upstream(engine.pool, self.req[3], sock), reused=False)
+
+    def _upstream_failure(self, failure: UpstreamFailure, exc: BaseException) -> None:
+        record = self.record
+        assert record is not None
+        self._drop_upstream()
+        _log.info("%s %s: %s (%s)", record.method, record.target, failure.reason, exc)
+        if self.state == DIAL_TUNNEL:
+            self.state = HEAD  # no tunnel: the connection goes on
+        self._finish_local(failure.http_status, failure.reason)
+
+    def _tunnel_ended(self, tunnel: Tunnel) -> None:
+        record = self.record
+        if record is not None:
+            record.bytes_in = tunnel.bytes_up
+            record.bytes_out = tunnel.bytes_down
+            if tunnel.timed_out:
+                record.error = "idle timeout"
+            elif tunnel.error is not None:
+                record.error = "connection lost"
+        self._end_record()
+        self.state = CLOSED
+        self.engine.closed(self, tunnel=True)
+
+    # -- answers ---------------------------------------------------------------------------
+    def _finish_local(
+        self, status: int, text: str, *, auth: bool = False, error: str | None = None
+    ) -> None:
+        """Answer the current request ourselves (an error) and end its record."""
+        record = self.record
+        engine = self.engine
+        close = self.body_left > 0 or not self.keep_alive
+        headers = (("Proxy-Authenticate", engine.realm_header),) if auth else ()
+        if self.state == AUTH or self.state == DIAL_TUNNEL:
+            self.state = HEAD
+        if record is not None:
+            record.status = status
+            record.error = error or text
+            if status < 500:
+                _log.debug("%s %s: %d %s", record.method, record.target, status, text)
+        self.send(text_response(status, text, headers, close=close))
+        if self.state == CLOSED:
+            return
+        self._end_record()
+        if self.state != HEAD:
+            self.state = HEAD
+        self._next_cycle()
+
+    def send(self, data: bytes) -> None:
+        """Write to the client; a slow client pauses the upstream until it caught up."""
+        if self.out:
+            self.out += data
+            return
+        try:
+            n = self.sock.send(data)
+        except _AGAIN:
+            n = 0
+        except OSError:
+            self.gone("client went away")
+            return
+        self.tx += n
+        if n < len(data):
+            self.out = bytes(data[n:])
+            self.engine.loop.add_writer(self.fd, self._on_writable)
+            if self.up is not None and not self.paused:
+                self.paused = True
+                self.up.pause()
+
+    def _on_writable(self) -> None:
+        try:
+            n = self.sock.send(self.out)
+        except _AGAIN:
+            return
+        except OSError:
+            self.gone("client went away")
+            return
+        self.tx += n
+        self.out = self.out[n:]
+        if self.out:
+            return
+        self.engine.loop.remove_writer(self.fd)
+        if self.paused and self.up is not None:
+            self.paused = False
+            self.up.resume()
+        if self.state == HEAD and self.up is None:
+            self._next_cycle()
+
+    def timed_out(self) -> None:
+        """The sweeper found :attr:`deadline` passed."""
+        state = self.state
+        if self.dial is not None:
+            self.dial.expire()  # reports through _dialled
+            return
+        if state == HEAD:
+            if self.buf:
+                self.send(error_response(408))
+                self.close()
+            else:
+                self.close()  # an idle keep-alive connection
+            return
+        if self.resolving:
+            self.resolving = False
+            self._upstream_failure(UpstreamFailure.TIMEOUT, TimeoutError("resolving timed out"))
+            return
+        if state == FORWARD:
+            if not self.head_sent:
+                record = self.record
+                if record is not None:
+                    _log.info("%s %s: upstream timed out", record.method, record.target)
+                self._drop_upstream()
+                self.keep_alive = False
+                self._finish_local(504, UpstreamFailure.TIMEOUT.reason)
+            else:
+                self.gone("upstream timed out")
+
+    def shutdown(self) -> None:
+        """The server stops: an idle connection closes now, a busy one after its answer."""
+        self.keep_alive = False
+        if self.state == HEAD and not self.buf and not self.out:
+            self.close()
+
+    # -- the end ---------------------------------------------------------------------------
+    def gone(self, why: str) -> None:
+        """The client (or the response to it) broke: drop everything now."""
+        if self.state == CLOSED:
+            return
+        if self.tunnel is not None:
+            self.tunnel.abort()
+            return
+        self._end_record(why)
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (and whatever upstream it was using)."""
+        if self.state == CLOSED:
+            return
+        if self.tunnel is not None:
+            self.tunnel.abort()
+            return
+        self.state = CLOSED
+        if self.dial is not None:
+            self.dial.cancel()
+            self.dial = None
+        self._drop_upstream()
+        self._end_record("closed")
+        loop = self.engine.loop
+        loop.remove_reader(self.fd)
+        if self.out:
+            loop.remove_writer(self.fd)
+        self.sock.close()
+        self.engine.closed(self)
+
+    def detach(self) -> socket.socket:
+        """Stop watching the socket and give it up (a handoff to the general path)."""
+        loop = self.engine.loop
+        loop.remove_reader(self.fd)
+        if self.out:
+            loop.remove_writer(self.fd)
+        self.state = CLOSED
+        return self.sock
