@@ -60,6 +60,9 @@ def _split_authority(auth: str) -> tuple[str | None, str, int | None]:
     return userinfo, host, port
 
 
+_PARSED_MAX = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Uri:
     """A parsed request target or URI.
@@ -86,6 +89,19 @@ class Uri:
         if target[0] == "/":
             path, sep, query = target.partition("?")
             return cls(path=path, query=query if sep else None)
+        # A proxy sees the same absolute URLs and CONNECT authorities again and
+        # again; a Uri is immutable, so a parse is shared (bounded, then dropped).
+        key = (target, method == "CONNECT")
+        uri = _PARSED.get(key)
+        if uri is None:
+            uri = cls._parse_other(target, method)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = uri
+        return uri
+
+    @classmethod
+    def _parse_other(cls, target: str, method: str | None) -> Uri:
         if target == "*":
             return cls(path="*", form=UriForm.ASTERISK)
         if method == "CONNECT" or "://" not in target:
@@ -185,3 +201,6 @@ class Uri:
         scheme = f"{self.scheme}://" if self.scheme else "//"
         user = f"{self.userinfo}@" if self.userinfo else ""
         return f"{scheme}{user}{self.authority}{self.path_and_query}"
+
+
+_PARSED: dict[tuple[str, bool], Uri] = {}

@@ -106,6 +106,45 @@ class _Closed(Exception):
     """The handshake ended (answered and closed); nothing more to do."""
 
 
+class SocksCommand:
+    """A ``Service[ByteStream, None]`` for a SOCKS5 connection whose handshake is done.
+
+    The proxy server's fast path speaks the greeting and reads the request
+    itself; a command it does not serve (BIND, UDP ASSOCIATE) comes here, to
+    :class:`SocksProxy`, which answers it as if it had read it.
+    """
+
+    def __init__(
+        self,
+        proxy: SocksProxy,
+        server: Socks5ServerProtocol,
+        request: Socks5Request,
+    ) -> None:
+        self.proxy = proxy
+        self.command = _Command(
+            5, request.command.name, request.host, request.port, server.take_trailing_data(), server
+        )
+
+    async def serve(self, ctx: Context, stream: ByteStream) -> None:
+        """Run the command on ``stream``; never raises for peer misbehaviour."""
+        info = ctx.get(SocketInfo)
+        client = info.peer_addr if info is not None else None
+        try:
+            await self.proxy._run(ctx, stream, self.command, client)
+        except _RECV_ERRORS:
+            _log.debug("SOCKS client %s went away", client or "?")
+        except Exception:
+            _log.exception("SOCKS connection from %s failed", client or "?")
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+
+def socks_target_text(host: Socks5Address, port: int) -> str:
+    """How a SOCKS target is written in records and logs."""
+    return _target_text(host, port)
+
+
 class SocksProxy:
     """A SOCKS5/SOCKS4 server for one accepted connection (see the module docstring)."""
 

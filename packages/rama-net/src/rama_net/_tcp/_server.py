@@ -208,18 +208,25 @@ class TakeoverHandle:
         """A taken connection has ended: free its slot."""
         self._slots.release()
 
-    def adopt(self, sock: socket.socket, prefix: bytes = b"") -> None:
+    def adopt(
+        self,
+        sock: socket.socket,
+        prefix: bytes = b"",
+        *,
+        service: Service[ByteStream, Any] | None = None,
+    ) -> None:
         """Serve ``sock`` with the listener's service; ``prefix`` is what was read from it.
 
         The service sees ``prefix`` first (through a :class:`~rama_net.PeekStream`),
-        then the rest of the connection. The socket must no longer be watched
-        by the event loop. Its slot goes with it.
+        then the rest of the connection. ``service`` replaces the listener's
+        (for a connection the takeover has already spoken with). The socket
+        must no longer be watched by the event loop. Its slot goes with it.
         """
         guard = self.context.executor.guard("tcp-connection")
         self._conns.start_soon(
             self._listener._handle,
             sock,
-            self._service,
+            service or self._service,
             self.context,
             self.config,
             self._slots,
@@ -249,8 +256,9 @@ class ConnectionTakeover(Protocol):
         """The listener starts serving; ``handle`` stays valid until it returns."""
         ...
 
-    def take(self, sock: socket.socket) -> bool:
-        """Take ``sock`` (a connected, accepted socket) or leave it to the listener."""
+    def take(self, sock: socket.socket, peer: Any) -> bool:
+        """Take ``sock`` (a connected, accepted socket; ``peer`` is the address
+        ``accept()`` gave) or leave it to the listener."""
         ...
 
     def stop(self) -> None:
@@ -541,7 +549,7 @@ class TcpListener:
             # again: one readiness wait per burst, not per connection.
             for _ in range(_ACCEPT_BATCH):
                 try:
-                    conn, _ = sock.accept()
+                    conn, peer = sock.accept()
                 except BlockingIOError:
                     slots.release()
                     break
@@ -565,7 +573,7 @@ class TcpListener:
                             break
                         continue
                     raise
-                if takeover is None or not takeover.take(conn):
+                if takeover is None or not takeover.take(conn, peer):
                     guard = ctx.executor.guard("tcp-connection")
                     conns.start_soon(self._handle, conn, service, ctx, cfg, slots, guard)
                 if not slots.try_acquire():

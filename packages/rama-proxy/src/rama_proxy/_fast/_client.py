@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rama_http import RemoteProtocolError
 from rama_http.client._h1_engine import (
@@ -31,11 +31,22 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._transport import IDEMPOTENT_METHODS
 from rama_http.server._h1_engine import RequestHead
-from rama_net import Authority, SocketAddress
+from rama_net import AddressError, Authority, Host, SocketAddress
 
 from .._auth import ProxyUser, parse_basic_credentials
 from .._errors import UpstreamFailure, classify_upstream_error
 from .._record import ProxyRecord
+from .._socks5_codec import (
+    UNSPECIFIED_IPV4,
+    Socks5Command,
+    Socks5Greeting,
+    Socks5ReplyCode,
+    Socks5Request,
+    Socks5ServerProtocol,
+    SocksAuthMethod,
+    SocksError,
+)
+from .._socks_server import _unmap, socks_target_text
 from ._dial import Dial, SockAddr
 from ._tunnel import Tunnel
 from ._upstream import PoolKey, Upstream
@@ -55,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection"]
 
 _log = logging.getLogger("rama.proxy.http")
+_socks_log = logging.getLogger("rama.proxy.socks")
 
 _CHUNK: Final = 256 * 1024
 _MAX_BUFFERED: Final = 256 * 1024
@@ -64,7 +76,7 @@ _TOKEN_START: Final = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 
-HEAD, AUTH, FORWARD, DIAL_TUNNEL, TUNNEL, CLOSED = range(6)
+HEAD, AUTH, FORWARD, DIAL_TUNNEL, TUNNEL, CLOSED, SOCKS, DIAL_SOCKS = range(8)
 
 
 class ClientConnection:
@@ -96,6 +108,8 @@ class ClientConnection:
         "rx",
         "served",
         "sock",
+        "sockaddr",
+        "socks",
         "state",
         "target",
         "tunnel",
@@ -104,9 +118,10 @@ class ClientConnection:
         "user",
     )
 
-    def __init__(self, engine: FastProxy, sock: socket.socket) -> None:
+    def __init__(self, engine: FastProxy, sock: socket.socket, sockaddr: Any) -> None:
         self.engine = engine
         self.sock = sock
+        self.sockaddr = sockaddr
         self.fd = sock.fileno()
         self.state = HEAD
         self.buf = b""
@@ -132,6 +147,7 @@ class ClientConnection:
         self.replay = False
         self.auth_value: str | None = None
         self.user: ProxyUser | None = None
+        self.socks: Socks5ServerProtocol | None = None
         self.peer: SocketAddress | None = None
         self.opened = 0.0  # loop time the fast path started serving it (0: not yet)
         self.rx = 0
@@ -155,12 +171,18 @@ class ClientConnection:
         if state == HEAD:
             if not self.buf:
                 if not self.served and data[0] not in _TOKEN_START:
-                    self.engine.handoff(self, data)  # SOCKS, TLS, garbage: not ours
+                    if data[0] == 0x05 and self.engine.socks is not None:
+                        self._socks_start(data)
+                    else:
+                        self.engine.handoff(self, data)  # SOCKS4, TLS, garbage: not ours
                     return
                 self.buf = data
             else:
                 self.buf += data
             self._on_head_bytes()
+            return
+        if state == SOCKS:
+            self._socks_bytes(data)
             return
         self.buf += data
         if state == FORWARD and self.body_left and self.up is not None:
@@ -170,6 +192,10 @@ class ClientConnection:
 
     def _on_eof(self) -> None:
         self.peer_eof = True
+        if self.state == SOCKS:
+            self.pause_reading()
+            self._socks_bytes(b"")
+            return
         if self.state == HEAD or self.state == AUTH:
             if self.buf and self.state == HEAD:
                 # a partial head: the general path gives the answer it deserves
@@ -500,7 +526,7 @@ class ClientConnection:
 
     def resolve_failed(self, exc: BaseException) -> None:
         """The name of the target did not resolve."""
-        if self.state in (FORWARD, DIAL_TUNNEL):
+        if self.state in (FORWARD, DIAL_TUNNEL, DIAL_SOCKS):
             self._upstream_failure(UpstreamFailure.DNS, exc)
 
     def _dialled(self, sock: socket.socket | None, exc: BaseException | None) -> None:
@@ -515,16 +541,30 @@ class ClientConnection:
             self._upstream_failure(failure, exc)
             return
         engine = self.engine
-        if self.state == DIAL_TUNNEL:
-            record.status = 200
+        if self.state == DIAL_TUNNEL or self.state == DIAL_SOCKS:
             early, self.buf = self.buf, b""
+            if self.state == DIAL_TUNNEL:
+                record.status = 200
+                reply = connect_established()
+            else:
+                assert self.socks is not None
+                try:
+                    bound = engine.socket_address(sock.getsockname())
+                except (OSError, ValueError):
+                    bound = None
+                record.status = Socks5ReplyCode.SUCCEEDED
+                reply = self.socks.reply(
+                    Socks5ReplyCode.SUCCEEDED,
+                    _unmap(bound.ip) if bound is not None else UNSPECIFIED_IPV4,
+                    bound.port if bound is not None else 0,
+                )
+                early = self.socks.take_trailing_data() + early
+                self.socks = None
             self.state = TUNNEL
             self.reading = False
             self.tunnel = tunnel = Tunnel(
                 engine.loop, self.sock, sock, engine.idle_timeout, self._tunnel_ended
             )
-            engine.tunnel_opened(self)
-            reply = connect_established()
             try:
                 sent = self.sock.send(reply)
             except _AGAIN:
@@ -541,6 +581,12 @@ class ClientConnection:
         record = self.record
         assert record is not None
         self._drop_upstream()
+        if self.state == DIAL_SOCKS:
+            _socks_log.info(
+                "SOCKS CONNECT to %s failed: %s (%s)", record.target, failure.reason, exc
+            )
+            self._socks_fail(failure.socks5_reply, failure.reason)
+            return
         _log.info("%s %s: %s (%s)", record.method, record.target, failure.reason, exc)
         if self.state == DIAL_TUNNEL:
             self.state = HEAD  # no tunnel: the connection goes on
@@ -558,6 +604,97 @@ class ClientConnection:
         self._end_record()
         self.state = CLOSED
         self.engine.closed(self, tunnel=True)
+
+    # -- SOCKS5 ----------------------------------------------------------------------------
+    def _socks_start(self, data: bytes) -> None:
+        engine = self.engine
+        self.state = SOCKS
+        self.deadline = engine.loop.time() + engine.socks_handshake_timeout
+        self.socks = Socks5ServerProtocol()
+        self._socks_bytes(data)
+
+    def _socks_bytes(self, data: bytes) -> None:
+        """Handshake bytes (``b""``: EOF): greeting, then the request."""
+        proto = self.socks
+        assert proto is not None
+        try:
+            proto.receive_data(data)
+            while self.state == SOCKS:
+                event = proto.next_event()
+                if event is None:
+                    return
+                if isinstance(event, Socks5Greeting):
+                    method, answer = proto.select_method(event, require_auth=False)
+                    self.send(answer)
+                    if method == SocksAuthMethod.NO_ACCEPTABLE:
+                        _socks_log.debug(
+                            "SOCKS5 client %s offers no acceptable method", self.peer or "?"
+                        )
+                        self._close_when_sent()
+                        return
+                elif isinstance(event, Socks5Request):
+                    self._socks_request(proto, event)
+                    return
+                else:  # a username/password, never asked for
+                    self.close()
+                    return
+        except SocksError as exc:
+            _socks_log.debug("bad SOCKS input from %s: %s", self.peer or "?", exc)
+            if exc.response:
+                self.send(exc.response)
+                if len(exc.response) >= 8:  # a refused request (not a greeting): a record
+                    self.record = self.engine.begin_record(self, "socks5", None, None)
+                    self.record.status = exc.reply
+                    self.record.error = "bad request"
+                    self._end_record()
+            self._close_when_sent()
+
+    def _socks_request(self, proto: Socks5ServerProtocol, req: Socks5Request) -> None:
+        engine = self.engine
+        if req.command != Socks5Command.CONNECT:
+            engine.handoff_socks(self, proto, req)  # BIND, UDP ASSOCIATE: the general path
+            return
+        host, port = req.host, req.port
+        record = self.record = engine.begin_record(
+            self, "socks5", "CONNECT", socks_target_text(host, port)
+        )
+        ports = engine.socks_allow_ports
+        if ports is not None and port not in ports:
+            _socks_log.info("SOCKS CONNECT to %s refused: port not allowed", record.target)
+            self._socks_fail(Socks5ReplyCode.NOT_ALLOWED, "port not allowed")
+            return
+        if isinstance(host, str):
+            try:
+                Host.parse(host)
+            except AddressError:
+                _socks_log.debug("SOCKS CONNECT to an invalid host %r", host[:255])
+                self._socks_fail(Socks5ReplyCode.HOST_UNREACHABLE, "invalid host")
+                return
+        self.state = DIAL_SOCKS
+        self.served += 1
+        self.deadline = engine.loop.time() + engine.connect_timeout
+        self._dial_host(str(host), port)
+
+    def _socks_fail(self, code: int, why: str) -> None:
+        proto = self.socks
+        assert proto is not None
+        record = self.record
+        if record is not None:
+            record.status = code
+            record.error = why
+        self.send(proto.reply(code))
+        if self.state == CLOSED:
+            return
+        self._end_record()
+        self._close_when_sent()
+
+    def _close_when_sent(self) -> None:
+        """Close once what is queued for the client is out."""
+        self.pause_reading()
+        self.keep_alive = False
+        if self.state != CLOSED:
+            self.state = HEAD
+            self._next_cycle()
 
     # -- answers ---------------------------------------------------------------------------
     def _finish_local(
@@ -627,6 +764,14 @@ class ClientConnection:
         state = self.state
         if self.dial is not None:
             self.dial.expire()  # reports through _dialled
+            return
+        if state == SOCKS:
+            _socks_log.info(
+                "SOCKS handshake from %s not done within %gs, closing",
+                self.peer or "?",
+                self.engine.socks_handshake_timeout,
+            )
+            self.close()
             return
         if state == HEAD:
             if self.buf:

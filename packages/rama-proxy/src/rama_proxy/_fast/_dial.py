@@ -24,6 +24,7 @@ SockAddr = tuple[int, tuple[Any, ...]]
 """``(family, sockaddr)`` of one address to try."""
 
 _IN_PROGRESS: Final = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+_STREAM: Final = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 _TCP_INFO: Final = getattr(socket, "TCP_INFO", None)
 _ESTABLISHED: Final = b"\x01"  # tcpi_state, the first byte of struct tcp_info
 
@@ -66,11 +67,13 @@ class Dial:
         while self.addrs:
             family, addr = self.addrs.pop(0)
             try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                # non-blocking from the start (Linux): one syscall less than setblocking()
+                sock = socket.socket(family, _STREAM)
             except OSError as exc:
                 error = exc
                 continue
-            sock.setblocking(False)
+            if _STREAM == socket.SOCK_STREAM:
+                sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             err = sock.connect_ex(addr)

@@ -39,6 +39,8 @@ from rama_net import (
 from rama_net._dns import Resolver, default_resolver, resolve_host
 
 from .._record import ProxyObservers, ProxyRecord
+from .._socks5_codec import Socks5Request, Socks5ServerProtocol
+from .._socks_server import SocksCommand, SocksProxy
 from ._client import ClientConnection
 from ._dial import SockAddr
 from ._upstream import UpstreamPool
@@ -72,6 +74,7 @@ class FastProxy:
         peek_timeout: float,
         limits: EngineLimits,
         resolver: Resolver | None = None,
+        socks: SocksProxy | None = None,
         upstream_idle_timeout: float = 60.0,
         max_idle_per_origin: int = 256,
     ) -> None:
@@ -86,6 +89,11 @@ class FastProxy:
         self.peek_timeout = peek_timeout
         self.limits = limits
         self.resolver = resolver
+        self.socks = socks
+        """The general SOCKS server: the fast path speaks SOCKS5 CONNECT itself
+        (without authentication) and hands it the other commands."""
+        self.socks_allow_ports = socks.allow_connect_ports if socks is not None else None
+        self.socks_handshake_timeout = socks.handshake_timeout if socks is not None else 10.0
         self._upstream_idle_timeout = upstream_idle_timeout
         self._max_idle_per_origin = max_idle_per_origin
         self.stopping = False
@@ -138,6 +146,14 @@ class FastProxy:
         finally:
             probe[0].close()
             probe[1].close()
+        socks = server.socks_proxy
+        if socks is not None and (
+            socks.authenticator is not None
+            or socks.connect_handoff is not None
+            or socks.egress is not egress
+            or server.detector.socks is not socks
+        ):
+            socks = None  # SOCKS connections go to the general path whole
         http_cfg = server.http_config
         return cls(
             observers=server.observers,
@@ -155,6 +171,7 @@ class FastProxy:
                 max_headers=http_cfg.max_headers,
             ),
             resolver=egress.tcp.resolver,
+            socks=socks,
         )
 
     # -- ConnectionTakeover ------------------------------------------------------------------
@@ -169,14 +186,14 @@ class FastProxy:
         )
         self._timer = self.loop.call_later(self._period, self._sweep)
 
-    def take(self, sock: socket.socket) -> bool:
+    def take(self, sock: socket.socket, peer: Any) -> bool:
         """Serve every accepted TCP socket (hand-offs go back to the listener)."""
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             return False
-        self.clients.add(ClientConnection(self, sock))
+        self.clients.add(ClientConnection(self, sock, peer))
         return True
 
     def stop(self) -> None:
@@ -203,6 +220,17 @@ class FastProxy:
         assert self._handle is not None
         self._handle.adopt(sock, prefix)
 
+    def handoff_socks(
+        self, client: ClientConnection, server: Socks5ServerProtocol, request: Socks5Request
+    ) -> None:
+        """Give a SOCKS5 connection whose handshake is done to the general SOCKS server."""
+        assert self.socks is not None
+        sock = client.detach()
+        self.clients.discard(client)
+        self._count_closed(client)
+        assert self._handle is not None
+        self._handle.adopt(sock, service=SocksCommand(self.socks, server, request))
+
     def closed(self, client: ClientConnection, *, tunnel: bool = False) -> None:
         """``client`` ended (its socket is closed)."""
         if client in self.clients:
@@ -223,12 +251,12 @@ class FastProxy:
             _log.exception("fast path task %s failed", getattr(fn, "__qualname__", fn))
 
     def begin_record(
-        self, client: ClientConnection, protocol: str, method: str, target: str
+        self, client: ClientConnection, protocol: str, method: str | None, target: str | None
     ) -> ProxyRecord:
         """Open the record of a request or tunnel (and count the connection once)."""
         if not client.opened:
-            with contextlib.suppress(OSError, ValueError):
-                client.peer = self._peer_address(client.sock.getpeername())
+            with contextlib.suppress(OSError, ValueError, TypeError, IndexError):
+                client.peer = self._peer_address(client.sockaddr)
             self.metrics.connection_opened(_PROTOCOL)
             self._transport.connection_opened("tcp")
             client.opened = self.loop.time() or 1e-9
@@ -242,6 +270,10 @@ class FastProxy:
         )
         self.observers.started(record)
         return record
+
+    def socket_address(self, sockaddr: Any) -> SocketAddress:
+        """A ``SocketAddress`` for a socket-module address (IP objects are cached)."""
+        return self._peer_address(sockaddr)
 
     def _peer_address(self, sockaddr: Any) -> SocketAddress:
         host = sockaddr[0]
@@ -257,9 +289,6 @@ class FastProxy:
         if record.duration is None:
             record.duration = self.loop.time() - record.started
             self.observers.finished(record)
-
-    def tunnel_opened(self, client: ClientConnection) -> None:
-        """A CONNECT tunnel is relaying (counted by the observers already)."""
 
     def connect_target(self, target: str) -> Authority | None:
         """The CONNECT target, or None when the general path is to answer (400/403)."""
