@@ -156,6 +156,30 @@ class ClientConnection:
 
     # -- client input ----------------------------------------------------------------------
     def on_readable(self) -> None:
+        """The loop's reader callback (every entry point is guarded: a bug of ours is
+        logged once with its traceback and ends this connection, never the loop)."""
+        try:
+            self._readable()
+        except Exception:
+            self.internal_error()
+
+    def internal_error(self) -> None:
+        """Our own failure while serving this connection: log it, answer 500 if we can, close."""
+        _log.exception("fast path: internal error on a connection from %s", self.peer or "?")
+        try:
+            if self.record is not None and not self.head_sent and self.state != CLOSED:
+                self.record.status = 500
+                self._end_record("internal error")
+                if not self.out and self.state not in (TUNNEL, SOCKS, DIAL_SOCKS):
+                    self.sock.send(error_response(500))
+        except Exception:
+            pass
+        try:
+            self.close()
+        except Exception:
+            _log.exception("fast path: closing after an internal error failed")
+
+    def _readable(self) -> None:
         try:
             data = self.sock.recv(_CHUNK)
         except _AGAIN:
@@ -211,7 +235,7 @@ class ClientConnection:
         self.pause_reading()
 
     def pause_reading(self) -> None:
-        if self.reading:
+        if self.reading and self.state != CLOSED:
             self.reading = False
             self.engine.loop.remove_reader(self.fd)
 
@@ -334,7 +358,7 @@ class ClientConnection:
         self.replay = reused and not self.body_left and method in IDEMPOTENT_METHODS
         self.deadline = self.engine.loop.time() + self.engine.timeout
         up.write(data)
-        if self.body_left and self.buf and self.state == FORWARD:
+        if self.up is up and self.body_left and self.buf and self.state == FORWARD:
             self._pump_body()
 
     def _pump_body(self) -> None:
@@ -356,6 +380,12 @@ class ClientConnection:
 
     def upstream_data(self, data: bytes) -> None:
         """Bytes (or EOF: ``b""``) from the upstream serving the current request."""
+        try:
+            self._upstream_data(data)
+        except Exception:
+            self.internal_error()
+
+    def _upstream_data(self, data: bytes) -> None:
         up = self.up
         assert up is not None
         if not data:
@@ -530,6 +560,14 @@ class ClientConnection:
             self._upstream_failure(UpstreamFailure.DNS, exc)
 
     def _dialled(self, sock: socket.socket | None, exc: BaseException | None) -> None:
+        try:
+            self._on_dialled(sock, exc)
+        except Exception:
+            if sock is not None and self.tunnel is None and self.up is None:
+                sock.close()
+            self.internal_error()
+
+    def _on_dialled(self, sock: socket.socket | None, exc: BaseException | None) -> None:
         dial, self.dial = self.dial, None
         record = self.record
         assert record is not None
@@ -742,6 +780,12 @@ class ClientConnection:
 
     def _on_writable(self) -> None:
         try:
+            self._writable()
+        except Exception:
+            self.internal_error()
+
+    def _writable(self) -> None:
+        try:
             n = self.sock.send(self.out)
         except _AGAIN:
             return
@@ -790,7 +834,6 @@ class ClientConnection:
                 if record is not None:
                     _log.info("%s %s: upstream timed out", record.method, record.target)
                 self._drop_upstream()
-                self.keep_alive = False
                 self._finish_local(504, UpstreamFailure.TIMEOUT.reason)
             else:
                 self.gone("upstream timed out")

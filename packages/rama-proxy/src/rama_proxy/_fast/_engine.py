@@ -188,12 +188,15 @@ class FastProxy:
 
     def take(self, sock: socket.socket, peer: Any) -> bool:
         """Serve every accepted TCP socket (hand-offs go back to the listener)."""
-        sock.setblocking(False)
         try:
+            sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
+            client = ClientConnection(self, sock, peer)
+        except Exception:
+            # the listener serves it the usual way (a peer that reset at once, say)
+            _log.debug("fast path: cannot take a connection", exc_info=True)
             return False
-        self.clients.add(ClientConnection(self, sock, peer))
+        self.clients.add(client)
         return True
 
     def stop(self) -> None:
@@ -372,8 +375,8 @@ class FastProxy:
 
     def _sweep(self) -> None:
         now = self.loop.time()
-        try:
-            for client in list(self.clients):
+        for client in list(self.clients):
+            try:
                 tunnel = client.tunnel
                 if tunnel is not None:
                     if tunnel.deadline <= now:
@@ -382,7 +385,10 @@ class FastProxy:
                         tunnel.sweep(now)
                 elif client.deadline <= now:
                     client.timed_out()
+            except Exception:
+                client.internal_error()
+        try:
             self.pool.sweep(now)
         except Exception:
-            _log.exception("fast path sweep failed")
+            _log.exception("fast path: upstream pool sweep failed")
         self._timer = self.loop.call_later(self._period, self._sweep)

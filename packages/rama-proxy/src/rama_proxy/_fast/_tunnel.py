@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import socket
 import struct
@@ -30,6 +31,7 @@ from typing import Final
 
 __all__ = ["SPLICE_AFTER", "Tunnel"]
 
+_log = logging.getLogger("rama.proxy.http")
 _CHUNK: Final = 256 * 1024
 SPLICE_AFTER: Final = 1024 * 1024
 """Bytes a direction copies through Python before it switches to splice."""
@@ -76,6 +78,18 @@ class _Flow:
 
     # -- copying ---------------------------------------------------------------------------
     def on_readable(self) -> None:
+        try:
+            self._readable()
+        except Exception as exc:
+            self.tunnel.internal_error(exc)
+
+    def on_writable(self) -> None:
+        try:
+            self._writable()
+        except Exception as exc:
+            self.tunnel.internal_error(exc)
+
+    def _readable(self) -> None:
         if self.pipe is not None:
             self._splice_in()
             return
@@ -107,7 +121,7 @@ class _Flow:
         elif self.moved >= SPLICE_AFTER and _CAN_SPLICE:
             self._take_pipe()
 
-    def on_writable(self) -> None:
+    def _writable(self) -> None:
         tunnel = self.tunnel
         if self.in_pipe:
             if self._drain_pipe() and not tunnel.ended:
@@ -295,6 +309,11 @@ class Tunnel:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self._end()
+
+    def internal_error(self, exc: BaseException) -> None:
+        """A bug of ours in a callback: logged once with its traceback; the tunnel ends."""
+        _log.error("fast path: tunnel failed", exc_info=exc)
+        self.fail(exc)
 
     def expire(self) -> None:
         """The idle timeout passed: close both sides."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from typing import TYPE_CHECKING, Final
 
@@ -25,6 +26,7 @@ __all__ = ["PoolKey", "Upstream", "UpstreamPool"]
 PoolKey = tuple[str, int]
 """``(host, port)`` of a direct origin."""
 
+_log = logging.getLogger("rama.proxy.http")
 _CHUNK: Final = 256 * 1024
 _AGAIN: Final = (BlockingIOError, InterruptedError)
 
@@ -46,6 +48,17 @@ class Upstream:
         pool.loop.add_reader(self.fd, self.on_readable)
 
     def on_readable(self) -> None:
+        try:
+            self._readable()
+        except Exception:
+            client = self.client
+            if client is not None:
+                client.internal_error()
+            else:
+                _log.exception("fast path: internal error on an idle upstream connection")
+                self.pool.retire(self)
+
+    def _readable(self) -> None:
         try:
             data = self.sock.recv(_CHUNK)
         except _AGAIN:
@@ -83,6 +96,15 @@ class Upstream:
             self.client.pause_reading()
 
     def _on_writable(self) -> None:
+        try:
+            self._writable()
+        except Exception:
+            if self.client is not None:
+                self.client.internal_error()
+            else:
+                self.close()
+
+    def _writable(self) -> None:
         try:
             n = self.sock.send(self.out)
         except _AGAIN:
