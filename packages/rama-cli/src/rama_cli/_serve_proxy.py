@@ -260,6 +260,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     add("--no-socks", action="store_true", help="serve HTTP and HTTPS-proxy only (no SOCKS)")
     add(
+        "--no-fast-path",
+        action="store_true",
+        help="serve every connection through the general service stack (the fast path "
+        "for plain HTTP/1.1, CONNECT and SOCKS5 CONNECT answers the same, only faster; "
+        "this is for comparing the two)",
+    )
+    add(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         default="info",
@@ -294,6 +301,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyServerConfig:
         grace=args.grace,
         workers=args.workers,
         socks=not args.no_socks,
+        fast_path=not args.no_fast_path,
     )
 
 

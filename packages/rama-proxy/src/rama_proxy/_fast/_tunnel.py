@@ -164,11 +164,15 @@ class _Flow:
             self._finish()
 
     def _finish(self) -> None:
-        with contextlib.suppress(OSError):
-            self.dst.shutdown(socket.SHUT_WR)
         self.done = True
         self._release_pipe()
-        self.tunnel.flow_done()
+        tunnel = self.tunnel
+        if tunnel.up.done and tunnel.down.done:
+            tunnel.flow_done()  # both ways at EOF: closing sends the FIN
+            return
+        with contextlib.suppress(OSError):
+            self.dst.shutdown(socket.SHUT_WR)
+        tunnel.flow_done()
 
     # -- splicing --------------------------------------------------------------------------
     def _take_pipe(self) -> None:
@@ -336,8 +340,10 @@ class Tunnel:
         loop = self.loop
         for flow in (self.up, self.down):
             flow._release_pipe()
-            loop.remove_reader(flow.sfd)
-            loop.remove_writer(flow.sfd)
+            if not flow.eof:
+                loop.remove_reader(flow.sfd)
+            if flow.pending or flow.in_pipe or not flow.done:
+                loop.remove_writer(flow.dfd)
         self.up.src.close()
         self.up.dst.close()
         self.on_end(self)
