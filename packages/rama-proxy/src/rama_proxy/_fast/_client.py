@@ -31,7 +31,7 @@ from rama_http.client._h1_engine import (
 )
 from rama_http.client._transport import IDEMPOTENT_METHODS
 from rama_http.server._h1_engine import RequestHead
-from rama_net import AddressError, Authority, Host, SocketAddress
+from rama_net import AddressError, Host, SocketAddress
 
 from .._auth import ProxyUser, parse_basic_credentials
 from .._errors import UpstreamFailure, classify_upstream_error
@@ -138,7 +138,7 @@ class ClientConnection:
         self.dial: Dial | None = None
         self.tunnel: Tunnel | None = None
         self.req: tuple[str, str, list[tuple[str, str]], PoolKey] | None = None
-        self.target: Authority | None = None
+        self.target: tuple[str, int] | None = None
         self.body_left = 0
         self.head_sent = False
         self.rechunk = False
@@ -526,7 +526,7 @@ class ClientConnection:
                 engine.handoff(self, self.buf)  # bad target or port: the general path answers
                 return
             self.target = target
-            self.record = engine.begin_record(self, "connect", "CONNECT", str(target))
+            self.record = engine.begin_record(self, "connect", "CONNECT", head.target)
             self.buf = rest
             self.keep_alive = head.keep_alive and not engine.stopping
             ok = self._authorized(head, self.record)
@@ -538,7 +538,7 @@ class ClientConnection:
         assert target is not None
         self.state = DIAL_TUNNEL
         self.served += 1
-        self._dial_host(str(target.host), target.port)
+        self._dial_host(*target)
 
     # -- dialling --------------------------------------------------------------------------
     def _dial_host(self, host: str, port: int) -> None:

@@ -100,7 +100,7 @@ class FastProxy:
         self.clients: set[ClientConnection] = set()
         self._addrs: dict[tuple[str, int], list[SockAddr] | None] = {}
         self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
-        self._targets: dict[str, Authority | None] = {}
+        self._targets: dict[str, tuple[str, int] | None] = {}
         self._handle: TakeoverHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         shortest = min(t for t in (timeout, connect_timeout, peek_timeout, idle_timeout) if t)
@@ -293,8 +293,9 @@ class FastProxy:
             record.duration = self.loop.time() - record.started
             self.observers.finished(record)
 
-    def connect_target(self, target: str) -> Authority | None:
-        """The CONNECT target, or None when the general path is to answer (400/403)."""
+    def connect_target(self, target: str) -> tuple[str, int] | None:
+        """``(host, port)`` of a CONNECT target (``target`` is its canonical spelling),
+        or None when the general path is to answer (400/403)."""
         try:
             return self._targets[target]
         except KeyError:
@@ -305,7 +306,7 @@ class FastProxy:
         self._targets[target] = authority
         return authority
 
-    def _connect_target(self, target: str) -> Authority | None:
+    def _connect_target(self, target: str) -> tuple[str, int] | None:
         if ":" not in target or target.startswith("["):
             return None  # no port, or an IPv6 literal: the general path's parse decides
         try:
@@ -317,7 +318,7 @@ class FastProxy:
             return None
         if str(authority) != target:
             return None  # anything not in its canonical spelling: the general path decides
-        return authority
+        return str(authority.host), authority.port
 
     def addresses(self, host: str, port: int) -> list[SockAddr] | None:
         """The socket address of an IP-literal host, or None for a name to resolve."""
