@@ -163,6 +163,11 @@ def classify_forward_error(exc: BaseException, *, upstream: str | None = None) -
     return err
 
 
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
 class _CountedBody:
     """A body source that counts bytes into a record and ends it with the body."""
 
@@ -691,6 +696,13 @@ class HttpProxy:
             return self._fail(ctx, record, classify_forward_error(e, upstream=record.upstream))
 
         resp_headers = strip_hop_by_hop(resp.headers)
+        if resp.body.length is None and "content-length" in resp_headers._keys:
+            # chunked upstream (Transfer-Encoding wins, RFC 9112 section 6.3): its
+            # Content-Length is wrong by definition, and passing it on beside our own
+            # framing would desynchronize (or smuggle through) the next hop
+            if resp_headers is resp.headers:
+                resp_headers = resp_headers.copy()
+            resp_headers.remove("content-length")
         if self.via is not None:
             if resp_headers is resp.headers:
                 resp_headers = resp_headers.copy()
@@ -698,6 +710,19 @@ class HttpProxy:
         resp.headers = resp_headers
         record.status = resp.status
         rbody = resp.body
+        if (
+            req.method == "HEAD"
+            and resp.status >= 200
+            and resp.status not in (204, 304)
+            and "content-length" not in resp_headers._keys
+        ):
+            # A HEAD answer announces the framing the GET would get through this proxy:
+            # without a length that is chunked (never a made-up Content-Length: 0).
+            with contextlib.suppress(Exception):
+                await rbody.read()  # nothing, but it gives the connection back to the pool
+            resp.body = Body(stream=_no_bytes(), length=None)
+            end_record(ctx, record)
+            return resp
         rdata = rbody.bytes_now()
         length = rbody.length
         if rdata is None and length is not None and length <= self.small_body:

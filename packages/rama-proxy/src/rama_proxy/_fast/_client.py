@@ -53,7 +53,6 @@ from ._upstream import PoolKey, Upstream
 from ._wire import (
     connect_established,
     error_response,
-    informational_head,
     parse_request_head,
     request_fields,
     response_head,
@@ -231,7 +230,6 @@ class ClientConnection:
             self.gone("client body incomplete")
             return
         # the request is complete (or a tunnel is being dialled): answer, then close
-        self.keep_alive = False
         self.pause_reading()
 
     def pause_reading(self) -> None:
@@ -324,7 +322,7 @@ class ClientConnection:
             if fields is None:
                 engine.handoff(self, self.buf)
                 return
-            self.record = engine.begin_record(self, "http", head.method, head.target)
+            self.record = engine.begin_record(self, "http", head.method, None)
             self.buf = rest
             self.body_left = head.content_length or 0
             self.req = (head.method, uri.path_and_query, fields, (host, port))
@@ -336,6 +334,8 @@ class ClientConnection:
                 return
         else:
             self.buf = rest
+        assert self.record is not None
+        self.record.target = head.target
         self.state = FORWARD
         self.served += 1
         up = engine.pool.get((host, port))
@@ -436,7 +436,10 @@ class ClientConnection:
                     assert isinstance(ev, ResponseHead)
                     chunked = ev.has_body and ev.content_length is None
                     head, self.rechunk = response_head(
-                        ev, chunked=chunked, close=not self.keep_alive or self.body_left > 0
+                        ev,
+                        chunked=chunked,
+                        close=not self.keep_alive or self.body_left > 0,
+                        head_request=record.method == "HEAD",
                     )
                     out.append(head)
                     self.head_sent = True
@@ -449,8 +452,7 @@ class ClientConnection:
                     done = True
                     break
                 elif kind is InformationalHead:
-                    assert isinstance(ev, InformationalHead)
-                    out.append(informational_head(ev.status, ev.reason, ev.headers))
+                    pass  # interim answers stop here, as in the general path
                 else:
                     assert ev is NEED_DATA
                     break
@@ -501,7 +503,7 @@ class ClientConnection:
 
     def _next_cycle(self) -> None:
         """The answer is out (or queued): next request, or close."""
-        if not self.keep_alive or self.body_left:
+        if not self.keep_alive or self.body_left or (self.peer_eof and not self.buf):
             if not self.out:
                 self.close()
             else:
@@ -526,7 +528,7 @@ class ClientConnection:
                 engine.handoff(self, self.buf)  # bad target or port: the general path answers
                 return
             self.target = target
-            self.record = engine.begin_record(self, "connect", "CONNECT", head.target)
+            self.record = engine.begin_record(self, "connect", "CONNECT", None)
             self.buf = rest
             self.keep_alive = head.keep_alive and not engine.stopping
             ok = self._authorized(head, self.record)
@@ -536,6 +538,8 @@ class ClientConnection:
             self.buf = rest
         target = self.target
         assert target is not None
+        assert self.record is not None
+        self.record.target = head.target
         self.state = DIAL_TUNNEL
         self.served += 1
         self._dial_host(*target)
@@ -571,7 +575,8 @@ class ClientConnection:
         dial, self.dial = self.dial, None
         record = self.record
         assert record is not None
-        if dial is not None and record.connect_time is None:
+        if dial is not None and sock is not None and self.state in (DIAL_TUNNEL, DIAL_SOCKS):
+            # as the egress records it: the time to a tunnel's target, when reached
             record.connect_time = self.engine.loop.time() - dial.started
         if sock is None:
             assert exc is not None

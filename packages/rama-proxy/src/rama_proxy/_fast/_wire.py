@@ -25,7 +25,6 @@ __all__ = [
     "CONNECT_ESTABLISHED",
     "connect_established",
     "error_response",
-    "informational_head",
     "parse_request_head",
     "request_fields",
     "response_head",
@@ -33,6 +32,11 @@ __all__ = [
 ]
 
 CONNECT_ESTABLISHED: Final = "Connection established"
+_SERVED_METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+)
+"""Methods the fast path serves; any other (extension methods, lower-case spellings)
+goes to the general path, whose HTTP/1.1 engine decides whether it is one."""
 
 
 def parse_request_head(block: bytes, limits: EngineLimits) -> RequestHead | None:
@@ -40,6 +44,8 @@ def parse_request_head(block: bytes, limits: EngineLimits) -> RequestHead | None
     when it is not one the fast path serves as it is: anything the general
     path answers differently (bad syntax, bodies it must reframe, upgrades,
     ``Expect``) is handed over to it untouched."""
+    if len(block) > limits.max_header_size:
+        return None  # the general path answers 431
     try:
         method, target, version, fields, keys = parse_head_text(
             block[:-2].decode("latin-1"), limits
@@ -48,7 +54,8 @@ def parse_request_head(block: bytes, limits: EngineLimits) -> RequestHead | None
     except RemoteProtocolError:
         return None
     if (
-        head.chunked
+        method not in _SERVED_METHODS
+        or head.chunked
         or head.expect_continue
         or head.upgrade is not None
         or version is not HttpVersion.HTTP_11
@@ -75,11 +82,18 @@ def request_fields(head: RequestHead, uri: Uri, host: str) -> list[tuple[str, st
     return fields
 
 
-def response_head(head: ResponseHead, *, chunked: bool, close: bool) -> tuple[bytes, bool]:
+def response_head(
+    head: ResponseHead, *, chunked: bool, close: bool, head_request: bool = False
+) -> tuple[bytes, bool]:
     """The head to send the client for an upstream response, and whether the
     body is re-chunked. ``chunked``: the body has no length of its own (chunked
     upstream, or delimited by the upstream closing) and is sent chunked;
-    ``close``: the client connection ends after this response."""
+    ``close``: the client connection ends after this response. The answer to a
+    HEAD request announces the framing the GET would get through the proxy
+    (chunked, when the origin gave no length) and has no body."""
+    if head_request and head.status not in (204, 304) and "content-length" not in head.keys:
+        head_out, _ = response_head(head, chunked=True, close=close)
+        return head_out, False
     stripped = strip_hop_by_hop_fields(head.headers, head.keys)
     fields, keys = (head.headers, head.keys) if stripped is None else stripped
     if chunked and "content-length" in keys:
@@ -95,16 +109,6 @@ def response_head(head: ResponseHead, *, chunked: bool, close: bool) -> tuple[by
         parts.append("Connection: close\r\n")
     parts.append("\r\n")
     return "".join(parts).encode("latin-1"), chunked
-
-
-def informational_head(status: int, reason: str, fields: list[tuple[str, str]]) -> bytes:
-    """A 1xx interim answer passed on (hop-by-hop fields removed)."""
-    keys = [n.lower() for n, _ in fields]
-    stripped = strip_hop_by_hop_fields(fields, keys)
-    if stripped is not None:
-        fields = stripped[0]
-    lines = "".join(f"{n}: {v}\r\n" for n, v in fields)
-    return f"HTTP/1.1 {status} {reason}\r\n{lines}\r\n".encode("latin-1")
 
 
 def text_response(
