@@ -127,17 +127,7 @@ class SocksCommand:
 
     async def serve(self, ctx: Context, stream: ByteStream) -> None:
         """Run the command on ``stream``; never raises for peer misbehaviour."""
-        info = ctx.get(SocketInfo)
-        client = info.peer_addr if info is not None else None
-        try:
-            await self.proxy._run(ctx, stream, self.command, client)
-        except _RECV_ERRORS:
-            _log.debug("SOCKS client %s went away", client or "?")
-        except Exception:
-            _log.exception("SOCKS connection from %s failed", client or "?")
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+        await self.proxy._serve(ctx, stream, self.command)
 
 
 def socks_target_text(host: Socks5Address, port: int) -> str:
@@ -189,12 +179,17 @@ class SocksProxy:
 
     async def serve(self, ctx: Context, stream: ByteStream) -> None:
         """Serve one SOCKS connection to its end; never raises for peer misbehaviour."""
+        await self._serve(ctx, stream, None)
+
+    async def _serve(self, ctx: Context, stream: ByteStream, cmd: _Command | None) -> None:
+        """:meth:`serve`; with ``cmd``, the handshake was done already (the fast path)."""
         info = ctx.get(SocketInfo)
         client = info.peer_addr if info is not None else None
         try:
             try:
-                with anyio.fail_after(self.handshake_timeout):
-                    cmd = await self._handshake(ctx, stream, client)
+                if cmd is None:
+                    with anyio.fail_after(self.handshake_timeout):
+                        cmd = await self._handshake(ctx, stream, client)
             except TimeoutError:
                 _log.info(
                     "SOCKS handshake from %s not done within %gs, closing",

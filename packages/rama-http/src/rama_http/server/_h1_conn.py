@@ -49,7 +49,7 @@ from ._h1_engine import NEED_DATA, BodyData, BodyEnd, H1Engine, RequestHead
 from ._h1_engines import make_engine
 from ._h1_stream import RewindStream
 
-__all__ = ["Http1Connection", "serve_http1"]
+__all__ = ["Http1Connection", "error_response", "serve_http1"]
 
 _log = logging.getLogger("rama.http.h1")
 
@@ -74,6 +74,25 @@ def _http_date() -> str:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True)
     return str(_date_cache[1])
+
+
+def error_response(status: int) -> bytes:
+    """The whole answer to a request the server cannot serve, before it closes.
+
+    The body is the reason phrase only: what went wrong is logged, never sent.
+    A status outside 400-599 becomes 400.
+    """
+    if not 400 <= status < 600:
+        status = 400
+    text = f"{reason_phrase(status)}\n".encode("latin-1", "replace")
+    head = (
+        f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(text)}\r\n"
+        "Connection: close\r\n"
+        f"Date: {_http_date()}\r\n\r\n"
+    ).encode("latin-1")
+    return head + text
 
 
 def _event_loop_clock() -> Callable[[], float]:
@@ -649,19 +668,9 @@ class Http1Connection:
         if self._response_started:
             return
         self._response_started = True
-        if not 400 <= status < 600:
-            status = 400
-        text = f"{reason_phrase(status)}\n".encode("latin-1", "replace")
-        head = (
-            f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(text)}\r\n"
-            "Connection: close\r\n"
-            f"Date: {_http_date()}\r\n\r\n"
-        ).encode("latin-1")
         with anyio.move_on_after(_LINGER_SECONDS, shield=True):
             try:
-                await self.stream.send(head + text)
+                await self.stream.send(error_response(status))
                 # TLS streams may not half-close; the linger below still helps
                 with contextlib.suppress(NotImplementedError):
                     await self.stream.send_eof()

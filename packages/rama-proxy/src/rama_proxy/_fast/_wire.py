@@ -14,7 +14,7 @@ from rama_http import RemoteProtocolError, Uri
 from rama_http import Version as HttpVersion
 from rama_http._status import reason_phrase
 from rama_http.client._h1_engine import ResponseHead
-from rama_http.server._h1_conn import _http_date
+from rama_http.server._h1_conn import _http_date, error_response
 from rama_http.server._h1_engine import EngineLimits, RequestHead
 from rama_http.server._h1_fast import parse_head_text
 from rama_http.server._h1_head import make_head
@@ -133,17 +133,3 @@ def text_response(
 def connect_established() -> bytes:
     """The ``200`` that opens a CONNECT tunnel."""
     return f"HTTP/1.1 200 {CONNECT_ESTABLISHED}\r\nDate: {_http_date()}\r\n\r\n".encode()
-
-
-def error_response(status: int) -> bytes:
-    """What rama-http's HTTP/1.1 server sends before closing on a request it cannot
-    serve (its reason phrase only; the cause is logged, never sent)."""
-    text = f"{reason_phrase(status)}\n".encode("latin-1", "replace")
-    head = (
-        f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(text)}\r\n"
-        "Connection: close\r\n"
-        f"Date: {_http_date()}\r\n\r\n"
-    ).encode("latin-1")
-    return head + text
