@@ -28,6 +28,7 @@ from rama_http.client._h1_engine import (
     BodyEnd,
     InformationalHead,
     ResponseHead,
+    serialize_head,
 )
 from rama_http.client._transport import IDEMPOTENT_METHODS
 from rama_http.server._h1_engine import RequestHead
@@ -54,6 +55,7 @@ from ._wire import (
     connect_established,
     error_response,
     parse_request_head,
+    plain_response,
     request_fields,
     response_head,
     text_response,
@@ -96,12 +98,15 @@ class ClientConnection:
         "paused",
         "peer",
         "peer_eof",
+        "raw_left",
+        "raw_reuse",
         "reading",
         "rechunk",
         "record",
         "replay",
         "req",
         "resolving",
+        "resp_buf",
         "resp_bytes",
         "reused",
         "rx",
@@ -142,6 +147,9 @@ class ClientConnection:
         self.head_sent = False
         self.rechunk = False
         self.resp_bytes = 0
+        self.resp_buf: bytes | None = b""
+        self.raw_left = -1
+        self.raw_reuse = False
         self.reused = False
         self.replay = False
         self.auth_value: str | None = None
@@ -354,7 +362,9 @@ class ClientConnection:
         self.head_sent = False
         self.rechunk = False
         self.resp_bytes = 0
-        data = up.parser.request(method, target, fields, None)
+        self.resp_buf = b""  # the answer is passed on as bytes if it is plain
+        self.raw_left = -1
+        data = serialize_head(method, target, fields)
         self.replay = reused and not self.body_left and method in IDEMPOTENT_METHODS
         self.deadline = self.engine.loop.time() + self.engine.timeout
         up.write(data)
@@ -392,7 +402,75 @@ class ClientConnection:
             self._upstream_ended(None)
             return
         self.resp_bytes += len(data)
-        up.parser.feed(data)
+        if self.raw_left >= 0:
+            self._raw_body(data)
+        elif self.resp_buf is not None:
+            self._raw_head(data)
+        else:
+            up.parser.feed(data)
+            self._relay_response()
+
+    # The plain answer (most of them): its head goes on as bytes with the hop-by-hop
+    # lines cut, its Content-Length body as it arrives; anything else is parsed.
+    def _raw_head(self, data: bytes) -> None:
+        buf = self.resp_buf + data if self.resp_buf else data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_BUFFERED:
+                self._parse_instead(buf)
+            else:
+                self.resp_buf = buf
+            return
+        record = self.record
+        assert record is not None
+        plan = plain_response(
+            buf[: end + 4],
+            head_request=record.method == "HEAD",
+            close=not self.keep_alive or self.body_left > 0,
+        )
+        if plan is None:
+            self._parse_instead(buf)
+            return
+        head, length, reuse = plan
+        self.resp_buf = None
+        self.head_sent = True
+        record.status = int(buf[9:12])
+        self.raw_reuse = reuse
+        self.raw_left = length
+        body = buf[end + 4 :]
+        if len(body) > length:
+            self.raw_reuse = False  # bytes after the answer: the connection is not clean
+            body = body[:length]
+        self.raw_left = length - len(body)
+        record.bytes_out += len(body)
+        self.deadline = self.engine.loop.time() + self.engine.timeout
+        self.send(head + body if body else head)
+        if self.state != CLOSED and not self.raw_left:
+            self._response_done()
+
+    def _raw_body(self, data: bytes) -> None:
+        record = self.record
+        assert record is not None
+        if len(data) > self.raw_left:
+            self.raw_reuse = False
+            data = data[: self.raw_left]
+        self.raw_left -= len(data)
+        record.bytes_out += len(data)
+        self.deadline = self.engine.loop.time() + self.engine.timeout
+        self.send(data)
+        if self.state != CLOSED and not self.raw_left:
+            self._response_done()
+
+    def _parse_instead(self, buf: bytes) -> None:
+        """Not a plain answer: let the response parser have it from its first byte."""
+        up = self.up
+        assert up is not None
+        assert self.req is not None
+        method, target, fields, _ = self.req
+        self.resp_buf = None
+        up.parser.request(method, target, fields, None)  # (the head went out already)
+        if buf:
+            up.parser.feed(buf)
         self._relay_response()
 
     def _upstream_ended(self, exc: BaseException | None) -> None:
@@ -412,6 +490,14 @@ class ClientConnection:
             else:
                 self.gone("upstream body failed")
             return
+        if self.raw_left >= 0:
+            self.gone("invalid response from upstream")  # closed inside the body
+            return
+        if self.resp_buf is not None:
+            buf, self.resp_buf = self.resp_buf, None
+            self._parse_instead(buf)
+            if self.up is not up:
+                return
         up.parser.feed_eof()
         self._relay_response()
 
@@ -481,7 +567,12 @@ class ClientConnection:
         if self.paused:
             self.paused = False
             up.resume()
-        if up.parser.keep_alive and not up.parser.trailing_data and not self.body_left:
+        if self.raw_left >= 0:
+            reuse = self.raw_reuse and not self.body_left
+            self.raw_left = -1
+        else:
+            reuse = up.parser.keep_alive and not up.parser.trailing_data and not self.body_left
+        if reuse:
             self.engine.pool.put(up)
         else:
             up.close()

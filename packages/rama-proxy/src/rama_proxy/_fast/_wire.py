@@ -8,6 +8,7 @@ tested against the general path's output.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from rama_http import RemoteProtocolError, Uri
@@ -133,3 +134,101 @@ def text_response(
 def connect_established() -> bytes:
     """The ``200`` that opens a CONNECT tunnel."""
     return f"HTTP/1.1 200 {CONNECT_ESTABLISHED}\r\nDate: {_http_date()}\r\n\r\n".encode()
+
+
+# -- the plain response: passed on without a parse into fields ------------------------------
+_TOKEN_B = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VCHAR_B = rb"[^\x00-\x20\x7f]"
+# One field in the spelling the general path writes back (``Name: value``: one space, no
+# trailing whitespace), so a copy of the bytes is what re-serializing would give.
+_CANON_FIELD = (
+    rb"(?:" + _TOKEN_B + rb": (?:" + _VCHAR_B + rb"+(?:[ \t]+" + _VCHAR_B + rb"+)*)?\r\n)"
+)
+_PLAIN_HEAD: Final = re.compile(
+    rb"HTTP/1\.1 ([2-5][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*\r\n" + _CANON_FIELD + rb"*\r\n"
+)
+_SPECIAL: Final = re.compile(
+    rb"\r\n(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
+    rb"|proxy-authenticate|proxy-authorization|content-length|date): ([^\r]*)",
+    re.IGNORECASE,
+)
+# what each special field means here, by its spellings (the common one first, then lower)
+_KINDS: Final = {}
+for _name, _kind in (
+    (b"Connection", 1),
+    (b"Keep-Alive", 2),
+    (b"Proxy-Connection", 2),
+    (b"Proxy-Authenticate", 2),
+    (b"Proxy-Authorization", 2),
+    (b"Content-Length", 3),
+    (b"Date", 4),
+    (b"TE", 5),
+    (b"Trailer", 5),
+    (b"Transfer-Encoding", 5),
+    (b"Upgrade", 5),
+):
+    _KINDS[_name] = _KINDS[_name.lower()] = _kind
+_CONNECTION, _DROP, _LENGTH, _DATE, _REFRAME = 1, 2, 3, 4, 5
+
+
+def plain_response(
+    block: bytes, *, head_request: bool, close: bool
+) -> tuple[bytes, int, bool] | None:
+    """The common upstream answer, passed on as bytes: ``(head to send, body length,
+    upstream keep-alive)``, or None to parse it properly (:func:`response_head`).
+
+    ``block`` is a complete response head. Only the plainest kind qualifies:
+    HTTP/1.1, a final status, fields spelled as the general path writes them,
+    one Content-Length (or no body: HEAD, 204, 304), and ``Connection``
+    naming nothing but ``keep-alive`` or ``close``. Its hop-by-hop lines are
+    cut out and ``Date``/``Connection: close`` appended exactly where
+    :func:`response_head` puts them, so both give the same bytes.
+    """
+    m = _PLAIN_HEAD.fullmatch(block)
+    if m is None:
+        return None
+    status = int(m.group(1))
+    length: int | None = None
+    keep_alive = True
+    has_date = False
+    cuts: list[tuple[int, int]] = []
+    for f in _SPECIAL.finditer(block):
+        name = f.group(1)
+        kind = _KINDS.get(name) or _KINDS[name.lower()]
+        if kind == _LENGTH:
+            value = f.group(2)
+            if length is not None or not value.isdigit() or len(value) > 18:
+                return None
+            length = int(value)
+        elif kind == _DATE:
+            has_date = True
+        elif kind == _REFRAME:
+            return None
+        else:
+            if kind == _CONNECTION:
+                token = f.group(2).lower()
+                if token == b"close":
+                    keep_alive = False
+                elif token != b"keep-alive":
+                    return None  # it names fields to drop: the full parse does that
+            cuts.append((f.start() + 2, f.end() + 2))
+    no_body = head_request or status in (204, 304)
+    if length is None and status not in (204, 304):
+        # chunked or delimited by the close (the full parse re-chunks it), or a HEAD
+        # answer without a length (the full parse announces the framing)
+        return None
+    if cuts:
+        parts = []
+        at = 0
+        for start, end in cuts:
+            parts.append(block[at:start])
+            at = end
+        parts.append(block[at:-2])
+        head = b"".join(parts)
+    else:
+        head = block[:-2]
+    if not has_date:
+        head += f"Date: {_http_date()}\r\n".encode()
+    if close:
+        head += b"Connection: close\r\n"
+    return head + b"\r\n", 0 if no_body else (length or 0), keep_alive
