@@ -23,6 +23,8 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import SocketStream
+from rama_raw_exchange import exchange as raw_exchange
+from rama_raw_exchange import normalize_date
 
 from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
@@ -41,12 +43,6 @@ pytestmark = pytest.mark.parametrize(
 )
 
 BOUND = 5.0
-DATE = re.compile(rb"(?im)^(date: )[^\r\n]*")
-
-
-def normalize(data: bytes) -> bytes:
-    """``data`` with every Date field's value replaced."""
-    return DATE.sub(rb"\1<date>", data)
 
 
 # -- a scriptable raw origin -----------------------------------------------------------------
@@ -359,23 +355,6 @@ async def pair(**kwargs: Any) -> AsyncIterator[tuple[Running, Running]]:
         yield f, g
 
 
-async def exchange(port: int, data: bytes, *, eof: bool = False, bound: float = BOUND) -> bytes:
-    """Send ``data``, read until the server closes."""
-    out = b""
-    with anyio.fail_after(bound):
-        async with await anyio.connect_tcp("127.0.0.1", port) as s:
-            if data:
-                await s.send(data)
-            if eof:
-                await s.send_eof()
-            try:
-                async for chunk in s:
-                    out += chunk
-            except anyio.BrokenResourceError:
-                pass
-    return out
-
-
 async def read_head(s: SocketStream) -> bytes:
     buf = b""
     with anyio.fail_after(BOUND):
@@ -400,7 +379,7 @@ def get(o: int, path: str, extra: str = "", *, close: bool = True, method: str =
 
 
 async def good_request(port: int, o: int) -> None:
-    got = await exchange(port, get(o, "/plain"))
+    got = await raw_exchange(port, get(o, "/plain"))
     assert got.startswith(b"HTTP/1.1 200 OK\r\n"), got
     assert got.endswith(b"\r\n\r\nok"), got
 
@@ -412,7 +391,7 @@ async def both(
     out = [b"", b""]
 
     async def one(i: int, port: int) -> None:
-        out[i] = await exchange(port, data[i], eof=eof)
+        out[i] = await raw_exchange(port, data[i], eof=eof, bound=BOUND)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(one, 0, fast.port)
@@ -600,7 +579,7 @@ async def test_parity_with_the_general_path(case: str) -> None:
         data = tuple(PARITY[case].format(o=o.port, dead=dead).encode("latin-1") for o in (o1, o2))
         eof = case in EOF_CASES or case == "refused-connect" or case.endswith("400")
         got_fast, got_general = await both(fast, general, (data[0], data[1]), eof=eof)
-        assert normalize(got_fast) == normalize(got_general)
+        assert normalize_date(got_fast) == normalize_date(got_general)
         # what the origins received (their ports aside)
         seen_fast = [(h.replace(b"%d" % o1.port, b"<o>"), b) for h, b in o1.requests]
         seen_general = [(h.replace(b"%d" % o2.port, b"<o>"), b) for h, b in o2.requests]
@@ -616,7 +595,7 @@ async def test_parity_with_the_general_path(case: str) -> None:
 async def test_what_the_origin_receives() -> None:
     """Hop-by-hop fields stripped both ways, stale Host replaced, order and casing kept."""
     async with raw_origin() as o, proxy() as fast:
-        got = await exchange(fast.port, PARITY["hop-by-hop"].format(o=o.port).encode())
+        got = await raw_exchange(fast.port, PARITY["hop-by-hop"].format(o=o.port).encode())
         head = o.requests[-1][0].decode()
         for name in ("x-private", "keep-alive", "proxy-connection", "te:", "trailer"):
             assert name not in head.lower(), head
@@ -626,11 +605,11 @@ async def test_what_the_origin_receives() -> None:
         for name in ("x-drop", "keep-alive", "proxy-connection", "proxy-authenticate"):
             assert name not in resp, resp
         assert "x-keep: 1" in resp
-        await exchange(fast.port, PARITY["stale-host"].format(o=o.port).encode())
+        await raw_exchange(fast.port, PARITY["stale-host"].format(o=o.port).encode())
         head = o.requests[-1][0].decode()
         assert f"Host: 127.0.0.1:{o.port}\r\n" in head
         assert "stale" not in head
-        await exchange(fast.port, PARITY["header-order-casing"].format(o=o.port).encode())
+        await raw_exchange(fast.port, PARITY["header-order-casing"].format(o=o.port).encode())
         head = o.requests[-1][0].decode()
         assert head.startswith("GET /plain?q=1&r=%20 HTTP/1.1\r\n"), head
         names = [line.split(":")[0] for line in head.split("\r\n")[1:] if line]
@@ -640,18 +619,18 @@ async def test_what_the_origin_receives() -> None:
 @pytest.mark.anyio
 async def test_chunked_response_is_rechunked_with_trailers() -> None:
     async with raw_origin() as o, proxy() as fast:
-        got = await exchange(fast.port, PARITY["chunked-response"].format(o=o.port).encode())
+        got = await raw_exchange(fast.port, PARITY["chunked-response"].format(o=o.port).encode())
         head, _, body = got.partition(b"\r\n\r\n")
         assert b"Transfer-Encoding: chunked" in head
         assert b"content-length" not in head.lower()
         assert body == b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: v\r\n\r\n"
-        got = await exchange(
+        got = await raw_exchange(
             fast.port, PARITY["chunked-and-length-response"].format(o=o.port).encode()
         )
         head, _, body = got.partition(b"\r\n\r\n")
         assert b"content-length" not in head.lower(), head
         assert body == b"3\r\nabc\r\n0\r\n\r\n"
-        got = await exchange(fast.port, PARITY["close-delimited"].format(o=o.port).encode())
+        got = await raw_exchange(fast.port, PARITY["close-delimited"].format(o=o.port).encode())
         head, _, body = got.partition(b"\r\n\r\n")
         assert b"Transfer-Encoding: chunked" in head
         assert body == b"14\r\nclose-delimited body\r\n0\r\n\r\n"
@@ -662,8 +641,8 @@ async def test_records_of_the_fast_path() -> None:
     """The fast path really serves forwards and tunnels: its records say so."""
     async with raw_origin() as o, proxy(auth=[("u", "p")]) as fast:
         auth = "Proxy-Authorization: Basic dTpw\r\n"  # u:p
-        await exchange(fast.port, get(o.port, "/plain", auth))
-        await exchange(
+        await raw_exchange(fast.port, get(o.port, "/plain", auth))
+        await raw_exchange(
             fast.port,
             (
                 f"POST http://127.0.0.1:{o.port}/echo HTTP/1.1\r\nHost: a\r\n{auth}"
@@ -681,7 +660,7 @@ async def test_records_of_the_fast_path() -> None:
                     data += chunk
         assert data.startswith(b"HTTP/1.1 200 Connection established\r\n")
         assert data.endswith(b"ok")
-        await exchange(fast.port, get(o.port, "/plain"))  # 407
+        await raw_exchange(fast.port, get(o.port, "/plain"))  # 407
         recs = await fast.observer.wait(4)
         r0, r1, r2, r3 = recs
         assert (r0.protocol, r0.method, r0.status, r0.user, r0.error) == (
@@ -731,9 +710,9 @@ async def test_auth_parity(auth: str, method: str) -> None:
         else:
             data = f"CONNECT 127.0.0.1:{o.port} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
             data += get(o.port, "/plain")
-        got_fast = await exchange(fast.port, data)
-        got_general = await exchange(general.port, data)
-        assert normalize(got_fast) == normalize(got_general)
+        got_fast = await raw_exchange(fast.port, data)
+        got_general = await raw_exchange(general.port, data)
+        assert normalize_date(got_fast) == normalize_date(got_general)
         if "dTpw" in auth:
             assert got_fast.endswith(b"ok")
         else:
@@ -747,9 +726,9 @@ async def test_auth_is_remembered_on_a_keep_alive_connection() -> None:
     auth = "Proxy-Authorization: Basic dTpw\r\n"
     async with raw_origin() as o, pair(auth=[("u", "p")]) as (fast, general):
         data = get(o.port, "/plain", auth, close=False) * 2 + get(o.port, "/plain")  # no auth
-        got_fast = await exchange(fast.port, data)
-        got_general = await exchange(general.port, data)
-        assert normalize(got_fast) == normalize(got_general)
+        got_fast = await raw_exchange(fast.port, data)
+        got_general = await raw_exchange(general.port, data)
+        assert normalize_date(got_fast) == normalize_date(got_general)
         assert got_fast.count(b"HTTP/1.1 200 OK") == 2
         assert got_fast.count(b"HTTP/1.1 407") == 1
 
@@ -768,14 +747,14 @@ async def test_connect_reply_and_forbidden_port(split: str) -> None:
                         await s.send(bytes([b]))
                 head = await read_head(s)
                 assert (
-                    normalize(head)
+                    normalize_date(head)
                     == b"HTTP/1.1 200 Connection established\r\nDate: <date>\r\n\r\n"
                 )
         bad = f"CONNECT 127.0.0.1:{o.port + 1 if o.port < 65535 else 1} HTTP/1.1\r\nHost: x\r\n\r\n"
-        got_fast = await exchange(fast.port, bad.encode(), eof=True)
-        got_general = await exchange(general.port, bad.encode(), eof=True)
+        got_fast = await raw_exchange(fast.port, bad.encode(), eof=True)
+        got_general = await raw_exchange(general.port, bad.encode(), eof=True)
         assert got_fast.startswith(b"HTTP/1.1 403 ")
-        assert normalize(got_fast) == normalize(got_general)
+        assert normalize_date(got_fast) == normalize_date(got_general)
 
 
 @pytest.mark.anyio
@@ -783,7 +762,7 @@ async def test_pipelined_requests_answered_in_order() -> None:
     async with raw_origin() as o, proxy() as fast:
         paths = ["/plain", "/chunked", "/204", "/nothing", "/plain"]
         data = b"".join(get(o.port, p, close=False) for p in paths[:-1]) + get(o.port, paths[-1])
-        got = await exchange(fast.port, data)
+        got = await raw_exchange(fast.port, data)
         statuses = re.findall(rb"HTTP/1.1 (\d+)", got)
         assert statuses == [b"200", b"200", b"204", b"404", b"200"]
         assert [r[0].split(b" ")[1] for r in o.requests] == [p.encode() for p in paths]
@@ -852,8 +831,8 @@ async def test_retry_when_the_close_races_the_request() -> None:
         async with pair() as (fast, general):
             for p in (fast, general):
                 state["n"] = 0
-                got1 = await exchange(p.port, get(port, "/a"))
-                got2 = await exchange(p.port, get(port, "/b"))
+                got1 = await raw_exchange(p.port, get(port, "/a"))
+                got2 = await raw_exchange(p.port, get(port, "/b"))
                 assert got1.endswith(b"ok"), got1
                 assert got2.endswith(b"ok"), got2
         tg.cancel_scope.cancel()
@@ -1019,7 +998,7 @@ async def test_tunnel_early_data_after_connect() -> None:
     async with tcp_origin(handler) as port, pair() as (fast, general):
         for p in (fast, general):
             data = f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\nearly bytes".encode()
-            got = await exchange(p.port, data, eof=True)
+            got = await raw_exchange(p.port, data, eof=True)
             head, _, body = got.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 Connection established")
             assert body == b"setyb ylrae"
@@ -1050,7 +1029,7 @@ async def test_partial_head_then_silence_gets_408() -> None:
 
         async def one(p: Running, i: int, got: list[bytes]) -> None:
             start = anyio.current_time()
-            got[i] = await exchange(p.port, partials[i], bound=3.0)
+            got[i] = await raw_exchange(p.port, partials[i], bound=3.0)
             assert anyio.current_time() - start < 2.5
             assert got[i].startswith(b"HTTP/1.1 408 "), got[i]
 
@@ -1059,7 +1038,7 @@ async def test_partial_head_then_silence_gets_408() -> None:
             async with anyio.create_task_group() as tg:
                 for i in range(len(partials)):
                     tg.start_soon(one, p, i, got)
-            answers[p.fast is not None] = [normalize(g) for g in got]
+            answers[p.fast is not None] = [normalize_date(g) for g in got]
             await good_request(p.port, o.port)
 
         await on_both(fast, general, case)
@@ -1097,7 +1076,7 @@ async def test_idle_connection_without_a_byte_is_closed() -> None:
 
         async def case(p: Running) -> None:
             start = anyio.current_time()
-            assert await exchange(p.port, b"", bound=3.0) == b""
+            assert await raw_exchange(p.port, b"", bound=3.0) == b""
             assert anyio.current_time() - start < 2.5
             await good_request(p.port, o.port)
 
@@ -1132,7 +1111,7 @@ async def test_idle_tunnel_is_closed() -> None:
 async def test_upstream_never_answers_504_in_time() -> None:
     async with raw_origin() as o, proxy() as fast:
         start = anyio.current_time()
-        got = await exchange(fast.port, get(o.port, "/hang"), bound=3.0)
+        got = await raw_exchange(fast.port, get(o.port, "/hang"), bound=3.0)
         assert got.startswith(b"HTTP/1.1 504 ")
         assert anyio.current_time() - start < 2.5
         await good_request(fast.port, o.port)
@@ -1160,9 +1139,9 @@ async def test_client_leaving_mid_response_does_not_disturb_another() -> None:
 @pytest.mark.anyio
 async def test_upstream_dying_mid_body() -> None:
     async with raw_origin() as o, pair() as (fast, general):
-        a = await exchange(fast.port, get(o.port, "/reset-mid"))
-        b = await exchange(general.port, get(o.port, "/reset-mid"))
-        assert normalize(a) == normalize(b)
+        a = await raw_exchange(fast.port, get(o.port, "/reset-mid"))
+        b = await raw_exchange(general.port, get(o.port, "/reset-mid"))
+        assert normalize_date(a) == normalize_date(b)
         await good_request(fast.port, o.port)
 
 
@@ -1267,14 +1246,14 @@ async def test_tls_proxy_on_the_fast_port() -> None:
 @pytest.mark.anyio
 async def test_chunked_upload_handed_off_still_works() -> None:
     async with raw_origin() as o, proxy() as fast:
-        got = await exchange(fast.port, PARITY["chunked-request"].format(o=o.port).encode())
+        got = await raw_exchange(fast.port, PARITY["chunked-request"].format(o=o.port).encode())
         assert got.startswith(b"HTTP/1.1 200 OK")
         assert got.endswith(b"hi")
         # after a fast-path request on the same connection, too
         data = (
             get(o.port, "/plain", close=False) + PARITY["chunked-request"].format(o=o.port).encode()
         )
-        got = await exchange(fast.port, data)
+        got = await raw_exchange(fast.port, data)
         assert got.count(b"HTTP/1.1 200 OK") == 2, got
         assert got.endswith(b"hi")
 
@@ -1367,7 +1346,7 @@ async def test_shutdown_with_a_request_in_flight_parity() -> None:
                                     data += chunk
                             except anyio.BrokenResourceError:
                                 pass
-                    answers[fast_path] = normalize(data)
+                    answers[fast_path] = normalize_date(data)
     assert answers[True].startswith(b"HTTP/1.1 200 OK\r\n")
     assert answers[True].endswith(b"ok")
     assert answers[True] == answers[False]
@@ -1384,7 +1363,7 @@ async def test_which_path_served_it(case: str) -> None:
     fast path hands over: proof that the fast path served the rest itself."""
     async with raw_origin() as o, proxy() as fast:
         data = PARITY[case].format(o=o.port, dead=closed_port()).encode()
-        got = await exchange(fast.port, data)
+        got = await raw_exchange(fast.port, data)
         assert b"HTTP/1.1 200 OK\r\n" in got, got
         with anyio.fail_after(BOUND):
             while len(await fast.observer.settle()) < 1:

@@ -21,6 +21,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rama_raw_exchange import exchange, normalize_date
 
 from rama_http.client._h1_engine import ResponseHead
 from rama_http.server._h1_engine import EngineLimits
@@ -618,28 +619,6 @@ async def proxy_and_origin() -> AsyncIterator[tuple[int, int]]:
             tg.cancel_scope.cancel()
 
 
-async def run_split(port: int, data: bytes, cuts: list[int]) -> bytes:
-    out = b""
-    with anyio.fail_after(5):
-        async with await anyio.connect_tcp("127.0.0.1", port) as s:
-            last = 0
-            for c in [*sorted(set(cuts)), len(data)]:
-                if c > last:
-                    await s.send(data[last:c])
-                    await anyio.sleep(0.001)
-                    last = c
-            try:
-                async for chunk in s:
-                    out += chunk
-            except anyio.BrokenResourceError:
-                pass
-    return out
-
-
-def normalize(data: bytes) -> bytes:
-    return re.sub(rb"Date: [^\r]*", b"Date: D", data)
-
-
 @pytest.mark.parametrize("anyio_backend", BACKENDS[:1])
 @pytest.mark.anyio
 async def test_pipelined_requests_split_anywhere() -> None:
@@ -655,7 +634,7 @@ async def test_pipelined_requests_split_anywhere() -> None:
             ).encode(),
         ]
         data = b"".join(reqs)
-        whole = normalize(await run_split(port, data, []))
+        whole = normalize_date(await exchange(port, data))
         assert whole.count(b"HTTP/1.1 200 OK") == 3
         assert whole.endswith(b"/c:")
         # hypothesis draws the split points; the exchanges run on this loop afterwards
@@ -672,7 +651,7 @@ async def test_pipelined_requests_split_anywhere() -> None:
 
         draw()
         for cuts in cases:
-            got = normalize(await run_split(port, data, cuts))
+            got = normalize_date(await exchange(port, data, cuts=cuts))
             assert got == whole, cuts
 
 
@@ -693,10 +672,10 @@ async def test_handed_off_and_tunnelled_requests_split_anywhere() -> None:
             "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
             f"GET http://127.0.0.1:{oport}/d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         ).encode()
-        whole = normalize(await run_split(port, data, []))
+        whole = normalize_date(await exchange(port, data))
         assert whole.count(b"HTTP/1.1 200") == 3, whole
         assert whole.endswith(b"/t:")
-        whole_chunked = normalize(await run_split(port, chunked, []))
+        whole_chunked = normalize_date(await exchange(port, chunked))
         assert whole_chunked.count(b"HTTP/1.1 200 OK") == 2, whole_chunked
         assert b"/c:abc" in whole_chunked
         cases: list[list[int]] = []
@@ -708,5 +687,8 @@ async def test_handed_off_and_tunnelled_requests_split_anywhere() -> None:
 
         draw()
         for cuts in cases:
-            assert normalize(await run_split(port, data, [c % len(data) for c in cuts])) == whole
-            assert normalize(await run_split(port, chunked, cuts)) == whole_chunked, cuts
+            assert (
+                normalize_date(await exchange(port, data, cuts=[c % len(data) for c in cuts]))
+                == whole
+            )
+            assert normalize_date(await exchange(port, chunked, cuts=cuts)) == whole_chunked, cuts

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from rama_raw_exchange import exchange as raw_exchange
 
 from rama_core import Context, service_fn
 from rama_http import Request, Response
@@ -27,6 +28,11 @@ pytestmark = [
 ]
 
 BOUND = 4.0  # every case must end within this (the server's timeouts are 1 s)
+
+
+async def exchange(port: int, data: bytes, *, eof: bool = False) -> bytes:
+    """Send ``data``, read until the server closes; fails past BOUND."""
+    return await raw_exchange(port, data, eof=eof, bound=BOUND)
 
 
 @asynccontextmanager
@@ -49,23 +55,6 @@ async def setup(**kwargs: Any) -> AsyncIterator[tuple[ProxyServer, int]]:
         tg.start_soon(server.serve)
         yield server, origin.local_addr.port
         tg.cancel_scope.cancel()
-
-
-async def exchange(port: int, data: bytes, *, eof: bool = False) -> bytes:
-    """Send ``data``, read until the server closes; fails past BOUND."""
-    out = b""
-    with anyio.fail_after(BOUND):
-        async with await anyio.connect_tcp("127.0.0.1", port) as s:
-            if data:
-                await s.send(data)
-            if eof:
-                await s.send_eof()
-            try:
-                async for chunk in s:
-                    out += chunk
-            except anyio.BrokenResourceError:
-                pass
-    return out
 
 
 async def a_good_request(port: int, origin: int) -> None:
