@@ -692,3 +692,14 @@ async def test_handed_off_and_tunnelled_requests_split_anywhere() -> None:
                 == whole
             )
             assert normalize_date(await exchange(port, chunked, cuts=cuts)) == whole_chunked, cuts
+
+
+@pytest.mark.parametrize("anyio_backend", BACKENDS)
+@pytest.mark.anyio
+async def test_serving_a_closed_listener_returns_cleanly() -> None:
+    # serve() on a listener closed before it started: the fast path never started
+    # either, and tearing it down must not fail
+    server = ProxyServer(ProxyServerConfig(bind="127.0.0.1:0"))
+    server.bind().close()
+    with anyio.fail_after(5):
+        await server.serve()

@@ -209,7 +209,9 @@ class FastProxy:
         """The drain bound: close everything."""
         for client in list(self.clients):
             client.close()
-        self.pool.close()
+        pool = getattr(self, "pool", None)  # None when the listener never started serving
+        if pool is not None:
+            pool.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
