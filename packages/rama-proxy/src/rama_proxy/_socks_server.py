@@ -130,11 +130,6 @@ class SocksCommand:
         await self.proxy._serve(ctx, stream, self.command)
 
 
-def socks_target_text(host: Socks5Address, port: int) -> str:
-    """How a SOCKS target is written in records and logs."""
-    return _target_text(host, port)
-
-
 class SocksProxy:
     """A SOCKS5/SOCKS4 server for one accepted connection (see the module docstring)."""
 

@@ -47,7 +47,7 @@ from .._socks5_codec import (
     SocksAuthMethod,
     SocksError,
 )
-from .._socks_server import _unmap, socks_target_text
+from .._socks_server import _target_text, _unmap
 from ._dial import Dial, SockAddr
 from ._tunnel import Tunnel
 from ._upstream import PoolKey, Upstream
@@ -108,7 +108,6 @@ class ClientConnection:
         "resolving",
         "resp_buf",
         "resp_bytes",
-        "reused",
         "rx",
         "served",
         "sock",
@@ -150,7 +149,6 @@ class ClientConnection:
         self.resp_buf: bytes | None = b""
         self.raw_left = -1
         self.raw_reuse = False
-        self.reused = False
         self.replay = False
         self.auth_value: str | None = None
         self.user: ProxyUser | None = None
@@ -335,11 +333,8 @@ class ClientConnection:
             self.body_left = head.content_length or 0
             self.req = (head.method, uri.path_and_query, fields, (host, port))
             self.keep_alive = head.keep_alive and not engine.stopping
-            ok = self._authorized(head, self.record)
-            if ok is None:
-                return  # _authenticate comes back here
-            if not ok:
-                return
+            if not self._authorized(head, self.record):
+                return  # answered 407, or _authenticate comes back here
         else:
             self.buf = rest
         assert self.record is not None
@@ -358,7 +353,6 @@ class ClientConnection:
         method, target, fields, _ = self.req
         self.up = up
         up.client = self
-        self.reused = reused
         self.head_sent = False
         self.rechunk = False
         self.resp_bytes = 0
@@ -436,7 +430,6 @@ class ClientConnection:
         self.head_sent = True
         record.status = int(buf[9:12])
         self.raw_reuse = reuse
-        self.raw_left = length
         body = buf[end + 4 :]
         if len(body) > length:
             self.raw_reuse = False  # bytes after the answer: the connection is not clean
@@ -622,9 +615,8 @@ class ClientConnection:
             self.record = engine.begin_record(self, "connect", "CONNECT", None)
             self.buf = rest
             self.keep_alive = head.keep_alive and not engine.stopping
-            ok = self._authorized(head, self.record)
-            if not ok:
-                return
+            if not self._authorized(head, self.record):
+                return  # answered 407, or _authenticate comes back here
         else:
             self.buf = rest
         target = self.target
@@ -737,7 +729,7 @@ class ClientConnection:
                 record.error = "connection lost"
         self._end_record()
         self.state = CLOSED
-        self.engine.closed(self, tunnel=True)
+        self.engine.closed(self)
 
     # -- SOCKS5 ----------------------------------------------------------------------------
     def _socks_start(self, data: bytes) -> None:
@@ -790,7 +782,7 @@ class ClientConnection:
             return
         host, port = req.host, req.port
         record = self.record = engine.begin_record(
-            self, "socks5", "CONNECT", socks_target_text(host, port)
+            self, "socks5", "CONNECT", _target_text(host, port)
         )
         ports = engine.socks_allow_ports
         if ports is not None and port not in ports:
@@ -839,8 +831,6 @@ class ClientConnection:
         engine = self.engine
         close = self.body_left > 0 or not self.keep_alive
         headers = (("Proxy-Authenticate", engine.realm_header),) if auth else ()
-        if self.state == AUTH or self.state == DIAL_TUNNEL:
-            self.state = HEAD
         if record is not None:
             record.status = status
             record.error = error or text
@@ -850,8 +840,7 @@ class ClientConnection:
         if self.state == CLOSED:
             return
         self._end_record()
-        if self.state != HEAD:
-            self.state = HEAD
+        self.state = HEAD
         self._next_cycle()
 
     def send(self, data: bytes) -> None:
@@ -914,11 +903,9 @@ class ClientConnection:
             self.close()
             return
         if state == HEAD:
-            if self.buf:
+            if self.buf:  # a head begun and not finished (else: an idle keep-alive connection)
                 self.send(error_response(408))
-                self.close()
-            else:
-                self.close()  # an idle keep-alive connection
+            self.close()
             return
         if self.resolving:
             self.resolving = False

@@ -27,6 +27,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from anyio.abc import ByteStream
+
+from rama_core import Service
 from rama_http.server._h1_engine import EngineLimits
 from rama_net import (
     AddressError,
@@ -38,6 +41,7 @@ from rama_net import (
 )
 from rama_net._dns import Resolver, default_resolver, resolve_host
 
+from .._auth import ProxyAuthenticator
 from .._record import ProxyObservers, ProxyRecord
 from .._socks5_codec import Socks5Request, Socks5ServerProtocol
 from .._socks_server import SocksCommand, SocksProxy
@@ -65,7 +69,7 @@ class FastProxy:
         *,
         observers: ProxyObservers,
         metrics: ProxyMetrics,
-        authenticator: Any,
+        authenticator: ProxyAuthenticator | None,
         realm_header: str,
         allow_connect_ports: frozenset[int] | None,
         timeout: float,
@@ -217,26 +221,29 @@ class FastProxy:
             self._timer = None
 
     # -- what connections ask of the engine ---------------------------------------------------
-    def handoff(self, client: ClientConnection, prefix: bytes) -> None:
-        """Give ``client``'s socket (and what was read from it) to the general stack."""
+    def handoff(
+        self,
+        client: ClientConnection,
+        prefix: bytes,
+        *,
+        service: Service[ByteStream, Any] | None = None,
+    ) -> None:
+        """Give ``client``'s socket (and what was read from it) to the general stack
+        (or to ``service``, for a connection already spoken with)."""
         sock = client.detach()
         self.clients.discard(client)
         self._count_closed(client)
         assert self._handle is not None
-        self._handle.adopt(sock, prefix)
+        self._handle.adopt(sock, prefix, service=service)
 
     def handoff_socks(
         self, client: ClientConnection, server: Socks5ServerProtocol, request: Socks5Request
     ) -> None:
         """Give a SOCKS5 connection whose handshake is done to the general SOCKS server."""
         assert self.socks is not None
-        sock = client.detach()
-        self.clients.discard(client)
-        self._count_closed(client)
-        assert self._handle is not None
-        self._handle.adopt(sock, service=SocksCommand(self.socks, server, request))
+        self.handoff(client, b"", service=SocksCommand(self.socks, server, request))
 
-    def closed(self, client: ClientConnection, *, tunnel: bool = False) -> None:
+    def closed(self, client: ClientConnection) -> None:
         """``client`` ended (its socket is closed)."""
         if client in self.clients:
             self.clients.remove(client)
@@ -261,7 +268,7 @@ class FastProxy:
         """Open the record of a request or tunnel (and count the connection once)."""
         if not client.opened:
             with contextlib.suppress(OSError, ValueError, TypeError, IndexError):
-                client.peer = self._peer_address(client.sockaddr)
+                client.peer = self.socket_address(client.sockaddr)
             self.metrics.connection_opened(_PROTOCOL)
             self._transport.connection_opened("tcp")
             client.opened = self.loop.time() or 1e-9
@@ -278,9 +285,6 @@ class FastProxy:
 
     def socket_address(self, sockaddr: Any) -> SocketAddress:
         """A ``SocketAddress`` for a socket-module address (IP objects are cached)."""
-        return self._peer_address(sockaddr)
-
-    def _peer_address(self, sockaddr: Any) -> SocketAddress:
         host = sockaddr[0]
         ip = self._ips.get(host)
         if ip is None:

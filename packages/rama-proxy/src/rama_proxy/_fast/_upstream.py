@@ -198,8 +198,3 @@ class UpstreamPool:
             for up in idle:
                 up.close()
         self._idle.clear()
-
-    @property
-    def idle_count(self) -> int:
-        """Connections waiting for reuse."""
-        return sum(len(v) for v in self._idle.values())
