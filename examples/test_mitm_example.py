@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 import websockets.sync.client
 from rama_example_process import start_example_lines, stop_example
+from rama_peer_process import run_curl
+from rama_test_origin import tls_origin
 
-from rama_core import Context, service_fn
+from rama_core import Context
 from rama_http import Request, Response
-from rama_http.server import serve
 from rama_http.ws import WebSocket, WebSocketUpgrade
-from rama_net import TcpListener
-from rama_tls import CertificateAuthority, StaticCertResolver, TlsAcceptorConfig
+from rama_tls import CertificateAuthority
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 10.0
@@ -39,31 +38,12 @@ async def _origin(ctx: Context, req: Request) -> Response:
     return Response.from_text(f"mitm header: {req.headers.get('x-rama-mitm')}\n")
 
 
-@asynccontextmanager
-async def run_origin(ca: CertificateAuthority) -> AsyncIterator[int]:
-    tls = TlsAcceptorConfig(
-        resolver=StaticCertResolver(default=ca.issue("localhost", "127.0.0.1")),
-        alpn_protocols=("h2", "http/1.1"),
-    )
-    async with TcpListener.bind("127.0.0.1:0") as listener, anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(listener, service_fn(_origin), tls=tls))
-        try:
-            yield listener.local_addr.port
-        finally:
-            tg.cancel_scope.cancel()
-
-
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return start_example_lines(HERE / "mitm_proxy.py", *args, until="ca", timeout=START_TIMEOUT)
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
     return stop_example(proc)[0]
-
-
-async def _curl(*args: str) -> tuple[int, str, str]:
-    r = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 @pytest.mark.anyio
@@ -76,7 +56,7 @@ async def test_mitm_proxy_example(
     origin_ca_file = tmp_path / "origin-ca.pem"
     origin_ca_file.write_bytes(origin_ca.cert_pem())
     ca_dir = tmp_path / "ca"
-    async with run_origin(origin_ca) as oport:
+    async with tls_origin(origin_ca, _origin) as oport:
         proc, lines = await anyio.to_thread.run_sync(
             lambda: _start(
                 "--listen",
@@ -95,7 +75,7 @@ async def test_mitm_proxy_example(
             assert (ca_dir / "ca.key").stat().st_mode & 0o077 == 0
             url = f"https://localhost:{oport}/"
             for proxy in (["-x", f"http://{http_addr}"], ["--socks5-hostname", socks_addr]):
-                code, out, err = await _curl("-i", *proxy, "--cacert", ca_file, url)
+                code, out, err = await run_curl("-i", *proxy, "--cacert", ca_file, url)
                 assert code == 0, err
                 assert "mitm header: 1" in out
                 assert "x-rama-mitm: intercepted" in out.lower()

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from rama_example_process import start_example_lines, stop_example
+from rama_peer_process import run_curl
+from rama_test_origin import tls_origin
 
-from rama_core import Context, service_fn
+from rama_core import Context
 from rama_http import Request, Response
-from rama_http.server import serve
-from rama_net import TcpListener
 from rama_proxy.flows import REDACTED, Flow, TunnelFlow, har_schema, load_har, read_jsonl
-from rama_tls import CertificateAuthority, StaticCertResolver, TlsAcceptorConfig
+from rama_tls import CertificateAuthority
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 10.0
@@ -30,31 +29,12 @@ async def _origin(ctx: Context, req: Request) -> Response:
     return Response.from_text(f"{req.method} {req.path} {len(body)}\n")
 
 
-@asynccontextmanager
-async def run_origin(ca: CertificateAuthority) -> AsyncIterator[int]:
-    tls = TlsAcceptorConfig(
-        resolver=StaticCertResolver(default=ca.issue("localhost", "127.0.0.1")),
-        alpn_protocols=("h2", "http/1.1"),
-    )
-    async with TcpListener.bind("127.0.0.1:0") as listener, anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(listener, service_fn(_origin), tls=tls))
-        try:
-            yield listener.local_addr.port
-        finally:
-            tg.cancel_scope.cancel()
-
-
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return start_example_lines(HERE / "record_har.py", *args, until="ca", timeout=START_TIMEOUT)
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
     return stop_example(proc)[0]
-
-
-async def _curl(*args: str) -> tuple[int, str, str]:
-    r = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 @pytest.mark.anyio
@@ -67,7 +47,7 @@ async def test_record_har_example(
     origin_ca_file = tmp_path / "origin-ca.pem"
     origin_ca_file.write_bytes(origin_ca.cert_pem())
     har, flows = tmp_path / "session.har", tmp_path / "flows.jsonl"
-    async with run_origin(origin_ca) as oport:
+    async with tls_origin(origin_ca, _origin) as oport:
         proc, lines = await anyio.to_thread.run_sync(
             lambda: _start(
                 "--har",
@@ -88,20 +68,20 @@ async def test_record_har_example(
         )
         try:
             ca_file = lines["ca"]
-            code, out, err = await _curl(
+            code, out, err = await run_curl(
                 "-x", f"http://{lines['listening on']}", "--cacert", ca_file,
                 "-H", "Authorization: Basic c2VjcmV0", "--data-binary", "abc",
                 f"https://localhost:{oport}/via-http",
             )  # fmt: skip
             assert code == 0, err
             assert out == "POST /via-http 3\n"
-            code, out, err = await _curl(
+            code, out, err = await run_curl(
                 "--socks5-hostname", lines["socks on"], "--cacert", ca_file,
                 f"https://localhost:{oport}/via-socks",
             )  # fmt: skip
             assert code == 0, err
             assert out == "GET /via-socks 0\n"
-            code, out, err = await _curl(  # passed through: the origin's own certificate
+            code, out, err = await run_curl(  # passed through: the origin's own certificate
                 "-x", f"http://{lines['listening on']}", "--cacert", str(origin_ca_file),
                 f"https://127.0.0.1:{oport}/tunnel",
             )  # fmt: skip

@@ -16,12 +16,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 
 __all__ = [
     "Endpoint",
     "free_port",
     "nginx_conf",
+    "run_curl",
     "spawn_peer",
     "start_nginx",
     "wait_listening",
@@ -155,3 +157,12 @@ def start_nginx(
     argv = [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")]
     with spawn_peer(argv, ports=ports, name="nginx") as proc:
         yield proc
+
+
+async def run_curl(*args: str, max_time: float = 10.0) -> tuple[int, str, str]:
+    """Run ``curl -sS`` with ``args``, bounded by ``--max-time``.
+
+    Returns ``(exit code, stdout, stderr)``.
+    """
+    r = await anyio.run_process(["curl", "-sS", "--max-time", f"{max_time:g}", *args], check=False)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()

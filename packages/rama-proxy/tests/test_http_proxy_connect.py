@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import ByteStream
+from rama_peer_process import run_curl
 
 from rama_core import Context, service_fn
 from rama_http import Request
@@ -32,16 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from http_proxy_testutil import free_port, raw_exchange, read_response, run_origin, run_proxy
 
 
-async def _curl(*args: str) -> tuple[int, str, str]:
-    r = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
-
-
 @pytest.mark.anyio
 async def test_curl_tunnel_and_record(require_peer: Callable[[str], str]) -> None:
     require_peer("curl")
     async with run_origin() as origin, run_proxy() as (port, _, rec):
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "-p", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/through", "-d", "payload"
         )
         assert code == 0, err
@@ -164,7 +160,9 @@ async def test_policy_reject_handoff_and_route() -> None:
             assert target is not None
             assert str(target.authority) == "mitm.test:443"
 
-            code, out, err = await _curl("-p", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/r")
+            code, out, err = await run_curl(
+                "-p", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/r"
+            )
             assert code == 0, err
             assert out.startswith("GET /r")
             records = await rec.wait(3)
@@ -202,16 +200,18 @@ async def test_proxy_auth_407_and_curl_proxy_user(require_peer: Callable[[str], 
                 assert b'\r\nProxy-Authenticate: Basic realm="rama test"' in head
         assert origin.seen == []
         proxy = f"http://127.0.0.1:{port}"
-        code, out, err = await _curl("-x", proxy, "--proxy-user", "alice:s3cret", f"{origin.url}/f")
+        code, out, err = await run_curl(
+            "-x", proxy, "--proxy-user", "alice:s3cret", f"{origin.url}/f"
+        )
         assert code == 0, err
         assert out.startswith("GET /f")
         assert "roxy-" not in out  # neither Proxy-Authorization nor Proxy-Connection upstream
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "-p", "-x", proxy, "--proxy-user", "alice:s3cret", f"{origin.url}/t"
         )
         assert code == 0, err
         assert out.startswith("GET /t")
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "-x",
             proxy,
             "--proxy-user",
@@ -273,7 +273,7 @@ async def test_plain_tcp_tunnel_takes_the_zero_copy_path(
 
     monkeypatch.setattr(hp, "forward", spy)
     async with run_origin() as origin, run_proxy() as (port, _, rec):
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "-p",
             "-x",
             f"http://127.0.0.1:{port}",
@@ -325,7 +325,7 @@ async def test_served_as_a_stream_service_over_ipv6(require_peer: Callable[[str]
             url = f"http://[::1]:{origin.local_addr.port}/six"
             px = f"http://[::1]:{listener.local_addr.port}"
             for args in ((), ("-p",)):
-                code, out, err = await _curl(*args, "-x", px, url)
+                code, out, err = await run_curl(*args, "-x", px, url)
                 assert code == 0, err
                 assert out == f"v6 GET /six [::1]:{origin.local_addr.port}\n"
             tg.cancel_scope.cancel()

@@ -13,6 +13,7 @@ import h2.connection
 import h2.events
 import pytest
 from anyio.abc import ByteStream
+from rama_peer_process import run_curl
 
 from rama_http.client import HttpClient, ProxyConfig
 from rama_net import connect_tcp
@@ -40,11 +41,6 @@ def _tls(ca: CertificateAuthority, alpn: tuple[str, ...] = ("h2", "http/1.1")) -
     return TlsAcceptorConfig(resolver=StaticCertResolver(default=leaf), alpn_protocols=alpn)
 
 
-async def _curl(*args: str) -> tuple[int, str, str]:
-    r = await anyio.run_process(["curl", "-sS", "--max-time", "10", *args], check=False)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
-
-
 @pytest.mark.anyio
 async def test_proxy_behind_tls_with_curl(
     ca: CertificateAuthority, require_peer: Callable[[str], str]
@@ -60,10 +56,10 @@ async def test_proxy_behind_tls_with_curl(
         ),
     ):
         proxy = f"https://127.0.0.1:{port}"
-        code, out, err = await _curl("--proxy", proxy, "--proxy-insecure", f"{origin.url}/fwd")
+        code, out, err = await run_curl("--proxy", proxy, "--proxy-insecure", f"{origin.url}/fwd")
         assert code == 0, err
         assert out.startswith("GET /fwd")
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "--proxy",
             proxy,
             "--proxy-cacert",
@@ -75,7 +71,7 @@ async def test_proxy_behind_tls_with_curl(
         assert code == 0, err
         assert out.startswith("GET /tun")
         # https target: TLS inside the tunnel inside TLS to the proxy
-        code, out, err = await _curl(
+        code, out, err = await run_curl(
             "--proxy", proxy, "--proxy-insecure", "-k", f"https://127.0.0.1:{secure.port}/in"
         )
         assert code == 0, err
@@ -124,7 +120,7 @@ async def test_https_upstream_proxy_connector(
         egress = Egress(selector=StaticUpstream(upstream), connectors=connectors)
         async with run_proxy(HttpProxy(egress=egress)) as (port, _, rec):
             for args in ((), ("-p",)):
-                code, out, err = await _curl(
+                code, out, err = await run_curl(
                     *args, "-x", f"http://127.0.0.1:{port}", f"{origin.url}/chain"
                 )
                 assert code == 0, err
