@@ -312,3 +312,13 @@ def test_workers_stop_on_sigterm_to_the_parent(origin: str) -> None:
         assert _stop(run, signal.SIGTERM) == 0
     for pid in kids:  # reaped by the parent before it exited
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_no_fast_path_flag_reaches_the_config() -> None:
+    from rama_cli.__main__ import build_parser
+    from rama_cli._serve_proxy import config_from_args
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["serve", "proxy"])).fast_path is True
+    off = parser.parse_args(["serve", "proxy", "--no-fast-path"])
+    assert config_from_args(off).fast_path is False

@@ -1171,6 +1171,45 @@ async def test_socks5_on_the_fast_port() -> None:
         assert recs[0].protocol == "socks5"
 
 
+async def _socks5_bind(port: int) -> tuple[bytes, bytes, bytes]:
+    """SOCKS5 BIND through ``port``: the two replies (ports zeroed) and what came back."""
+    with anyio.fail_after(BOUND):
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(b"\x05\x01\x00")
+            assert await s.receive() == b"\x05\x00"
+            # BIND expecting a connection from 127.0.0.1
+            await s.send(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+            first = b""
+            while len(first) < 10:
+                first += await s.receive()
+            assert first[:2] == b"\x05\x00", first
+            bound_port = struct.unpack("!H", first[8:10])[0]
+            async with await anyio.connect_tcp("127.0.0.1", bound_port) as peer:
+                second = first[10:]
+                while len(second) < 10:
+                    second += await s.receive()
+                await peer.send(b"from the peer")
+                got = second[10:]
+                while len(got) < len(b"from the peer"):
+                    got += await s.receive()
+        return first[:8] + b"\0\0", second[:8] + b"\0\0", got
+
+
+@pytest.mark.anyio
+async def test_socks5_bind_is_handed_to_the_socks_server_after_the_handshake() -> None:
+    # the fast path speaks the greeting and reads the request; BIND then goes to
+    # SocksProxy, which must answer exactly as on the general path
+    async with proxy() as fast, proxy(fast_path=False) as general:
+        assert fast.fast is not None
+        got_fast = await _socks5_bind(fast.port)
+        got_general = await _socks5_bind(general.port)
+    assert got_fast == got_general
+    assert got_fast[0][:4] == b"\x05\x00\x00\x01"
+    assert got_fast[2] == b"from the peer"
+    (rec,) = await fast.observer.wait(1)
+    assert (rec.protocol, rec.method, rec.status) == ("socks5", "BIND", 0)
+
+
 @pytest.mark.anyio
 async def test_h2_prior_knowledge_on_the_fast_port() -> None:
     import h2.connection
