@@ -941,10 +941,13 @@ async def test_tunnel_50mb_each_way() -> None:
         result[key] = h.digest()
         result[key + "_n"] = str(n).encode()
 
+    origin_done = anyio.Event()
+
     async def handler(s: SocketStream) -> None:
         async with s, anyio.create_task_group() as tg:
             tg.start_soon(send_all, s, down_data)
             tg.start_soon(recv_all, s, "origin")
+        origin_done.set()
 
     async with tcp_origin(handler) as port, proxy(timeout=5.0) as fast:
         with anyio.fail_after(40):
@@ -952,6 +955,10 @@ async def test_tunnel_50mb_each_way() -> None:
             async with s, anyio.create_task_group() as tg:
                 tg.start_soon(send_all, s, up_data)
                 tg.start_soon(recv_all, s, "client")
+            # The proxy may finish (and log) while the tail of the upload still
+            # sits in the origin's socket buffer; leaving tcp_origin would
+            # cancel the origin mid-read.
+            await origin_done.wait()
         recs = await fast.observer.wait(1)
     assert result["origin_n"] == str(size).encode()
     assert result["client_n"] == str(size).encode()
