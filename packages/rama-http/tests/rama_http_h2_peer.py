@@ -6,11 +6,12 @@ Test modules import it by name (``pythonpath`` in pytest.ini lists this folder).
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import h2.config
 import h2.connection
 import h2.events
@@ -22,6 +23,7 @@ from rama_core import Context, Shutdown, service_fn
 from rama_http import Request, Response
 from rama_http.server._config import ServerConfig
 from rama_http.server._h2 import H2Connection
+from rama_net import wrap_socket
 
 __all__ = ["Handler", "RawH2", "h2_server", "hello", "read_frames", "shrink_buffers"]
 
@@ -39,35 +41,58 @@ async def h2_server(
 ) -> AsyncIterator[int]:
     """Serve h2 (prior knowledge) on an ephemeral loopback port.
 
-    ``shutdown`` ties connections to a graceful shutdown; ``conns`` collects
-    the server connections; ``sock_buf`` shrinks the kernel buffers of
-    accepted sockets so backpressure shows after a few KiB.
+    Accepted sockets are wrapped as rama's listeners wrap them
+    (:func:`rama_net.wrap_socket`: on asyncio a Protocol-backed stream whose
+    read-ahead stops at a high-water mark), so backpressure tests see what a
+    deployed server does. ``shutdown`` ties connections to a graceful shutdown;
+    ``conns`` collects the server connections; ``sock_buf`` shrinks the kernel
+    buffers of accepted sockets so backpressure shows after a few KiB.
     """
     svc = service_fn(handler)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
 
-    async def serve(stream: ByteStream) -> None:
+    async def serve(sock: socket.socket) -> None:
         if sock_buf is not None:
-            shrink_buffers(stream, sock_buf)
+            _shrink(sock, sock_buf)
+        stream = await wrap_socket(sock)
         ctx = shutdown.context() if shutdown is not None else Context()
         conn = H2Connection(ctx, stream, svc, config)
         if conns is not None:
             conns.append(conn)
         await conn.run()
 
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, serve)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(128)
+        listening.setblocking(False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_accept_loop, listening, serve, tg)
+            try:
+                yield listening.getsockname()[1]
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def _accept_loop(
+    listening: socket.socket,
+    serve: Callable[[socket.socket], Awaitable[None]],
+    tg: anyio.abc.TaskGroup,
+) -> None:
+    while True:
+        await anyio.wait_readable(listening)
         try:
-            yield port
-        finally:
-            tg.cancel_scope.cancel()
+            sock, _ = listening.accept()
+        except BlockingIOError:
+            continue
+        tg.start_soon(serve, sock)
+
+
+def _shrink(sock: socket.socket, size: int) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def shrink_buffers(stream: ByteStream, size: int) -> None:
-    sock = stream.extra(SocketAttribute.raw_socket)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    _shrink(stream.extra(SocketAttribute.raw_socket), size)
 
 
 class RawH2:

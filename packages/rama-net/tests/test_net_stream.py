@@ -13,6 +13,14 @@ from anyio.abc import SocketAttribute
 from rama_net import ProtocolStream, TrackedStream, raw_socket_of, wrap_socket
 
 pytestmark = pytest.mark.anyio
+# ProtocolStream is the asyncio streams' class: on both asyncio loops, never trio.
+_ASYNCIO_LOOPS = pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ],
+)
 
 
 async def _wrapped_pair() -> tuple[ProtocolStream | TrackedStream, socket.socket]:
@@ -122,6 +130,67 @@ async def test_protocol_stream_backpressure_flush_and_detach() -> None:
     assert stream.extra(SocketAttribute.raw_socket).recv(100) == b"after"
     stream.abort()
     peer.close()
+
+
+async def _tcp_pair(rcvbuf: int) -> tuple[ProtocolStream, socket.socket]:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        peer.connect(listening.getsockname())
+        ours, _ = listening.accept()
+    peer.setblocking(False)
+    stream = await wrap_socket(ours)
+    assert isinstance(stream, ProtocolStream)
+    return stream, peer
+
+
+async def _read_until_closed(peer: socket.socket, pace: float = 0.0) -> int:
+    got = 0
+    while True:
+        try:
+            chunk = peer.recv(256 * 1024)
+        except BlockingIOError:
+            await anyio.sleep(0.005)
+            continue
+        except ConnectionResetError:
+            return got
+        if not chunk:
+            return got
+        got += len(chunk)
+        if pace:
+            await anyio.sleep(pace)
+
+
+@_ASYNCIO_LOOPS
+async def test_close_resets_a_peer_that_stops_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing flushes, but not for ever: no progress for the linger time resets."""
+    monkeypatch.setattr("rama_net._stream._LINGER_STALL", 0.2)
+    stream, peer = await _tcp_pair(16 * 1024)
+    size = 8 << 20
+    stream.send_nowait(b"x" * size)  # far more than the kernel buffers hold
+    await stream.aclose()
+    await anyio.sleep(0.6)  # the peer reads nothing: the flush stalls, the stream aborts
+    with anyio.fail_after(5):
+        got = await _read_until_closed(peer)
+    peer.close()
+    assert got < size  # only what the kernel held; the rest was dropped with the reset
+
+
+@_ASYNCIO_LOOPS
+async def test_close_keeps_flushing_to_a_slow_steady_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("rama_net._stream._LINGER_STALL", 0.3)
+    stream, peer = await _tcp_pair(16 * 1024)
+    size = 1 << 20
+    stream.send_nowait(b"x" * size)
+    await stream.aclose()
+    with anyio.fail_after(10):
+        got = await _read_until_closed(peer, pace=0.02)  # slower than the flush would go
+    peer.close()
+    assert got == size
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

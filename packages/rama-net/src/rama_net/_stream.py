@@ -56,6 +56,11 @@ _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 # receive() yields once it has served from the buffer this long without suspending
 _YIELD_AFTER = 0.002
+# A closed stream flushes what it still buffers; a peer that takes none of it for
+# _LINGER_STALL seconds, or has not taken all of it after _LINGER_MAX, gets a
+# reset instead of holding the socket and the buffer for ever.
+_LINGER_STALL = 10.0
+_LINGER_MAX = 60.0
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -359,12 +364,20 @@ class ProtocolStream(ByteStream):
             self._transport.write_eof()
 
     async def aclose(self) -> None:
-        """Close the connection; pending writes are flushed by the transport."""
+        """Close the connection; pending writes are flushed by the transport.
+
+        The flush is bounded: a peer that stops reading is reset after
+        ``_LINGER_STALL`` seconds without progress (``_LINGER_MAX`` at most).
+        """
         if self._closed:
             return
         self._closed = True
-        self._transport.close()
+        transport = self._transport
+        transport.close()
         self._protocol._wake_reader()
+        pending = transport.get_write_buffer_size()
+        if pending and not self._protocol.closed:
+            _Linger(self._protocol, transport, pending)
 
     def abort(self) -> None:
         """Close at once, discarding unsent data (RST when the OS does that)."""
@@ -445,6 +458,32 @@ class TrackedStream(ByteStream):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self.inner.extra_attributes
+
+
+class _Linger:
+    """Watch a closed transport's flush; abort it once the peer stops taking data."""
+
+    __slots__ = ("deadline", "pending", "protocol", "transport")
+
+    def __init__(
+        self, protocol: _StreamProtocol, transport: asyncio.Transport, pending: int
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.pending = pending
+        self.deadline = protocol.loop.time() + _LINGER_MAX
+        protocol.loop.call_later(_LINGER_STALL, self.check)
+
+    def check(self) -> None:
+        if self.protocol.closed:  # flushed (or lost): the transport is gone
+            return
+        pending = self.transport.get_write_buffer_size()
+        loop = self.protocol.loop
+        if pending >= self.pending or loop.time() >= self.deadline:
+            self.transport.abort()
+            return
+        self.pending = pending
+        loop.call_later(_LINGER_STALL, self.check)
 
 
 def on_asyncio() -> bool:

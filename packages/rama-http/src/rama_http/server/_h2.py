@@ -51,6 +51,7 @@ import anyio.lowlevel
 from anyio.abc import ByteStream, TaskGroup
 
 from rama_core import Context, Service
+from rama_net import ProtocolStream
 
 from .._h2._events import (
     ConnectionFailed,
@@ -195,6 +196,10 @@ class H2Connection:
             _log.debug("h2 connection lost: %r", group.exceptions)
         finally:
             self._closed = True
+            if self._write_failed and isinstance(self._stream, ProtocolStream):
+                # The peer took nothing for write_timeout: flushing to it on close
+                # would only hold the socket; reset it.
+                self._stream.abort()
             with anyio.CancelScope(shield=True):
                 await _close_quietly(self._stream)
 
