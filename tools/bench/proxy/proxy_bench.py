@@ -382,6 +382,22 @@ def subjects(args: argparse.Namespace, rama_skip: str) -> list[Subject]:
             cpus=BOTH_CPUS,
             skip=rama_skip,
         ),
+        # The general stack costs more per request than the fast path, so there the
+        # proxy, not wrk and nginx on the same two cores, is what runs out first.
+        Subject(
+            "rama general --workers 1",
+            [*rama, "--no-fast-path", "--workers", "1"],
+            ("fwd",),
+            cpus=BOTH_CPUS,
+            skip=rama_skip,
+        ),
+        Subject(
+            "rama general --workers 2",
+            [*rama, "--no-fast-path", "--workers", "2"],
+            ("fwd",),
+            cpus=BOTH_CPUS,
+            skip=rama_skip,
+        ),
         Subject("squid", ["squid", "-N", "-f", "{work}/squid-{port}.conf"], http),
         Subject(
             "proxy.py",
@@ -602,7 +618,15 @@ def report(subs: list[Subject], args: argparse.Namespace, rama_skip: str) -> Non
     if val(w1, "fwd") and val(w2, "fwd"):
         print(
             f"  (like for like, both on cpus 0,1: --workers 2 / --workers 1 = "
-            f"{ratio(val(w2, 'fwd'), val(w1, 'fwd')):.2f}; wrk and nginx share those cores)"
+            f"{ratio(val(w2, 'fwd'), val(w1, 'fwd')):.2f}; wrk and nginx share those cores;"
+            f" CPU us/req {fmt(extra(w1, 'fwd_cpu'), 'us')} vs {fmt(extra(w2, 'fwd_cpu'), 'us')})"
+        )
+    g1, g2 = "rama general --workers 1", "rama general --workers 2"
+    if val(g1, "fwd") and val(g2, "fwd"):
+        print(
+            f"  (general stack, --no-fast-path, cpus 0,1: --workers 2 / --workers 1 = "
+            f"{ratio(val(g2, 'fwd'), val(g1, 'fwd')):.2f}; CPU us/req"
+            f" {fmt(extra(g1, 'fwd_cpu'), 'us')} vs {fmt(extra(g2, 'fwd_cpu'), 'us')})"
         )
     d_tun = val("direct (no proxy)", "tun")
     if d_tun:

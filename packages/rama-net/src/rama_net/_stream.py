@@ -57,10 +57,11 @@ _LOW_WATER = 64 * 1024
 # receive() yields once it has served from the buffer this long without suspending
 _YIELD_AFTER = 0.002
 # A closed stream flushes what it still buffers; a peer that takes none of it for
-# _LINGER_STALL seconds, or has not taken all of it after _LINGER_MAX, gets a
-# reset instead of holding the socket and the buffer for ever.
-_LINGER_STALL = 10.0
-_LINGER_MAX = 60.0
+# _LINGER_STALL seconds (the servers' default write timeout, nginx's send_timeout),
+# or has not taken all of it after _LINGER_MAX, gets a reset instead of holding
+# the socket and the buffer for ever.
+_LINGER_STALL = 60.0
+_LINGER_MAX = 300.0
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -366,8 +367,8 @@ class ProtocolStream(ByteStream):
     async def aclose(self) -> None:
         """Close the connection; pending writes are flushed by the transport.
 
-        The flush is bounded: a peer that stops reading is reset after
-        ``_LINGER_STALL`` seconds without progress (``_LINGER_MAX`` at most).
+        The flush is bounded: a peer that takes nothing of it for 60 s is reset
+        (as is one still not done after 5 minutes), so it cannot hold the socket.
         """
         if self._closed:
             return
