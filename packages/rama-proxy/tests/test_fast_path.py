@@ -1011,6 +1011,48 @@ async def test_tunnel_early_data_after_connect() -> None:
             assert body == b"setyb ylrae"
 
 
+@pytest.mark.parametrize("via", ["connect", "socks5"])
+@pytest.mark.anyio
+async def test_tunnel_bytes_arriving_while_early_data_is_written_keep_their_order(
+    via: str,
+) -> None:
+    """Bytes after the CONNECT head's (or SOCKS5 request's) early data, arriving
+    before that data is upstream, follow it (they were once read into a buffer
+    nobody sent)."""
+
+    async def handler(s: SocketStream) -> None:
+        async with s:
+            got = b""
+            async for chunk in s:
+                got += chunk
+            await s.send(got)
+
+    async def one(port: int, target: int, i: int) -> bytes:
+        with anyio.fail_after(BOUND):
+            async with await anyio.connect_tcp("127.0.0.1", port) as s:
+                if via == "connect":
+                    head = f"CONNECT 127.0.0.1:{target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                else:  # greeting (no auth) and request, the client not waiting for answers
+                    addr = socket.inet_aton("127.0.0.1") + target.to_bytes(2, "big")
+                    head = b"\x05\x01\x00" + b"\x05\x01\x00\x01" + addr
+                await s.send(head + f"early-{i}".encode())
+                await s.send(b"-middle")  # its own segment, right behind the head's
+                await anyio.sleep(0.001 * (i % 3))
+                await s.send(b"-late")
+                await s.send_eof()
+                got = b""
+                async for chunk in s:
+                    got += chunk
+        if via == "connect":
+            return got.partition(b"\r\n\r\n")[2]
+        assert got[:4] == b"\x05\x00\x05\x00", got  # method chosen, then succeeded
+        return got[2 + 10 :]
+
+    async with tcp_origin(handler) as port, proxy() as fast:
+        for i in range(60):
+            assert await one(fast.port, port, i) == f"early-{i}-middle-late".encode()
+
+
 # -- 5: timeouts and bad input ---------------------------------------------------------------
 
 

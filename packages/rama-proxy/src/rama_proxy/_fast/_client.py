@@ -686,8 +686,13 @@ class ClientConnection:
                 )
                 early = self.socks.take_trailing_data() + early
                 self.socks = None
+            if early:
+                # The tunnel reads the client only once ``early`` is upstream: until
+                # then, bytes arriving must wait in the kernel, not in our buffer.
+                self.pause_reading()
+            else:
+                self.reading = False  # the tunnel's reader replaces ours on the fd
             self.state = TUNNEL
-            self.reading = False
             self.tunnel = tunnel = Tunnel(
                 engine.loop, self.sock, sock, engine.idle_timeout, self._tunnel_ended
             )
