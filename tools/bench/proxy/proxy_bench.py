@@ -361,6 +361,13 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:.1f}" if unit == "KiB/conn" else f"{value:.0f}"
 
 
+# The --workers 1/2 rows: (names) -> extra flags.
+WORKER_PAIRS = {
+    ("rama --workers 1 (cpus 0,1)", "rama --workers 2 (cpus 0,1)"): (),
+    ("rama general --workers 1", "rama general --workers 2"): ("--no-fast-path",),
+}
+
+
 def subjects(args: argparse.Namespace, rama_skip: str) -> list[Subject]:
     v = Path(args.venvs)
     rama = [*rama_command(), "serve", "proxy", "--bind", "127.0.0.1:{port}"]
@@ -368,35 +375,13 @@ def subjects(args: argparse.Namespace, rama_skip: str) -> list[Subject]:
     all_subjects = [
         Subject("direct (no proxy)", None, ("fwd", "tun", "thr", "s5tun", "s5thr")),
         Subject("rama", rama, (*http, "s5tun", "s5thr"), skip=rama_skip),
-        Subject(
-            "rama --workers 1 (cpus 0,1)",
-            [*rama, "--workers", "1"],
-            ("fwd",),
-            cpus=BOTH_CPUS,
-            skip=rama_skip,
-        ),
-        Subject(
-            "rama --workers 2 (cpus 0,1)",
-            [*rama, "--workers", "2"],
-            ("fwd",),
-            cpus=BOTH_CPUS,
-            skip=rama_skip,
-        ),
-        # The general stack costs more per request than the fast path, so there the
-        # proxy, not wrk and nginx on the same two cores, is what runs out first.
-        Subject(
-            "rama general --workers 1",
-            [*rama, "--no-fast-path", "--workers", "1"],
-            ("fwd",),
-            cpus=BOTH_CPUS,
-            skip=rama_skip,
-        ),
-        Subject(
-            "rama general --workers 2",
-            [*rama, "--no-fast-path", "--workers", "2"],
-            ("fwd",),
-            cpus=BOTH_CPUS,
-            skip=rama_skip,
+        # --workers 1 and 2 on both cores, on the fast path and on the general stack:
+        # the general stack costs more per request, so there the proxy, not wrk and
+        # nginx on the same two cores, is what runs out first.
+        *(
+            Subject(name, [*rama, *flags, "--workers", n], ("fwd",), cpus=BOTH_CPUS, skip=rama_skip)
+            for pair, flags in WORKER_PAIRS.items()
+            for name, n in zip(pair, ("1", "2"), strict=True)
         ),
         Subject("squid", ["squid", "-N", "-f", "{work}/squid-{port}.conf"], http),
         Subject(
@@ -559,7 +544,7 @@ def report(subs: list[Subject], args: argparse.Namespace, rama_skip: str) -> Non
             print(f"  {s.name:<30}{fmt(m, unit):>10}  {per:<26}{cols}  {note}".rstrip())
 
     print("\ngoals (issue 15):")
-    w1, w2 = "rama --workers 1 (cpus 0,1)", "rama --workers 2 (cpus 0,1)"
+    (w1, w2), (g1, g2) = WORKER_PAIRS
     # (goal, measured ratio, target, higher is better, the proxies' CPU-per-op ratio or None)
     goals = [
         (
@@ -615,19 +600,18 @@ def report(subs: list[Subject], args: argparse.Namespace, rama_skip: str) -> Non
         if cpu_r is not None:
             line += f"  (by CPU per op: {cpu_r:.2f}x)"
         print(line)
-    if val(w1, "fwd") and val(w2, "fwd"):
-        print(
-            f"  (like for like, both on cpus 0,1: --workers 2 / --workers 1 = "
-            f"{ratio(val(w2, 'fwd'), val(w1, 'fwd')):.2f}; wrk and nginx share those cores;"
-            f" CPU us/req {fmt(extra(w1, 'fwd_cpu'), 'us')} vs {fmt(extra(w2, 'fwd_cpu'), 'us')})"
-        )
-    g1, g2 = "rama general --workers 1", "rama general --workers 2"
-    if val(g1, "fwd") and val(g2, "fwd"):
-        print(
-            f"  (general stack, --no-fast-path, cpus 0,1: --workers 2 / --workers 1 = "
-            f"{ratio(val(g2, 'fwd'), val(g1, 'fwd')):.2f}; CPU us/req"
-            f" {fmt(extra(g1, 'fwd_cpu'), 'us')} vs {fmt(extra(g2, 'fwd_cpu'), 'us')})"
-        )
+    for (one, two), text in (
+        (
+            (w1, w2),
+            "like for like, both on cpus 0,1: --workers 2 / --workers 1 = {r}; wrk and"
+            " nginx share those cores;",
+        ),
+        ((g1, g2), "general stack, --no-fast-path, cpus 0,1: --workers 2 / --workers 1 = {r};"),
+    ):
+        if val(one, "fwd") and val(two, "fwd"):
+            r = f"{ratio(val(two, 'fwd'), val(one, 'fwd')):.2f}"
+            cpu = f"{fmt(extra(one, 'fwd_cpu'), 'us')} vs {fmt(extra(two, 'fwd_cpu'), 'us')}"
+            print(f"  ({text.format(r=r)} CPU us/req {cpu})")
     d_tun = val("direct (no proxy)", "tun")
     if d_tun:
         print(
